@@ -1,0 +1,54 @@
+//! What the layer needs to know to build an event, shared by every clone of the layer.
+
+use std::collections::BTreeMap;
+
+use http::HeaderName;
+
+use crate::actor::SharedResolver;
+use crate::client_ip::{ForwardedHeader, TrustedProxies};
+use crate::redact::SecretNames;
+
+/// The layer's configuration, built once by
+/// [`AuditTrailBuilder`](crate::AuditTrailBuilder).
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) forwarded_header: ForwardedHeader,
+    pub(crate) request_id_header: HeaderName,
+    /// Paths and route patterns that are not recorded.
+    pub(crate) skip: Vec<String>,
+    pub(crate) secret_names: SecretNames,
+    pub(crate) recorded_headers: Vec<HeaderName>,
+    pub(crate) actor_resolver: Option<SharedResolver>,
+    pub(crate) actor_header: Option<HeaderName>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) catch_panics: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: TrustedProxies::default(),
+            forwarded_header: ForwardedHeader::default(),
+            request_id_header: HeaderName::from_static("x-request-id"),
+            skip: Vec::new(),
+            secret_names: SecretNames::default(),
+            recorded_headers: Vec::new(),
+            actor_resolver: None,
+            actor_header: None,
+            labels: BTreeMap::new(),
+            catch_panics: true,
+        }
+    }
+}
+
+impl Config {
+    /// Whether a request to `path`, matched to `route`, is on the skip list.
+    pub(crate) fn is_skipped(&self, path: &str, route: Option<&str>) -> bool {
+        !self.skip.is_empty()
+            && self
+                .skip
+                .iter()
+                .any(|entry| entry == path || route == Some(entry.as_str()))
+    }
+}

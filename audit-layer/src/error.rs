@@ -1,0 +1,73 @@
+//! Errors of configuration and of delivery.
+
+/// A boxed error, as services and sinks return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A configuration the trail refuses to start with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A trusted proxy that is neither a CIDR nor an address.
+    #[error(
+        "`{0}` is not an IP network or address (expected a CIDR like 10.0.0.0/8, or an address)"
+    )]
+    TrustedProxy(String),
+    /// A header that carries credentials was asked to be recorded.
+    #[error("header `{0}` can never be recorded: it carries credentials")]
+    ForbiddenHeader(String),
+    /// A header name that is not valid.
+    #[error("`{0}` is not a valid HTTP header name")]
+    HeaderName(String),
+    /// The trail was built without a sink.
+    #[error("no sink configured: add one with `AuditTrailBuilder::sink`")]
+    NoSink,
+    /// A size that must be positive was zero.
+    #[error("`{0}` must be at least 1")]
+    Zero(&'static str),
+    /// The writer thread could not be started.
+    #[error("cannot start the audit writer: {0}")]
+    Writer(#[source] std::io::Error),
+}
+
+/// A failure to deliver events to the sinks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A sink keeps failing; its events are kept and retried, none is dropped.
+    #[error(
+        "audit sink `{sink}` is failing ({error}); {pending} event(s) wait for it and are retried"
+    )]
+    SinkFailing {
+        /// The sink's name.
+        sink: String,
+        /// Its last error.
+        error: String,
+        /// Events accepted but not yet written to it.
+        pending: u64,
+    },
+    /// A sink failed to close at shutdown.
+    #[error("audit sink `{sink}` failed to close: {error}")]
+    Close {
+        /// The sink's name.
+        sink: String,
+        /// The error.
+        error: String,
+    },
+    /// Shutdown gave up on a failing sink; the events it never got were written to standard
+    /// error as JSON lines (prefixed `audit-undelivered `), so they are not lost.
+    #[error(
+        "{count} audit event(s) could not be delivered to sink `{sink}` before shutdown ({error}); \
+         they were written to standard error"
+    )]
+    Undelivered {
+        /// The sink's name.
+        sink: String,
+        /// Its last error.
+        error: String,
+        /// How many events it never got.
+        count: u64,
+    },
+    /// The trail was shut down, or its writer stopped.
+    #[error("the audit trail is shut down")]
+    Closed,
+}

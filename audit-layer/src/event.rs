@@ -1,0 +1,418 @@
+//! The `audit/1` event: one structured, versioned record per audited action.
+//!
+//! Field names are a contract: later versions may add fields, never rename or remove one.
+//! Absent optional fields are omitted from the JSON, never written as `null`.
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::{Actor, AuditEvent, Category, Outcome};
+//!
+//! let event = AuditEvent::new(Category::System, "audit.start", Outcome::Success, Actor::service("audit"))
+//!     .with_target("trail:main");
+//! let json = serde_json::to_string(&event).unwrap();
+//! assert!(json.starts_with(r#"{"schema":"audit/1","id":""#));
+//! assert!(!json.contains("null"));
+//!
+//! let back: AuditEvent = serde_json::from_str(&json).unwrap();
+//! assert_eq!(back, event);
+//! ```
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::actor::Actor;
+
+/// The value of every event's `schema` field.
+pub const SCHEMA: &str = "audit/1";
+
+/// One audit record, serialized as one JSON object on one line.
+///
+/// Events of requests are built by [`AuditLayer`](crate::AuditLayer); other events (system
+/// events, events of background jobs) can be built with [`AuditEvent::new`] and recorded with
+/// [`AuditTrail::record`](crate::AuditTrail::record).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AuditEvent {
+    /// Always [`SCHEMA`] (`"audit/1"`).
+    pub schema: Cow<'static, str>,
+    /// A UUID v7: unique, and ordered by creation time.
+    pub id: Uuid,
+    /// When the request arrived (or the action happened), UTC, microseconds.
+    pub time: Timestamp,
+    /// What kind of event this is.
+    pub category: Category,
+    /// What was done: `http.request` unless the application names it (`user.role.change`).
+    pub action: Cow<'static, str>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Who did it.
+    pub actor: Actor,
+    /// Where the request came from; absent for events that have no request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+    /// The request; absent for events that have no request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestInfo>,
+    /// The response; absent for events that have no request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseInfo>,
+    /// What the action was applied to, as `kind:id` (`user:7`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why it ended as it did: an error's text, a denial reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Short key/value context: tenant, service name, ...
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Structured application context (record counts, formats, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl AuditEvent {
+    /// A new event with a fresh id and the current time, and no request.
+    pub fn new(
+        category: Category,
+        action: impl Into<Cow<'static, str>>,
+        outcome: Outcome,
+        actor: Actor,
+    ) -> Self {
+        Self::at(Timestamp::now(), category, action, outcome, actor)
+    }
+
+    /// A new event with a fresh id, at the given time.
+    pub fn at(
+        time: Timestamp,
+        category: Category,
+        action: impl Into<Cow<'static, str>>,
+        outcome: Outcome,
+        actor: Actor,
+    ) -> Self {
+        Self {
+            schema: Cow::Borrowed(SCHEMA),
+            id: Uuid::now_v7(),
+            time,
+            category,
+            action: action.into(),
+            outcome,
+            actor,
+            source: None,
+            request: None,
+            response: None,
+            target: None,
+            reason: None,
+            labels: BTreeMap::new(),
+            details: None,
+        }
+    }
+
+    /// Sets [`target`](Self::target).
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// Sets [`reason`](Self::reason).
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// Adds one label.
+    pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds one entry to [`details`](Self::details).
+    pub fn with_detail(
+        mut self,
+        key: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.details
+            .get_or_insert_with(Default::default)
+            .insert(key.into(), value.into());
+        self
+    }
+
+    /// The response status, when there was a response.
+    pub fn status(&self) -> Option<u16> {
+        self.response.as_ref().and_then(|r| r.status)
+    }
+
+    /// The request id, when there was a request.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.id.as_str())
+    }
+}
+
+/// What kind of event an [`AuditEvent`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Category {
+    /// An ordinary request.
+    Request,
+    /// A change made by a sensitive handler (roles, configuration, accounts, money).
+    Sensitive,
+    /// Authentication: login, logout, password changes.
+    Auth,
+    /// A detector's alert about suspicious activity.
+    Alert,
+    /// The audit system itself: start, stop, recovery, gaps.
+    System,
+}
+
+impl Category {
+    /// The name used in JSON (`"request"`, `"sensitive"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Sensitive => "sensitive",
+            Self::Auth => "auth",
+            Self::Alert => "alert",
+            Self::System => "system",
+        }
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an audited action ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// It was done (1xx-3xx).
+    Success,
+    /// It was refused for being invalid or not found (4xx other than 401 and 403).
+    Failure,
+    /// It was refused for lack of authentication or permission (401, 403).
+    Denied,
+    /// The server failed (5xx, an error from the service, a panic).
+    Error,
+    /// The request was abandoned before a response (client gone, timeout).
+    Cancelled,
+}
+
+impl Outcome {
+    /// The outcome a response status implies: 1xx-3xx success, 401 and 403 denied, other 4xx
+    /// failure, 5xx (and anything else) error.
+    ///
+    /// ```
+    /// use audit_layer::Outcome;
+    /// use http::StatusCode;
+    ///
+    /// assert_eq!(Outcome::from_status(StatusCode::OK), Outcome::Success);
+    /// assert_eq!(Outcome::from_status(StatusCode::FORBIDDEN), Outcome::Denied);
+    /// assert_eq!(Outcome::from_status(StatusCode::NOT_FOUND), Outcome::Failure);
+    /// assert_eq!(Outcome::from_status(StatusCode::BAD_GATEWAY), Outcome::Error);
+    /// ```
+    pub fn from_status(status: StatusCode) -> Self {
+        match status.as_u16() {
+            100..=399 => Self::Success,
+            401 | 403 => Self::Denied,
+            400..=499 => Self::Failure,
+            _ => Self::Error,
+        }
+    }
+
+    /// The name used in JSON (`"success"`, `"denied"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a request came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Source {
+    /// The client's address: the connection peer, or the client a trusted proxy names.
+    /// Absent only when the server gave no peer address (a service called in-process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    /// The client's port, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The `User-Agent` header, bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The forwarding chain as received (trusted or not), bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<Vec<String>>,
+}
+
+/// The request an event is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RequestInfo {
+    /// The request id (see [`RequestId`](crate::RequestId)).
+    pub id: String,
+    /// The HTTP method.
+    pub method: Cow<'static, str>,
+    /// The path, bounded.
+    pub path: String,
+    /// The matched route pattern (`/users/{id}`), when the router reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The query string, with secret parameters redacted, bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Header values the configuration allows, by lower-case name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The response an event is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ResponseInfo {
+    /// The status code; absent when there was no response (service error, cancellation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// From the request's arrival to the response head (or the end), in microseconds.
+    pub duration_us: u64,
+}
+
+/// A point in time with microsecond precision, serialized as RFC 3339 UTC
+/// (`2026-11-22T17:54:18.123456Z`). Finer precision is truncated on construction, so a
+/// timestamp survives a round trip through JSON unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// Parses RFC 3339 (`2026-11-22T17:54:18Z`, `2026-11-22T17:54:18.5Z`).
+    pub fn parse(text: &str) -> Result<Self, TimestampError> {
+        humantime::parse_rfc3339(text)
+            .map(Self::from)
+            .map_err(|source| TimestampError {
+                text: text.chars().take(64).collect(),
+                source,
+            })
+    }
+
+    /// The time as a [`SystemTime`].
+    pub fn as_system_time(self) -> SystemTime {
+        self.0
+    }
+
+    /// Microseconds since the Unix epoch (0 for times before it).
+    pub fn unix_micros(self) -> u64 {
+        self.0
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// The time truncated to whole microseconds, as serialized.
+    pub fn from_unix_micros(micros: u64) -> Self {
+        Self(UNIX_EPOCH + Duration::from_micros(micros))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Self {
+        let truncated = match time.duration_since(UNIX_EPOCH) {
+            Ok(since) => UNIX_EPOCH + Duration::new(since.as_secs(), since.subsec_micros() * 1000),
+            Err(_) => time,
+        };
+        Self(truncated)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&humantime::format_rfc3339_micros(self.0), f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = Cow::<'de, str>::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A timestamp that is not RFC 3339.
+#[derive(Debug, thiserror::Error)]
+#[error("`{text}` is not an RFC 3339 time (like 2026-11-22T17:54:18Z): {source}")]
+pub struct TimestampError {
+    text: String,
+    source: humantime::TimestampError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_has_microseconds_and_round_trips() {
+        let t = Timestamp::from_unix_micros(1_763_834_058_000_001);
+        let text = t.to_string();
+        assert_eq!(text, "2025-11-22T17:54:18.000001Z");
+        assert_eq!(Timestamp::parse(&text).unwrap(), t);
+    }
+
+    #[test]
+    fn bad_timestamp_is_a_clear_error() {
+        let err = Timestamp::parse("yesterday").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`yesterday` is not an RFC 3339 time")
+        );
+    }
+
+    #[test]
+    fn outcome_by_status() {
+        for (code, outcome) in [
+            (101, Outcome::Success),
+            (204, Outcome::Success),
+            (302, Outcome::Success),
+            (400, Outcome::Failure),
+            (401, Outcome::Denied),
+            (403, Outcome::Denied),
+            (404, Outcome::Failure),
+            (500, Outcome::Error),
+            (503, Outcome::Error),
+        ] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(Outcome::from_status(status), outcome, "{code}");
+        }
+    }
+}

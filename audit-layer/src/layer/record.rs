@@ -1,0 +1,255 @@
+//! What the layer captures when a request arrives, and how it becomes an event.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::USER_AGENT;
+use http::request::Parts;
+use http::{Extensions, HeaderValue, Method, StatusCode};
+use uuid::Uuid;
+
+use crate::actor::Actor;
+use crate::client_ip;
+use crate::context::AuditContext;
+use crate::event::{
+    AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp,
+};
+use crate::redact::{bound, bound_json, bound_string, limits, redact_query};
+use crate::request_id::RequestId;
+use crate::trail::Shared;
+
+/// The default action of a request event.
+pub(crate) const HTTP_REQUEST: &str = "http.request";
+
+/// A request on its way through the inner service.
+pub(crate) struct InFlight {
+    pub(crate) shared: Arc<Shared>,
+    id: Uuid,
+    time: Timestamp,
+    start: Instant,
+    source: Source,
+    request: RequestInfo,
+    /// The actor as known when the request arrived (extensions, resolver, header).
+    request_actor: Option<Actor>,
+    context: AuditContext,
+    pub(crate) request_id: RequestId,
+}
+
+impl InFlight {
+    /// Captures the request, and puts the [`RequestId`] and [`AuditContext`] in its
+    /// extensions.
+    pub(crate) fn begin(shared: Arc<Shared>, parts: &mut Parts) -> Self {
+        let time = Timestamp::now();
+        let start = Instant::now();
+        let config = &shared.config;
+
+        let request_id = RequestId::from_header(parts.headers.get(&config.request_id_header));
+        let client = client_ip::resolve(
+            peer_addr(&parts.extensions),
+            &parts.headers,
+            &config.trusted_proxies,
+            config.forwarded_header,
+        );
+        let source = Source {
+            ip: client.ip,
+            port: client.port,
+            user_agent: parts
+                .headers
+                .get(USER_AGENT)
+                .map(|v| header_text(v, limits::USER_AGENT)),
+            forwarded: client.forwarded,
+        };
+        let request = RequestInfo {
+            id: request_id.as_str().to_owned(),
+            method: method_name(&parts.method),
+            path: bound(parts.uri.path(), limits::PATH),
+            route: matched_route(&parts.extensions).map(|r| bound(r, limits::ROUTE)),
+            query: parts
+                .uri
+                .query()
+                .map(|q| redact_query(q, &config.secret_names, limits::QUERY)),
+            headers: config
+                .recorded_headers
+                .iter()
+                .filter_map(|name| {
+                    let mut values = parts.headers.get_all(name).iter();
+                    let first = values.next()?;
+                    let mut text = header_text(first, limits::HEADER_VALUE);
+                    for more in values {
+                        text.push_str(", ");
+                        text.push_str(&header_text(more, limits::HEADER_VALUE));
+                    }
+                    Some((
+                        name.as_str().to_owned(),
+                        bound_string(text, limits::HEADER_VALUE),
+                    ))
+                })
+                .collect(),
+        };
+        let request_actor = parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .or_else(|| config.actor_resolver.as_ref()?.0.resolve(parts))
+            .or_else(|| {
+                let value = parts.headers.get(config.actor_header.as_ref()?)?;
+                Some(Actor::user(header_text(value, limits::ACTOR_FIELD)))
+            });
+
+        let context = AuditContext::new();
+        parts.extensions.insert(context.clone());
+        parts.extensions.insert(request_id.clone());
+
+        Self {
+            id: Uuid::now_v7(),
+            time,
+            start,
+            source,
+            request,
+            request_actor,
+            context,
+            request_id,
+            shared,
+        }
+    }
+
+    /// The event of a request answered with `status`.
+    pub(crate) fn respond(self, status: StatusCode, response_actor: Option<Actor>) -> AuditEvent {
+        self.into_event(
+            Some(status),
+            Outcome::from_status(status),
+            response_actor,
+            None,
+        )
+    }
+
+    /// The event of a request whose service failed or panicked.
+    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> AuditEvent {
+        self.into_event(status, Outcome::Error, None, Some(reason))
+    }
+
+    /// The event of a request abandoned before its response.
+    pub(crate) fn cancel(self) -> AuditEvent {
+        self.into_event(None, Outcome::Cancelled, None, None)
+    }
+
+    fn into_event(
+        self,
+        status: Option<StatusCode>,
+        outcome: Outcome,
+        response_actor: Option<Actor>,
+        reason: Option<String>,
+    ) -> AuditEvent {
+        let duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let notes = self.context.take();
+        let actor = response_actor
+            .or(notes.actor)
+            .or(self.request_actor)
+            .unwrap_or_else(Actor::anonymous);
+
+        let mut labels = self.shared.config.labels.clone();
+        for (key, value) in notes.labels.into_iter().take(limits::LABELS) {
+            labels.insert(
+                bound_string(key, limits::LABEL_KEY),
+                bound_string(value, limits::LABEL_VALUE),
+            );
+        }
+        let details = notes.details.map(|map| {
+            let mut value = serde_json::Value::Object(map);
+            bound_json(&mut value, 0);
+            match value {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            }
+        });
+
+        AuditEvent {
+            schema: Cow::Borrowed(SCHEMA),
+            id: self.id,
+            time: self.time,
+            category: notes.category.unwrap_or(Category::Request),
+            action: notes
+                .action
+                .map(|a| bound_cow(a, limits::ACTION))
+                .unwrap_or(Cow::Borrowed(HTTP_REQUEST)),
+            outcome: notes.outcome.unwrap_or(outcome),
+            actor: bound_actor(actor),
+            source: Some(self.source),
+            request: Some(self.request),
+            response: Some(ResponseInfo {
+                status: status.map(|s| s.as_u16()),
+                duration_us,
+            }),
+            target: notes.target.map(|t| bound_string(t, limits::TARGET)),
+            reason: notes
+                .reason
+                .or(reason)
+                .map(|r| bound_string(r, limits::REASON)),
+            labels,
+            details,
+        }
+    }
+}
+
+/// The connection peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`.
+fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) =
+        extensions.get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some(*addr);
+    }
+    extensions.get::<SocketAddr>().copied()
+}
+
+/// The route pattern the router matched, if it says.
+pub(crate) fn matched_route(extensions: &Extensions) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    if let Some(path) = extensions.get::<axum::extract::MatchedPath>() {
+        return Some(path.as_str());
+    }
+    let _ = extensions;
+    None
+}
+
+fn method_name(method: &Method) -> Cow<'static, str> {
+    Cow::Borrowed(match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => return Cow::Owned(bound(method.as_str(), limits::ACTION)),
+    })
+}
+
+/// A header value as text (invalid UTF-8 replaced), bounded.
+fn header_text(value: &HeaderValue, max: usize) -> String {
+    let bytes = value.as_bytes();
+    let bytes = &bytes[..bytes.len().min(max * 2)];
+    bound_string(String::from_utf8_lossy(bytes).into_owned(), max)
+}
+
+fn bound_cow(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
+    match text {
+        Cow::Owned(s) => Cow::Owned(bound_string(s, max)),
+        Cow::Borrowed(s) if s.len() > max => Cow::Owned(bound(s, max)),
+        borrowed => borrowed,
+    }
+}
+
+fn bound_actor(mut actor: Actor) -> Actor {
+    actor.id = bound_string(actor.id, limits::ACTOR_FIELD);
+    actor.name = actor.name.map(|n| bound_string(n, limits::ACTOR_FIELD));
+    actor.roles.truncate(limits::ACTOR_ROLES);
+    for role in &mut actor.roles {
+        *role = bound_string(std::mem::take(role), limits::ACTOR_FIELD);
+    }
+    actor
+}

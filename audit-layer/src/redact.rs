@@ -1,0 +1,335 @@
+//! Redaction and bounds: what keeps secrets and oversized values out of the trail.
+//!
+//! A name (query parameter, JSON field, header) is a secret name when, compared without
+//! regard to case:
+//!
+//! - one of its words equals an entry of the list (words are split at `_ - . [ ]`, spaces and
+//!   camelCase humps, so `client_secret`, `api-key` and `refreshToken` match), or
+//! - the name without separators contains an entry of five letters or more (`sessionid`,
+//!   `userpassword`), or equals any entry (`apikey`).
+//!
+//! Short entries (`key`, `pwd`, `auth`, `card`, `cvv`) match only as whole words, so `monkey`
+//! is not redacted; a name that is over-redacted costs a little context, a secret that is not
+//! costs an incident.
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::SecretNames;
+//!
+//! let names = SecretNames::default();
+//! assert!(names.is_secret("password"));
+//! assert!(names.is_secret("Client_Secret"));
+//! assert!(names.is_secret("refreshToken"));
+//! assert!(names.is_secret("x-api-key"));
+//! assert!(!names.is_secret("monkey"));
+//! assert!(!names.is_secret("page"));
+//! ```
+
+use std::borrow::Cow;
+
+use percent_encoding::percent_decode_str;
+
+/// The value that replaces a secret.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The marker that ends a value cut to its bound.
+pub const TRUNCATED: &str = "...[truncated]";
+
+/// The names redacted by default (see the [module docs](self) for how they match).
+pub const DEFAULT_SECRET_NAMES: &[&str] = &[
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "apikey",
+    "key",
+    "session",
+    "auth",
+    "signature",
+    "card",
+    "cvv",
+];
+
+/// Header names that can never be recorded, whatever the configuration says.
+pub(crate) const FORBIDDEN_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+];
+
+/// Upper bounds, in bytes, of recorded strings.
+pub(crate) mod limits {
+    pub(crate) const PATH: usize = 2048;
+    pub(crate) const ROUTE: usize = 2048;
+    pub(crate) const QUERY: usize = 2048;
+    pub(crate) const USER_AGENT: usize = 512;
+    pub(crate) const HEADER_VALUE: usize = 512;
+    pub(crate) const FORWARDED_ENTRY: usize = 64;
+    pub(crate) const FORWARDED_ENTRIES: usize = 32;
+    /// Forwarding headers longer than this are not parsed at all.
+    pub(crate) const FORWARDED_HEADER: usize = 32 * 1024;
+    pub(crate) const ACTION: usize = 128;
+    pub(crate) const TARGET: usize = 256;
+    pub(crate) const REASON: usize = 1024;
+    pub(crate) const ACTOR_FIELD: usize = 256;
+    pub(crate) const ACTOR_ROLES: usize = 32;
+    pub(crate) const LABEL_KEY: usize = 64;
+    pub(crate) const LABEL_VALUE: usize = 256;
+    pub(crate) const LABELS: usize = 64;
+    pub(crate) const DETAIL_STRING: usize = 4096;
+    pub(crate) const DETAIL_DEPTH: usize = 16;
+}
+
+/// The list of secret names, matched as the [module docs](self) describe.
+#[derive(Clone, Debug)]
+pub struct SecretNames {
+    /// Entries, lower case, separators removed.
+    squashed: Vec<String>,
+}
+
+impl Default for SecretNames {
+    fn default() -> Self {
+        Self::new(DEFAULT_SECRET_NAMES.iter().copied())
+    }
+}
+
+impl SecretNames {
+    /// A list of exactly these names.
+    pub fn new<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut list = Self {
+            squashed: Vec::new(),
+        };
+        list.extend(names);
+        list
+    }
+
+    /// Adds names to the list.
+    pub fn extend<I, S>(&mut self, names: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for name in names {
+            let squashed = squash(name.as_ref());
+            if !squashed.is_empty() && !self.squashed.contains(&squashed) {
+                self.squashed.push(squashed);
+            }
+        }
+    }
+
+    /// Whether `name` names a secret. `name` may be percent-encoded, as in a query string.
+    pub fn is_secret(&self, name: &str) -> bool {
+        let decoded = decode_component(name);
+        let squashed = squash(&decoded);
+        if self.squashed.iter().any(|entry| {
+            *entry == squashed || (entry.len() >= 5 && squashed.contains(entry.as_str()))
+        }) {
+            return true;
+        }
+        words(&decoded).any(|word| self.squashed.contains(&word))
+    }
+}
+
+/// Lower case, ASCII letters and digits only.
+fn squash(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The lower-case words of a name, split at separators and camelCase humps.
+fn words(name: &str) -> impl Iterator<Item = String> + '_ {
+    let mut rest = name;
+    std::iter::from_fn(move || {
+        let start = rest.find(|c: char| c.is_ascii_alphanumeric())?;
+        rest = &rest[start..];
+        let mut end = rest.len();
+        let mut previous_lower = false;
+        for (i, c) in rest.char_indices() {
+            if !c.is_ascii_alphanumeric() || (previous_lower && c.is_ascii_uppercase()) {
+                end = i;
+                break;
+            }
+            previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        }
+        let word = rest[..end].to_ascii_lowercase();
+        rest = &rest[end..];
+        Some(word)
+    })
+}
+
+/// Decodes `+` and percent escapes of a query component, lossily.
+fn decode_component(text: &str) -> Cow<'_, str> {
+    if !text.contains(['%', '+']) {
+        return Cow::Borrowed(text);
+    }
+    let plus_decoded = text.replace('+', " ");
+    Cow::Owned(
+        percent_decode_str(&plus_decoded)
+            .decode_utf8_lossy()
+            .into_owned(),
+    )
+}
+
+/// The query string with the value of every secret parameter replaced by [`REDACTED`],
+/// bounded to `max` bytes. Parameter names and the other values are kept as received.
+pub(crate) fn redact_query(query: &str, names: &SecretNames, max: usize) -> String {
+    let mut out = String::with_capacity(query.len().min(max + 16));
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if names.is_secret(name) => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+            // A bare `name` has no value to hide.
+            _ => out.push_str(pair),
+        }
+        if out.len() > max {
+            break;
+        }
+    }
+    bound_string(out, max)
+}
+
+/// `text` cut to at most `max` bytes (at a character boundary), ending with [`TRUNCATED`]
+/// when cut.
+pub(crate) fn bound(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    cut(text, max)
+}
+
+/// Like [`bound`], reusing the allocation when nothing is cut.
+pub(crate) fn bound_string(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    cut(&text, max)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    let keep = max.saturating_sub(TRUNCATED.len());
+    let mut end = keep.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + TRUNCATED.len());
+    out.push_str(&text[..end]);
+    out.push_str(TRUNCATED);
+    out
+}
+
+/// Bounds every string of a JSON value in place, and cuts nesting deeper than the limit.
+pub(crate) fn bound_json(value: &mut serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.len() > limits::DETAIL_STRING => {
+            *s = cut(s, limits::DETAIL_STRING);
+        }
+        Value::Array(_) | Value::Object(_) if depth >= limits::DETAIL_DEPTH => {
+            *value = Value::String(TRUNCATED.to_owned());
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| bound_json(v, depth + 1)),
+        Value::Object(map) => map.values_mut().for_each(|v| bound_json(v, depth + 1)),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_list_matches_words_and_long_substrings() {
+        let names = SecretNames::default();
+        for secret in [
+            "password",
+            "PASSWORD",
+            "new_password",
+            "passwordConfirm",
+            "pwd",
+            "client_secret",
+            "token",
+            "access_token",
+            "accessToken",
+            "id_token",
+            "api_key",
+            "apiKey",
+            "X-Api-Key",
+            "apikey",
+            "key",
+            "session",
+            "sessionid",
+            "auth",
+            "x-auth",
+            "signature",
+            "card",
+            "card_number",
+            "cvv",
+            "pass%77ord",
+            "api+key",
+        ] {
+            assert!(names.is_secret(secret), "{secret} should be secret");
+        }
+        for plain in [
+            "page", "q", "monkey", "sort", "keyboard", "user", "id", "name",
+        ] {
+            assert!(!names.is_secret(plain), "{plain} should not be secret");
+        }
+    }
+
+    #[test]
+    fn custom_names_extend() {
+        let mut names = SecretNames::new(["pin"]);
+        assert!(names.is_secret("PIN"));
+        assert!(!names.is_secret("password"));
+        names.extend(["otp"]);
+        assert!(names.is_secret("otp_code"));
+    }
+
+    #[test]
+    fn query_values_are_redacted_names_kept() {
+        let names = SecretNames::default();
+        assert_eq!(
+            redact_query("page=2&token=abc&Password=x%20y&flag&q=a=b", &names, 2048),
+            "page=2&token=[REDACTED]&Password=[REDACTED]&flag&q=a=b"
+        );
+        assert_eq!(redact_query("", &names, 2048), "");
+    }
+
+    #[test]
+    fn long_query_is_bounded_with_marker() {
+        let names = SecretNames::default();
+        let query = format!("a={}", "x".repeat(5000));
+        let out = redact_query(&query, &names, 2048);
+        assert_eq!(out.len(), 2048);
+        assert!(out.ends_with(TRUNCATED));
+    }
+
+    #[test]
+    fn bound_cuts_at_char_boundary() {
+        let text = "é".repeat(100);
+        let out = bound(&text, 51);
+        assert!(out.len() <= 51);
+        assert!(out.ends_with(TRUNCATED));
+        assert_eq!(bound("short", 51), "short");
+    }
+}

@@ -1,0 +1,303 @@
+//! [`AuditTrailBuilder`]: every setting of the layer and the trail, in one place.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderName;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::writer::{Writer, WriterSettings};
+use super::{AuditTrail, Counters, Shared, StopHandle, WriterState};
+use crate::actor::{ResolveActor, SharedResolver};
+use crate::client_ip::{ForwardedHeader, TrustedProxies};
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::redact::{FORBIDDEN_HEADERS, SecretNames, bound, limits};
+use crate::sink::Sink;
+
+/// Configures and starts an [`AuditTrail`]. Every method takes and returns the builder;
+/// those that can reject their input return a `Result` at once, naming the bad value.
+#[must_use = "call `build()` to start the trail"]
+pub struct AuditTrailBuilder {
+    config: Config,
+    sinks: Vec<Box<dyn Sink>>,
+    queue_capacity: usize,
+    writer: WriterSettings,
+}
+
+impl AuditTrailBuilder {
+    pub(super) fn new() -> Self {
+        Self {
+            config: Config::default(),
+            sinks: Vec::new(),
+            queue_capacity: 8192,
+            writer: WriterSettings::default(),
+        }
+    }
+
+    /// Adds a sink. Every event goes to every sink, in the same order.
+    pub fn sink(mut self, sink: impl Sink) -> Self {
+        self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Networks (CIDRs or addresses) of the proxies allowed to name the client in a
+    /// forwarding header. None by default: the connection peer is the client.
+    pub fn trusted_proxies<I, S>(mut self, networks: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.trusted_proxies = TrustedProxies::new(networks)?;
+        Ok(self)
+    }
+
+    /// Which forwarding header the trusted proxies set (`X-Forwarded-For` by default).
+    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
+        self.config.forwarded_header = header;
+        self
+    }
+
+    /// The request id header, read from requests and set on responses (`x-request-id`).
+    pub fn request_id_header(mut self, name: &str) -> Result<Self, ConfigError> {
+        self.config.request_id_header = header_name(name)?;
+        Ok(self)
+    }
+
+    /// Paths (`/health`) or route patterns (`/users/{id}`) that are not recorded. Empty by
+    /// default: every request is recorded.
+    pub fn skip_paths<I, S>(mut self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.skip.extend(paths.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replaces the list of secret names (query parameters, JSON fields) whose values are
+    /// redacted. See [`SecretNames`] for how names match.
+    pub fn secret_names(mut self, names: SecretNames) -> Self {
+        self.config.secret_names = names;
+        self
+    }
+
+    /// Adds names to the list of secret names.
+    pub fn redact_also<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.secret_names.extend(names);
+        self
+    }
+
+    /// Request headers whose values are recorded in `request.headers` (besides
+    /// `User-Agent`, always recorded as `source.user_agent`). Credentials can never be
+    /// recorded: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
+    /// `X-Api-Key`, and any header whose name is a secret name, are refused.
+    pub fn record_headers<I, S>(mut self, names: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for name in names {
+            let name = header_name(name.as_ref())?;
+            if FORBIDDEN_HEADERS.contains(&name.as_str())
+                || self.config.secret_names.is_secret(name.as_str())
+            {
+                return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
+            }
+            if !self.config.recorded_headers.contains(&name) {
+                self.config.recorded_headers.push(name);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Finds the actor from the request head when nothing put an [`Actor`](crate::Actor) in
+    /// the extensions. See the [`actor`](crate::actor) module for the order of sources.
+    pub fn actor_resolver(mut self, resolver: impl ResolveActor) -> Self {
+        self.config.actor_resolver = Some(SharedResolver(Arc::new(resolver)));
+        self
+    }
+
+    /// Takes the actor's id from a request header, as a last resort.
+    ///
+    /// **Safe only behind a gateway that sets this header on every request and strips it
+    /// from clients' requests**: otherwise any client names itself.
+    pub fn trust_actor_header(mut self, name: &str) -> Result<Self, ConfigError> {
+        self.config.actor_header = Some(header_name(name)?);
+        Ok(self)
+    }
+
+    /// Adds a label to every event (`service`, `region`, ...).
+    pub fn label(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        self.config.labels.insert(
+            bound(key.as_ref(), limits::LABEL_KEY),
+            bound(value.as_ref(), limits::LABEL_VALUE),
+        );
+        self
+    }
+
+    /// Whether the layer turns a panicking handler into a `500` response (the default). The
+    /// panic is recorded as an `error` event either way; with `false` it then resumes
+    /// unwinding, as if the layer were not there.
+    pub fn catch_panics(mut self, catch: bool) -> Self {
+        self.config.catch_panics = catch;
+        self
+    }
+
+    /// How many events may wait for the writer (8192 by default). When it is full, requests
+    /// wait for room.
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// The most events handed to a sink at once (512 by default).
+    pub fn batch_size(mut self, size: usize) -> Self {
+        self.writer.batch_size = size;
+        self
+    }
+
+    /// Backoff between retries of a failing sink: doubling from `initial` up to `max`
+    /// (50 ms and 5 s by default).
+    pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.writer.backoff_initial = initial;
+        self.writer.backoff_max = max.max(initial);
+        self
+    }
+
+    /// After how many consecutive failures a sink counts as failing, so that
+    /// [`AuditTrail::flush`] reports it (3 by default). Retries go on regardless.
+    pub fn failing_after(mut self, attempts: u32) -> Self {
+        self.writer.failing_after = attempts.max(1);
+        self
+    }
+
+    /// How long [`AuditTrail::shutdown`] keeps retrying a failing sink before it gives up
+    /// and writes the undelivered events to standard error (30 s by default).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.writer.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Starts the writer thread and returns the trail's handle.
+    pub fn build(self) -> Result<AuditTrail, ConfigError> {
+        if self.sinks.is_empty() {
+            return Err(ConfigError::NoSink);
+        }
+        if self.queue_capacity == 0 {
+            return Err(ConfigError::Zero("queue_capacity"));
+        }
+        if self.writer.batch_size == 0 {
+            return Err(ConfigError::Zero("batch_size"));
+        }
+        let (queue, items) = mpsc::channel(self.queue_capacity);
+        let counters = Arc::new(Counters::default());
+        let (state_tx, state) = watch::channel(WriterState::default());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (finished_tx, finished) = std::sync::mpsc::channel();
+        let writer = Writer::new(
+            items,
+            stop_rx,
+            self.sinks,
+            Arc::clone(&counters),
+            state_tx,
+            WriterSettings {
+                max_pending: self.queue_capacity.max(self.writer.batch_size),
+                ..self.writer
+            },
+        );
+        writer.spawn(finished_tx).map_err(ConfigError::Writer)?;
+        Ok(AuditTrail {
+            shared: Arc::new(Shared {
+                config: self.config,
+                queue,
+                counters,
+            }),
+            state,
+            stop: std::sync::Mutex::new(Some(StopHandle {
+                request: stop_tx,
+                finished,
+            })),
+        })
+    }
+}
+
+impl fmt::Debug for AuditTrailBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditTrailBuilder")
+            .field("config", &self.config)
+            .field(
+                "sinks",
+                &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field("queue_capacity", &self.queue_capacity)
+            .field("writer", &self.writer)
+            .finish()
+    }
+}
+
+fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
+    HeaderName::try_from(name).map_err(|_| ConfigError::HeaderName(name.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::MemorySink;
+
+    #[test]
+    fn credentials_can_never_be_recorded() {
+        for name in [
+            "Authorization",
+            "proxy-authorization",
+            "cookie",
+            "Set-Cookie",
+            "x-api-key",
+            "x-auth-token",
+            "x-session-id",
+        ] {
+            let err = AuditTrail::builder().record_headers([name]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::ForbiddenHeader(_)),
+                "{name}: {err}"
+            );
+            assert!(err.to_string().contains("can never be recorded"));
+        }
+        assert!(
+            AuditTrail::builder()
+                .record_headers(["x-tenant-id"])
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_clear_errors() {
+        assert!(matches!(
+            AuditTrail::builder().build().unwrap_err(),
+            ConfigError::NoSink
+        ));
+        assert!(matches!(
+            AuditTrail::builder()
+                .sink(MemorySink::new())
+                .queue_capacity(0)
+                .build()
+                .unwrap_err(),
+            ConfigError::Zero("queue_capacity")
+        ));
+        assert!(matches!(
+            AuditTrail::builder()
+                .request_id_header("bad header")
+                .unwrap_err(),
+            ConfigError::HeaderName(_)
+        ));
+        assert!(matches!(
+            AuditTrail::builder().trusted_proxies(["nope"]).unwrap_err(),
+            ConfigError::TrustedProxy(_)
+        ));
+    }
+}

@@ -1,0 +1,353 @@
+//! The trail: a bounded queue, a background writer, and the handle that controls them.
+//!
+//! [`AuditTrail::builder`] configures the layer and the sinks; [`build`](AuditTrailBuilder::build)
+//! starts the writer on a thread of its own and returns the [`AuditTrail`] handle.
+//!
+//! On the request path, an event is one `try_send` into a bounded queue: no file I/O and no
+//! lock held across I/O. When the queue is full the request waits for room (backpressure);
+//! nothing is dropped. The writer takes events in batches, hands each batch to every sink,
+//! and retries a failing sink with backoff, keeping its events, until it recovers.
+//! [`AuditTrail::flush`] waits until everything accepted before it is written;
+//! [`AuditTrail::shutdown`] drains the queue and closes the sinks.
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::{AuditTrail, JsonlFileSink};
+//! use axum::{Router, routing::get};
+//! use std::net::SocketAddr;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let audit = AuditTrail::builder()
+//!     .sink(JsonlFileSink::new(dir.path())?)
+//!     .trusted_proxies(["10.0.0.0/8"])?
+//!     .skip_paths(["/health"])
+//!     .build()?;
+//! let app: Router = Router::new()
+//!     .route("/hello", get(|| async { "hello" }))
+//!     .layer(audit.layer());
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+//!     .with_graceful_shutdown(async { /* wait for a signal */ });
+//! server.await?;
+//! audit.shutdown().await?; // every queued event is in the sinks
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::error::AuditError;
+use crate::event::AuditEvent;
+use crate::layer::AuditLayer;
+
+mod builder;
+mod writer;
+
+pub use self::builder::AuditTrailBuilder;
+
+/// The handle of a running audit trail.
+///
+/// Keep it for the life of the server (share it in an `Arc` if handlers need it) and call
+/// [`shutdown`](Self::shutdown) after the server stops. Dropping it without `shutdown` logs a
+/// warning and drains the queue for up to five seconds, blocking the dropping thread.
+#[must_use = "dropping the AuditTrail stops the trail; call `shutdown().await` when the server stops"]
+pub struct AuditTrail {
+    shared: Arc<Shared>,
+    state: watch::Receiver<WriterState>,
+    stop: Mutex<Option<StopHandle>>,
+}
+
+struct StopHandle {
+    request: oneshot::Sender<oneshot::Sender<Result<(), AuditError>>>,
+    finished: std::sync::mpsc::Receiver<()>,
+}
+
+impl AuditTrail {
+    /// Starts configuring a trail.
+    pub fn builder() -> AuditTrailBuilder {
+        AuditTrailBuilder::new()
+    }
+
+    /// The layer that records every request it serves into this trail. Clone it freely.
+    pub fn layer(&self) -> AuditLayer {
+        AuditLayer::new(self.shared.clone())
+    }
+
+    /// Records an event that is not a request's (a background job, a system event), waiting
+    /// for room in the queue if it is full.
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.shared.record(event).await
+    }
+
+    /// Waits until every event accepted before this call is written to every sink.
+    ///
+    /// Returns an error, without waiting further, while a sink keeps failing; its events are
+    /// kept and retried, and a later `flush` succeeds once it recovers.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        let mut state = self.state.clone();
+        let wait = async {
+            self.shared
+                .queue
+                .send(Item::Flush(reply))
+                .await
+                .map_err(|_| AuditError::Closed)?;
+            answer.await.unwrap_or(Err(AuditError::Closed))
+        };
+        tokio::select! {
+            biased;
+            result = wait => result,
+            error = failure(&mut state) => Err(error),
+        }
+    }
+
+    /// Stops the trail: refuses new events, writes every queued one, closes the sinks and
+    /// stops the writer. Call it after the server has stopped serving; a second call returns
+    /// [`AuditError::Closed`].
+    ///
+    /// Events offered after shutdown (a request still in flight) are not silently dropped:
+    /// each is logged in full at ERROR level and counted in [`AuditStats::lost`].
+    pub async fn shutdown(&self) -> Result<(), AuditError> {
+        let Some(stop) = self.take_stop() else {
+            return Err(AuditError::Closed);
+        };
+        let (reply, answer) = oneshot::channel();
+        if stop.request.send(reply).is_err() {
+            return Err(AuditError::Closed);
+        }
+        answer.await.unwrap_or(Err(AuditError::Closed))
+    }
+
+    /// Counters of the trail so far.
+    pub fn stats(&self) -> AuditStats {
+        self.shared.stats()
+    }
+
+    fn take_stop(&self) -> Option<StopHandle> {
+        self.stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Drop for AuditTrail {
+    fn drop(&mut self) {
+        let Some(stop) = self.take_stop() else { return };
+        tracing::warn!(
+            target: "audit",
+            "AuditTrail dropped without `shutdown()`; draining the audit queue for up to 5 s"
+        );
+        let (reply, _answer) = oneshot::channel();
+        if stop.request.send(reply).is_ok()
+            && stop
+                .finished
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .is_err()
+        {
+            tracing::error!(
+                target: "audit",
+                "the audit writer did not finish within 5 s; it keeps running until the process exits"
+            );
+        }
+    }
+}
+
+impl fmt::Debug for AuditTrail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditTrail")
+            .field("stats", &self.stats())
+            .field(
+                "running",
+                &self.stop.lock().map(|s| s.is_some()).unwrap_or(false),
+            )
+            .finish()
+    }
+}
+
+/// Waits until the writer reports a failing sink, or stops.
+async fn failure(state: &mut watch::Receiver<WriterState>) -> AuditError {
+    loop {
+        if let Some(error) = state.borrow_and_update().failing.clone() {
+            return error;
+        }
+        if state.changed().await.is_err() {
+            return AuditError::Closed;
+        }
+    }
+}
+
+/// Counters of a trail, from [`AuditTrail::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditStats {
+    /// Events accepted into the queue.
+    pub accepted: u64,
+    /// Events written to every sink.
+    pub written: u64,
+    /// Failed sink writes (each is retried).
+    pub write_errors: u64,
+    /// Events that could not be accepted because the trail was shut down; each was logged
+    /// in full at ERROR level.
+    pub lost: u64,
+    /// Events waiting in the queue now.
+    pub queued: u64,
+}
+
+/// What travels from the layer to the writer.
+// Events are moved into the queue's slots either way; boxing them would add an allocation
+// per request to save a few hundred bytes per slot on the rare flush marker.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Item {
+    Event(AuditEvent),
+    /// Answer once everything before this item is written.
+    Flush(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// What the writer tells the handle.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WriterState {
+    /// Set while a sink keeps failing.
+    pub(crate) failing: Option<AuditError>,
+}
+
+/// State shared by the handle, every layer and the writer.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) queue: mpsc::Sender<Item>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) written: AtomicU64,
+    pub(crate) write_errors: AtomicU64,
+    pub(crate) lost: AtomicU64,
+}
+
+/// A future waiting for room in the queue.
+pub(crate) type Reserve =
+    crate::sink::BoxFuture<'static, Result<mpsc::OwnedPermit<Item>, mpsc::error::SendError<()>>>;
+
+/// Why an event could not be enqueued at once.
+pub(crate) enum TryEnqueue {
+    /// The queue is full: wait on this, then [`Shared::send_with`].
+    Full(AuditEvent, Reserve),
+}
+
+impl Shared {
+    /// Enqueues without waiting, or says how to wait.
+    // The error hands the event back, as `TrySendError` does; it is the cold path.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn try_enqueue(&self, event: AuditEvent) -> Result<(), TryEnqueue> {
+        match self.queue.try_send(Item::Event(event)) {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(Item::Event(event))) => Err(TryEnqueue::Full(
+                event,
+                Box::pin(self.queue.clone().reserve_owned()),
+            )),
+            Err(mpsc::error::TrySendError::Closed(Item::Event(event))) => {
+                self.lost(&event);
+                Ok(())
+            }
+            // Only events are sent here.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Enqueues with a permit obtained from a [`Reserve`].
+    pub(crate) fn send_with(&self, permit: mpsc::OwnedPermit<Item>, event: AuditEvent) {
+        permit.send(Item::Event(event));
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Enqueues from a place that cannot wait (a dropped future): when the queue is full, a
+    /// task (or, outside a runtime, a thread) waits for room instead.
+    pub(crate) fn enqueue_detached(self: &Arc<Self>, event: AuditEvent) {
+        match self.try_enqueue(event) {
+            Ok(()) => {}
+            Err(TryEnqueue::Full(event, reserve)) => {
+                let shared = Arc::clone(self);
+                let wait = async move {
+                    match reserve.await {
+                        Ok(permit) => shared.send_with(permit, event),
+                        Err(_) => shared.lost(&event),
+                    }
+                };
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(wait);
+                    }
+                    Err(_) => {
+                        let spawned = std::thread::Builder::new()
+                            .name("audit-enqueue".into())
+                            .spawn(move || block_on_own_runtime(wait));
+                        if let Err(error) = spawned {
+                            tracing::error!(target: "audit", %error, "cannot start a thread to enqueue an audit event");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for room, then enqueues.
+    pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        match self.queue.send(Item::Event(event)).await {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::SendError(Item::Event(event))) => {
+                self.lost(&event);
+                Err(AuditError::Closed)
+            }
+            Err(_) => Err(AuditError::Closed),
+        }
+    }
+
+    /// An event that arrived after shutdown: never silent, it is logged in full.
+    pub(crate) fn lost(&self, event: &AuditEvent) {
+        self.counters.lost.fetch_add(1, Ordering::Relaxed);
+        let json =
+            serde_json::to_string(event).unwrap_or_else(|e| format!("<unserializable: {e}>"));
+        tracing::error!(
+            target: "audit",
+            event = %json,
+            "audit trail is shut down; this audit event was not recorded in the trail"
+        );
+    }
+
+    pub(crate) fn stats(&self) -> AuditStats {
+        AuditStats {
+            accepted: self.counters.accepted.load(Ordering::Relaxed),
+            written: self.counters.written.load(Ordering::Relaxed),
+            write_errors: self.counters.write_errors.load(Ordering::Relaxed),
+            lost: self.counters.lost.load(Ordering::Relaxed),
+            queued: (self.queue.max_capacity() - self.queue.capacity()) as u64,
+        }
+    }
+}
+
+/// Runs a future to completion on a small runtime of its own (outside any runtime).
+fn block_on_own_runtime<F: std::future::Future<Output = ()>>(future: F) {
+    match tokio::runtime::Builder::new_current_thread().build() {
+        Ok(runtime) => runtime.block_on(future),
+        Err(error) => {
+            tracing::error!(target: "audit", %error, "cannot start a runtime to enqueue an audit event")
+        }
+    }
+}

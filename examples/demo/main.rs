@@ -1,0 +1,260 @@
+//! The demo server: a small admin application that shows what `audit-layer` records.
+//!
+//! ```text
+//! cargo run --example demo            # http://127.0.0.1:3000, trail in ./audit-log
+//! curl -s localhost:3000/hello
+//! curl -s -XPOST localhost:3000/login -H 'content-type: application/json' \
+//!      -d '{"username":"alice","password":"alice-password"}'
+//! tail -f audit-log/*.jsonl
+//! ```
+//!
+//! Settings (see `../shared/DEMO.md` for the whole contract):
+//! - `DEMO_ADDR` or `--addr`: where to listen (`127.0.0.1:3000`);
+//! - `AUDIT_DIR`: the trail's directory (`./audit-log`);
+//! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none).
+
+mod auth;
+mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use audit_layer::{AuditContext, AuditTrail, Category, JsonlFileSink, Outcome};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router, middleware};
+use serde::Deserialize;
+
+use crate::auth::{CurrentUser, SESSION_COOKIE};
+use crate::store::{SEEDED_USERS, Store};
+
+/// What handlers share.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    store: Store,
+}
+
+/// The demo's settings, from the environment and the command line.
+struct Settings {
+    addr: SocketAddr,
+    audit_dir: PathBuf,
+    trusted_proxies: Vec<String>,
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        let mut addr = std::env::var("DEMO_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--addr" => {
+                    addr = args
+                        .next()
+                        .ok_or("--addr needs a value, like 127.0.0.1:3000")?
+                }
+                other => match other.strip_prefix("--addr=") {
+                    Some(value) => addr = value.to_owned(),
+                    None => {
+                        return Err(format!(
+                            "unknown argument `{other}` (expected --addr HOST:PORT)"
+                        ));
+                    }
+                },
+            }
+        }
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("`{addr}` is not a socket address like 127.0.0.1:3000"))?;
+        let audit_dir = std::env::var_os("AUDIT_DIR")
+            .map_or_else(|| PathBuf::from("./audit-log"), PathBuf::from);
+        let trusted_proxies = std::env::var("DEMO_TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Self {
+            addr,
+            audit_dir,
+            trusted_proxies,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,audit=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let settings = Settings::from_env()?;
+
+    // 1. The trail: JSON Lines files in AUDIT_DIR, client IPs from trusted proxies only.
+    let audit = AuditTrail::builder()
+        .sink(JsonlFileSink::new(&settings.audit_dir).map_err(|e| {
+            format!(
+                "cannot use audit directory {}: {e}",
+                settings.audit_dir.display()
+            )
+        })?)
+        .trusted_proxies(&settings.trusted_proxies)
+        .map_err(|e| format!("DEMO_TRUSTED_PROXIES: {e}"))?
+        .skip_paths(["/health", "/metrics"])
+        .label("service", "audit-demo")
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let state = Arc::new(AppState {
+        store: Store::seeded()?,
+    });
+
+    // 2. The routes, the audit layer around them, and authentication around that, so the
+    //    layer finds the caller's `Actor` in the request extensions.
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/me", get(me))
+        .layer(audit.layer())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .with_state(state);
+
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("audit demo listening on http://{local}");
+    println!(
+        "audit trail: {} (JSON Lines, one file per UTC day)",
+        settings.audit_dir.display()
+    );
+    println!("users (name / password / role):");
+    for (_, name, role, password) in SEEDED_USERS {
+        println!("  {name} / {password} / {}", role.as_str());
+    }
+
+    // 3. Serve with connection info (the peer address), until SIGINT or SIGTERM.
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("server error: {e}"));
+
+    // 4. Every answered request's event reaches the disk before the process exits.
+    let drained = audit
+        .shutdown()
+        .await
+        .map_err(|e| format!("audit shutdown: {e}"));
+    println!("audit demo stopped; trail flushed");
+    served.and(drained)
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+/// `POST /login`: `auth.login`, success or failure; never the password.
+async fn login(
+    State(state): State<Arc<AppState>>,
+    audit: AuditContext,
+    Json(body): Json<LoginRequest>,
+) -> Response {
+    audit.set_action("auth.login");
+    audit.set_category(Category::Auth);
+    audit.detail("username", body.username.clone());
+    // Hashing is deliberately slow; keep it off the async workers.
+    let user = {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            state.store.authenticate(&body.username, &body.password)
+        })
+        .await
+        .ok()
+        .flatten()
+    };
+    let Some(user) = user else {
+        audit.set_outcome(Outcome::Failure);
+        audit.set_reason("invalid username or password");
+        return (StatusCode::UNAUTHORIZED, "invalid username or password").into_response();
+    };
+    audit.set_target(format!("user:{}", user.id));
+    let token = state.store.open_session(user.id);
+    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    (
+        // The layer records this actor: the user who has just logged in.
+        Extension(user.actor()),
+        [(header::SET_COOKIE, cookie)],
+        Json(serde_json::json!({ "token": token })),
+    )
+        .into_response()
+}
+
+/// `POST /logout`: `auth.logout`.
+async fn logout(
+    State(state): State<Arc<AppState>>,
+    audit: AuditContext,
+    current: CurrentUser,
+) -> Response {
+    audit.set_action("auth.logout");
+    audit.set_category(Category::Auth);
+    audit.set_target(format!("user:{}", current.user.id));
+    state.store.close_session(&current.token);
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response()
+}
+
+/// `GET /me`: the caller's user record.
+async fn me(current: CurrentUser) -> Json<store::User> {
+    Json(current.user)
+}
+
+/// `GET /login`: a login form for the browser.
+async fn login_form() -> Html<&'static str> {
+    Html(include_str!("login.html"))
+}

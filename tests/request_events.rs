@@ -1,0 +1,626 @@
+//! One event per request, with every `audit/1` field, for each way a request can end.
+
+mod common;
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime};
+
+use audit_layer::{Actor, AuditContext, AuditTrail, Category, MemorySink, Outcome, RequestId};
+use axum::body::Body;
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use common::{get as get_request, memory_trail, only_event, request_from};
+use http::{Request, Response, StatusCode};
+use tower::{ServiceBuilder, ServiceExt};
+
+fn app(audit: &AuditTrail) -> Router {
+    Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/users/{id}",
+            post(
+                |Path(id): Path<u32>, Json(body): Json<serde_json::Value>| async move {
+                    (
+                        StatusCode::CREATED,
+                        Json(serde_json::json!({"id": id, "body": body})),
+                    )
+                },
+            ),
+        )
+        .route("/forbidden", get(|| async { StatusCode::FORBIDDEN }))
+        .route("/unauthorized", get(|| async { StatusCode::UNAUTHORIZED }))
+        .route(
+            "/broken",
+            get(|| async { StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("handler exploded");
+                }
+                "unreachable"
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .layer(audit.layer())
+}
+
+#[tokio::test]
+async fn get_records_every_field() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let before = SystemTime::now();
+    let request = request_from("192.0.2.10:50000", "GET", "/hello?page=2&token=abc")
+        .header("user-agent", "curl/8.0")
+        .body(Body::empty())
+        .unwrap();
+    let response = app(&audit).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let header_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    audit.flush().await.unwrap();
+
+    let event = only_event(&sink);
+    assert_eq!(event.schema, "audit/1");
+    assert_eq!(event.id.get_version_num(), 7);
+    let time = event.time.as_system_time();
+    assert!(time >= before - Duration::from_millis(1) && time <= SystemTime::now());
+    assert_eq!(event.category, Category::Request);
+    assert_eq!(event.action, "http.request");
+    assert_eq!(event.outcome, Outcome::Success);
+    assert_eq!(event.actor, Actor::anonymous());
+
+    let json: serde_json::Value = serde_json::to_value(&event).unwrap();
+    let source = &json["source"];
+    assert_eq!(source["ip"], "192.0.2.10");
+    assert_eq!(source["port"], 50000);
+    assert_eq!(source["user_agent"], "curl/8.0");
+    assert!(source.get("forwarded").is_none());
+    let request = &json["request"];
+    assert_eq!(request["id"], header_id.as_str());
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["path"], "/hello");
+    assert_eq!(request["route"], "/hello");
+    assert_eq!(request["query"], "page=2&token=[REDACTED]");
+    assert_eq!(json["response"]["status"], 200);
+    assert!(json["response"]["duration_us"].as_u64().is_some());
+
+    // Absent optional fields are omitted, never null.
+    let text = serde_json::to_string(&event).unwrap();
+    assert!(!text.contains("null"), "{text}");
+    for absent in ["target", "reason", "labels", "details"] {
+        assert!(
+            json.get(absent).is_none(),
+            "{absent} should be absent: {text}"
+        );
+    }
+    // RFC 3339 UTC with microseconds.
+    let time_text = json["time"].as_str().unwrap();
+    assert_eq!(
+        time_text.len(),
+        "2026-11-22T17:54:18.123456Z".len(),
+        "{time_text}"
+    );
+    assert!(time_text.ends_with('Z'));
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn post_records_method_route_status_and_outer_actor() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let alice = Actor::user("1").with_name("alice").with_role("admin");
+    // An auth layer outside the audit layer puts the actor in the request extensions.
+    let app = app(&audit);
+    let request = request_from("192.0.2.10:50000", "POST", "/users/7")
+        .header("content-type", "application/json")
+        .extension(alice.clone())
+        .body(Body::from(r#"{"name":"bob","password":"hunter2"}"#))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    audit.flush().await.unwrap();
+
+    let event = only_event(&sink);
+    let request = event.request.as_ref().unwrap();
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/users/7");
+    assert_eq!(request.route.as_deref(), Some("/users/{id}"));
+    assert_eq!(event.status(), Some(201));
+    assert_eq!(event.outcome, Outcome::Success);
+    assert_eq!(event.actor, alice);
+    // Bodies are not recorded by the layer.
+    assert!(!serde_json::to_string(&event).unwrap().contains("hunter2"));
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn outcomes_follow_the_status() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = app(&audit);
+    for (path, status, outcome) in [
+        ("/forbidden", 403, Outcome::Denied),
+        ("/unauthorized", 401, Outcome::Denied),
+        ("/broken", 500, Outcome::Error),
+        ("/no-such-route", 404, Outcome::Failure),
+    ] {
+        let response = app.clone().oneshot(get_request(path)).await.unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        audit.flush().await.unwrap();
+        let event = only_event(&sink);
+        sink.take();
+        assert_eq!(event.status(), Some(status), "{path}");
+        assert_eq!(event.outcome, outcome, "{path}");
+        assert_eq!(event.request.as_ref().unwrap().path, path);
+    }
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_panic_is_answered_500_recorded_and_the_service_keeps_serving() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = app(&audit);
+    let response = app.clone().oneshot(get_request("/panic")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(response.headers().contains_key("x-request-id"));
+    let response = app.oneshot(get_request("/hello")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    audit.flush().await.unwrap();
+
+    let events = sink.events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].outcome, Outcome::Error);
+    assert_eq!(events[0].status(), Some(500));
+    assert_eq!(events[0].reason.as_deref(), Some("panic: handler exploded"));
+    assert_eq!(events[1].outcome, Outcome::Success);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn catch_panic_inside_the_layer_answers_first() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(audit.layer())
+                .layer(tower_http::catch_panic::CatchPanicLayer::new()),
+        );
+    let response = app.oneshot(get_request("/panic")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    assert_eq!(event.outcome, Outcome::Error);
+    assert_eq!(event.status(), Some(500));
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn panics_can_be_left_to_unwind_and_are_still_recorded() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.catch_panics(false).build().unwrap();
+    let app = app(&audit);
+    let outcome = tokio::spawn(app.oneshot(get_request("/panic"))).await;
+    assert!(outcome.unwrap_err().is_panic());
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    assert_eq!(event.outcome, Outcome::Error);
+    assert_eq!(event.reason.as_deref(), Some("panic: handler exploded"));
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dropped_request_is_recorded_as_cancelled() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = app(&audit);
+    let result = tokio::time::timeout(
+        Duration::from_millis(50),
+        app.clone().oneshot(get_request("/slow")),
+    )
+    .await;
+    assert!(result.is_err(), "the request should time out");
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    assert_eq!(event.outcome, Outcome::Cancelled);
+    assert_eq!(event.status(), None);
+    assert!(event.response.as_ref().unwrap().duration_us >= 40_000);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_timeout_layer_outside_gives_a_cancelled_event() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    #[allow(deprecated)]
+    let timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        Duration::from_millis(50),
+    );
+    let app = app(&audit).layer(timeout);
+    let response = app.oneshot(get_request("/slow")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    audit.flush().await.unwrap();
+    assert_eq!(only_event(&sink).outcome, Outcome::Cancelled);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_error_is_recorded_with_its_text() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let service =
+        ServiceBuilder::new()
+            .layer(audit.layer())
+            .service_fn(|_request: Request<Body>| async {
+                Err::<Response<Body>, _>(std::io::Error::other("database unreachable"))
+            });
+    let error = service.oneshot(get_request("/anything")).await.unwrap_err();
+    assert_eq!(error.to_string(), "database unreachable");
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    assert_eq!(event.outcome, Outcome::Error);
+    assert_eq!(event.status(), None);
+    assert_eq!(event.reason.as_deref(), Some("database unreachable"));
+    // A plain tower service has no route patterns.
+    assert_eq!(event.request.as_ref().unwrap().route, None);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn plain_tower_services_use_a_socket_addr_extension() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let service =
+        ServiceBuilder::new()
+            .layer(audit.layer())
+            .service_fn(|_request: Request<String>| async {
+                Ok::<_, Infallible>(Response::new(String::from("ok")))
+            });
+    let peer: std::net::SocketAddr = "[2001:db8::5]:4000".parse().unwrap();
+    let request = Request::get("/x")
+        .extension(peer)
+        .body(String::new())
+        .unwrap();
+    service.oneshot(request).await.unwrap();
+    audit.flush().await.unwrap();
+    let source = only_event(&sink).source.unwrap();
+    assert_eq!(source.ip, Some(peer.ip()));
+    assert_eq!(source.port, Some(4000));
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_rejected_or_generated_and_visible_to_handlers() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = Router::new()
+        .route("/id", get(|id: RequestId| async move { id.to_string() }))
+        .layer(audit.layer());
+
+    let cases = [
+        Some("trace-abc.123:x_y".to_owned()),
+        Some("bad id with spaces".to_owned()),
+        Some("x".repeat(129)),
+        None,
+    ];
+    for incoming in cases {
+        sink.take();
+        let mut request = request_from("192.0.2.10:1", "GET", "/id");
+        if let Some(id) = &incoming {
+            request = request.header("x-request-id", id.as_str());
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let header = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        audit.flush().await.unwrap();
+        let recorded = only_event(&sink).request.unwrap().id;
+        assert_eq!(header, recorded);
+        assert_eq!(body, recorded.as_bytes());
+        match incoming.as_deref() {
+            Some(id) if RequestId::is_acceptable(id) => assert_eq!(recorded, id),
+            _ => {
+                let uuid = uuid::Uuid::parse_str(&recorded).unwrap();
+                assert_eq!(uuid.get_version_num(), 7);
+            }
+        }
+    }
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn query_secrets_are_redacted_and_the_list_is_configurable() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.redact_also(["pin"]).build().unwrap();
+    let app = app(&audit);
+    let uri = "/hello?user=bob&password=hunter2&API_KEY=k&access_token=t&card=4111&cvv=123&pin=97531&q=ok";
+    app.oneshot(get_request(uri)).await.unwrap();
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    assert_eq!(
+        event.request.as_ref().unwrap().query.as_deref(),
+        Some(
+            "user=bob&password=[REDACTED]&API_KEY=[REDACTED]&access_token=[REDACTED]\
+             &card=[REDACTED]&cvv=[REDACTED]&pin=[REDACTED]&q=ok"
+        )
+    );
+    let text = serde_json::to_string(&event).unwrap();
+    for secret in ["hunter2", "4111", "97531"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn only_allowed_headers_are_recorded_never_credentials() {
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .record_headers(["x-tenant-id"])
+        .unwrap()
+        .build()
+        .unwrap();
+    let request = request_from("192.0.2.10:1", "GET", "/hello")
+        .header("authorization", "Bearer SECRET-TOKEN")
+        .header("cookie", "session=SECRET-COOKIE")
+        .header("x-api-key", "SECRET-KEY")
+        .header("x-tenant-id", "acme")
+        .header("x-other", "not-recorded")
+        .body(Body::empty())
+        .unwrap();
+    app(&audit).oneshot(request).await.unwrap();
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    let headers = &event.request.as_ref().unwrap().headers;
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers["x-tenant-id"], "acme");
+    let text = serde_json::to_string(&event).unwrap();
+    for secret in [
+        "SECRET-TOKEN",
+        "SECRET-COOKIE",
+        "SECRET-KEY",
+        "not-recorded",
+    ] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn long_values_are_cut_with_a_marker() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let long_path = format!("/{}", "a".repeat(5000));
+    let request = request_from(
+        "192.0.2.10:1",
+        "GET",
+        &format!("{long_path}?q={}", "b".repeat(5000)),
+    )
+    .header("user-agent", "u".repeat(2000))
+    .body(Body::empty())
+    .unwrap();
+    app(&audit).oneshot(request).await.unwrap();
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    let request = event.request.unwrap();
+    assert!(request.path.len() <= 2048 && request.path.ends_with("...[truncated]"));
+    let query = request.query.unwrap();
+    assert!(query.len() <= 2048 && query.ends_with("...[truncated]"));
+    let agent = event.source.unwrap().user_agent.unwrap();
+    assert!(agent.len() <= 512 && agent.ends_with("...[truncated]"));
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn skipped_paths_and_routes_are_not_recorded() {
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .skip_paths(["/health", "/users/{id}"])
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .route("/users/{id}", get(|| async { "user" }))
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
+    for path in ["/health", "/users/3", "/hello"] {
+        app.clone().oneshot(get_request(path)).await.unwrap();
+    }
+    audit.flush().await.unwrap();
+    assert_eq!(only_event(&sink).request.unwrap().path, "/hello");
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn actor_sources_in_order_of_precedence() {
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .actor_resolver(|parts: &http::request::Parts| {
+            parts
+                .headers
+                .get("x-resolver-user")
+                .and_then(|v| v.to_str().ok())
+                .map(|id| Actor::service(id.to_owned()))
+        })
+        .trust_actor_header("x-gateway-user")
+        .unwrap()
+        .build()
+        .unwrap();
+    let app = Router::new()
+        // A login handler names the user it just authenticated.
+        .route(
+            "/login",
+            post(|| async { (Extension(Actor::user("2").with_name("bob")), "welcome") }),
+        )
+        // An extractor inside the layer sets it on the context.
+        .route(
+            "/ctx",
+            get(|audit: AuditContext| async move {
+                audit.set_actor(Actor::user("3").with_name("carol"));
+                "ok"
+            }),
+        )
+        .route("/plain", get(|| async { "ok" }))
+        .layer(audit.layer());
+
+    let send = |method: &str, path: &str, headers: &[(&str, &str)], actor: Option<Actor>| {
+        let mut request = request_from("192.0.2.10:1", method, path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(actor) = actor {
+            request = request.extension(actor);
+        }
+        app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let outer = Actor::user("9").with_name("outer");
+    send("POST", "/login", &[], Some(outer.clone()))
+        .await
+        .unwrap();
+    send("GET", "/ctx", &[], Some(outer.clone())).await.unwrap();
+    send(
+        "GET",
+        "/plain",
+        &[("x-resolver-user", "svc")],
+        Some(outer.clone()),
+    )
+    .await
+    .unwrap();
+    send(
+        "GET",
+        "/plain",
+        &[("x-resolver-user", "svc"), ("x-gateway-user", "gw")],
+        None,
+    )
+    .await
+    .unwrap();
+    send("GET", "/plain", &[("x-gateway-user", "gw")], None)
+        .await
+        .unwrap();
+    send("GET", "/plain", &[], None).await.unwrap();
+    audit.flush().await.unwrap();
+
+    let ids: Vec<_> = sink.events().into_iter().map(|e| e.actor.id).collect();
+    assert_eq!(ids, ["2", "3", "9", "svc", "gw", "anonymous"]);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn handlers_name_and_enrich_their_event() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.label("service", "billing").build().unwrap();
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|audit: AuditContext| async move {
+                audit.set_action("auth.login");
+                audit.set_category(Category::Auth);
+                audit.set_outcome(Outcome::Failure);
+                audit.set_target("user:bob");
+                audit.set_reason("bad password");
+                audit.label("tenant", "acme");
+                audit.detail("attempt", 3);
+                StatusCode::UNAUTHORIZED
+            }),
+        )
+        .layer(audit.layer());
+    app.oneshot(
+        request_from("192.0.2.10:1", "POST", "/login")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    assert_eq!(event.action, "auth.login");
+    assert_eq!(event.category, Category::Auth);
+    assert_eq!(event.outcome, Outcome::Failure);
+    assert_eq!(event.status(), Some(401));
+    assert_eq!(event.target.as_deref(), Some("user:bob"));
+    assert_eq!(event.reason.as_deref(), Some("bad password"));
+    assert_eq!(event.labels["service"], "billing");
+    assert_eq!(event.labels["tenant"], "acme");
+    assert_eq!(event.details.unwrap()["attempt"], 3);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_context_without_the_layer_is_a_loud_500() {
+    let app = Router::new().route("/x", get(|_audit: AuditContext| async { "ok" }));
+    let response = app.oneshot(get_request("/x")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[tokio::test]
+async fn ten_thousand_concurrent_requests_give_ten_thousand_events() {
+    let sink = MemorySink::new();
+    let audit = AuditTrail::builder()
+        .sink(sink.clone())
+        .queue_capacity(256)
+        .build()
+        .unwrap();
+    let app = app(&audit);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10_000 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            let request = request_from("192.0.2.10:1", "GET", "/hello")
+                .header("x-request-id", format!("req-{i}"))
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        });
+    }
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    audit.flush().await.unwrap();
+    let events = sink.events();
+    assert_eq!(events.len(), 10_000);
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 10_000);
+    let request_ids: std::collections::HashSet<_> = events
+        .iter()
+        .map(|e| e.request_id().unwrap().to_owned())
+        .collect();
+    assert_eq!(request_ids.len(), 10_000);
+    for i in 0..10_000 {
+        assert!(request_ids.contains(&format!("req-{i}")));
+    }
+    let stats = audit.stats();
+    assert_eq!(
+        (stats.accepted, stats.written, stats.lost),
+        (10_000, 10_000, 0)
+    );
+    audit.shutdown().await.unwrap();
+}
