@@ -624,3 +624,33 @@ async fn ten_thousand_concurrent_requests_give_ten_thousand_events() {
     );
     audit.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_gives_a_cancelled_event() {
+    use tokio::io::AsyncWriteExt;
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = app(&audit);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+    common::eventually(|| !sink.is_empty()).await;
+    let event = only_event(&sink);
+    assert_eq!(event.outcome, Outcome::Cancelled);
+    assert_eq!(event.request.unwrap().path, "/slow");
+    audit.shutdown().await.unwrap();
+}

@@ -144,7 +144,6 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    println!("audit demo listening on http://{local}");
     println!(
         "audit trail: {} (JSON Lines, one file per UTC day)",
         settings.audit_dir.display()
@@ -153,6 +152,8 @@ async fn run() -> Result<(), String> {
     for (_, name, role, password) in SEEDED_USERS {
         println!("  {name} / {password} / {}", role.as_str());
     }
+    // Last, so that a script reading this line knows the server is ready.
+    println!("audit demo listening on http://{local}");
 
     // 3. Serve with connection info (the peer address), until SIGINT or SIGTERM.
     let served = axum::serve(

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod demo;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,121 @@
+//! Runs the demo server as a child process, as a user or a script would.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+/// The demo's executable, built once per test binary with the same cargo.
+pub fn demo_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let output = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--example",
+                "demo",
+                "--message-format=json",
+                "--quiet",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build --example demo");
+        assert!(output.status.success(), "building the demo failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "demo")
+            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported the demo executable")
+    })
+}
+
+/// A running demo server; killed when dropped.
+pub struct Demo {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// What the demo printed before it started listening.
+    pub banner: Vec<String>,
+}
+
+impl Demo {
+    /// Starts the demo on a free loopback port with its trail in `audit_dir`.
+    pub fn start(audit_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(demo_binary());
+        command
+            .env("DEMO_ADDR", "127.0.0.1:0")
+            .env("AUDIT_DIR", audit_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("start the demo");
+        let stdout = child.stdout.take().expect("demo stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut banner = Vec::new();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("the demo printed its address")
+                .expect("read demo stdout");
+            banner.push(line.clone());
+            if let Some(rest) = line.strip_prefix("audit demo listening on http://") {
+                break rest.trim().parse().expect("a socket address");
+            }
+        };
+        // Keep draining stdout so the demo never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                banner_sink(line);
+            }
+        });
+        Self {
+            child,
+            addr,
+            banner,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        self.child.wait().expect("wait for the demo")
+    }
+}
+
+fn banner_sink(_line: String) {}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every event of the trail in `dir`, in file and line order.
+pub fn read_trail(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("trail directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .expect("read trail file")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
