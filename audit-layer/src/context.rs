@@ -37,15 +37,32 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::actor::Actor;
-use crate::event::{Category, Outcome};
+use crate::event::{Category, Change, Outcome};
+use crate::redact::{bound, bound_json, redact_json};
+use crate::sensitive::{Auditable, diff, target_of};
+use crate::trail::Shared;
 
 /// A handle on the event of the current request, to name and enrich it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct AuditContext {
-    annotations: Arc<Mutex<Annotations>>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    annotations: Mutex<Annotations>,
+}
+
+impl fmt::Debug for AuditContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditContext")
+            .field("annotations", &*self.lock())
+            .finish()
+    }
 }
 
 /// What handlers added to one request's event.
@@ -59,19 +76,32 @@ pub(crate) struct Annotations {
     pub(crate) reason: Option<String>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) details: Option<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) before: Option<serde_json::Value>,
+    pub(crate) after: Option<serde_json::Value>,
+    pub(crate) changes: Option<Vec<Change>>,
 }
 
 impl AuditContext {
-    pub(crate) fn new() -> Self {
-        Self::default()
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                annotations: Mutex::new(Annotations::default()),
+            }),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Annotations> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Annotations> {
         // A panic while holding this lock cannot leave the annotations half-written in a way
         // that matters more than losing them, so poisoning is ignored.
-        self.annotations
+        self.inner
+            .annotations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     pub(crate) fn take(&self) -> Annotations {
@@ -121,6 +151,51 @@ impl AuditContext {
             .details
             .get_or_insert_with(Default::default)
             .insert(key.into(), value.into());
+    }
+
+    /// Records a request body in `details.request_body`: parsed as JSON, secret-named fields
+    /// redacted, strings bounded, at most 8 KiB in all.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn capture_body(&self, body: &[u8]) {
+        const MAX: usize = 8 * 1024;
+        let recorded = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(mut json) => {
+                redact_json(&mut json, &self.inner.shared.config.secret_names);
+                bound_json(&mut json, 0);
+                let text = json.to_string();
+                if text.len() > MAX {
+                    serde_json::Value::String(bound(&text, MAX))
+                } else {
+                    json
+                }
+            }
+            Err(_) if body.is_empty() => serde_json::Value::Null,
+            Err(_) => serde_json::Value::String(format!("[{} bytes, not JSON]", body.len())),
+        };
+        self.detail("request_body", recorded);
+    }
+
+    /// Marks the event as `sensitive`, as a [`sensitive`](crate::sensitive) handler's is.
+    pub fn mark_sensitive(&self) {
+        self.set_category(Category::Sensitive);
+    }
+
+    /// Records the state of a resource before and after this request changed it: `before`,
+    /// `after` and `changes` (redacted as the type's [`Auditable`] derive says), and the
+    /// target (`user:7`) if none is set. `None` before is a creation, `None` after a deletion.
+    pub fn record_change<T: Auditable>(&self, before: Option<&T>, after: Option<&T>) {
+        let names = &self.inner.shared.config.secret_names;
+        let before = before.map(|b| b.audit_snapshot().redacted_with(names));
+        let after = after.map(|a| a.audit_snapshot().redacted_with(names));
+        let target = target_of::<T>(before.as_ref().or(after.as_ref()), None);
+        let changes = diff(before.as_ref(), after.as_ref());
+        let mut notes = self.lock();
+        notes.before = before.map(|s| s.to_json());
+        notes.after = after.map(|s| s.to_json());
+        notes.changes = Some(changes);
+        if notes.target.is_none() {
+            notes.target = target;
+        }
     }
 }
 

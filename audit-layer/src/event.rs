@@ -76,6 +76,15 @@ pub struct AuditEvent {
     /// Structured application context (record counts, formats, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The state of the target before a sensitive action (redacted); absent for a creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The state of the target after a sensitive action (redacted); absent for a deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
+    /// Every field the action changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Vec<Change>>,
 }
 
 impl AuditEvent {
@@ -112,6 +121,9 @@ impl AuditEvent {
             reason: None,
             labels: BTreeMap::new(),
             details: None,
+            before: None,
+            after: None,
+            changes: None,
         }
     }
 
@@ -154,6 +166,68 @@ impl AuditEvent {
     pub fn request_id(&self) -> Option<&str> {
         self.request.as_ref().map(|r| r.id.as_str())
     }
+}
+
+/// One changed field of a sensitive action: `{"field", "old", "new"}`, or
+/// `{"field", "redacted": true}` for a redacted field, whose values are never recorded.
+///
+/// Nested fields are dotted paths (`address.city`). `old` is absent for a creation, `new` for
+/// a deletion; a present `null` is a value that was (or became) `null`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Change {
+    /// The field's name or dotted path.
+    pub field: String,
+    /// The value before.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub old: Option<serde_json::Value>,
+    /// The value after.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub new: Option<serde_json::Value>,
+    /// The field is redacted: it changed, and its values are not recorded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+impl Change {
+    /// A change of a visible value.
+    pub fn value(
+        field: impl Into<String>,
+        old: Option<serde_json::Value>,
+        new: Option<serde_json::Value>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            old,
+            new,
+            redacted: false,
+        }
+    }
+
+    /// A change of a redacted value.
+    pub fn redacted(field: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            old: None,
+            new: None,
+            redacted: true,
+        }
+    }
+}
+
+/// A field that is present is `Some`, even when it is `null`.
+fn present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 /// What kind of event an [`AuditEvent`] is.

@@ -63,6 +63,7 @@ pub mod event;
 pub mod layer;
 pub mod redact;
 pub mod request_id;
+pub mod sensitive;
 pub mod sink;
 pub mod trail;
 
@@ -79,5 +80,29 @@ pub use self::event::{
 pub use self::layer::{Audit, AuditLayer, ResponseFuture};
 pub use self::redact::SecretNames;
 pub use self::request_id::RequestId;
+pub use self::sensitive::{AuditSnapshot, Auditable, Snapshot};
 pub use self::sink::{BoxFuture, JsonlFileSink, MemorySink, Sink, SinkError, TracingSink};
-pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder};
+pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, SensitiveRouteInfo};
+
+/// `#[derive(Auditable)]`: see the [`sensitive`] module.
+#[cfg(feature = "derive")]
+pub use audit_derive::Auditable;
+/// `#[sensitive(...)]` on an axum handler: see the [`sensitive`] module.
+#[cfg(all(feature = "derive", feature = "axum"))]
+pub use audit_derive::sensitive;
+
+/// What generated code uses. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::sensitive::{
+        AuditSnapshot, Auditable, FieldRef, Snapshot, SnapshotValue, ViaAuditable, ViaSerialize,
+    };
+    pub use serde::Serialize;
+
+    #[cfg(feature = "axum")]
+    pub use crate::sensitive::handler::{
+        CaptureBody, Pending, SensitiveMeta, SensitiveOutput, SensitiveRoute, owned_key, typed,
+    };
+    #[cfg(feature = "axum")]
+    pub use axum::response::{IntoResponse, Response};
+}

@@ -253,6 +253,25 @@ pub(crate) fn bound_json(value: &mut serde_json::Value, depth: usize) {
     }
 }
 
+/// Redacts, in place, the value of every object field whose name is a secret name, at any
+/// depth.
+pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for (key, field) in map.iter_mut() {
+                if names.is_secret(key) {
+                    *field = Value::String(REDACTED.to_owned());
+                } else {
+                    redact_json(field, names);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_json(v, names)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +350,23 @@ mod tests {
         assert!(out.len() <= 51);
         assert!(out.ends_with(TRUNCATED));
         assert_eq!(bound("short", 51), "short");
+    }
+
+    #[test]
+    fn json_redaction_is_recursive() {
+        let mut value = serde_json::json!({
+            "name": "bob",
+            "password": "hunter2",
+            "nested": {"apiKey": "k", "list": [{"token": "t", "ok": 1}]}
+        });
+        redact_json(&mut value, &SecretNames::default());
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "name": "bob",
+                "password": REDACTED,
+                "nested": {"apiKey": REDACTED, "list": [{"token": REDACTED, "ok": 1}]}
+            })
+        );
     }
 }

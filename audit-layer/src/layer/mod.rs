@@ -64,4 +64,5 @@ mod record;
 mod service;
 
 pub use self::future::ResponseFuture;
+pub(crate) use self::record::matched_route;
 pub use self::service::{Audit, AuditLayer};

@@ -98,7 +98,7 @@ impl InFlight {
                 Some(Actor::user(header_text(value, limits::ACTOR_FIELD)))
             });
 
-        let context = AuditContext::new();
+        let context = AuditContext::new(Arc::clone(&shared));
         parts.extensions.insert(context.clone());
         parts.extensions.insert(request_id.clone());
 
@@ -189,6 +189,9 @@ impl InFlight {
                 .map(|r| bound_string(r, limits::REASON)),
             labels,
             details,
+            before: notes.before,
+            after: notes.after,
+            changes: notes.changes,
         }
     }
 }

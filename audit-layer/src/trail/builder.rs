@@ -217,6 +217,7 @@ impl AuditTrailBuilder {
                 config: self.config,
                 queue,
                 counters,
+                sensitive_routes: std::sync::Mutex::default(),
             }),
             state,
             stop: std::sync::Mutex::new(Some(StopHandle {

@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -130,6 +131,18 @@ impl AuditTrail {
         self.shared.stats()
     }
 
+    /// The routes served by sensitive handlers that have been called so far, with their
+    /// actions.
+    pub fn sensitive_routes(&self) -> Vec<SensitiveRouteInfo> {
+        self.shared
+            .sensitive_routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     fn take_stop(&self) -> Option<StopHandle> {
         self.stop
             .lock()
@@ -219,12 +232,26 @@ pub(crate) struct WriterState {
     pub(crate) failing: Option<AuditError>,
 }
 
+/// A route served by a sensitive handler, as the layer has seen it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct SensitiveRouteInfo {
+    /// The HTTP method.
+    pub method: String,
+    /// The route pattern (`/admin/users/{id}/role`).
+    pub route: String,
+    /// The handler's action (`user.role.change`).
+    pub action: String,
+}
+
 /// State shared by the handle, every layer and the writer.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) queue: mpsc::Sender<Item>,
     pub(crate) counters: Arc<Counters>,
+    /// Routes served by sensitive handlers, learned as they are called.
+    pub(crate) sensitive_routes: Mutex<BTreeSet<SensitiveRouteInfo>>,
 }
 
 #[derive(Debug, Default)]
@@ -329,6 +356,25 @@ impl Shared {
             event = %json,
             "audit trail is shut down; this audit event was not recorded in the trail"
         );
+    }
+
+    /// Remembers that a sensitive handler serves this route.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn note_sensitive_route(&self, method: &str, route: &str, action: &str) {
+        let mut routes = self
+            .sensitive_routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let known = routes
+            .iter()
+            .any(|r| r.method == method && r.route == route && r.action == action);
+        if !known {
+            routes.insert(SensitiveRouteInfo {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                action: action.to_owned(),
+            });
+        }
     }
 
     pub(crate) fn stats(&self) -> AuditStats {

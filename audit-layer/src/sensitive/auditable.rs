@@ -1,0 +1,203 @@
+//! [`Auditable`] types and their redacted [`AuditSnapshot`]s.
+
+use std::borrow::Cow;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::redact::{REDACTED, SecretNames, redact_json};
+
+/// A type whose state can be recorded before and after a sensitive action.
+///
+/// Derive it with `#[derive(Auditable)]` (see the [module docs](super)); the derive decides
+/// which fields are recorded, redacted or skipped, so that no secret reaches the trail.
+pub trait Auditable {
+    /// The kind of resource, the first part of targets (`user` in `user:7`).
+    const RESOURCE: &'static str;
+
+    /// A redacted snapshot of the current state.
+    fn audit_snapshot(&self) -> AuditSnapshot;
+
+    /// The id of this resource (the `#[audit(id)]` field), the second part of targets.
+    fn audit_id(&self) -> Option<String> {
+        self.audit_snapshot().id().map(str::to_owned)
+    }
+}
+
+/// The recorded state of one [`Auditable`] value: its fields, with redacted fields replaced
+/// and skipped fields left out. Redacted values are kept only as an in-memory fingerprint, so
+/// a change to them can be reported without recording them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditSnapshot {
+    id: Option<String>,
+    pub(crate) fields: Vec<SnapshotField>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SnapshotField {
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) value: SnapshotValue,
+    is_id: bool,
+}
+
+/// One field's recorded value.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum SnapshotValue {
+    /// A value compared as a whole; `fingerprint` is of the value before any redaction
+    /// inside it, so a change to a secret inside it is still seen.
+    Plain { json: Value, fingerprint: u64 },
+    /// A redacted value: only its fingerprint.
+    Redacted { fingerprint: u64 },
+    /// A nested auditable value, compared field by field.
+    Nested(AuditSnapshot),
+}
+
+impl AuditSnapshot {
+    /// The resource id, if the type has an `#[audit(id)]` field.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The snapshot as a JSON object, redacted values as `"[REDACTED]"`.
+    pub fn to_json(&self) -> Value {
+        Value::Object(
+            self.fields
+                .iter()
+                .map(|field| {
+                    let value = match &field.value {
+                        SnapshotValue::Plain { json, .. } => json.clone(),
+                        SnapshotValue::Redacted { .. } => Value::String(REDACTED.to_owned()),
+                        SnapshotValue::Nested(nested) => nested.to_json(),
+                    };
+                    (field.name.clone().into_owned(), value)
+                })
+                .collect(),
+        )
+    }
+
+    /// Redacts, by name, what the type did not mark: fields named like secrets (other than
+    /// the id) and secret-named entries inside plain values.
+    pub(crate) fn redacted_with(mut self, names: &SecretNames) -> Self {
+        for field in &mut self.fields {
+            field.value = match std::mem::replace(
+                &mut field.value,
+                SnapshotValue::Redacted { fingerprint: 0 },
+            ) {
+                SnapshotValue::Plain { fingerprint, .. }
+                    if !field.is_id && names.is_secret(&field.name) =>
+                {
+                    SnapshotValue::Redacted { fingerprint }
+                }
+                SnapshotValue::Plain {
+                    mut json,
+                    fingerprint,
+                } => {
+                    redact_json(&mut json, names);
+                    SnapshotValue::Plain { json, fingerprint }
+                }
+                SnapshotValue::Nested(nested) => SnapshotValue::Nested(nested.redacted_with(names)),
+                redacted => redacted,
+            };
+        }
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn __new() -> Self {
+        Self {
+            id: None,
+            fields: Vec::new(),
+        }
+    }
+
+    #[doc(hidden)]
+    pub fn __field(&mut self, name: &'static str, value: SnapshotValue) {
+        self.fields.push(SnapshotField {
+            name: Cow::Borrowed(name),
+            value,
+            is_id: false,
+        });
+    }
+
+    #[doc(hidden)]
+    pub fn __id(&mut self, name: &'static str, value: SnapshotValue) {
+        if let SnapshotValue::Plain { json, .. } = &value {
+            self.id = Some(match json {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            });
+        }
+        self.fields.push(SnapshotField {
+            name: Cow::Borrowed(name),
+            value,
+            is_id: true,
+        });
+    }
+
+    #[doc(hidden)]
+    pub fn __redacted<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
+        let fingerprint = match plain(value) {
+            SnapshotValue::Plain { fingerprint, .. } => fingerprint,
+            _ => 0,
+        };
+        self.fields.push(SnapshotField {
+            name: Cow::Borrowed(name),
+            value: SnapshotValue::Redacted { fingerprint },
+            is_id: false,
+        });
+    }
+
+    /// Applies the default secret names; the trail applies its own list again when it records.
+    #[doc(hidden)]
+    pub fn __finish(self) -> Self {
+        static DEFAULT_NAMES: OnceLock<SecretNames> = OnceLock::new();
+        self.redacted_with(DEFAULT_NAMES.get_or_init(SecretNames::default))
+    }
+}
+
+/// A value serialized for a snapshot, with the fingerprint of its unredacted form.
+fn plain<T: Serialize + ?Sized>(value: &T) -> SnapshotValue {
+    let json = serde_json::to_value(value)
+        .unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")));
+    let fingerprint = fingerprint(&json);
+    SnapshotValue::Plain { json, fingerprint }
+}
+
+/// A keyed hash, random per process: it tells whether a value changed, and never leaves
+/// memory.
+fn fingerprint(json: &Value) -> u64 {
+    static KEY: OnceLock<RandomState> = OnceLock::new();
+    let bytes = serde_json::to_vec(json).unwrap_or_default();
+    KEY.get_or_init(RandomState::new).hash_one(bytes)
+}
+
+/// Dispatches a field to [`ViaAuditable`] when its type is [`Auditable`], else to
+/// [`ViaSerialize`] (autoref specialization: `(&&FieldRef(&field)).__audit_value()`).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct FieldRef<'a, T: ?Sized>(pub &'a T);
+
+#[doc(hidden)]
+pub trait ViaAuditable {
+    fn __audit_value(&self) -> SnapshotValue;
+}
+
+impl<T: Auditable + ?Sized> ViaAuditable for &FieldRef<'_, T> {
+    fn __audit_value(&self) -> SnapshotValue {
+        SnapshotValue::Nested(self.0.audit_snapshot())
+    }
+}
+
+#[doc(hidden)]
+pub trait ViaSerialize {
+    fn __audit_value(&self) -> SnapshotValue;
+}
+
+impl<T: Serialize + ?Sized> ViaSerialize for FieldRef<'_, T> {
+    fn __audit_value(&self) -> SnapshotValue {
+        plain(self.0)
+    }
+}
