@@ -144,3 +144,155 @@ fn bad_settings_are_one_clear_line_and_a_failure_exit() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DEMO_TRUSTED_PROXIES: `bogus`"), "{stderr}");
 }
+
+async fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> String {
+    let (status, body) = send(
+        addr,
+        "POST",
+        "/login",
+        &[],
+        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    format!("Authorization: Bearer {token}")
+}
+
+#[tokio::test]
+async fn demo_admin_routes_are_sensitive_handlers() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), &[]);
+    let addr = demo.addr;
+    let alice = login(addr, "alice", "alice-password").await;
+    let bob = login(addr, "bob", "bob-password").await;
+
+    // A viewer is refused; the handler does not run.
+    let (status, _) = send(
+        addr,
+        "PUT",
+        "/admin/users/3/role",
+        &[&bob],
+        r#"{"role":"viewer"}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = send(
+        addr,
+        "PUT",
+        "/admin/users/2/role",
+        &[&alice],
+        r#"{"role":"admin"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        addr,
+        "POST",
+        "/admin/users",
+        &[&alice],
+        r#"{"name":"dave","role":"editor","password":"dave-password-1"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        send(addr, "DELETE", "/admin/users/4", &[&alice], "")
+            .await
+            .0,
+        204
+    );
+    let (status, body) = send(
+        addr,
+        "PUT",
+        "/admin/config/max_upload_mb",
+        &[&alice],
+        r#"{"value":25}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = send(
+        addr,
+        "POST",
+        "/update-balance",
+        &[&alice],
+        r#"{"user":"bob","balance":250}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, csv) = send(addr, "GET", "/admin/export-users", &[&alice], "").await;
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("id,name,role\n"), "{csv}");
+    let (status, _) = send(
+        addr,
+        "POST",
+        "/password",
+        &[&bob],
+        r#"{"old_password":"bob-password","new_password":"bob-new-password"}"#,
+    )
+    .await;
+    assert_eq!(status, 204);
+    assert!(demo.terminate().success());
+
+    let events = read_trail(dir.path());
+    let find = |action: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["action"] == action).collect()
+    };
+    let role_changes = find("user.role.change");
+    assert_eq!(role_changes.len(), 2);
+    let denied = role_changes[0];
+    assert_eq!(denied["outcome"], "denied");
+    assert_eq!(denied["category"], "sensitive");
+    assert_eq!(denied["actor"]["name"], "bob");
+    assert!(denied.get("before").is_none(), "the handler did not run");
+    let change = role_changes[1];
+    assert_eq!(change["outcome"], "success");
+    assert_eq!(change["target"], "user:2");
+    assert_eq!(change["actor"]["name"], "alice");
+    assert_eq!(change["before"]["role"], "viewer");
+    assert_eq!(change["after"]["role"], "admin");
+    assert_eq!(change["before"]["password_hash"], "[REDACTED]");
+    assert_eq!(
+        change["changes"],
+        serde_json::json!([{"field": "role", "old": "viewer", "new": "admin"}])
+    );
+
+    let create = find("user.create")[0];
+    assert_eq!(create["target"], "user:4");
+    assert!(create.get("before").is_none());
+    assert_eq!(create["after"]["name"], "dave");
+    assert_eq!(create["details"]["request_body"]["password"], "[REDACTED]");
+    let delete = find("user.delete")[0];
+    assert_eq!(delete["before"]["name"], "dave");
+    assert!(delete.get("after").is_none());
+    let config = find("config.update")[0];
+    assert_eq!(config["target"], "config:max_upload_mb");
+    assert_eq!(
+        config["changes"],
+        serde_json::json!([{"field": "value", "old": 10, "new": 25}])
+    );
+    let balance = find("balance.update")[0];
+    assert_eq!(balance["target"], "account:bob");
+    assert_eq!(
+        balance["changes"],
+        serde_json::json!([{"field": "balance", "old": 100, "new": 250}])
+    );
+    let export = find("user.export")[0];
+    assert_eq!(export["category"], "sensitive");
+    assert_eq!(
+        export["details"],
+        serde_json::json!({"format": "csv", "record_count": 3})
+    );
+    let password = find("auth.password.change")[0];
+    assert_eq!(password["target"], "user:2");
+    assert_eq!(
+        password["changes"],
+        serde_json::json!([{"field": "password_hash", "redacted": true}])
+    );
+    let text = serde_json::to_string(&events).unwrap();
+    for secret in ["bob-new-password", "dave-password-1", "$argon2"] {
+        assert!(!text.contains(secret), "{secret} leaked into the trail");
+    }
+}

@@ -257,12 +257,20 @@ pub(crate) fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream> {
                 ::audit_layer::__private::IntoResponse::into_response(__audit_output)
             }
         }
-        None => quote! {
-            let __audit_pending = __audit_route.creating::<#resource>();
-            let __audit_output = #run_body;
-            __audit_pending.created(&__audit_output);
-            ::audit_layer::__private::IntoResponse::into_response(__audit_output)
-        },
+        None => {
+            // A handler that returns no created resource is reported at its return type.
+            let output_span = match &signature.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => signature.ident.span(),
+            };
+            let created = quote_spanned! {output_span=> __audit_pending.created(&__audit_output); };
+            quote! {
+                let __audit_pending = __audit_route.creating::<#resource>();
+                let __audit_output = #run_body;
+                #created
+                ::audit_layer::__private::IntoResponse::into_response(__audit_output)
+            }
+        }
     };
 
     Ok(quote! {

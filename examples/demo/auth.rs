@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
-use crate::store::User;
+use crate::store::{Role, User};
 
 /// The cookie that carries the session token.
 pub(crate) const SESSION_COOKIE: &str = "session";
@@ -69,5 +69,23 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
             .get::<CurrentUser>()
             .cloned()
             .ok_or_else(|| (StatusCode::UNAUTHORIZED, "log in first: POST /login").into_response())
+    }
+}
+
+/// An administrator: 401 for anonymous callers, 403 for other users. As an extractor it runs
+/// before the handler body, so a refused caller changes nothing, and the audit event of the
+/// refused request says `denied`.
+#[derive(Clone, Debug)]
+pub(crate) struct Admin(pub(crate) CurrentUser);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        if current.user.role != Role::Admin {
+            return Err((StatusCode::FORBIDDEN, "administrators only").into_response());
+        }
+        Ok(Admin(current))
     }
 }

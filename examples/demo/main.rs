@@ -8,11 +8,15 @@
 //! tail -f audit-log/*.jsonl
 //! ```
 //!
+//! The admin routes (`admin.rs`) are `#[sensitive]` handlers: their events carry the state
+//! of what they changed, before and after. The record types (`store.rs`) derive `Auditable`.
+//!
 //! Settings (see `../shared/DEMO.md` for the whole contract):
 //! - `DEMO_ADDR` or `--addr`: where to listen (`127.0.0.1:3000`);
 //! - `AUDIT_DIR`: the trail's directory (`./audit-log`);
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none).
 
+mod admin;
 mod auth;
 mod store;
 
@@ -25,7 +29,7 @@ use audit_layer::{AuditContext, AuditTrail, Category, JsonlFileSink, Outcome};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router, middleware};
 use serde::Deserialize;
 
@@ -133,6 +137,13 @@ async fn run() -> Result<(), String> {
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .route("/password", post(admin::change_password))
+        .route("/admin/users", post(admin::create_user))
+        .route("/admin/users/{id}/role", put(admin::change_role))
+        .route("/admin/users/{id}", delete(admin::delete_user))
+        .route("/admin/config/{key}", put(admin::update_config))
+        .route("/admin/export-users", get(admin::export_users))
+        .route("/update-balance", post(admin::update_balance))
         .layer(audit.layer())
         .layer(middleware::from_fn_with_state(
             state.clone(),
