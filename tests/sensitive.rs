@@ -206,6 +206,14 @@ async fn strict_touch(State(app): State<AppState>, Path(id): Path<u64>) -> Statu
     StatusCode::OK
 }
 
+#[sensitive(action = "user.explode", resource = User, key = id)]
+async fn explode(State(_app): State<AppState>, Path(id): Path<u64>) -> StatusCode {
+    if id > 0 {
+        panic!("handler bug");
+    }
+    StatusCode::OK
+}
+
 fn app(audit: &AuditTrail, state: AppState) -> Router {
     Router::new()
         .route("/users", post(create_user))
@@ -215,6 +223,7 @@ fn app(audit: &AuditTrail, state: AppState) -> Router {
         .route("/users/{id}/password", post(set_password))
         .route("/users/{id}/touch", post(strict_touch))
         .route("/move", post(move_user))
+        .route("/users/{id}/explode", post(explode))
         .route("/export", get(export))
         .layer(audit.layer())
         .with_state(state)
@@ -493,6 +502,17 @@ async fn a_loader_error_can_refuse_the_change() {
     assert_eq!(event.outcome, Outcome::Error);
     assert_eq!(event.action, "user.touch");
     assert!(event.reason.unwrap().contains("database unavailable"));
+}
+
+#[tokio::test]
+async fn a_panicking_handler_still_records_its_before_state() {
+    let f = fixture();
+    let (status, event) = f.call("POST", "/users/2/explode", None, false).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(event.outcome, Outcome::Error);
+    assert_eq!(event.action, "user.explode");
+    assert_eq!(event.reason.as_deref(), Some("panic: handler bug"));
+    assert_eq!(event.before.unwrap()["name"], "bob");
 }
 
 #[tokio::test]

@@ -96,7 +96,12 @@ where
                     match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(output)) => this.event.complete(output),
-                        Err(payload) => this.event.complete_panic(payload),
+                        Err(payload) => {
+                            // Drop the panicked future first: its destructors may still
+                            // annotate the event (a sensitive handler's before-state).
+                            this.state.set(State::Done);
+                            this.event.complete_panic(payload)
+                        }
                     }
                 }
                 StateProj::Panicked { payload } => match payload.take() {
