@@ -269,10 +269,7 @@ async fn file_sink_writes_one_parseable_line_per_event_with_private_modes() {
     }
     audit.shutdown().await.unwrap();
 
-    let files: Vec<_> = std::fs::read_dir(&trail_dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = common::trail_files(&trail_dir);
     assert_eq!(files.len(), 1);
     let name = files[0].file_name().unwrap().to_str().unwrap().to_owned();
     assert!(
@@ -313,27 +310,36 @@ async fn file_sink_appends_across_restarts() {
         send_hellos(&hello(&audit), 5).await;
         audit.shutdown().await.unwrap();
     }
-    let file = std::fs::read_dir(dir.path())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(std::fs::read_to_string(file).unwrap().lines().count(), 10);
+    let files = common::trail_files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&files[0]).unwrap().lines().count(),
+        10
+    );
 }
 
-/// A file sink whose directory disappears fails, is retried, and recovers when it is back.
+/// A file sink that cannot open its next file fails, is retried, and recovers when the
+/// directory is back.
 #[tokio::test]
 async fn file_sink_errors_are_retried_and_surface_in_flush() {
     let dir = tempfile::tempdir().unwrap();
     let trail_dir = dir.path().join("trail");
+    let moved = dir.path().join("moved");
     let audit = AuditTrail::builder()
-        .sink(JsonlFileSink::new(&trail_dir).unwrap())
+        // Every batch starts a new file, so every batch needs the directory.
+        .sink(
+            JsonlFileSink::builder(&trail_dir)
+                .rotate_bytes(1)
+                .open()
+                .unwrap(),
+        )
         .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
         .failing_after(1)
         .build()
         .unwrap();
-    std::fs::remove_dir(&trail_dir).unwrap();
+    hello(&audit).oneshot(get_request("/hello")).await.unwrap();
+    audit.flush().await.unwrap();
+    std::fs::rename(&trail_dir, &moved).unwrap();
     std::fs::write(&trail_dir, b"in the way").unwrap();
     hello(&audit).oneshot(get_request("/hello")).await.unwrap();
     let error = audit.flush().await.unwrap_err();
@@ -341,15 +347,14 @@ async fn file_sink_errors_are_retried_and_surface_in_flush() {
     assert!(audit.stats().write_errors >= 1);
 
     std::fs::remove_file(&trail_dir).unwrap();
-    std::fs::create_dir(&trail_dir).unwrap();
-    common::eventually(|| audit.stats().written == 1).await;
+    std::fs::rename(&moved, &trail_dir).unwrap();
+    common::eventually(|| audit.stats().written == 2).await;
     audit.flush().await.unwrap();
     audit.shutdown().await.unwrap();
-    let file = std::fs::read_dir(&trail_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    assert_eq!(std::fs::read_to_string(file).unwrap().lines().count(), 1);
+    let lines: usize = common::trail_files(&trail_dir)
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .sum();
+    assert_eq!(lines, 2);
+    audit_layer::verify::verify_trail(&trail_dir, &Default::default()).unwrap();
 }

@@ -55,6 +55,8 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod actor;
+pub mod chain;
+pub mod checkpoint;
 pub mod client_ip;
 pub mod clock;
 pub mod context;
@@ -66,8 +68,10 @@ pub mod request_id;
 pub mod sensitive;
 pub mod sink;
 pub mod trail;
+pub mod verify;
 
 mod config;
+mod files;
 
 pub use self::actor::{Actor, ActorKind, ResolveActor};
 pub use self::client_ip::{ForwardedHeader, TrustedProxies};

@@ -102,12 +102,7 @@ impl Drop for Demo {
 
 /// Every event of the trail in `dir`, in file and line order.
 pub fn read_trail(dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("trail directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .collect();
-    files.sort();
+    let files = super::trail_files(dir);
     files
         .iter()
         .flat_map(|f| {

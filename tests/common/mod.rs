@@ -57,6 +57,20 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
+/// The event files (`audit-*.jsonl`) of a trail directory, in name order.
+pub fn trail_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("trail directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("audit-") && name.ends_with(".jsonl")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// Polls `condition` until it holds, for at most five seconds.
 pub async fn eventually(mut condition: impl FnMut() -> bool) {
     for _ in 0..500 {

@@ -47,7 +47,7 @@ mod jsonl;
 mod memory;
 mod tracing;
 
-pub use self::jsonl::JsonlFileSink;
+pub use self::jsonl::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder};
 pub use self::memory::MemorySink;
 pub use self::tracing::TracingSink;
 
@@ -63,7 +63,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// - `Err` means the batch must be offered again: the writer retries it, with backoff, until
 ///   it succeeds; no event is skipped. A sink must therefore leave no part of a failed batch
 ///   visible (the file sink truncates what it wrote), or be idempotent by event id.
-/// - `close` is called once, at shutdown, after the last batch.
+/// - `flush` is called periodically; `close` once, at shutdown, after the last batch.
 pub trait Sink: Send + 'static {
     /// A short name for logs and errors (`jsonl:/var/log/audit`).
     fn name(&self) -> &str;
@@ -74,7 +74,13 @@ pub trait Sink: Send + 'static {
         events: &'a [AuditEvent],
     ) -> BoxFuture<'a, Result<(), SinkError>>;
 
-    /// Releases resources at shutdown. The default does nothing.
+    /// Periodic work, called by the writer about once a second: make written events
+    /// durable, write a due checkpoint. The default does nothing.
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Releases resources at shutdown, after the last batch. The default does nothing.
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }

@@ -29,6 +29,8 @@ pub(crate) struct WriterSettings {
     pub(crate) backoff_max: Duration,
     pub(crate) failing_after: u32,
     pub(crate) shutdown_timeout: Duration,
+    /// How often sinks get [`Sink::flush`].
+    pub(crate) flush_interval: Duration,
 }
 
 impl Default for WriterSettings {
@@ -40,6 +42,7 @@ impl Default for WriterSettings {
             backoff_max: Duration::from_secs(5),
             failing_after: 3,
             shutdown_timeout: Duration::from_secs(30),
+            flush_interval: Duration::from_secs(1),
         }
     }
 }
@@ -128,6 +131,8 @@ impl Writer {
     }
 
     async fn run(mut self) {
+        let mut flush_timer = tokio::time::interval(self.settings.flush_interval);
+        flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let room = self.settings.max_pending.saturating_sub(self.pending.len());
             let retry_at = self.next_retry();
@@ -146,9 +151,20 @@ impl Writer {
                     self.take_received();
                 }
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {}
+                _ = flush_timer.tick() => self.flush_sinks().await,
             }
             self.deliver().await;
             self.settle();
+        }
+    }
+
+    /// Gives every sink its periodic [`Sink::flush`].
+    async fn flush_sinks(&mut self) {
+        for slot in &mut self.sinks {
+            if let Err(error) = slot.sink.flush().await {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink flush failed");
+            }
         }
     }
 

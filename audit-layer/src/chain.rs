@@ -1,0 +1,258 @@
+//! The hash chain: each line of a file trail carries `seq`, `prev_hash` and `hash`.
+//!
+//! A line is the event's JSON with three fields in front:
+//!
+//! ```text
+//! {"seq":7,"prev_hash":"<64 hex>","hash":"<64 hex>","schema":"audit/1",...}
+//! ```
+//!
+//! `hash` is SHA-256 (or, with a [`ChainKey`], HMAC-SHA256) of
+//! `prev_hash + "\n" + seq + "\n" + event`, where `event` is the line without the three
+//! chain fields (`{"schema":...}`), byte for byte as written. `seq` starts at 0 and has no
+//! gaps; the first `prev_hash` is [`GENESIS`]. Changing, removing, inserting or reordering
+//! any line breaks the chain at that line. With a key, someone who can write the files
+//! cannot recompute the chain either; signed checkpoints ([`crate::checkpoint`]) protect an
+//! unkeyed chain against wholesale replacement.
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::chain::{ChainKey, GENESIS, link_hash};
+//!
+//! let event = br#"{"schema":"audit/1"}"#;
+//! let plain = link_hash(None, GENESIS, 0, event);
+//! let keyed = link_hash(Some(&ChainKey::new(b"secret".to_vec())), GENESIS, 0, event);
+//! assert_eq!(plain.len(), 64);
+//! assert_ne!(plain, keyed);
+//! ```
+
+use std::fmt;
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+
+/// The `prev_hash` of the first event of a trail.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A secret key that turns the chain into an HMAC-SHA256 chain.
+#[derive(Clone)]
+pub struct ChainKey {
+    mac: Hmac<Sha256>,
+}
+
+impl ChainKey {
+    /// A key from raw bytes (any length; 32 random bytes is right).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let mac = match Hmac::<Sha256>::new_from_slice(&bytes) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC accepts keys of any length"),
+        };
+        Self { mac }
+    }
+
+    /// A key from hex text (as stored in a key file; whitespace around it is ignored).
+    pub fn from_hex(text: &str) -> Result<Self, hex::FromHexError> {
+        hex::decode(text.trim()).map(Self::new)
+    }
+}
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChainKey([REDACTED])")
+    }
+}
+
+/// The name of the chain's algorithm, as checkpoints record it.
+pub(crate) fn algorithm(key: Option<&ChainKey>) -> &'static str {
+    if key.is_some() {
+        "hmac-sha256"
+    } else {
+        "sha256"
+    }
+}
+
+/// The hex hash of one link of the chain.
+pub fn link_hash(key: Option<&ChainKey>, prev_hash: &str, seq: u64, event: &[u8]) -> String {
+    link_hash_parts(key, prev_hash, seq, &[event])
+}
+
+/// [`link_hash`] of an event given in pieces (the verifier hashes `{` and the rest of a line
+/// without copying them together).
+pub(crate) fn link_hash_parts(
+    key: Option<&ChainKey>,
+    prev_hash: &str,
+    seq: u64,
+    event: &[&[u8]],
+) -> String {
+    let mut seq_text = itoa_buffer();
+    let seq_text = format_u64(seq, &mut seq_text);
+    let digest: [u8; 32] = match key {
+        Some(key) => {
+            let mut mac = key.mac.clone();
+            mac.update(prev_hash.as_bytes());
+            mac.update(b"\n");
+            mac.update(seq_text);
+            mac.update(b"\n");
+            for part in event {
+                mac.update(part);
+            }
+            mac.finalize().into_bytes().into()
+        }
+        None => {
+            let mut hasher = Sha256::new();
+            hasher.update(prev_hash.as_bytes());
+            hasher.update(b"\n");
+            hasher.update(seq_text);
+            hasher.update(b"\n");
+            for part in event {
+                hasher.update(part);
+            }
+            hasher.finalize().into()
+        }
+    };
+    hex::encode(digest)
+}
+
+fn itoa_buffer() -> [u8; 20] {
+    [0; 20]
+}
+
+/// Formats `value` in decimal into `buf`, returning the digits.
+fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    &buf[start..]
+}
+
+/// Appends one chained line (with its newline) for an event serialized as `event`.
+pub(crate) fn encode_line(out: &mut Vec<u8>, seq: u64, prev_hash: &str, hash: &str, event: &[u8]) {
+    let mut seq_text = itoa_buffer();
+    out.extend_from_slice(b"{\"seq\":");
+    out.extend_from_slice(format_u64(seq, &mut seq_text));
+    out.extend_from_slice(b",\"prev_hash\":\"");
+    out.extend_from_slice(prev_hash.as_bytes());
+    out.extend_from_slice(b"\",\"hash\":\"");
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(b"\",");
+    // The event's own opening brace is replaced by the chain fields.
+    out.extend_from_slice(event.get(1..).unwrap_or_default());
+    out.push(b'\n');
+}
+
+/// One line of a chained file, split into its parts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ChainedLine<'a> {
+    pub(crate) seq: u64,
+    pub(crate) prev_hash: &'a str,
+    pub(crate) hash: &'a str,
+    /// The event without its opening brace: `"schema":...}`.
+    pub(crate) rest: &'a [u8],
+}
+
+impl ChainedLine<'_> {
+    /// The hash this line should carry, given its own fields.
+    pub(crate) fn expected_hash(&self, key: Option<&ChainKey>) -> String {
+        link_hash_parts(key, self.prev_hash, self.seq, &[b"{", self.rest])
+    }
+}
+
+/// Parses a line (without its newline) written by [`encode_line`]; `None` if it is not one.
+pub(crate) fn parse_line(line: &[u8]) -> Option<ChainedLine<'_>> {
+    let rest = line.strip_prefix(b"{\"seq\":")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    let seq = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = rest[digits..].strip_prefix(b",\"prev_hash\":\"")?;
+    let (prev_hash, rest) = hex64(rest)?;
+    let rest = rest.strip_prefix(b"\",\"hash\":\"")?;
+    let (hash, rest) = hex64(rest)?;
+    let rest = rest.strip_prefix(b"\",")?;
+    if !rest.starts_with(b"\"") || !rest.ends_with(b"}") {
+        return None;
+    }
+    Some(ChainedLine {
+        seq,
+        prev_hash,
+        hash,
+        rest,
+    })
+}
+
+fn hex64(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (hash, rest) = bytes.split_at_checked(64)?;
+    if !hash.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    Some((std::str::from_utf8(hash).ok()?, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_round_trips_and_verifies() {
+        let event = br#"{"schema":"audit/1","id":"x"}"#;
+        let hash = link_hash(None, GENESIS, 12, event);
+        let mut line = Vec::new();
+        encode_line(&mut line, 12, GENESIS, &hash, event);
+        assert!(line.ends_with(b"}\n"));
+        let text = std::str::from_utf8(&line).unwrap();
+        assert!(text.starts_with(r#"{"seq":12,"prev_hash":"000"#), "{text}");
+        let value: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(value["seq"], 12);
+        assert_eq!(value["schema"], "audit/1");
+
+        let parsed = parse_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!(parsed.seq, 12);
+        assert_eq!(parsed.hash, hash);
+        assert_eq!(parsed.expected_hash(None), hash);
+    }
+
+    #[test]
+    fn malformed_lines_do_not_parse() {
+        for bad in [
+            &b""[..],
+            b"{}",
+            b"{\"seq\":-1}",
+            b"{\"seq\":01,\"prev_hash\":\"",
+            b"{\"seq\":1,\"prev_hash\":\"zz\"}",
+        ] {
+            assert!(
+                parse_line(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn format_u64_edges() {
+        let mut buf = itoa_buffer();
+        assert_eq!(format_u64(0, &mut buf), b"0");
+        assert_eq!(
+            format_u64(u64::MAX, &mut buf),
+            u64::MAX.to_string().as_bytes()
+        );
+    }
+
+    #[test]
+    fn keyed_hashes_depend_on_the_key() {
+        let a = ChainKey::new(b"a".to_vec());
+        let b = ChainKey::from_hex("62").unwrap();
+        assert_ne!(
+            link_hash(Some(&a), GENESIS, 0, b"{}"),
+            link_hash(Some(&b), GENESIS, 0, b"{}")
+        );
+        assert_eq!(format!("{a:?}"), "ChainKey([REDACTED])");
+    }
+}

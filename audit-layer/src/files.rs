@@ -1,0 +1,158 @@
+//! The files of a trail directory: names, order, and reading them (gzipped or not).
+//!
+//! `audit-YYYY-MM-DD.jsonl` is the first file of a UTC day; size rotation adds
+//! `audit-YYYY-MM-DD.N.jsonl` (N = 1, 2, ...); closed files may be gzipped (`.jsonl.gz`).
+//! The trail's order is (day, part).
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+
+/// The name of the checkpoints file in a trail directory.
+pub(crate) const CHECKPOINTS: &str = "checkpoints.jsonl";
+
+/// One file of a trail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TrailFile {
+    pub(crate) path: PathBuf,
+    pub(crate) day: String,
+    pub(crate) part: u32,
+    pub(crate) gzipped: bool,
+}
+
+impl TrailFile {
+    /// The file's name without `.gz`: what checkpoints call it.
+    pub(crate) fn stem(&self) -> String {
+        file_name(&self.day, self.part)
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The whole content, decompressed.
+    pub(crate) fn read(&self) -> io::Result<Vec<u8>> {
+        let raw = fs::read(&self.path)?;
+        if !self.gzipped {
+            return Ok(raw);
+        }
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        GzDecoder::new(&raw[..]).read_to_end(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// `audit-YYYY-MM-DD.jsonl` or `audit-YYYY-MM-DD.N.jsonl`.
+pub(crate) fn file_name(day: &str, part: u32) -> String {
+    if part == 0 {
+        format!("audit-{day}.jsonl")
+    } else {
+        format!("audit-{day}.{part}.jsonl")
+    }
+}
+
+/// Parses a trail file name into (day, part, gzipped).
+pub(crate) fn parse_name(name: &str) -> Option<(String, u32, bool)> {
+    let (name, gzipped) = match name.strip_suffix(".gz") {
+        Some(inner) => (inner, true),
+        None => (name, false),
+    };
+    let inner = name.strip_prefix("audit-")?.strip_suffix(".jsonl")?;
+    let (day, part) = match inner.split_once('.') {
+        Some((day, part)) => (day, part.parse().ok().filter(|p| *p > 0)?),
+        None => (inner, 0),
+    };
+    let bytes = day.as_bytes();
+    let shape_ok = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    shape_ok.then(|| (day.to_owned(), part, gzipped))
+}
+
+/// The trail files of `dir`, in trail order. A part present both plain and gzipped (a crash
+/// during compression) is listed once, plain: the plain file is the original.
+pub(crate) fn list(dir: &Path) -> io::Result<Vec<TrailFile>> {
+    let mut files: Vec<TrailFile> = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((day, part, gzipped)) = parse_name(&name.to_string_lossy()) else {
+            continue;
+        };
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        files.push(TrailFile {
+            path: entry.path(),
+            day,
+            part,
+            gzipped,
+        });
+    }
+    files.sort_by(|a, b| (&a.day, a.part, a.gzipped).cmp(&(&b.day, b.part, b.gzipped)));
+    files.dedup_by(|later, earlier| later.day == earlier.day && later.part == earlier.part);
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(
+            parse_name("audit-2026-11-22.jsonl"),
+            Some(("2026-11-22".into(), 0, false))
+        );
+        assert_eq!(
+            parse_name("audit-2026-11-22.3.jsonl.gz"),
+            Some(("2026-11-22".into(), 3, true))
+        );
+        assert_eq!(file_name("2026-11-22", 3), "audit-2026-11-22.3.jsonl");
+        for bad in [
+            "audit-2026-11-22.jsonl.torn",
+            "audit-2026-11-2x.jsonl",
+            "audit-2026-11-22.0.jsonl",
+            "checkpoints.jsonl",
+            "audit-2026-11-22.x.jsonl",
+        ] {
+            assert_eq!(parse_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn listing_is_in_trail_order_and_prefers_plain_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "audit-2026-11-23.jsonl",
+            "audit-2026-11-22.10.jsonl",
+            "audit-2026-11-22.2.jsonl.gz",
+            "audit-2026-11-22.2.jsonl",
+            "audit-2026-11-22.jsonl.gz",
+            "notes.txt",
+        ] {
+            fs::write(dir.path().join(name), b"").unwrap();
+        }
+        let names: Vec<_> = list(dir.path())
+            .unwrap()
+            .iter()
+            .map(TrailFile::name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "audit-2026-11-22.jsonl.gz",
+                "audit-2026-11-22.2.jsonl",
+                "audit-2026-11-22.10.jsonl",
+                "audit-2026-11-23.jsonl"
+            ]
+        );
+    }
+}

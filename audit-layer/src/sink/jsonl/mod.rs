@@ -1,0 +1,223 @@
+//! The JSON Lines file sink: a tamper-evident trail of one event per line.
+//!
+//! - **Files**: `audit-YYYY-MM-DD.jsonl` per UTC day of writing, `audit-YYYY-MM-DD.N.jsonl`
+//!   when a day's file reaches the size limit; closed files optionally gzipped. The directory
+//!   is created with mode `0700` and files with `0600`.
+//! - **Chain**: every line carries `seq`, `prev_hash` and `hash` ([`crate::chain`]); the
+//!   chain continues across files and restarts.
+//! - **Checkpoints**: every N events or T seconds, at each rotation and at shutdown, a signed
+//!   checkpoint goes to `checkpoints.jsonl` ([`crate::checkpoint`]).
+//! - **Recovery**: a torn last line left by a crash is moved aside into a `.torn` file at
+//!   start, and a `system` event `audit.recovery` records it.
+//! - **Retention**: files older than the retention age (365 days by default) or beyond the
+//!   size budget are deleted once a checkpoint covers them, and each purge is recorded as a
+//!   `system` event `audit.retention.purge`, so the trail still verifies.
+//!
+//! Each batch is one `write`; a failed write is undone (the file is truncated back and the
+//! chain rewound) so the writer's retry does not duplicate half a batch. Verify a trail with
+//! `audit verify DIR` or [`crate::verify::verify_trail`].
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::{AuditTrail, JsonlFileSink};
+//! use audit_layer::verify::{VerifyOptions, verify_trail};
+//! use axum::{Router, routing::get};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let audit = AuditTrail::builder().sink(JsonlFileSink::new(dir.path())?).build()?;
+//! let app = Router::new().route("/hello", get(|| async { "hello" })).layer(audit.layer());
+//!
+//! app.oneshot(http::Request::get("/hello").body(axum::body::Body::empty())?).await?;
+//! audit.shutdown().await?;
+//!
+//! let report = verify_trail(dir.path(), &VerifyOptions::default())?;
+//! assert_eq!(report.events, 1);
+//! assert_eq!(report.checkpoints, 1);
+//! # Ok(()) }
+//! ```
+
+mod trail;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{BoxFuture, Sink, SinkError};
+use crate::chain::ChainKey;
+use crate::checkpoint::CheckpointKey;
+use crate::clock::{Clock, SystemClock};
+use crate::event::AuditEvent;
+
+use self::trail::FileTrail;
+
+/// The name of the generated signing key in a trail directory.
+pub const GENERATED_KEY: &str = "signing.key";
+/// The name of the generated signing key's public half in a trail directory.
+pub const GENERATED_PUBLIC_KEY: &str = "signing.pub";
+
+/// Appends events as chained JSON Lines to the files of one trail directory.
+pub struct JsonlFileSink {
+    trail: FileTrail,
+}
+
+impl JsonlFileSink {
+    /// A sink writing into `dir` with the default settings (see [`JsonlFileSinkBuilder`]).
+    ///
+    /// Fails if the directory cannot be created, is not a directory, or holds a trail that
+    /// cannot be continued, so that a misconfiguration is reported at start-up.
+    pub fn new(dir: impl AsRef<Path>) -> io::Result<Self> {
+        Self::builder(dir).open()
+    }
+
+    /// Configures a sink writing into `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> JsonlFileSinkBuilder {
+        JsonlFileSinkBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            clock: Arc::new(SystemClock),
+            chain_key: None,
+            signing_key: None,
+            checkpoint_every_events: 10_000,
+            checkpoint_every: Duration::from_secs(60),
+            rotate_bytes: 64 * 1024 * 1024,
+            gzip: false,
+            retention: Some(Duration::from_secs(365 * 86_400)),
+            retention_bytes: None,
+        }
+    }
+
+    /// The directory of the trail.
+    pub fn dir(&self) -> &Path {
+        self.trail.dir()
+    }
+}
+
+/// Settings of a [`JsonlFileSink`]; every method takes and returns the builder.
+#[must_use = "call `open()` to get the sink"]
+pub struct JsonlFileSinkBuilder {
+    pub(crate) dir: PathBuf,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) chain_key: Option<ChainKey>,
+    pub(crate) signing_key: Option<CheckpointKey>,
+    pub(crate) checkpoint_every_events: u64,
+    pub(crate) checkpoint_every: Duration,
+    pub(crate) rotate_bytes: u64,
+    pub(crate) gzip: bool,
+    pub(crate) retention: Option<Duration>,
+    pub(crate) retention_bytes: Option<u64>,
+}
+
+impl JsonlFileSinkBuilder {
+    /// Makes the chain an HMAC-SHA256 chain under `key`: then whoever can write the files
+    /// cannot recompute it. Verification needs the same key.
+    pub fn chain_key(mut self, key: ChainKey) -> Self {
+        self.chain_key = Some(key);
+        self
+    }
+
+    /// The key that signs checkpoints. Without one, the key in `signing.key` in the trail
+    /// directory is used, generated (with `signing.pub`) on first use: fine for a demo, but a
+    /// key stored beside the trail protects it only against accidents. In production, load
+    /// it from your secret store ([`CheckpointKey::from_hex`]) and keep the public key where
+    /// verifiers can trust it.
+    pub fn signing_key(mut self, key: CheckpointKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// A checkpoint after this many events or this much time, whichever comes first (10,000
+    /// events or 60 s by default), besides those at rotation and shutdown.
+    pub fn checkpoint_every(mut self, events: u64, interval: Duration) -> Self {
+        self.checkpoint_every_events = events.max(1);
+        self.checkpoint_every = interval;
+        self
+    }
+
+    /// Starts a new file of the day when the current one would pass this size (64 MiB by
+    /// default).
+    pub fn rotate_bytes(mut self, bytes: u64) -> Self {
+        self.rotate_bytes = bytes.max(1);
+        self
+    }
+
+    /// Gzips each file once it is closed (off by default).
+    pub fn gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
+    /// Deletes files whose day ended more than `age` ago (365 days by default; `None` keeps
+    /// everything), once a checkpoint covers them.
+    pub fn retention(mut self, age: Option<Duration>) -> Self {
+        self.retention = age;
+        self
+    }
+
+    /// Deletes the oldest files while the trail is larger than `bytes` (unbounded by
+    /// default), once a checkpoint covers them. The file being written is never deleted.
+    pub fn retention_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.retention_bytes = bytes;
+        self
+    }
+
+    /// The clock that picks day files, ages files and times checkpoints (for tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Opens the trail: creates the directory, recovers from a crash, continues the chain.
+    pub fn open(self) -> io::Result<JsonlFileSink> {
+        Ok(JsonlFileSink {
+            trail: FileTrail::open(self)?,
+        })
+    }
+}
+
+impl fmt::Debug for JsonlFileSinkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlFileSinkBuilder")
+            .field("dir", &self.dir)
+            .field("keyed_chain", &self.chain_key.is_some())
+            .field("checkpoint_every_events", &self.checkpoint_every_events)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("rotate_bytes", &self.rotate_bytes)
+            .field("gzip", &self.gzip)
+            .field("retention", &self.retention)
+            .field("retention_bytes", &self.retention_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sink for JsonlFileSink {
+    fn name(&self) -> &str {
+        self.trail.name()
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        events: &'a [AuditEvent],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move { self.trail.append(events).map_err(SinkError::from) })
+    }
+
+    fn flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move { self.trail.tick().map_err(SinkError::from) })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move { self.trail.close().map_err(SinkError::from) })
+    }
+}
+
+impl fmt::Debug for JsonlFileSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlFileSink")
+            .field("dir", &self.trail.dir())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,689 @@
+//! The state machine behind [`JsonlFileSink`](super::JsonlFileSink): the active file, the
+//! chain, checkpoints, rotation, recovery and retention.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder};
+use crate::actor::Actor;
+use crate::chain::{self, GENESIS, encode_line, link_hash, parse_line};
+use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
+use crate::event::{AuditEvent, Category, Outcome, Timestamp};
+use crate::files::{self, CHECKPOINTS, TrailFile};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+pub(super) struct FileTrail {
+    dir: PathBuf,
+    name: String,
+    settings: JsonlFileSinkBuilder,
+    signer: CheckpointKey,
+    current: Option<ActiveFile>,
+    next_seq: u64,
+    last_hash: String,
+    last_checkpoint: Option<Checkpoint>,
+    /// Events written since the last checkpoint.
+    unsealed: u64,
+    last_checkpoint_at: SystemTime,
+    /// Events of the trail itself (recovery, purge) waiting to be written.
+    system_events: Vec<AuditEvent>,
+    buf: Vec<u8>,
+    event_json: Vec<u8>,
+    /// A failed write may have left a partial line that could not be removed.
+    needs_newline: bool,
+}
+
+/// The file being appended to.
+struct ActiveFile {
+    day: String,
+    part: u32,
+    path: PathBuf,
+    handle: File,
+    len: u64,
+    /// SHA-256 of everything in the file so far, for checkpoints.
+    sha: Sha256,
+}
+
+impl ActiveFile {
+    /// Opens (or creates) a trail file for appending, hashing what it already holds.
+    fn open(dir: &Path, day: &str, part: u32) -> io::Result<Self> {
+        let path = dir.join(files::file_name(day, part));
+        let existing = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let handle = open_append(&path)?;
+        Ok(Self {
+            day: day.to_owned(),
+            part,
+            path,
+            handle,
+            len: existing.len() as u64,
+            sha: Sha256::new_with_prefix(&existing),
+        })
+    }
+
+    fn stem(&self) -> String {
+        files::file_name(&self.day, self.part)
+    }
+}
+
+impl FileTrail {
+    pub(super) fn open(settings: JsonlFileSinkBuilder) -> io::Result<Self> {
+        let dir = settings.dir.clone();
+        create_private_dir(&dir)?;
+        let signer = match &settings.signing_key {
+            Some(key) => key.clone(),
+            None => load_or_generate_key(&dir)?,
+        };
+        let mut system_events = Vec::new();
+        system_events.extend(recover_checkpoints_file(&dir, settings.clock.now())?);
+        let checkpoints = read_checkpoints(&dir)?;
+        let last_checkpoint = checkpoints.last().cloned();
+        remove_leftovers(&dir)?;
+
+        let mut trail_files = files::list(&dir)?;
+        while let Some(last) = trail_files.last() {
+            if last.gzipped || fs::metadata(&last.path)?.len() > 0 {
+                break;
+            }
+            // An empty file left by a crash right after a rotation.
+            fs::remove_file(&last.path)?;
+            trail_files.pop();
+        }
+        if let Some(last) = trail_files.last().filter(|f| !f.gzipped) {
+            system_events.extend(recover_torn_tail(last, settings.clock.now())?);
+        }
+
+        let (next_seq, last_hash) = match last_event(&trail_files)? {
+            Some((seq, hash)) => (seq + 1, hash),
+            // Every file was purged: continue from the last checkpoint.
+            None => last_checkpoint
+                .as_ref()
+                .map_or((0, GENESIS.to_owned()), |cp| {
+                    (cp.seq_to + 1, cp.last_hash.clone())
+                }),
+        };
+        let sealed_to = last_checkpoint.as_ref().map(|cp| cp.seq_to);
+        if let Some(sealed) = sealed_to.filter(|sealed| *sealed >= next_seq) {
+            let reason = format!(
+                "the trail ends at seq {} but a signed checkpoint covers up to seq {sealed}: \
+                 events are missing",
+                next_seq.wrapping_sub(1)
+            );
+            tracing::error!(target: "audit", dir = %dir.display(), "{reason}");
+            system_events.push(system_event(
+                "audit.recovery",
+                Outcome::Error,
+                reason,
+                settings.clock.now(),
+            ));
+        }
+        let unsealed = next_seq.saturating_sub(sealed_to.map_or(0, |s| s + 1));
+        let current = match trail_files.last() {
+            Some(last) if !last.gzipped => Some(ActiveFile::open(&dir, &last.day, last.part)?),
+            _ => None,
+        };
+        let now = settings.clock.now();
+        let mut trail = Self {
+            name: format!("jsonl:{}", dir.display()),
+            dir,
+            signer,
+            current,
+            next_seq,
+            last_hash,
+            last_checkpoint,
+            unsealed,
+            last_checkpoint_at: now,
+            system_events: Vec::new(),
+            buf: Vec::with_capacity(64 * 1024),
+            event_json: Vec::with_capacity(1024),
+            needs_newline: false,
+            settings,
+        };
+        if trail.settings.gzip {
+            trail.compress_closed_files()?;
+        }
+        trail.retention_sweep()?;
+        system_events.append(&mut trail.system_events);
+        if !system_events.is_empty() {
+            trail.append(&system_events)?;
+        }
+        // Seal whatever a crash left unsealed, and the recovery events.
+        trail.checkpoint()?;
+        Ok(trail)
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends events to the chain, as one write; then any event the trail itself has to
+    /// record, and a checkpoint if one is due.
+    pub(super) fn append(&mut self, events: &[AuditEvent]) -> io::Result<()> {
+        self.append_chained(events)?;
+        while !self.system_events.is_empty() {
+            let own = std::mem::take(&mut self.system_events);
+            if let Err(error) = self.append_chained(&own) {
+                self.system_events = own;
+                tracing::error!(target: "audit", %error, "could not record the trail's own events; retrying with the next batch");
+                break;
+            }
+        }
+        if self.unsealed >= self.settings.checkpoint_every_events {
+            self.checkpoint_or_log();
+        }
+        Ok(())
+    }
+
+    fn append_chained(&mut self, events: &[AuditEvent]) -> io::Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Chain into a buffer first: nothing changes unless the write succeeds.
+        self.buf.clear();
+        let key = self.settings.chain_key.as_ref();
+        let mut seq = self.next_seq;
+        let mut hash = self.last_hash.clone();
+        for event in events {
+            self.event_json.clear();
+            serde_json::to_writer(&mut self.event_json, event)?;
+            let next = link_hash(key, &hash, seq, &self.event_json);
+            encode_line(&mut self.buf, seq, &hash, &next, &self.event_json);
+            hash = next;
+            seq += 1;
+        }
+        self.ensure_file(self.buf.len() as u64)?;
+        let Some(current) = self.current.as_mut() else {
+            return Err(io::Error::other("no trail file is open"));
+        };
+        let prefix: &[u8] = if self.needs_newline { b"\n" } else { b"" };
+        let written = current
+            .handle
+            .write_all(prefix)
+            .and_then(|()| current.handle.write_all(&self.buf));
+        if let Err(error) = written {
+            // Undo the partial batch so the retry does not duplicate it.
+            if current.handle.set_len(current.len).is_err() {
+                self.needs_newline = true;
+            }
+            return Err(error);
+        }
+        current.len += (prefix.len() + self.buf.len()) as u64;
+        current.sha.update(prefix);
+        current.sha.update(&self.buf);
+        self.needs_newline = false;
+        self.unsealed += seq - self.next_seq;
+        self.next_seq = seq;
+        self.last_hash = hash;
+        Ok(())
+    }
+
+    /// Makes `current` the file the next `incoming` bytes go to, rotating by day and size.
+    fn ensure_file(&mut self, incoming: u64) -> io::Result<()> {
+        let today = day_of(self.settings.clock.now());
+        let (day, part) = match &self.current {
+            // Never go back to an earlier day (a clock set back): the trail's order is the
+            // files' order.
+            Some(current) if current.day >= today => {
+                if current.len == 0 || current.len + incoming <= self.settings.rotate_bytes {
+                    return Ok(());
+                }
+                (current.day.clone(), current.part + 1)
+            }
+            _ => self.next_file_for(&today)?,
+        };
+        self.rotate_to(&day, part)
+    }
+
+    /// The file to continue a day in: its last part, or a new one if that is full or closed.
+    fn next_file_for(&self, day: &str) -> io::Result<(String, u32)> {
+        let last = files::list(&self.dir)?
+            .into_iter()
+            .rfind(|f| f.day.as_str() >= day);
+        Ok(match last {
+            Some(f) if !f.gzipped && fs::metadata(&f.path)?.len() < self.settings.rotate_bytes => {
+                (f.day, f.part)
+            }
+            Some(f) => (f.day, f.part + 1),
+            None => (day.to_owned(), 0),
+        })
+    }
+
+    fn rotate_to(&mut self, day: &str, part: u32) -> io::Result<()> {
+        // Seal the file being closed: its last checkpoint records its whole content.
+        self.checkpoint()?;
+        if let Some(old) = self.current.take() {
+            old.handle.sync_all()?;
+            if self.settings.gzip {
+                compress(&old.path)?;
+            }
+        }
+        self.current = Some(ActiveFile::open(&self.dir, day, part)?);
+        self.retention_sweep()
+    }
+
+    /// Periodic work: a checkpoint when the interval has passed with events unsealed.
+    pub(super) fn tick(&mut self) -> io::Result<()> {
+        let now = self.settings.clock.now();
+        let due = now
+            .duration_since(self.last_checkpoint_at)
+            .is_ok_and(|elapsed| elapsed >= self.settings.checkpoint_every);
+        if self.unsealed > 0 && due {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// At shutdown: the trail's own pending events, a final checkpoint, everything synced.
+    pub(super) fn close(&mut self) -> io::Result<()> {
+        if !self.system_events.is_empty() {
+            let own = std::mem::take(&mut self.system_events);
+            self.append_chained(&own)?;
+        }
+        self.checkpoint()?;
+        if let Some(current) = &self.current {
+            current.handle.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_or_log(&mut self) {
+        if let Err(error) = self.checkpoint() {
+            // The events are written; only their seal is late. It is retried at the next
+            // batch, tick or shutdown.
+            tracing::error!(target: "audit", dir = %self.dir.display(), %error, "could not write a checkpoint");
+        }
+    }
+
+    /// Signs and appends a checkpoint covering every event written so far.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        if self.unsealed == 0 {
+            return Ok(());
+        }
+        let (file, file_len, file_sha256) = match &self.current {
+            Some(current) if current.len > 0 => {
+                current.handle.sync_data()?;
+                (
+                    current.stem(),
+                    current.len,
+                    hex::encode(current.sha.clone().finalize()),
+                )
+            }
+            _ => self.last_file_digest()?,
+        };
+        let previous = self.last_checkpoint.as_ref();
+        let now = self.settings.clock.now();
+        let mut checkpoint = Checkpoint {
+            kind: "checkpoint".to_owned(),
+            seq_from: previous.map_or(0, |cp| cp.seq_to + 1),
+            seq_to: self.next_seq - 1,
+            last_hash: self.last_hash.clone(),
+            file,
+            file_len,
+            file_sha256,
+            time: Timestamp::from(now),
+            chain: chain::algorithm(self.settings.chain_key.as_ref()).to_owned(),
+            key_id: String::new(),
+            prev_signature: previous.and_then(|cp| cp.signature.clone()),
+            signature: None,
+        };
+        self.signer.sign(&mut checkpoint);
+        let mut line = serde_json::to_vec(&checkpoint)?;
+        line.push(b'\n');
+        let path = self.dir.join(CHECKPOINTS);
+        let mut file = open_append(&path)?;
+        file.write_all(&line)?;
+        file.sync_data()?;
+        self.last_checkpoint = Some(checkpoint);
+        self.unsealed = 0;
+        self.last_checkpoint_at = now;
+        Ok(())
+    }
+
+    /// Name, length and SHA-256 of the last non-empty trail file, read from disk.
+    fn last_file_digest(&self) -> io::Result<(String, u64, String)> {
+        let trail_files = files::list(&self.dir)?;
+        for file in trail_files.iter().rev() {
+            let bytes = file.read()?;
+            if !bytes.is_empty() {
+                return Ok((
+                    file.stem(),
+                    bytes.len() as u64,
+                    hex::encode(Sha256::digest(&bytes)),
+                ));
+            }
+        }
+        Err(io::Error::other(
+            "no trail file holds the events to checkpoint",
+        ))
+    }
+
+    fn compress_closed_files(&mut self) -> io::Result<()> {
+        let active = self.current.as_ref().map(|c| c.path.clone());
+        for file in files::list(&self.dir)? {
+            if !file.gzipped && Some(&file.path) != active.as_ref() {
+                compress(&file.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes files past retention that a checkpoint covers, and queues an
+    /// `audit.retention.purge` event naming them.
+    fn retention_sweep(&mut self) -> io::Result<()> {
+        let Some(sealed_to) = self.last_checkpoint.as_ref().map(|cp| cp.seq_to) else {
+            return Ok(());
+        };
+        if self.settings.retention.is_none() && self.settings.retention_bytes.is_none() {
+            return Ok(());
+        }
+        let active = self.current.as_ref().map(|c| c.path.clone());
+        let trail_files = files::list(&self.dir)?;
+        let mut total: u64 = 0;
+        for file in &trail_files {
+            total += fs::metadata(&file.path)?.len();
+        }
+        let now = self.settings.clock.now();
+        let mut purged = Vec::new();
+        let mut range: Option<(u64, u64)> = None;
+        for file in &trail_files {
+            if Some(&file.path) == active.as_ref() {
+                break;
+            }
+            let expired = self
+                .settings
+                .retention
+                .is_some_and(|age| day_end(&file.day).is_some_and(|end| end + age <= now));
+            let over_budget = self.settings.retention_bytes.is_some_and(|max| total > max);
+            if !expired && !over_budget {
+                break;
+            }
+            let Some((first, last)) = seq_range(file)? else {
+                continue;
+            };
+            if last > sealed_to {
+                break;
+            }
+            let size = fs::metadata(&file.path)?.len();
+            fs::remove_file(&file.path)?;
+            total = total.saturating_sub(size);
+            range = Some((range.map_or(first, |r| r.0), last));
+            purged.push(file.name());
+        }
+        if let Some((seq_from, seq_to)) = range {
+            tracing::info!(target: "audit", files = ?purged, seq_from, seq_to, "audit retention purged files");
+            let event = system_event(
+                "audit.retention.purge",
+                Outcome::Success,
+                format!(
+                    "retention deleted {} file(s) holding seq {seq_from}..={seq_to}",
+                    purged.len()
+                ),
+                now,
+            )
+            .with_detail("files", json!(purged))
+            .with_detail("seq_from", seq_from)
+            .with_detail("seq_to", seq_to);
+            self.system_events.push(event);
+        }
+        Ok(())
+    }
+}
+
+/// An event of the trail itself.
+fn system_event(
+    action: &'static str,
+    outcome: Outcome,
+    reason: String,
+    now: SystemTime,
+) -> AuditEvent {
+    AuditEvent::at(
+        Timestamp::from(now),
+        Category::System,
+        action,
+        outcome,
+        Actor::service("audit"),
+    )
+    .with_reason(reason)
+}
+
+/// `YYYY-MM-DD` of a time, UTC.
+pub(crate) fn day_of(time: SystemTime) -> String {
+    let mut text = Timestamp::from(time).to_string();
+    text.truncate(10);
+    text
+}
+
+/// The end of a UTC day.
+fn day_end(day: &str) -> Option<SystemTime> {
+    Timestamp::parse(&format!("{day}T00:00:00Z"))
+        .ok()
+        .map(|start| start.as_system_time() + DAY)
+}
+
+/// The seq of the last event of the trail and its hash.
+fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, String)>> {
+    for file in trail_files.iter().rev() {
+        let bytes = file.read()?;
+        if let Some(line) = bytes.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
+            let parsed = parse_line(line).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the last line of {} is not a chained audit line",
+                        file.name()
+                    ),
+                )
+            })?;
+            return Ok(Some((parsed.seq, parsed.hash.to_owned())));
+        }
+    }
+    Ok(None)
+}
+
+/// The first and last seq of a file.
+fn seq_range(file: &TrailFile) -> io::Result<Option<(u64, u64)>> {
+    let bytes = file.read()?;
+    let mut lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let first = lines.next().and_then(parse_line).map(|l| l.seq);
+    let last = bytes
+        .split(|b| *b == b'\n')
+        .rfind(|l| !l.is_empty())
+        .and_then(parse_line)
+        .map(|l| l.seq);
+    Ok(first.zip(last))
+}
+
+/// Moves an unterminated or unreadable tail of the last file aside into a `.torn` file and
+/// returns the `audit.recovery` event that records it.
+fn recover_torn_tail(file: &TrailFile, now: SystemTime) -> io::Result<Option<AuditEvent>> {
+    let bytes = fs::read(&file.path)?;
+    let mut good = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    // After a crash a file can also end in whole lines of garbage (zeroed blocks).
+    while good > 0 {
+        let start = bytes[..good - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        if parse_line(&bytes[start..good - 1]).is_some() {
+            break;
+        }
+        good = start;
+    }
+    if good == bytes.len() {
+        return Ok(None);
+    }
+    let torn = move_aside(&file.path, &bytes[good..], now)?;
+    truncate(&file.path, good as u64)?;
+    let reason = format!(
+        "{} ended with {} byte(s) that are not a complete audit line (a write cut short by a \
+         crash); they were moved to {torn}",
+        file.name(),
+        bytes.len() - good
+    );
+    tracing::warn!(target: "audit", "{reason}");
+    Ok(Some(
+        system_event("audit.recovery", Outcome::Success, reason, now)
+            .with_detail("file", file.name())
+            .with_detail("offset", good as u64)
+            .with_detail("torn_bytes", (bytes.len() - good) as u64)
+            .with_detail("moved_to", torn),
+    ))
+}
+
+/// The same for the checkpoints file.
+fn recover_checkpoints_file(dir: &Path, now: SystemTime) -> io::Result<Option<AuditEvent>> {
+    let path = dir.join(CHECKPOINTS);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let good = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if good == bytes.len() {
+        return Ok(None);
+    }
+    let torn = move_aside(&path, &bytes[good..], now)?;
+    truncate(&path, good as u64)?;
+    let reason = format!(
+        "{CHECKPOINTS} ended with {} byte(s) of an unfinished checkpoint; they were moved to {torn}",
+        bytes.len() - good
+    );
+    tracing::warn!(target: "audit", "{reason}");
+    Ok(Some(
+        system_event("audit.recovery", Outcome::Success, reason, now)
+            .with_detail("file", CHECKPOINTS)
+            .with_detail("moved_to", torn),
+    ))
+}
+
+/// Writes `bytes` to `<file>.<unix seconds>.torn` and returns that name.
+fn move_aside(path: &Path, bytes: &[u8], now: SystemTime) -> io::Result<String> {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name = format!(
+        "{}.{secs}.torn",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    write_private(&path.with_file_name(&name), bytes)?;
+    Ok(name)
+}
+
+fn truncate(path: &Path, len: u64) -> io::Result<()> {
+    let file = OpenOptions::new().write(true).open(path)?;
+    file.set_len(len)?;
+    file.sync_all()
+}
+
+/// Removes half-written compressed files left by a crash.
+fn remove_leftovers(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".gz.tmp") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Gzips a closed file: `.gz.tmp`, synced, renamed to `.gz`, then the original removed.
+fn compress(path: &Path) -> io::Result<()> {
+    let bytes = fs::read(path)?;
+    let mut gz_name = path.as_os_str().to_owned();
+    gz_name.push(".gz");
+    let gz_path = PathBuf::from(gz_name);
+    let mut tmp_name = gz_path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp_path = PathBuf::from(tmp_name);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&bytes)?;
+    write_private(&tmp_path, &encoder.finish()?)?;
+    fs::rename(&tmp_path, &gz_path)?;
+    fs::remove_file(path)
+}
+
+fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
+    let secret = dir.join(GENERATED_KEY);
+    let to_io = |e: crate::checkpoint::KeyError| io::Error::other(e.to_string());
+    if secret.exists() {
+        return CheckpointKey::from_file(&secret).map_err(to_io);
+    }
+    let key = CheckpointKey::generate().map_err(to_io)?;
+    key.save(&secret, &dir.join(GENERATED_PUBLIC_KEY))
+        .map_err(to_io)?;
+    tracing::warn!(
+        target: "audit",
+        dir = %dir.display(),
+        "generated a checkpoint signing key in the trail directory: fine for a demo; in \
+         production pass one from a secret store (JsonlFileSinkBuilder::signing_key)"
+    );
+    Ok(key)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "audit directory {} exists and is not a directory",
+                dir.display()
+            ),
+        ));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            target: "audit",
+            dir = %dir.display(),
+            mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
+            "audit directory is readable by other users; 0700 is recommended"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    if !fs::metadata(dir)?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "audit directory {} exists and is not a directory",
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}

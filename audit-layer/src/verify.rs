@@ -1,0 +1,541 @@
+//! Verification of a file trail: the hash chain, the signed checkpoints, and the files.
+//!
+//! [`verify_trail`] reads every file of a trail directory in order and stops at the first
+//! [`Fault`], naming its file, line and seq and what kind it is:
+//!
+//! | kind | what was found |
+//! |---|---|
+//! | `modified` | a line whose hash does not match its content, that does not link to the line before, or that contradicts a signed checkpoint |
+//! | `deleted` | a gap in `seq` |
+//! | `inserted` | a line that repeats a `seq` already seen, or that does not belong to the chain while the next line continues it |
+//! | `reordered` | a line ahead of its place, whose missing predecessor comes later |
+//! | `truncated` | the trail ends before the last seq a signed checkpoint covers |
+//! | `missing file` | a file that checkpoints name is gone |
+//! | `bad checkpoint signature` | a checkpoint whose signature fails, or whose chain of signatures is broken |
+//! | `bad checkpoint` | a checkpoint that does not parse or whose ranges do not follow |
+//! | `wrong key` | a keyed chain verified without the key, or the other way round |
+//! | `unreadable` | a file that cannot be read |
+//!
+//! Without a public key the checkpoints' signatures are not checked, only their consistency
+//! with the trail: pass the public key from a place an attacker cannot write.
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::verify::{FaultKind, VerifyOptions, verify_trail};
+//!
+//! let dir = tempfile::tempdir()?;
+//! std::fs::write(dir.path().join("audit-2026-11-22.jsonl"), "not a chained line\n")?;
+//! let fault = verify_trail(dir.path(), &VerifyOptions::default()).unwrap_err();
+//! assert_eq!(fault.kind, FaultKind::Modified);
+//! assert_eq!(fault.line, Some(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use crate::chain::{self, ChainKey, GENESIS, parse_line};
+use crate::checkpoint::{Checkpoint, PublicKey, read_checkpoints};
+use crate::event::Timestamp;
+use crate::files::{self, CHECKPOINTS, TrailFile};
+
+/// What to verify with.
+#[derive(Clone, Default)]
+pub struct VerifyOptions {
+    /// The HMAC key of a keyed chain.
+    pub chain_key: Option<ChainKey>,
+    /// The public key that signed the checkpoints.
+    pub public_key: Option<PublicKey>,
+    /// Called with (bytes done, bytes in all) as files are read.
+    pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+}
+
+impl fmt::Debug for VerifyOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("chain_key", &self.chain_key)
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful verification covered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyReport {
+    /// Trail files read.
+    pub files: usize,
+    /// Events verified.
+    pub events: u64,
+    /// The first seq of the trail (above 0 when retention purged the oldest files).
+    pub first_seq: Option<u64>,
+    /// The last seq of the trail.
+    pub last_seq: Option<u64>,
+    /// The time of the first event.
+    pub first_time: Option<Timestamp>,
+    /// The time of the last event.
+    pub last_time: Option<Timestamp>,
+    /// Checkpoints checked.
+    pub checkpoints: usize,
+    /// Whether their signatures were checked against a public key.
+    pub signatures_checked: bool,
+    /// Events after the last checkpoint, which no signature covers yet.
+    pub unsealed: u64,
+}
+
+/// The kind of a [`Fault`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// A line changed.
+    Modified,
+    /// A line is missing.
+    Deleted,
+    /// A line was added.
+    Inserted,
+    /// Lines are out of order.
+    Reordered,
+    /// The end of the trail is missing.
+    Truncated,
+    /// A file is missing.
+    MissingFile,
+    /// A checkpoint's signature is wrong.
+    BadCheckpointSignature,
+    /// A checkpoint is malformed or inconsistent.
+    BadCheckpoint,
+    /// The chain key is missing or wrong.
+    WrongKey,
+    /// A file cannot be read.
+    Unreadable,
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Modified => "modified",
+            Self::Deleted => "deleted",
+            Self::Inserted => "inserted",
+            Self::Reordered => "reordered",
+            Self::Truncated => "truncated",
+            Self::MissingFile => "missing file",
+            Self::BadCheckpointSignature => "bad checkpoint signature",
+            Self::BadCheckpoint => "bad checkpoint",
+            Self::WrongKey => "wrong key",
+            Self::Unreadable => "unreadable",
+        })
+    }
+}
+
+/// The first problem verification found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fault {
+    /// What kind of problem.
+    pub kind: FaultKind,
+    /// The file it is in.
+    pub file: Option<String>,
+    /// The line (1-based) in that file.
+    pub line: Option<u64>,
+    /// The seq concerned: the one expected at that place.
+    pub seq: Option<u64>,
+    /// A sentence about it.
+    pub detail: String,
+}
+
+impl Fault {
+    fn new(kind: FaultKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            file: None,
+            line: None,
+            seq: None,
+            detail: detail.into(),
+        }
+    }
+
+    fn at(mut self, file: &str, line: Option<u64>, seq: Option<u64>) -> Self {
+        self.file = Some(file.to_owned());
+        self.line = line;
+        self.seq = seq;
+        self
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(file) = &self.file {
+            write!(f, ": {file}")?;
+        }
+        if let Some(line) = self.line {
+            write!(f, " line {line}")?;
+        }
+        if let Some(seq) = self.seq {
+            write!(f, " seq {seq}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+impl std::error::Error for Fault {}
+
+/// Verifies the trail in `dir`. See the [module docs](self).
+pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Fault> {
+    let unreadable =
+        |what: &str, e: std::io::Error| Fault::new(FaultKind::Unreadable, format!("{what}: {e}"));
+    if !dir.is_dir() {
+        return Err(Fault::new(
+            FaultKind::Unreadable,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let checkpoints = read_checkpoints(dir).map_err(|e| {
+        Fault::new(FaultKind::BadCheckpoint, e.to_string()).at(CHECKPOINTS, None, None)
+    })?;
+    check_checkpoints(&checkpoints, options)?;
+    let trail_files = files::list(dir).map_err(|e| unreadable(&dir.display().to_string(), e))?;
+    let total_bytes = trail_files
+        .iter()
+        .map(|f| f.path.metadata().map_or(0, |m| m.len()))
+        .sum();
+
+    let mut walk = Walk {
+        key: options.chain_key.as_ref(),
+        sealed: checkpoints.iter().map(|cp| (cp.seq_to, cp)).collect(),
+        checkpoints: &checkpoints,
+        present: trail_files.iter().map(TrailFile::stem).collect(),
+        next_seq: None,
+        prev_hash: String::new(),
+        report: VerifyReport {
+            files: trail_files.len(),
+            checkpoints: checkpoints.len(),
+            signatures_checked: options.public_key.is_some(),
+            ..VerifyReport::default()
+        },
+    };
+    let mut done = 0;
+    for file in &trail_files {
+        let bytes = file.read().map_err(|e| unreadable(&file.name(), e))?;
+        walk.file(file, &bytes)?;
+        done += file.path.metadata().map_or(0, |m| m.len());
+        if let Some(progress) = &options.progress {
+            progress(done, total_bytes);
+        }
+    }
+    walk.finish(trail_files.last())
+}
+
+/// Checks the checkpoints among themselves: signatures, links, ranges.
+fn check_checkpoints(checkpoints: &[Checkpoint], options: &VerifyOptions) -> Result<(), Fault> {
+    let algorithm = chain::algorithm(options.chain_key.as_ref());
+    let mut previous: Option<&Checkpoint> = None;
+    for (index, cp) in checkpoints.iter().enumerate() {
+        let fault = |kind, detail: String| {
+            Err(Fault::new(kind, detail).at(CHECKPOINTS, Some(index as u64 + 1), Some(cp.seq_to)))
+        };
+        if cp.kind != "checkpoint" {
+            return fault(
+                FaultKind::BadCheckpoint,
+                format!("unknown record type `{}`", cp.kind),
+            );
+        }
+        if let Some(key) = &options.public_key {
+            if cp.key_id != key.key_id() {
+                return fault(
+                    FaultKind::BadCheckpointSignature,
+                    format!(
+                        "signed by key {} , not by the given public key {}",
+                        cp.key_id,
+                        key.key_id()
+                    ),
+                );
+            }
+            if !cp.verify(key) {
+                return fault(
+                    FaultKind::BadCheckpointSignature,
+                    "the signature does not match".into(),
+                );
+            }
+        }
+        match previous {
+            None if cp.prev_signature.is_some() => {
+                return fault(
+                    FaultKind::BadCheckpointSignature,
+                    "the first checkpoint refers to an earlier one that is gone".into(),
+                );
+            }
+            Some(prev) if cp.prev_signature != prev.signature => {
+                return fault(
+                    FaultKind::BadCheckpointSignature,
+                    "does not carry the previous checkpoint's signature".into(),
+                );
+            }
+            Some(prev) if cp.seq_from != prev.seq_to + 1 || cp.seq_to < cp.seq_from => {
+                return fault(
+                    FaultKind::BadCheckpoint,
+                    format!(
+                        "covers seq {}..={} after a checkpoint ending at {}",
+                        cp.seq_from, cp.seq_to, prev.seq_to
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if cp.chain != algorithm {
+            let hint = if cp.chain == "hmac-sha256" {
+                "the trail's chain is keyed (hmac-sha256): pass its key"
+            } else {
+                "the trail's chain is not keyed (sha256): verify without a key"
+            };
+            return fault(FaultKind::WrongKey, hint.into());
+        }
+        previous = Some(cp);
+    }
+    Ok(())
+}
+
+/// The state of a walk through the trail's lines.
+struct Walk<'a> {
+    key: Option<&'a ChainKey>,
+    /// Checkpoints by the seq they end at.
+    sealed: HashMap<u64, &'a Checkpoint>,
+    checkpoints: &'a [Checkpoint],
+    /// The stems of the files present.
+    present: HashSet<String>,
+    next_seq: Option<u64>,
+    prev_hash: String,
+    report: VerifyReport,
+}
+
+impl Walk<'_> {
+    fn file(&mut self, file: &TrailFile, bytes: &[u8]) -> Result<(), Fault> {
+        let name = file.name();
+        let stem = file.stem();
+        let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        // A file ends with a newline, so the last piece is empty; a non-empty last piece is
+        // a line cut short.
+        if lines.last().is_some_and(|l| l.is_empty()) {
+            lines.pop();
+        }
+        let mut sha = Sha256::new();
+        let mut offset: u64 = 0;
+        for (index, line) in lines.iter().enumerate() {
+            let number = index as u64 + 1;
+            let expected = self.next_seq;
+            let fault = |kind, seq: Option<u64>, detail: &str| {
+                Err(Fault::new(kind, detail).at(&name, Some(number), seq))
+            };
+            let Some(parsed) = parse_line(line) else {
+                let next_continues = lines
+                    .get(index + 1)
+                    .and_then(|l| parse_line(l))
+                    .is_some_and(|next| {
+                        Some(next.seq) == expected && next.prev_hash == self.prev_hash
+                    });
+                return if next_continues {
+                    fault(
+                        FaultKind::Inserted,
+                        expected,
+                        "a line that is not part of the chain",
+                    )
+                } else {
+                    fault(FaultKind::Modified, expected, "not a chained audit line")
+                };
+            };
+            if parsed.expected_hash(self.key) != parsed.hash {
+                let detail = if expected.is_none()
+                    && self.key.is_none()
+                    && self.checkpoints.is_empty()
+                {
+                    "its hash does not match its content (modified, or a keyed chain verified without its key)"
+                } else {
+                    "its hash does not match its content"
+                };
+                return fault(FaultKind::Modified, expected.or(Some(parsed.seq)), detail);
+            }
+            match expected {
+                None => self.start(&parsed, &name, number)?,
+                Some(expected) if parsed.seq == expected => {
+                    if parsed.prev_hash != self.prev_hash {
+                        return fault(
+                            FaultKind::Modified,
+                            Some(expected),
+                            "does not link to the line before it (one of them was rewritten)",
+                        );
+                    }
+                }
+                Some(expected) if parsed.seq > expected => {
+                    let later = lines[index + 1..]
+                        .iter()
+                        .any(|l| parse_line(l).is_some_and(|p| p.seq == expected));
+                    if later {
+                        return fault(
+                            FaultKind::Reordered,
+                            Some(expected),
+                            "lines are out of order",
+                        );
+                    }
+                    if index == 0
+                        && let Some(missing) = self.missing_file(expected)
+                    {
+                        return Err(missing);
+                    }
+                    return fault(
+                        FaultKind::Deleted,
+                        Some(expected),
+                        &format!(
+                            "seq jumps from {} to {}",
+                            expected.wrapping_sub(1),
+                            parsed.seq
+                        ),
+                    );
+                }
+                Some(_) => {
+                    return fault(
+                        FaultKind::Inserted,
+                        Some(parsed.seq),
+                        "repeats a seq that came before",
+                    );
+                }
+            }
+            sha.update(line);
+            sha.update(b"\n");
+            offset += line.len() as u64 + 1;
+            if let Some(cp) = self.sealed.get(&parsed.seq) {
+                if cp.last_hash != parsed.hash {
+                    return fault(
+                        FaultKind::Modified,
+                        Some(parsed.seq),
+                        "does not match the signed checkpoint (the trail was rewritten)",
+                    );
+                }
+                let same_file = cp.file == stem;
+                let same_content =
+                    cp.file_len == offset && cp.file_sha256 == hex::encode(sha.clone().finalize());
+                if !same_file || !same_content {
+                    return fault(
+                        FaultKind::Modified,
+                        Some(parsed.seq),
+                        "the file's content does not match the signed checkpoint",
+                    );
+                }
+            }
+            if self.report.first_seq.is_none() {
+                self.report.first_seq = Some(parsed.seq);
+                self.report.first_time = time_of(line);
+            }
+            self.report.last_seq = Some(parsed.seq);
+            self.report.events += 1;
+            self.next_seq = Some(parsed.seq + 1);
+            self.prev_hash = parsed.hash.to_owned();
+            if index + 1 == lines.len() {
+                self.report.last_time = time_of(line);
+            }
+        }
+        if bytes.last().is_some_and(|b| *b != b'\n') {
+            return Err(
+                Fault::new(FaultKind::Modified, "the file's last line is cut short").at(
+                    &name,
+                    Some(lines.len() as u64),
+                    self.next_seq,
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The first line of the trail: seq 0 from the genesis, or the first line after a
+    /// retention purge, which a checkpoint must seal.
+    fn start(&self, parsed: &chain::ChainedLine<'_>, name: &str, number: u64) -> Result<(), Fault> {
+        let fault = |kind, seq, detail: &str| {
+            Err(Fault::new(kind, detail).at(name, Some(number), Some(seq)))
+        };
+        if parsed.seq == 0 {
+            if parsed.prev_hash != GENESIS {
+                return fault(
+                    FaultKind::Modified,
+                    0,
+                    "the first line does not start the chain",
+                );
+            }
+            return Ok(());
+        }
+        let sealed_before = self.sealed.get(&(parsed.seq - 1));
+        if sealed_before.is_some_and(|cp| cp.last_hash == parsed.prev_hash) {
+            return Ok(());
+        }
+        let first_missing = self
+            .checkpoints
+            .iter()
+            .map(|cp| cp.seq_to + 1)
+            .filter(|next| *next < parsed.seq)
+            .max()
+            .unwrap_or(0);
+        if let Some(missing) = self.missing_file(first_missing) {
+            return Err(missing);
+        }
+        fault(
+            FaultKind::Deleted,
+            first_missing,
+            &format!(
+                "the trail starts at seq {} and no checkpoint seals what came before",
+                parsed.seq
+            ),
+        )
+    }
+
+    /// The fault of a file that a checkpoint at or after `seq` names and that is gone.
+    fn missing_file(&self, seq: u64) -> Option<Fault> {
+        let file = self
+            .checkpoints
+            .iter()
+            .filter(|cp| cp.seq_to >= seq)
+            .map(|cp| &cp.file)
+            .find(|file| !self.present.contains(*file))?;
+        Some(
+            Fault::new(
+                FaultKind::MissingFile,
+                format!("{file}, which signed checkpoints name, is gone"),
+            )
+            .at(file, None, Some(seq)),
+        )
+    }
+
+    fn finish(mut self, last_file: Option<&TrailFile>) -> Result<VerifyReport, Fault> {
+        let next = self.next_seq.unwrap_or(0);
+        if let Some(last) = self.checkpoints.last() {
+            if next <= last.seq_to {
+                if let Some(missing) = self.missing_file(next) {
+                    return Err(missing);
+                }
+                let file = last_file.map_or_else(|| "(no trail file)".to_owned(), TrailFile::name);
+                return Err(Fault::new(
+                    FaultKind::Truncated,
+                    format!(
+                        "the trail ends before seq {}, which a signed checkpoint covers",
+                        last.seq_to
+                    ),
+                )
+                .at(&file, None, Some(next)));
+            }
+            self.report.unsealed = next - 1 - last.seq_to;
+        } else {
+            self.report.unsealed = self.report.events;
+        }
+        Ok(self.report)
+    }
+}
+
+/// The `time` field of a line, if it parses.
+fn time_of(line: &[u8]) -> Option<Timestamp> {
+    #[derive(serde::Deserialize)]
+    struct Time {
+        time: Timestamp,
+    }
+    serde_json::from_slice::<Time>(line).ok().map(|t| t.time)
+}
