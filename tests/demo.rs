@@ -237,6 +237,15 @@ async fn demo_admin_routes_are_sensitive_handlers() {
     assert!(demo.terminate().success());
 
     let events = read_trail(dir.path());
+    let public_key =
+        audit_layer::checkpoint::PublicKey::from_file(dir.path().join("signing.pub")).unwrap();
+    let options = audit_layer::verify::VerifyOptions {
+        public_key: Some(public_key),
+        ..Default::default()
+    };
+    let report = audit_layer::verify::verify_trail(dir.path(), &options).unwrap();
+    assert_eq!(report.events as usize, events.len());
+    assert_eq!(report.unsealed, 0, "shutdown seals the trail");
     let find = |action: &str| -> Vec<&serde_json::Value> {
         events.iter().filter(|e| e["action"] == action).collect()
     };

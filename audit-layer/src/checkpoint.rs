@@ -39,6 +39,10 @@ pub struct Checkpoint {
     /// Always `"checkpoint"`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The first seq still in the trail when the checkpoint was written: above 0 once
+    /// retention has purged the oldest files.
+    #[serde(default)]
+    pub first_seq: u64,
     /// The first seq this checkpoint covers (the previous checkpoint's `seq_to` + 1).
     pub seq_from: u64,
     /// The last seq it covers.
@@ -55,6 +59,10 @@ pub struct Checkpoint {
     pub time: Timestamp,
     /// `sha256` or `hmac-sha256`.
     pub chain: String,
+    /// For a keyed chain, an identifier of its key (not the key): a verifier holding the
+    /// wrong key is told so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_key_id: Option<String>,
     /// The first 16 hex digits of the SHA-256 of the signing public key.
     pub key_id: String,
     /// The previous checkpoint's signature (absent for the first).
@@ -268,6 +276,7 @@ mod tests {
     fn checkpoint() -> Checkpoint {
         Checkpoint {
             kind: "checkpoint".into(),
+            first_seq: 0,
             seq_from: 0,
             seq_to: 9,
             last_hash: "ab".repeat(32),
@@ -276,6 +285,7 @@ mod tests {
             file_sha256: "cd".repeat(32),
             time: Timestamp::from_unix_micros(1),
             chain: "sha256".into(),
+            chain_key_id: None,
             key_id: String::new(),
             prev_signature: None,
             signature: None,

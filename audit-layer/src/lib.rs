@@ -63,6 +63,7 @@ pub mod context;
 pub mod error;
 pub mod event;
 pub mod layer;
+pub mod query;
 pub mod redact;
 pub mod request_id;
 pub mod sensitive;
@@ -85,7 +86,9 @@ pub use self::layer::{Audit, AuditLayer, ResponseFuture};
 pub use self::redact::SecretNames;
 pub use self::request_id::RequestId;
 pub use self::sensitive::{AuditSnapshot, Auditable, Snapshot};
-pub use self::sink::{BoxFuture, JsonlFileSink, MemorySink, Sink, SinkError, TracingSink};
+pub use self::sink::{
+    BoxFuture, JsonlFileSink, JsonlFileSinkBuilder, MemorySink, Sink, SinkError, TracingSink,
+};
 pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, SensitiveRouteInfo};
 
 /// `#[derive(Auditable)]`: see the [`sensitive`] module.

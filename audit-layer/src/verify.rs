@@ -25,13 +25,15 @@
 //! use audit_layer::verify::{FaultKind, VerifyOptions, verify_trail};
 //!
 //! let dir = tempfile::tempdir()?;
-//! std::fs::write(dir.path().join("audit-2026-11-22.jsonl"), "not a chained line\n")?;
+//! let damaged = r#"{"seq":0,"prev_hash":"?","hash":"?","schema":"audit/1"}"#;
+//! std::fs::write(dir.path().join("audit-2026-11-22.jsonl"), format!("{damaged}\n"))?;
 //! let fault = verify_trail(dir.path(), &VerifyOptions::default()).unwrap_err();
 //! assert_eq!(fault.kind, FaultKind::Modified);
 //! assert_eq!(fault.line, Some(1));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
@@ -204,13 +206,25 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         .map(|f| f.path.metadata().map_or(0, |m| m.len()))
         .sum();
 
+    // Where the chain starts: the genesis, or after retention purged the oldest files, the
+    // seq the last checkpoint names, linked to the hash sealed just before it.
+    let first_seq = checkpoints.last().map_or(0, |cp| cp.first_seq);
+    let start_hash = if first_seq == 0 {
+        GENESIS.to_owned()
+    } else {
+        checkpoints
+            .iter()
+            .find(|cp| cp.seq_to + 1 == first_seq)
+            .map_or_else(String::new, |cp| cp.last_hash.clone())
+    };
     let mut walk = Walk {
         key: options.chain_key.as_ref(),
         sealed: checkpoints.iter().map(|cp| (cp.seq_to, cp)).collect(),
         checkpoints: &checkpoints,
         present: trail_files.iter().map(TrailFile::stem).collect(),
-        next_seq: None,
-        prev_hash: String::new(),
+        next_seq: first_seq,
+        prev_hash: start_hash,
+        prev_prev_hash: String::new(),
         report: VerifyReport {
             files: trail_files.len(),
             checkpoints: checkpoints.len(),
@@ -219,13 +233,20 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         },
     };
     let mut done = 0;
-    for file in &trail_files {
+    for (index, file) in trail_files.iter().enumerate() {
         let bytes = file.read().map_err(|e| unreadable(&file.name(), e))?;
-        walk.file(file, &bytes)?;
+        walk.file(file, &bytes, &trail_files[index + 1..])?;
         done += file.path.metadata().map_or(0, |m| m.len());
         if let Some(progress) = &options.progress {
             progress(done, total_bytes);
         }
+    }
+    if options.public_key.is_some() && checkpoints.is_empty() && walk.report.events > 0 {
+        return Err(Fault::new(
+            FaultKind::BadCheckpoint,
+            "no signed checkpoint covers the trail, so it cannot be authenticated",
+        )
+        .at(CHECKPOINTS, None, None));
     }
     walk.finish(trail_files.last())
 }
@@ -286,6 +307,13 @@ fn check_checkpoints(checkpoints: &[Checkpoint], options: &VerifyOptions) -> Res
             }
             _ => {}
         }
+        let key_id = options.chain_key.as_ref().map(ChainKey::id);
+        if cp.chain == algorithm && cp.chain_key_id.is_some() && cp.chain_key_id != key_id {
+            return fault(
+                FaultKind::WrongKey,
+                "the chain was written with another key".into(),
+            );
+        }
         if cp.chain != algorithm {
             let hint = if cp.chain == "hmac-sha256" {
                 "the trail's chain is keyed (hmac-sha256): pass its key"
@@ -307,18 +335,20 @@ struct Walk<'a> {
     checkpoints: &'a [Checkpoint],
     /// The stems of the files present.
     present: HashSet<String>,
-    next_seq: Option<u64>,
+    next_seq: u64,
     prev_hash: String,
+    /// The hash before `prev_hash`: tells an inserted line from the original it copies.
+    prev_prev_hash: String,
     report: VerifyReport,
 }
 
 impl Walk<'_> {
-    fn file(&mut self, file: &TrailFile, bytes: &[u8]) -> Result<(), Fault> {
+    fn file(&mut self, file: &TrailFile, bytes: &[u8], later: &[TrailFile]) -> Result<(), Fault> {
         let name = file.name();
         let stem = file.stem();
         let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
         // A file ends with a newline, so the last piece is empty; a non-empty last piece is
-        // a line cut short.
+        // a line cut short, which fails to parse below.
         if lines.last().is_some_and(|l| l.is_empty()) {
             lines.pop();
         }
@@ -327,17 +357,18 @@ impl Walk<'_> {
         for (index, line) in lines.iter().enumerate() {
             let number = index as u64 + 1;
             let expected = self.next_seq;
-            let fault = |kind, seq: Option<u64>, detail: &str| {
-                Err(Fault::new(kind, detail).at(&name, Some(number), seq))
+            let fault = |kind, seq: u64, detail: &str| {
+                Err(Fault::new(kind, detail).at(&name, Some(number), Some(seq)))
             };
+            let next = lines.get(index + 1).and_then(|l| parse_line(l));
             let Some(parsed) = parse_line(line) else {
-                let next_continues = lines
-                    .get(index + 1)
-                    .and_then(|l| parse_line(l))
-                    .is_some_and(|next| {
-                        Some(next.seq) == expected && next.prev_hash == self.prev_hash
-                    });
-                return if next_continues {
+                // Junk the chain goes on around was inserted; a damaged line of the chain
+                // still names its place.
+                let next_continues = next
+                    .as_ref()
+                    .is_some_and(|n| n.seq == expected && n.prev_hash == self.prev_hash);
+                let appended = next.is_none() && later.is_empty() && !looks_chained(line);
+                return if next_continues || appended {
                     fault(
                         FaultKind::Inserted,
                         expected,
@@ -348,37 +379,36 @@ impl Walk<'_> {
                 };
             };
             if parsed.expected_hash(self.key) != parsed.hash {
-                let detail = if expected.is_none()
-                    && self.key.is_none()
-                    && self.checkpoints.is_empty()
-                {
-                    "its hash does not match its content (modified, or a keyed chain verified without its key)"
-                } else {
-                    "its hash does not match its content"
-                };
-                return fault(FaultKind::Modified, expected.or(Some(parsed.seq)), detail);
+                return fault(
+                    FaultKind::Modified,
+                    expected,
+                    "its hash does not match its content",
+                );
             }
-            match expected {
-                None => self.start(&parsed, &name, number)?,
-                Some(expected) if parsed.seq == expected => {
+            match parsed.seq.cmp(&expected) {
+                Ordering::Equal => {
                     if parsed.prev_hash != self.prev_hash {
                         return fault(
                             FaultKind::Modified,
-                            Some(expected),
+                            expected,
                             "does not link to the line before it (one of them was rewritten)",
                         );
                     }
                 }
-                Some(expected) if parsed.seq > expected => {
-                    let later = lines[index + 1..]
-                        .iter()
-                        .any(|l| parse_line(l).is_some_and(|p| p.seq == expected));
-                    if later {
-                        return fault(
-                            FaultKind::Reordered,
-                            Some(expected),
-                            "lines are out of order",
-                        );
+                Ordering::Greater => {
+                    // This line is early: a copy inserted here (the chain goes on as if it
+                    // were not there), lines swapped (what belongs here comes later), or
+                    // lines gone.
+                    let skipping_continues = next
+                        .as_ref()
+                        .is_some_and(|n| n.seq == expected && n.prev_hash == self.prev_hash);
+                    if skipping_continues
+                        && seq_appears_later(parsed.seq, &lines[index + 1..], later)
+                    {
+                        return fault(FaultKind::Inserted, expected, "a copy of a later line");
+                    }
+                    if seq_appears_later(expected, &lines[index + 1..], later) {
+                        return fault(FaultKind::Reordered, expected, "lines are out of order");
                     }
                     if index == 0
                         && let Some(missing) = self.missing_file(expected)
@@ -387,18 +417,29 @@ impl Walk<'_> {
                     }
                     return fault(
                         FaultKind::Deleted,
-                        Some(expected),
+                        expected,
                         &format!(
-                            "seq jumps from {} to {}",
-                            expected.wrapping_sub(1),
+                            "seq {expected} is missing: the next line has seq {}",
                             parsed.seq
                         ),
                     );
                 }
-                Some(_) => {
+                Ordering::Less => {
+                    // A seq seen before. If it claims the same place as the line before it,
+                    // that line was the insertion.
+                    if parsed.seq + 1 == expected
+                        && parsed.prev_hash == self.prev_prev_hash
+                        && index > 0
+                    {
+                        return Err(Fault::new(
+                            FaultKind::Inserted,
+                            "a line that claims the place of the next one",
+                        )
+                        .at(&name, Some(number - 1), Some(parsed.seq)));
+                    }
                     return fault(
                         FaultKind::Inserted,
-                        Some(parsed.seq),
+                        expected,
                         "repeats a seq that came before",
                     );
                 }
@@ -410,17 +451,17 @@ impl Walk<'_> {
                 if cp.last_hash != parsed.hash {
                     return fault(
                         FaultKind::Modified,
-                        Some(parsed.seq),
+                        parsed.seq,
                         "does not match the signed checkpoint (the trail was rewritten)",
                     );
                 }
-                let same_file = cp.file == stem;
-                let same_content =
-                    cp.file_len == offset && cp.file_sha256 == hex::encode(sha.clone().finalize());
-                if !same_file || !same_content {
+                let same_content = cp.file == stem
+                    && cp.file_len == offset
+                    && cp.file_sha256 == hex::encode(sha.clone().finalize());
+                if !same_content {
                     return fault(
                         FaultKind::Modified,
-                        Some(parsed.seq),
+                        parsed.seq,
                         "the file's content does not match the signed checkpoint",
                     );
                 }
@@ -431,62 +472,13 @@ impl Walk<'_> {
             }
             self.report.last_seq = Some(parsed.seq);
             self.report.events += 1;
-            self.next_seq = Some(parsed.seq + 1);
-            self.prev_hash = parsed.hash.to_owned();
+            self.next_seq = parsed.seq + 1;
+            self.prev_prev_hash = std::mem::replace(&mut self.prev_hash, parsed.hash.to_owned());
             if index + 1 == lines.len() {
                 self.report.last_time = time_of(line);
             }
         }
-        if bytes.last().is_some_and(|b| *b != b'\n') {
-            return Err(
-                Fault::new(FaultKind::Modified, "the file's last line is cut short").at(
-                    &name,
-                    Some(lines.len() as u64),
-                    self.next_seq,
-                ),
-            );
-        }
         Ok(())
-    }
-
-    /// The first line of the trail: seq 0 from the genesis, or the first line after a
-    /// retention purge, which a checkpoint must seal.
-    fn start(&self, parsed: &chain::ChainedLine<'_>, name: &str, number: u64) -> Result<(), Fault> {
-        let fault = |kind, seq, detail: &str| {
-            Err(Fault::new(kind, detail).at(name, Some(number), Some(seq)))
-        };
-        if parsed.seq == 0 {
-            if parsed.prev_hash != GENESIS {
-                return fault(
-                    FaultKind::Modified,
-                    0,
-                    "the first line does not start the chain",
-                );
-            }
-            return Ok(());
-        }
-        let sealed_before = self.sealed.get(&(parsed.seq - 1));
-        if sealed_before.is_some_and(|cp| cp.last_hash == parsed.prev_hash) {
-            return Ok(());
-        }
-        let first_missing = self
-            .checkpoints
-            .iter()
-            .map(|cp| cp.seq_to + 1)
-            .filter(|next| *next < parsed.seq)
-            .max()
-            .unwrap_or(0);
-        if let Some(missing) = self.missing_file(first_missing) {
-            return Err(missing);
-        }
-        fault(
-            FaultKind::Deleted,
-            first_missing,
-            &format!(
-                "the trail starts at seq {} and no checkpoint seals what came before",
-                parsed.seq
-            ),
-        )
     }
 
     /// The fault of a file that a checkpoint at or after `seq` names and that is gone.
@@ -507,7 +499,7 @@ impl Walk<'_> {
     }
 
     fn finish(mut self, last_file: Option<&TrailFile>) -> Result<VerifyReport, Fault> {
-        let next = self.next_seq.unwrap_or(0);
+        let next = self.next_seq;
         if let Some(last) = self.checkpoints.last() {
             if next <= last.seq_to {
                 if let Some(missing) = self.missing_file(next) {
@@ -529,6 +521,25 @@ impl Walk<'_> {
         }
         Ok(self.report)
     }
+}
+
+/// Whether `seq` is the seq of a line after these, in this file or a later one.
+fn seq_appears_later(seq: u64, rest: &[&[u8]], later: &[TrailFile]) -> bool {
+    let has_seq = |line: &[u8]| parse_line(line).is_some_and(|p| p.seq == seq);
+    rest.iter().any(|line| has_seq(line))
+        || later.iter().any(|file| {
+            file.read()
+                .is_ok_and(|bytes| bytes.split(|b| *b == b'\n').any(has_seq))
+        })
+}
+
+/// Whether a line that does not parse still has the shape of a chained line (one changed
+/// byte can break one of these marks, not all of them).
+fn looks_chained(line: &[u8]) -> bool {
+    let marks: [&[u8]; 3] = [b"\"prev_hash\":\"", b"\",\"hash\":\"", b"\"schema\":\""];
+    marks
+        .iter()
+        .any(|mark| line.windows(mark.len()).any(|w| w == *mark))
 }
 
 /// The `time` field of a line, if it parses.

@@ -9,27 +9,33 @@ use std::sync::OnceLock;
 /// The demo's executable, built once per test binary with the same cargo.
 pub fn demo_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let output = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--example",
-                "demo",
-                "--message-format=json",
-                "--quiet",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build --example demo");
-        assert!(output.status.success(), "building the demo failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == "demo")
-            .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported the demo executable")
-    })
+    BINARY.get_or_init(|| cargo_build(&["--example", "demo"], "demo"))
+}
+
+/// The `audit` command's executable, built once per test binary.
+pub fn audit_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| cargo_build(&["--bin", "audit"], "audit"))
+}
+
+/// Builds a target of the workspace with the cargo running the tests, and returns the
+/// executable cargo reports.
+fn cargo_build(target: &[&str], name: &str) -> PathBuf {
+    let output = Command::new(env!("CARGO"))
+        .arg("build")
+        .args(target)
+        .args(["--message-format=json", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run cargo build");
+    assert!(output.status.success(), "building {name} failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["reason"] == "compiler-artifact" && msg["target"]["name"] == name)
+        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for {name}"))
 }
 
 /// A running demo server; killed when dropped.
@@ -100,17 +106,14 @@ impl Drop for Demo {
     }
 }
 
-/// Every event of the trail in `dir`, in file and line order.
+/// Every event of the trail in `dir`, in trail order (gzipped files included).
 pub fn read_trail(dir: &Path) -> Vec<serde_json::Value> {
-    let files = super::trail_files(dir);
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .expect("read trail file")
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("every line is JSON"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    let mut events = Vec::new();
+    audit_layer::query::for_each_event(dir, |line, event| {
+        assert!(!event.is_null(), "every line is JSON: {line}");
+        events.push(event.clone());
+        std::ops::ControlFlow::Continue(())
+    })
+    .expect("read the trail");
+    events
 }

@@ -57,18 +57,9 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-/// The event files (`audit-*.jsonl`) of a trail directory, in name order.
+/// The event files of a trail directory, in trail order (day, then part).
 pub fn trail_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("trail directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with("audit-") && name.ends_with(".jsonl")
-        })
-        .collect();
-    files.sort();
-    files
+    audit_layer::query::trail_files(dir).expect("trail directory")
 }
 
 /// Polls `condition` until it holds, for at most five seconds.

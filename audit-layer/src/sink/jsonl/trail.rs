@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder};
 use crate::actor::Actor;
-use crate::chain::{self, GENESIS, encode_line, link_hash, parse_line};
+use crate::chain::{self, ChainKey, GENESIS, encode_line, link_hash, parse_line};
 use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
 use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 use crate::files::{self, CHECKPOINTS, TrailFile};
@@ -26,6 +26,8 @@ pub(super) struct FileTrail {
     current: Option<ActiveFile>,
     next_seq: u64,
     last_hash: String,
+    /// The first seq still in the trail (above 0 after a retention purge).
+    first_seq: u64,
     last_checkpoint: Option<Checkpoint>,
     /// Events written since the last checkpoint.
     unsealed: u64,
@@ -110,6 +112,7 @@ impl FileTrail {
                     (cp.seq_to + 1, cp.last_hash.clone())
                 }),
         };
+        let first_seq = first_event(&trail_files)?.unwrap_or(next_seq);
         let sealed_to = last_checkpoint.as_ref().map(|cp| cp.seq_to);
         if let Some(sealed) = sealed_to.filter(|sealed| *sealed >= next_seq) {
             let reason = format!(
@@ -138,6 +141,7 @@ impl FileTrail {
             current,
             next_seq,
             last_hash,
+            first_seq,
             last_checkpoint,
             unsealed,
             last_checkpoint_at: now,
@@ -172,21 +176,37 @@ impl FileTrail {
     /// record, and a checkpoint if one is due.
     pub(super) fn append(&mut self, events: &[AuditEvent]) -> io::Result<()> {
         self.append_chained(events)?;
+        let mut seal_now = false;
         while !self.system_events.is_empty() {
             let own = std::mem::take(&mut self.system_events);
-            if let Err(error) = self.append_chained(&own) {
+            if let Err(error) = self.append_chained_with(&own, false) {
                 self.system_events = own;
                 tracing::error!(target: "audit", %error, "could not record the trail's own events; retrying with the next batch");
                 break;
             }
+            // A purge or a recovery is sealed at once: checkpoints say where the trail starts.
+            seal_now = true;
         }
-        if self.unsealed >= self.settings.checkpoint_every_events {
+        // The first events of a trail are sealed at once, so that a trail with events always
+        // has a signed checkpoint and deleting `checkpoints.jsonl` cannot pass unnoticed.
+        seal_now |= self.last_checkpoint.is_none();
+        if seal_now || self.unsealed >= self.settings.checkpoint_every_events {
             self.checkpoint_or_log();
         }
         Ok(())
     }
 
     fn append_chained(&mut self, events: &[AuditEvent]) -> io::Result<()> {
+        self.append_chained_with(events, true)
+    }
+
+    /// `rotate_by_size: false` for the trail's own events: a purge must not start a new file,
+    /// or a small size limit would purge and rotate forever.
+    fn append_chained_with(
+        &mut self,
+        events: &[AuditEvent],
+        rotate_by_size: bool,
+    ) -> io::Result<()> {
         if events.is_empty() {
             return Ok(());
         }
@@ -203,7 +223,7 @@ impl FileTrail {
             hash = next;
             seq += 1;
         }
-        self.ensure_file(self.buf.len() as u64)?;
+        self.ensure_file(self.buf.len() as u64, rotate_by_size)?;
         let Some(current) = self.current.as_mut() else {
             return Err(io::Error::other("no trail file is open"));
         };
@@ -230,13 +250,16 @@ impl FileTrail {
     }
 
     /// Makes `current` the file the next `incoming` bytes go to, rotating by day and size.
-    fn ensure_file(&mut self, incoming: u64) -> io::Result<()> {
+    fn ensure_file(&mut self, incoming: u64, rotate_by_size: bool) -> io::Result<()> {
         let today = day_of(self.settings.clock.now());
         let (day, part) = match &self.current {
             // Never go back to an earlier day (a clock set back): the trail's order is the
             // files' order.
             Some(current) if current.day >= today => {
-                if current.len == 0 || current.len + incoming <= self.settings.rotate_bytes {
+                if !rotate_by_size
+                    || current.len == 0
+                    || current.len + incoming <= self.settings.rotate_bytes
+                {
                     return Ok(());
                 }
                 (current.day.clone(), current.part + 1)
@@ -289,7 +312,7 @@ impl FileTrail {
     pub(super) fn close(&mut self) -> io::Result<()> {
         if !self.system_events.is_empty() {
             let own = std::mem::take(&mut self.system_events);
-            self.append_chained(&own)?;
+            self.append_chained_with(&own, false)?;
         }
         self.checkpoint()?;
         if let Some(current) = &self.current {
@@ -326,6 +349,7 @@ impl FileTrail {
         let now = self.settings.clock.now();
         let mut checkpoint = Checkpoint {
             kind: "checkpoint".to_owned(),
+            first_seq: self.first_seq,
             seq_from: previous.map_or(0, |cp| cp.seq_to + 1),
             seq_to: self.next_seq - 1,
             last_hash: self.last_hash.clone(),
@@ -334,6 +358,7 @@ impl FileTrail {
             file_sha256,
             time: Timestamp::from(now),
             chain: chain::algorithm(self.settings.chain_key.as_ref()).to_owned(),
+            chain_key_id: self.settings.chain_key.as_ref().map(ChainKey::id),
             key_id: String::new(),
             prev_signature: previous.and_then(|cp| cp.signature.clone()),
             signature: None,
@@ -422,6 +447,7 @@ impl FileTrail {
             purged.push(file.name());
         }
         if let Some((seq_from, seq_to)) = range {
+            self.first_seq = seq_to + 1;
             tracing::info!(target: "audit", files = ?purged, seq_from, seq_to, "audit retention purged files");
             let event = system_event(
                 "audit.retention.purge",
@@ -487,6 +513,16 @@ fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, String)>> {
                 )
             })?;
             return Ok(Some((parsed.seq, parsed.hash.to_owned())));
+        }
+    }
+    Ok(None)
+}
+
+/// The seq of the first event of the trail.
+fn first_event(trail_files: &[TrailFile]) -> io::Result<Option<u64>> {
+    for file in trail_files {
+        if let Some((first, _)) = seq_range(file)? {
+            return Ok(Some(first));
         }
     }
     Ok(None)

@@ -1,0 +1,361 @@
+//! `audit`: verify, query and follow an audit-layer file trail.
+//!
+//! ```text
+//! audit verify ./audit-log [--key chain.key] [--public-key signing.pub]
+//! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
+//! audit tail ./audit-log -f
+//! ```
+//!
+//! Exit status: 0 when all is well, 1 when verification finds a fault, 2 for any other
+//! error (one line on standard error).
+
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use audit_layer::chain::ChainKey;
+use audit_layer::checkpoint::PublicKey;
+use audit_layer::query::{self, Filter};
+use audit_layer::sink::GENERATED_PUBLIC_KEY;
+use audit_layer::verify::{VerifyOptions, verify_trail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "audit",
+    version,
+    about = "Verify, query and follow an audit-layer trail"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Checks the hash chain, the signed checkpoints and the files; exit 1 on any fault.
+    Verify {
+        /// The trail directory.
+        dir: PathBuf,
+        /// The HMAC key of a keyed chain (a file holding its hex).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The public key that signed the checkpoints (a file holding its hex). Defaults to
+        /// `signing.pub` in the trail directory, which only guards against accidents.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Prints the events that match every given filter.
+    Query {
+        /// The trail directory.
+        dir: PathBuf,
+        /// Actor id or name.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Action, or a prefix ending in `*` (`user.*`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Outcome: success, failure, denied, error, cancelled.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Target, or a prefix ending in `*` (`user:*`).
+        #[arg(long)]
+        target: Option<String>,
+        /// Events at or after this time (RFC 3339, or a UTC day like 2026-11-22).
+        #[arg(long, value_parser = query::parse_time)]
+        since: Option<audit_layer::Timestamp>,
+        /// Events before this time (RFC 3339, or a UTC day).
+        #[arg(long, value_parser = query::parse_time)]
+        until: Option<audit_layer::Timestamp>,
+        /// Client address or network (CIDR).
+        #[arg(long, value_parser = query::parse_ip)]
+        ip: Option<ipnet::IpNet>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+    /// Prints the last events, and with `-f` follows the trail as it grows.
+    Tail {
+        /// The trail directory.
+        dir: PathBuf,
+        /// Keep printing new events as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last events to print first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// One JSON object per line, as stored.
+    Json,
+    /// Aligned columns for people.
+    Table,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Verify {
+            dir,
+            key,
+            public_key,
+        } => verify(&dir, key.as_deref(), public_key.as_deref()),
+        Command::Query {
+            dir,
+            actor,
+            action,
+            outcome,
+            target,
+            since,
+            until,
+            ip,
+            format,
+        } => {
+            let filter = Filter {
+                actor,
+                action,
+                outcome,
+                target,
+                since,
+                until,
+                ip,
+            };
+            run_query(&dir, &filter, format).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Tail {
+            dir,
+            follow,
+            lines,
+            format,
+        } => tail(&dir, follow, lines, format).map(|()| ExitCode::SUCCESS),
+    };
+    result.unwrap_or_else(|error| {
+        eprintln!("audit: {error}");
+        ExitCode::from(2)
+    })
+}
+
+fn verify(dir: &Path, key: Option<&Path>, public_key: Option<&Path>) -> Result<ExitCode, String> {
+    let chain_key = key
+        .map(|path| {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("--key {}: {e}", path.display()))?;
+            ChainKey::from_hex(&text).map_err(|e| format!("--key {}: not hex: {e}", path.display()))
+        })
+        .transpose()?;
+    let (public_key, key_note) = match public_key {
+        Some(path) => (
+            Some(PublicKey::from_file(path).map_err(|e| format!("--public-key: {e}"))?),
+            format!("the public key in {}", path.display()),
+        ),
+        None => {
+            let beside = dir.join(GENERATED_PUBLIC_KEY);
+            if beside.is_file() {
+                (
+                    Some(PublicKey::from_file(&beside).map_err(|e| e.to_string())?),
+                    format!(
+                        "{} (stored beside the trail: it guards against accidents, not attackers; \
+                         pass --public-key from a trusted place)",
+                        beside.display()
+                    ),
+                )
+            } else {
+                (None, String::new())
+            }
+        }
+    };
+
+    let total: u64 = query::trail_files(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = (io::stderr().is_terminal() && total > 16 * 1024 * 1024).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let options = VerifyOptions {
+        chain_key,
+        public_key,
+        progress: bar.clone().map(|bar| {
+            Arc::new(move |done: u64, _total: u64| bar.set_position(done))
+                as Arc<dyn Fn(u64, u64) + Send + Sync>
+        }),
+    };
+    let result = verify_trail(dir, &options);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            let span = match (report.first_seq, report.last_seq) {
+                (Some(first), Some(last)) => format!("seq {first}..={last}"),
+                _ => "no events".to_owned(),
+            };
+            let times = match (report.first_time, report.last_time) {
+                (Some(first), Some(last)) => format!(", {first} .. {last}"),
+                _ => String::new(),
+            };
+            println!(
+                "OK: {} file(s), {} event(s), {span}{times}",
+                report.files, report.events
+            );
+            if report.signatures_checked {
+                println!(
+                    "checkpoints: {} checked, signatures verified with {key_note}",
+                    report.checkpoints
+                );
+            } else {
+                println!(
+                    "checkpoints: {} checked for consistency; signatures NOT checked (no public key)",
+                    report.checkpoints
+                );
+            }
+            if report.unsealed > 0 {
+                println!(
+                    "unsealed: {} event(s) after the last checkpoint are not signed yet",
+                    report.unsealed
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(fault) => {
+            eprintln!("FAULT: {fault}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn print_event(
+    out: &mut impl Write,
+    line: &str,
+    event: &serde_json::Value,
+    format: Format,
+) -> io::Result<()> {
+    match format {
+        Format::Json => writeln!(out, "{line}"),
+        Format::Table => writeln!(out, "{}", query::table_row(event)),
+    }
+}
+
+fn run_query(dir: &Path, filter: &Filter, format: Format) -> Result<(), String> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if format == Format::Table {
+        writeln!(out, "{}", query::table_header()).map_err(|e| e.to_string())?;
+    }
+    let mut failure = None;
+    query::for_each_event(dir, |line, event| {
+        if filter.matches(event)
+            && let Err(error) = print_event(&mut out, line, event, format)
+        {
+            failure = Some(error);
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    match failure {
+        // A closed pipe (`| head`) is a normal end.
+        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Some(error) => Err(error.to_string()),
+        None => out.flush().or_else(ignore_broken_pipe),
+    }
+}
+
+fn ignore_broken_pipe(error: io::Error) -> Result<(), String> {
+    if error.kind() == io::ErrorKind::BrokenPipe {
+        Ok(())
+    } else {
+        Err(error.to_string())
+    }
+}
+
+fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), String> {
+    let describe = |e: io::Error| format!("{}: {e}", dir.display());
+    let mut last = std::collections::VecDeque::with_capacity(count);
+    query::for_each_event(dir, |line, event| {
+        if count > 0 {
+            if last.len() == count {
+                last.pop_front();
+            }
+            last.push_back((line.to_owned(), event.clone()));
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(describe)?;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let printed = (|| {
+        if format == Format::Table {
+            writeln!(out, "{}", query::table_header())?;
+        }
+        for (line, event) in &last {
+            print_event(&mut out, line, event, format)?;
+        }
+        out.flush()
+    })();
+    if let Err(error) = printed {
+        return ignore_broken_pipe(error);
+    }
+    if !follow {
+        return Ok(());
+    }
+    // Follow: remember where each file ended, and print what is appended, in trail order.
+    let mut positions: std::collections::HashMap<PathBuf, u64> = query::trail_files(dir)
+        .map_err(describe)?
+        .into_iter()
+        .filter_map(|f| f.metadata().ok().map(|m| (f, m.len())))
+        .collect();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        for file in query::trail_files(dir).map_err(describe)? {
+            if file.extension().is_some_and(|e| e == "gz") {
+                continue;
+            }
+            let start = positions.get(&file).copied().unwrap_or(0);
+            let len = file.metadata().map_or(start, |m| m.len());
+            if len <= start {
+                continue;
+            }
+            let mut handle = std::fs::File::open(&file).map_err(describe)?;
+            handle.seek(SeekFrom::Start(start)).map_err(describe)?;
+            let mut fresh = Vec::new();
+            handle
+                .take(len - start)
+                .read_to_end(&mut fresh)
+                .map_err(describe)?;
+            // Only complete lines; a line still being written is read next time.
+            let complete = fresh.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let printed = fresh[..complete]
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .try_for_each(|line| {
+                    let text = String::from_utf8_lossy(line);
+                    let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                    print_event(&mut out, &text, &event, format)
+                })
+                .and_then(|()| out.flush());
+            if let Err(error) = printed {
+                return ignore_broken_pipe(error);
+            }
+            positions.insert(file, start + complete as u64);
+        }
+    }
+}

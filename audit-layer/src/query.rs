@@ -1,0 +1,199 @@
+//! Reading a file trail back: events in trail order, filtered, for people and scripts.
+//!
+//! Events are matched as JSON values rather than [`AuditEvent`](crate::AuditEvent)s, so a
+//! trail written by a later version, with fields this one does not know, still reads.
+//!
+//! # Example
+//!
+//! ```
+//! use audit_layer::query::Filter;
+//! use serde_json::json;
+//!
+//! let filter = Filter {
+//!     action: Some("user.*".into()),
+//!     outcome: Some("denied".into()),
+//!     ..Filter::default()
+//! };
+//! let event = json!({"action": "user.role.change", "outcome": "denied", "actor": {"id": "2"}});
+//! assert!(filter.matches(&event));
+//! assert!(!Filter { actor: Some("1".into()), ..Filter::default() }.matches(&event));
+//! ```
+
+use std::io;
+use std::net::IpAddr;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::event::Timestamp;
+use crate::files;
+
+/// Which events to keep; every field that is set must match. Build it with
+/// `..Filter::default()`, so fields added later keep your code compiling.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// `actor.id` or `actor.name`.
+    pub actor: Option<String>,
+    /// The action, exactly, or a prefix ending in `*` (`user.*`).
+    pub action: Option<String>,
+    /// The outcome.
+    pub outcome: Option<String>,
+    /// The target, exactly, or a prefix ending in `*` (`user:*`).
+    pub target: Option<String>,
+    /// Events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Events before this time.
+    pub until: Option<Timestamp>,
+    /// `source.ip`: an address, or a network in CIDR form.
+    pub ip: Option<IpNet>,
+}
+
+impl Filter {
+    /// Whether an event (as JSON) passes every condition.
+    pub fn matches(&self, event: &Value) -> bool {
+        let text = |value: &Value| value.as_str().map(str::to_owned);
+        if let Some(actor) = &self.actor {
+            let actor_value = &event["actor"];
+            if text(&actor_value["id"]).as_ref() != Some(actor)
+                && text(&actor_value["name"]).as_ref() != Some(actor)
+            {
+                return false;
+            }
+        }
+        if !pattern_matches(self.action.as_deref(), event["action"].as_str()) {
+            return false;
+        }
+        if self
+            .outcome
+            .as_deref()
+            .is_some_and(|o| event["outcome"].as_str() != Some(o))
+        {
+            return false;
+        }
+        if !pattern_matches(self.target.as_deref(), event["target"].as_str()) {
+            return false;
+        }
+        if self.since.is_some() || self.until.is_some() {
+            let Some(time) = event["time"]
+                .as_str()
+                .and_then(|t| Timestamp::parse(t).ok())
+            else {
+                return false;
+            };
+            if self.since.is_some_and(|since| time < since)
+                || self.until.is_some_and(|until| time >= until)
+            {
+                return false;
+            }
+        }
+        if let Some(network) = &self.ip {
+            let ip = event["source"]["ip"]
+                .as_str()
+                .and_then(|ip| ip.parse::<IpAddr>().ok());
+            if !ip.is_some_and(|ip| network.contains(&ip)) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn pattern_matches(pattern: Option<&str>, value: Option<&str>) -> bool {
+    match pattern {
+        None => true,
+        Some(pattern) => value.is_some_and(|value| match pattern.strip_suffix('*') {
+            Some(prefix) => value.starts_with(prefix),
+            None => value == pattern,
+        }),
+    }
+}
+
+/// Parses a time for `--since` / `--until`: RFC 3339, or a UTC day (`2026-11-22`).
+pub fn parse_time(text: &str) -> Result<Timestamp, String> {
+    let text = text.trim();
+    if text.len() == 10 {
+        return Timestamp::parse(&format!("{text}T00:00:00Z")).map_err(|e| e.to_string());
+    }
+    Timestamp::parse(text).map_err(|e| e.to_string())
+}
+
+/// Parses an address or a CIDR network for `--ip`.
+pub fn parse_ip(text: &str) -> Result<IpNet, String> {
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{text}` is not an IP address or CIDR network"))
+}
+
+/// The event files of a trail directory, in trail order.
+pub fn trail_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(files::list(dir)?.into_iter().map(|f| f.path).collect())
+}
+
+/// Calls `visit` with each line of the trail (without its newline) and its JSON, in trail
+/// order, until it returns `Break`. Lines that are not JSON are passed with `Value::Null`,
+/// so that a damaged trail still reads (verify it to find out what is wrong).
+pub fn for_each_event(
+    dir: &Path,
+    mut visit: impl FnMut(&str, &Value) -> ControlFlow<()>,
+) -> io::Result<()> {
+    for file in files::list(dir)? {
+        let bytes = file.read()?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let text = String::from_utf8_lossy(line);
+            let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if visit(&text, &value).is_break() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One event as a row of text: time, seq, outcome, action, actor, source, request, target.
+pub fn table_row(event: &Value) -> String {
+    let text = |value: &Value| match value {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let actor = match event["actor"]["name"].as_str() {
+        Some(name) => format!("{name}({})", text(&event["actor"]["id"])),
+        None => text(&event["actor"]["id"]),
+    };
+    let request = &event["request"];
+    let request = if request.is_null() {
+        "-".to_owned()
+    } else {
+        format!(
+            "{} {} {}",
+            text(&request["method"]),
+            text(&request["path"]),
+            text(&event["response"]["status"])
+        )
+    };
+    let row = format!(
+        "{:<27} {:>6} {:<9} {:<22} {:<16} {:<15} {:<32} {}",
+        text(&event["time"]),
+        text(&event["seq"]),
+        text(&event["outcome"]),
+        text(&event["action"]),
+        actor,
+        text(&event["source"]["ip"]),
+        request,
+        text(&event["target"]),
+    );
+    // What people read in a terminal must not carry terminal control sequences.
+    row.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The header of [`table_row`]s.
+pub fn table_header() -> String {
+    format!(
+        "{:<27} {:>6} {:<9} {:<22} {:<16} {:<15} {:<32} {}",
+        "TIME", "SEQ", "OUTCOME", "ACTION", "ACTOR", "IP", "REQUEST", "TARGET"
+    )
+}

@@ -1,0 +1,449 @@
+//! The file trail over time: restarts, crashes, rotation, compression, retention, and the
+//! `audit` command that reads it.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, UNIX_EPOCH};
+
+use audit_layer::checkpoint::CheckpointKey;
+use audit_layer::verify::{FaultKind, VerifyOptions, verify_trail};
+use audit_layer::{
+    Actor, AuditEvent, Category, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, Outcome, Sink,
+};
+use common::demo::audit_binary;
+use common::trail_files;
+
+const START: u64 = 1_790_000_000; // 2026-09-21
+
+fn event(action: &'static str, actor: &str) -> AuditEvent {
+    AuditEvent::new(
+        Category::Request,
+        action,
+        Outcome::Success,
+        Actor::user(actor),
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn builder(dir: &Path, key: &CheckpointKey, clock: &ManualClock) -> JsonlFileSinkBuilder {
+    JsonlFileSink::builder(dir)
+        .signing_key(key.clone())
+        .clock(clock.clone())
+}
+
+fn write(sink: &mut JsonlFileSink, events: &[AuditEvent]) {
+    runtime().block_on(sink.write_batch(events)).unwrap();
+}
+
+fn close(mut sink: JsonlFileSink) {
+    runtime().block_on(sink.close()).unwrap();
+}
+
+fn options(key: &CheckpointKey) -> VerifyOptions {
+    VerifyOptions {
+        public_key: Some(key.public_key()),
+        ..VerifyOptions::default()
+    }
+}
+
+fn all_events(dir: &Path) -> Vec<serde_json::Value> {
+    common::demo::read_trail(dir)
+}
+
+#[test]
+fn the_chain_continues_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    for round in 0..3 {
+        let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+        write(&mut sink, &[event("a", "x"), event("b", "y")]);
+        close(sink);
+        let report = verify_trail(dir.path(), &options(&key)).unwrap();
+        assert_eq!(report.events, 2 * (round + 1));
+        assert_eq!(report.unsealed, 0);
+    }
+    let seqs: Vec<_> = all_events(dir.path())
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_torn_last_line_is_moved_aside_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut sink, &[event("a", "x"), event("b", "y")]);
+    // A crash: the process dies in the middle of a write, without closing.
+    drop(sink);
+    let file = &trail_files(dir.path())[0];
+    let mut bytes = fs::read(file).unwrap();
+    let torn = br#"{"seq":2,"prev_hash":"abc"#;
+    bytes.extend_from_slice(torn);
+    fs::write(file, &bytes).unwrap();
+
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut sink, &[event("c", "z")]);
+    close(sink);
+
+    let moved: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".torn"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(
+        fs::read(dir.path().join(&moved[0])).unwrap(),
+        torn,
+        "nothing is discarded"
+    );
+    let events = all_events(dir.path());
+    let actions: Vec<_> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["a", "b", "audit.recovery", "c"]);
+    let recovery = &events[2];
+    assert_eq!(recovery["category"], "system");
+    assert_eq!(recovery["details"]["torn_bytes"], torn.len());
+    assert_eq!(recovery["details"]["moved_to"], moved[0].as_str());
+    verify_trail(dir.path(), &options(&key)).unwrap();
+}
+
+#[test]
+fn zeroed_blocks_after_a_crash_are_recovered_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut sink, &[event("a", "x")]);
+    drop(sink);
+    let file = &trail_files(dir.path())[0];
+    let mut bytes = fs::read(file).unwrap();
+    bytes.extend_from_slice(&[0u8; 300]);
+    bytes.push(b'\n');
+    fs::write(file, &bytes).unwrap();
+    let sink = builder(dir.path(), &key, &clock).open().unwrap();
+    close(sink);
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.events, 2, "the event and the recovery record");
+}
+
+#[test]
+fn files_rotate_by_size_and_by_day_and_gzip_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .rotate_bytes(600)
+        .gzip(true)
+        .open()
+        .unwrap();
+    for i in 0..6 {
+        write(&mut sink, &[event("a", &format!("user-{i}"))]);
+    }
+    clock.advance(Duration::from_secs(86_400));
+    write(&mut sink, &[event("next-day", "x")]);
+    close(sink);
+
+    let names: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("audit-"))
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "audit-2026-09-21.jsonl.gz"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "audit-2026-09-21.1.jsonl.gz"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "audit-2026-09-22.jsonl"),
+        "{names:?}"
+    );
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.events, 7);
+    assert!(report.files >= 3);
+    let last = all_events(dir.path()).pop().unwrap();
+    assert_eq!(last["action"], "next-day");
+}
+
+#[test]
+fn retention_purges_old_sealed_files_and_the_trail_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let retention = |b: JsonlFileSinkBuilder| b.retention(Some(Duration::from_secs(30 * 86_400)));
+    let mut sink = retention(builder(dir.path(), &key, &clock)).open().unwrap();
+    write(&mut sink, &[event("old-1", "x"), event("old-2", "x")]);
+    clock.advance(Duration::from_secs(10 * 86_400));
+    write(&mut sink, &[event("middle", "x")]);
+    clock.advance(Duration::from_secs(25 * 86_400));
+    // 35 days after the first file's day: it goes; the middle one (25 days) stays.
+    write(&mut sink, &[event("new", "x")]);
+    close(sink);
+
+    let names: Vec<_> = trail_files(dir.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["audit-2026-10-01.jsonl", "audit-2026-10-26.jsonl"]);
+    let events = all_events(dir.path());
+    let purge = events
+        .iter()
+        .find(|e| e["action"] == "audit.retention.purge")
+        .expect("the purge is recorded");
+    assert_eq!(purge["category"], "system");
+    assert_eq!(
+        purge["details"]["files"],
+        serde_json::json!(["audit-2026-09-21.jsonl"])
+    );
+    assert_eq!(
+        (
+            purge["details"]["seq_from"].as_u64(),
+            purge["details"]["seq_to"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.first_seq, Some(2));
+
+    // Deleting the next file by hand is not a purge: it is detected.
+    fs::remove_file(dir.path().join("audit-2026-10-01.jsonl")).unwrap();
+    let fault = verify_trail(dir.path(), &options(&key)).unwrap_err();
+    assert_eq!(fault.kind, FaultKind::MissingFile, "{fault}");
+}
+
+#[test]
+fn retention_by_size_keeps_the_newest_and_never_unsealed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .rotate_bytes(400)
+        .retention(None)
+        .retention_bytes(Some(1_500))
+        .open()
+        .unwrap();
+    for i in 0..12 {
+        write(&mut sink, &[event("a", &format!("user-{i}"))]);
+    }
+    close(sink);
+    let total: u64 = trail_files(dir.path())
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().len())
+        .sum();
+    // The budget is met (the active file may push past it until the next rotation).
+    assert!(total <= 1_500 + 1_000, "{total}");
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert!(report.first_seq.unwrap() > 0);
+    assert!(
+        all_events(dir.path())
+            .iter()
+            .any(|e| e["action"] == "audit.retention.purge")
+    );
+}
+
+#[test]
+fn a_checkpoint_is_written_when_the_interval_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .checkpoint_every(1_000, Duration::from_secs(60))
+        .open()
+        .unwrap();
+    write(&mut sink, &[event("a", "x")]);
+    let unsealed = |dir: &Path| verify_trail(dir, &options(&key)).unwrap().unsealed;
+    assert_eq!(
+        unsealed(dir.path()),
+        0,
+        "a trail's first events are sealed at once"
+    );
+    write(&mut sink, &[event("b", "x")]);
+    assert_eq!(unsealed(dir.path()), 1);
+    runtime().block_on(sink.flush()).unwrap();
+    assert_eq!(unsealed(dir.path()), 1, "not yet due");
+    clock.advance(Duration::from_secs(61));
+    runtime().block_on(sink.flush()).unwrap();
+    assert_eq!(unsealed(dir.path()), 0);
+    close(sink);
+}
+
+#[test]
+fn a_torn_checkpoint_line_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut sink, &[event("a", "x")]);
+    close(sink);
+    let path = dir.path().join("checkpoints.jsonl");
+    let mut text = fs::read(&path).unwrap();
+    text.extend_from_slice(br#"{"type":"checkpoint","seq_fr"#);
+    fs::write(&path, text).unwrap();
+    let sink = builder(dir.path(), &key, &clock).open().unwrap();
+    close(sink);
+    verify_trail(dir.path(), &options(&key)).unwrap();
+    assert!(
+        all_events(dir.path())
+            .iter()
+            .any(|e| e["action"] == "audit.recovery")
+    );
+}
+
+/// A trail with a few events of different actors, actions and outcomes.
+fn sample_trail() -> (tempfile::TempDir, CheckpointKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(
+        &mut sink,
+        &[
+            event("user.role.change", "alice").with_target("user:2"),
+            AuditEvent::new(
+                Category::Auth,
+                "auth.login",
+                Outcome::Failure,
+                Actor::anonymous(),
+            ),
+            event("config.update", "alice").with_target("config:max_upload_mb"),
+        ],
+    );
+    close(sink);
+    // Where the sink's generated key would have left its public half.
+    fs::write(dir.path().join("signing.pub"), key.public_key().to_hex()).unwrap();
+    (dir, key)
+}
+
+fn audit(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(audit_binary()).args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_audit_command_verifies_and_names_faults() {
+    let (dir, key) = sample_trail();
+    let trail = dir.path().to_str().unwrap();
+    let (code, out, err) = audit(&["verify", trail]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("OK: 1 file(s), 3 event(s), seq 0..=2"),
+        "{out}"
+    );
+    assert!(out.contains("signatures verified"), "{out}");
+
+    // With the public key from elsewhere.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let public = elsewhere.path().join("signing.pub");
+    fs::write(&public, key.public_key().to_hex()).unwrap();
+    let (code, _, _) = audit(&["verify", trail, "--public-key", public.to_str().unwrap()]);
+    assert_eq!(code, 0);
+
+    let file = &trail_files(dir.path())[0];
+    let text = fs::read_to_string(file)
+        .unwrap()
+        .replace("config:max_upload_mb", "config:max_upload_gb");
+    fs::write(file, text).unwrap();
+    let (code, _, err) = audit(&["verify", trail]);
+    assert_eq!(code, 1);
+    assert!(
+        err.starts_with("FAULT: modified: audit-2026-09-21.jsonl line 3 seq 2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_audit_command_reports_bad_input_in_one_line() {
+    let (code, _, err) = audit(&["verify", "/nonexistent/trail"]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("audit: /nonexistent/trail: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (dir, _) = sample_trail();
+    let trail = dir.path().to_str().unwrap();
+    let (code, _, err) = audit(&["query", trail, "--since", "last tuesday"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not an RFC 3339 time"), "{err}");
+    let (code, _, err) = audit(&["verify", trail, "--key", "/nonexistent/key"]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn the_audit_command_queries_with_filters() {
+    let (dir, _) = sample_trail();
+    let trail = dir.path().to_str().unwrap();
+    let (code, out, _) = audit(&["query", trail, "--actor", "alice"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2);
+    let (_, out, _) = audit(&["query", trail, "--action", "auth.*", "--outcome", "failure"]);
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["action"], "auth.login");
+    let (_, out, _) = audit(&["query", trail, "--target", "config:*", "--format", "table"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(out.lines().next().unwrap().starts_with("TIME"));
+    assert!(out.contains("config.update"), "{out}");
+    let (_, out, _) = audit(&["query", trail, "--since", "2030-01-01"]);
+    assert!(out.is_empty());
+    let (_, out, _) = audit(&[
+        "query",
+        trail,
+        "--until",
+        "2030-01-01",
+        "--ip",
+        "10.0.0.0/8",
+    ]);
+    assert!(out.is_empty(), "no event has a source address");
+}
+
+#[test]
+fn the_audit_command_tails_and_follows() {
+    let (dir, key) = sample_trail();
+    let trail = dir.path().to_str().unwrap();
+    let (code, out, _) = audit(&["tail", trail, "-n", "2"]);
+    assert_eq!(code, 0);
+    let actions: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["auth.login", "config.update"]);
+
+    let mut follower = Command::new(audit_binary())
+        .args(["tail", trail, "-f", "-n", "0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut sink, &[event("late.arrival", "bob")]);
+    close(sink);
+    std::thread::sleep(Duration::from_millis(800));
+    follower.kill().unwrap();
+    let output = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("late.arrival"), "{text}");
+}
