@@ -163,6 +163,10 @@ async fn run() -> Result<(), String> {
     for (_, name, role, password) in SEEDED_USERS {
         println!("  {name} / {password} / {}", role.as_str());
     }
+    println!(
+        "verify the trail: cargo run --bin audit -- verify {}",
+        settings.audit_dir.display()
+    );
     // Last, so that a script reading this line knows the server is ready.
     println!("audit demo listening on http://{local}");
 
