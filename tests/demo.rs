@@ -234,6 +234,17 @@ async fn demo_admin_routes_are_sensitive_handlers() {
     )
     .await;
     assert_eq!(status, 204);
+    // The viewer page: admins only, and what clients sent is escaped.
+    // (bob is an admin by now; carol is an editor.)
+    let carol = login(addr, "carol", "carol-password").await;
+    assert_eq!(
+        send(addr, "GET", "/admin/audit", &[&carol], "").await.0,
+        403
+    );
+    let (status, page) = send(addr, "GET", "/admin/audit", &[&alice], "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("verified: "), "{page}");
+    assert!(page.contains("user.role.change"), "{page}");
     assert!(demo.terminate().success());
 
     let events = read_trail(dir.path());

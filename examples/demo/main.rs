@@ -19,6 +19,7 @@
 mod admin;
 mod auth;
 mod store;
+mod viewer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ use crate::store::{SEEDED_USERS, Store};
 #[derive(Debug)]
 pub(crate) struct AppState {
     store: Store,
+    audit_dir: PathBuf,
 }
 
 /// The demo's settings, from the environment and the command line.
@@ -127,6 +129,7 @@ async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
 
     let state = Arc::new(AppState {
+        audit_dir: settings.audit_dir.clone(),
         store: Store::seeded()?,
     });
 
@@ -144,6 +147,7 @@ async fn run() -> Result<(), String> {
         .route("/admin/config/{key}", put(admin::update_config))
         .route("/admin/export-users", get(admin::export_users))
         .route("/update-balance", post(admin::update_balance))
+        .route("/admin/audit", get(viewer::audit_page))
         .layer(audit.layer())
         .layer(middleware::from_fn_with_state(
             state.clone(),

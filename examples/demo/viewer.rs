@@ -1,0 +1,81 @@
+//! `GET /admin/audit`: the newest events of the trail, and whether it verifies.
+
+use std::fmt::Write as _;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use audit_layer::query;
+use audit_layer::verify::{VerifyOptions, verify_trail};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::AppState;
+use crate::auth::Admin;
+
+/// How many of the newest events the page shows.
+const SHOWN: usize = 200;
+
+pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) -> Response {
+    let dir = app.audit_dir.clone();
+    // Reading the files is blocking I/O: off the async workers.
+    let page = tokio::task::spawn_blocking(move || {
+        let status = match verify_trail(&dir, &VerifyOptions::default()) {
+            Ok(report) => format!(
+                "verified: {} events in {} file(s), {} checkpoint(s)",
+                report.events, report.files, report.checkpoints
+            ),
+            Err(fault) => format!("VERIFICATION FAILED: {fault}"),
+        };
+        let mut newest = std::collections::VecDeque::with_capacity(SHOWN);
+        query::for_each_event(&dir, |_, event| {
+            if newest.len() == SHOWN {
+                newest.pop_front();
+            }
+            newest.push_back(query::table_row(event));
+            ControlFlow::Continue(())
+        })
+        .map(|()| (status, newest))
+    })
+    .await;
+    match page {
+        Ok(Ok((status, rows))) => {
+            let mut html = String::from(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+                 <title>audit trail</title></head><body><h1>Audit trail</h1>",
+            );
+            let _ = writeln!(
+                html,
+                "<p>{}</p><pre>{}",
+                escape(&status),
+                escape(&query::table_header())
+            );
+            for row in rows.iter().rev() {
+                let _ = writeln!(html, "{}", escape(row));
+            }
+            html.push_str("</pre></body></html>");
+            Html(html).into_response()
+        }
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot read the audit trail",
+        )
+            .into_response(),
+    }
+}
+
+/// Text as HTML: what the trail holds came from clients and must not become markup.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
