@@ -147,6 +147,16 @@ impl CheckpointKey {
         Self::from_hex(&read_key_file(path.as_ref())?)
     }
 
+    /// A key from an environment variable holding its 64 hex digits; `Ok(None)` if the
+    /// variable is not set.
+    pub fn from_env(var: &str) -> Result<Option<Self>, KeyError> {
+        match std::env::var(var) {
+            Ok(text) => Self::from_hex(&text).map(Some),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(e) => Err(KeyError::Format(format!("{var}: {e}"))),
+        }
+    }
+
     /// Saves the secret key (mode 0600) and the public key next to it.
     pub fn save(&self, secret: &Path, public: &Path) -> Result<(), KeyError> {
         let io = |path: &Path| {

@@ -14,7 +14,9 @@
 //! Settings (see `../shared/DEMO.md` for the whole contract):
 //! - `DEMO_ADDR` or `--addr`: where to listen (`127.0.0.1:3000`);
 //! - `AUDIT_DIR`: the trail's directory (`./audit-log`);
-//! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none).
+//! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
+//! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
+//!   (a demo signing key is generated in the trail directory otherwise).
 
 mod admin;
 mod auth;
@@ -26,6 +28,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use audit_layer::chain::ChainKey;
+use audit_layer::checkpoint::CheckpointKey;
 use audit_layer::{AuditContext, AuditTrail, Category, JsonlFileSink, Outcome};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -115,12 +119,7 @@ async fn run() -> Result<(), String> {
 
     // 1. The trail: JSON Lines files in AUDIT_DIR, client IPs from trusted proxies only.
     let audit = AuditTrail::builder()
-        .sink(JsonlFileSink::new(&settings.audit_dir).map_err(|e| {
-            format!(
-                "cannot use audit directory {}: {e}",
-                settings.audit_dir.display()
-            )
-        })?)
+        .sink(file_sink(&settings.audit_dir)?)
         .trusted_proxies(&settings.trusted_proxies)
         .map_err(|e| format!("DEMO_TRUSTED_PROXIES: {e}"))?
         .skip_paths(["/health", "/metrics"])
@@ -190,6 +189,24 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("audit shutdown: {e}"));
     println!("audit demo stopped; trail flushed");
     served.and(drained)
+}
+
+/// The tamper-evident file trail. Keys come from `AUDIT_SIGNING_KEY` (Ed25519 seed, hex)
+/// and `AUDIT_CHAIN_KEY` (HMAC key, hex) when set; otherwise the sink generates a demo
+/// signing key in the trail directory and the chain is plain SHA-256.
+fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
+    let mut sink = JsonlFileSink::builder(dir);
+    if let Some(key) = CheckpointKey::from_env("AUDIT_SIGNING_KEY")
+        .map_err(|e| format!("AUDIT_SIGNING_KEY: {e}"))?
+    {
+        sink = sink.signing_key(key);
+    }
+    if let Ok(hex) = std::env::var("AUDIT_CHAIN_KEY") {
+        sink =
+            sink.chain_key(ChainKey::from_hex(&hex).map_err(|e| format!("AUDIT_CHAIN_KEY: {e}"))?);
+    }
+    sink.open()
+        .map_err(|e| format!("cannot use audit directory {}: {e}", dir.display()))
 }
 
 async fn shutdown_signal() {
