@@ -15,6 +15,15 @@ use axum::{Router, routing::get};
 use common::{get as get_request, request_from};
 use tower::ServiceExt;
 
+/// The lines of a trail file that are events of requests.
+fn request_lines(file: &std::path::PathBuf) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""request":{"#))
+        .count()
+}
+
 fn hello(audit: &AuditTrail) -> Router {
     Router::new()
         .route("/hello", get(|| async { "hello" }))
@@ -108,19 +117,19 @@ async fn a_sink_that_fails_then_recovers_loses_nothing() {
         "{error}"
     );
     assert!(audit.stats().write_errors >= 1);
-    assert!(stored.is_empty());
+    assert!(stored.request_events().is_empty());
 
     // The disk is back: the kept events are written, once each, in order.
     failures.store(0, Ordering::SeqCst);
-    common::eventually(|| stored.len() == 50).await;
+    common::eventually(|| stored.request_events().len() == 50).await;
     audit.flush().await.unwrap();
     let ids: std::collections::HashSet<_> = stored
-        .events()
+        .request_events()
         .iter()
         .map(|e| e.request_id().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 50, "each event exactly once");
-    assert_eq!(audit.stats().written, 50);
+    assert_eq!(audit.stats().written, 51, "the requests and `audit.start`");
     audit.shutdown().await.unwrap();
 }
 
@@ -146,7 +155,8 @@ async fn flush_reports_a_failing_sink() {
     // Shutdown gives up after its timeout and says how many events never reached the sink.
     let error = audit.shutdown().await.unwrap_err();
     assert!(
-        matches!(error, AuditError::Undelivered { count: 1, .. }),
+        // `audit.start`, the request's event and `audit.stop`.
+        matches!(error, AuditError::Undelivered { count: 3, .. }),
         "{error}"
     );
 }
@@ -166,10 +176,14 @@ async fn other_sinks_keep_going_while_one_fails() {
         .build()
         .unwrap();
     send_hellos(&hello(&audit), 10).await;
-    common::eventually(|| healthy.len() == 10).await;
+    common::eventually(|| healthy.request_events().len() == 10).await;
     audit.shutdown().await.unwrap();
-    assert_eq!(stored.len(), 10);
-    assert_eq!(healthy.events(), stored.events(), "same events, same order");
+    assert_eq!(stored.request_events().len(), 10);
+    assert_eq!(
+        healthy.request_events(),
+        stored.request_events(),
+        "same events, same order"
+    );
 }
 
 #[tokio::test]
@@ -193,9 +207,9 @@ async fn shutdown_drains_a_full_queue() {
     common::eventually(|| audit.stats().queued >= 4).await;
     sending.await.unwrap();
     let accepted = audit.stats().accepted;
-    assert_eq!(accepted, 300);
+    assert_eq!(accepted, 301, "the requests' events and `audit.start`");
     audit.shutdown().await.unwrap();
-    assert_eq!(stored.len(), 300);
+    assert_eq!(stored.request_events().len(), 300);
 }
 
 #[tokio::test]
@@ -204,7 +218,7 @@ async fn dropping_the_handle_without_shutdown_still_writes_everything() {
     let audit = AuditTrail::builder().sink(stored.clone()).build().unwrap();
     send_hellos(&hello(&audit), 20).await;
     drop(audit);
-    assert_eq!(stored.len(), 20);
+    assert_eq!(stored.request_events().len(), 20);
 }
 
 #[tokio::test]
@@ -218,7 +232,7 @@ async fn events_after_shutdown_are_counted_and_logged_not_silently_dropped() {
 
     let response = app.oneshot(get_request("/hello")).await.unwrap();
     assert_eq!(response.status(), 200, "serving continues");
-    assert!(stored.is_empty());
+    assert!(stored.request_events().is_empty());
     assert_eq!(audit.stats().lost, 1);
 }
 
@@ -235,7 +249,7 @@ async fn recording_a_non_request_event() {
     .with_detail("deleted", 12);
     audit.record(event.clone()).await.unwrap();
     audit.shutdown().await.unwrap();
-    assert_eq!(stored.events(), [event]);
+    assert_eq!(stored.events_of("job.nightly.purge"), [event]);
 }
 
 #[tokio::test]
@@ -279,12 +293,16 @@ async fn file_sink_writes_one_parseable_line_per_event_with_private_modes() {
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(text.ends_with('\n'));
     let lines: Vec<_> = text.lines().collect();
-    assert_eq!(lines.len(), 100);
+    assert_eq!(
+        lines.len(),
+        102,
+        "100 requests, `audit.start` and `audit.stop`"
+    );
     for line in &lines {
         let event: AuditEvent = serde_json::from_str(line).unwrap();
         assert_eq!(event.schema, "audit/1");
     }
-    let noted: AuditEvent = serde_json::from_str(lines[0]).unwrap();
+    let noted: AuditEvent = serde_json::from_str(lines[1]).unwrap();
     assert_eq!(
         noted.reason.as_deref(),
         Some("line one\nline two\r\n\u{0}\u{1b}[31m")
@@ -312,10 +330,7 @@ async fn file_sink_appends_across_restarts() {
     }
     let files = common::trail_files(dir.path());
     assert_eq!(files.len(), 1);
-    assert_eq!(
-        std::fs::read_to_string(&files[0]).unwrap().lines().count(),
-        10
-    );
+    assert_eq!(request_lines(&files[0]), 10);
 }
 
 /// A file sink that cannot open its next file fails, is retried, and recovers when the
@@ -348,12 +363,12 @@ async fn file_sink_errors_are_retried_and_surface_in_flush() {
 
     std::fs::remove_file(&trail_dir).unwrap();
     std::fs::rename(&moved, &trail_dir).unwrap();
-    common::eventually(|| audit.stats().written == 2).await;
+    common::eventually(|| audit.stats().written == 3).await;
     audit.flush().await.unwrap();
     audit.shutdown().await.unwrap();
     let lines: usize = common::trail_files(&trail_dir)
         .iter()
-        .map(|f| std::fs::read_to_string(f).unwrap().lines().count())
+        .map(request_lines)
         .sum();
     assert_eq!(lines, 2);
     audit_layer::verify::verify_trail(&trail_dir, &Default::default()).unwrap();

@@ -376,7 +376,7 @@ async fn a_creation_has_no_before_and_lists_every_field() {
         event.details.unwrap()["request_body"],
         json!({"name": "dave", "password": "[REDACTED]"})
     );
-    let text = serde_json::to_string(&f.sink.events()).unwrap();
+    let text = serde_json::to_string(&f.sink.request_events()).unwrap();
     assert!(!text.contains("dave-secret-pw"));
 }
 

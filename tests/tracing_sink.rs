@@ -48,8 +48,15 @@ async fn emits_one_tracing_event_per_audit_event_warn_for_denied() {
     audit.shutdown().await.unwrap();
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<_> = text.lines().filter(|l| l.contains("audit event")).collect();
+    let lines: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains("audit event") && l.contains("http.request"))
+        .collect();
     assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        text.contains("audit.start") && text.contains("audit.stop"),
+        "{text}"
+    );
     assert!(
         lines[0].contains(" INFO ") && lines[0].contains("audit:"),
         "{}",

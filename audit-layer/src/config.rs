@@ -6,6 +6,7 @@ use http::HeaderName;
 
 use crate::actor::SharedResolver;
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
+use crate::policy::{DurabilityRules, FailurePolicy};
 use crate::redact::SecretNames;
 
 /// The layer's configuration, built once by
@@ -23,6 +24,10 @@ pub(crate) struct Config {
     pub(crate) actor_header: Option<HeaderName>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) catch_panics: bool,
+    pub(crate) failure_policy: FailurePolicy,
+    pub(crate) durability: DurabilityRules,
+    /// How long a response waits for its event's sync when the policy may refuse.
+    pub(crate) durable_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -38,6 +43,9 @@ impl Default for Config {
             actor_header: None,
             labels: BTreeMap::new(),
             catch_panics: true,
+            failure_policy: FailurePolicy::default(),
+            durability: DurabilityRules::default(),
+            durable_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

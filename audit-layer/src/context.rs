@@ -28,7 +28,7 @@
 //! app.oneshot(request).await?;
 //! audit.flush().await?;
 //!
-//! let event = &sink.events()[0];
+//! let event = &sink.request_events()[0];
 //! assert_eq!(event.action, "user.export");
 //! assert_eq!(event.details.as_ref().unwrap()["record_count"], 3);
 //! # audit.shutdown().await?;
@@ -79,6 +79,8 @@ pub(crate) struct Annotations {
     pub(crate) before: Option<serde_json::Value>,
     pub(crate) after: Option<serde_json::Value>,
     pub(crate) changes: Option<Vec<Change>>,
+    /// A sensitive handler refused the request: the trail could not take its event.
+    pub(crate) refused: bool,
 }
 
 impl AuditContext {
@@ -173,6 +175,14 @@ impl AuditContext {
             Err(_) => serde_json::Value::String(format!("[{} bytes, not JSON]", body.len())),
         };
         self.detail("request_body", recorded);
+    }
+
+    /// Marks the request as refused because the trail cannot take events now.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn refuse(&self, reason: &str) {
+        let mut notes = self.lock();
+        notes.refused = true;
+        notes.reason = Some(reason.to_owned());
     }
 
     /// Marks the event as `sensitive`, as a [`sensitive`](crate::sensitive) handler's is.

@@ -63,6 +63,7 @@ pub mod context;
 pub mod error;
 pub mod event;
 pub mod layer;
+pub mod policy;
 pub mod query;
 pub mod redact;
 pub mod request_id;
@@ -82,14 +83,15 @@ pub use self::error::{AuditError, BoxError, ConfigError};
 pub use self::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp,
 };
-pub use self::layer::{Audit, AuditLayer, ResponseFuture};
+pub use self::layer::{AUDIT_ERROR_HEADER, Audit, AuditLayer, ResponseFuture};
+pub use self::policy::{Durability, FailurePolicy, Overflow};
 pub use self::redact::SecretNames;
 pub use self::request_id::RequestId;
 pub use self::sensitive::{AuditSnapshot, Auditable, Snapshot};
 pub use self::sink::{
     BoxFuture, JsonlFileSink, JsonlFileSinkBuilder, MemorySink, Sink, SinkError, TracingSink,
 };
-pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, SensitiveRouteInfo};
+pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, Health, SensitiveRouteInfo};
 
 /// `#[derive(Auditable)]`: see the [`sensitive`] module.
 #[cfg(feature = "derive")]

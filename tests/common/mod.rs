@@ -34,9 +34,9 @@ pub fn get(uri: &str) -> Request<Body> {
         .expect("request")
 }
 
-/// The only event the sink holds.
+/// The only request event the sink holds.
 pub fn only_event(sink: &MemorySink) -> AuditEvent {
-    let events = sink.events();
+    let events = sink.request_events();
     assert_eq!(
         events.len(),
         1,

@@ -1,4 +1,5 @@
-//! [`ResponseFuture`]: runs the inner future, then queues the request's event.
+//! [`ResponseFuture`]: runs the inner future, then queues the request's event, and for a
+//! durable event waits until it is synced.
 
 use std::any::Any;
 use std::fmt;
@@ -6,21 +7,29 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
 
 use super::record::InFlight;
 use crate::actor::Actor;
+use crate::error::AuditError;
 use crate::event::AuditEvent;
-use crate::trail::{Reserve, Shared, TryEnqueue};
+use crate::policy::{Durability, Overflow};
+use crate::trail::{Ack, Item, Reserve, Shared, TryEnqueue};
+
+/// The header set on a response replaced by 503 because its event could not be made durable.
+pub const AUDIT_ERROR_HEADER: &str = "x-audit-error";
 
 pin_project! {
     /// Response future of [`Audit`](super::Audit).
     ///
-    /// Resolves once the inner future has and the request's event is in the queue. Dropped
-    /// before that, it still queues the event: as `cancelled` if the response was not ready.
+    /// Resolves once the inner future has, the request's event is in the queue and, for a
+    /// [durable](crate::policy::Durability::Synced) event, synced. Dropped before that, it
+    /// still queues the event: as `cancelled` if the response was not ready.
     pub struct ResponseFuture<F>
     where
         F: Future,
@@ -43,7 +52,9 @@ pin_project! {
         // The inner service panicked in `call`.
         Panicked { payload: Option<Box<dyn Any + Send>> },
         // The response is ready; the queue was full.
-        Enqueueing { reserve: Reserve, output: Option<F::Output> },
+        Enqueueing { reserve: Reserve, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
+        // The event is queued; the response waits for its sync.
+        Syncing { ack: oneshot::Receiver<Result<(), AuditError>>, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
         Done,
     }
 }
@@ -90,10 +101,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let output = match this.state.as_mut().project() {
+            let (next, output) = match this.state.as_mut().project() {
                 StateProj::Passthrough { future } => return future.poll(cx),
                 StateProj::Running { future } => {
-                    match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    let output = match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(output)) => this.event.complete(output),
                         Err(payload) => {
@@ -102,30 +113,77 @@ where
                             this.state.set(State::Done);
                             this.event.complete_panic(payload)
                         }
-                    }
+                    };
+                    (this.event.enqueue(), output)
                 }
                 StateProj::Panicked { payload } => match payload.take() {
-                    Some(payload) => this.event.complete_panic(payload),
+                    Some(payload) => {
+                        let output = this.event.complete_panic(payload);
+                        (this.event.enqueue(), output)
+                    }
                     None => polled_after_completion(),
                 },
-                StateProj::Enqueueing { reserve, output } => {
-                    match ready!(reserve.as_mut().poll(cx)) {
-                        Ok(permit) => this.event.send(permit),
-                        Err(_closed) => this.event.lost(),
-                    }
-                    let output = output.take();
+                StateProj::Enqueueing {
+                    reserve,
+                    deadline,
+                    output,
+                } => {
+                    let step = match reserve.as_mut().poll(cx) {
+                        Poll::Ready(Ok(permit)) => this.event.send(permit),
+                        Poll::Ready(Err(_closed)) => {
+                            this.event.lost();
+                            Step::Respond
+                        }
+                        Poll::Pending => match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                            Some(Poll::Ready(())) => match this.event.overflow() {
+                                Some(step) => step,
+                                // Ordinary events under `FailClosed` keep waiting.
+                                None => {
+                                    *deadline = None;
+                                    return Poll::Pending;
+                                }
+                            },
+                            _ => return Poll::Pending,
+                        },
+                    };
+                    (step, take_output(output))
+                }
+                StateProj::Syncing {
+                    ack,
+                    deadline,
+                    output,
+                } => {
+                    let synced = match Pin::new(ack).poll(cx) {
+                        Poll::Ready(Ok(Ok(()))) => true,
+                        Poll::Ready(_) => false,
+                        Poll::Pending => match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
+                            Some(Poll::Ready(())) => false,
+                            _ => return Poll::Pending,
+                        },
+                    };
+                    let output = take_output(output);
                     this.state.set(State::Done);
-                    return Poll::Ready(output.unwrap_or_else(|| polled_after_completion()));
+                    return Poll::Ready(if synced { output } else { not_durable(output) });
                 }
                 StateProj::Done => polled_after_completion(),
             };
-            match this.event.try_enqueue() {
-                None => {
+            match next {
+                Step::Respond => {
                     this.state.set(State::Done);
                     return Poll::Ready(output);
                 }
-                Some(reserve) => this.state.set(State::Enqueueing {
+                Step::Unavailable => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(not_durable(output));
+                }
+                Step::Wait(reserve, deadline) => this.state.set(State::Enqueueing {
                     reserve,
+                    deadline,
+                    output: Some(output),
+                }),
+                Step::Sync(ack, deadline) => this.state.set(State::Syncing {
+                    ack,
+                    deadline,
                     output: Some(output),
                 }),
             }
@@ -133,8 +191,48 @@ where
     }
 }
 
+fn take_output<T>(output: &mut Option<T>) -> T {
+    output.take().unwrap_or_else(|| polled_after_completion())
+}
+
 fn polled_after_completion() -> ! {
     panic!("`audit_layer::ResponseFuture` polled after completion")
+}
+
+/// A successful response whose event is not durable becomes a 503: a sensitive action is
+/// never answered 2xx while its audit record could still be lost. The event itself stays
+/// queued, and is written when the trail recovers.
+fn not_durable<B: Default, E>(output: Result<Response<B>, E>) -> Result<Response<B>, E> {
+    let original = output?;
+    let mut response = Response::new(B::default());
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    for (name, value) in original.headers() {
+        if name.as_str().eq_ignore_ascii_case("x-request-id") {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response.headers_mut().insert(
+        AUDIT_ERROR_HEADER,
+        HeaderValue::from_static("event-not-durable"),
+    );
+    tracing::error!(
+        target: "audit",
+        status = original.status().as_u16(),
+        "a durable audit event could not be synced in time; the response was replaced by 503"
+    );
+    Ok(response)
+}
+
+/// What the future does next, once the event is built.
+enum Step {
+    Respond,
+    /// Answer 503: the event could not be made durable.
+    Unavailable,
+    Wait(Reserve, Option<Pin<Box<Sleep>>>),
+    Sync(
+        oneshot::Receiver<Result<(), AuditError>>,
+        Option<Pin<Box<Sleep>>>,
+    ),
 }
 
 /// A request's event until it is in the queue.
@@ -147,7 +245,32 @@ enum Pending {
     Built {
         event: AuditEvent,
         shared: Arc<Shared>,
+        plan: Plan,
+        ack: Option<Ack>,
     },
+}
+
+/// How an event is delivered.
+#[derive(Clone, Copy)]
+struct Plan {
+    durable: bool,
+    /// The event of a sensitive request refused because the trail could not take events.
+    refused: bool,
+}
+
+impl Plan {
+    fn of(event: &AuditEvent, shared: &Shared, refused: bool) -> Self {
+        let request = event.request.as_ref();
+        let level = shared.config.durability.level(
+            event.category,
+            request.and_then(|r| r.route.as_deref()),
+            request.map(|r| r.path.as_str()),
+        );
+        Self {
+            durable: !refused && level == Durability::Synced,
+            refused,
+        }
+    }
 }
 
 /// Owns the pending event; if dropped while holding one, queues it anyway.
@@ -165,6 +288,7 @@ impl EventGuard {
     ) -> Result<Response<B>, E> {
         if let Pending::InFlight(record) = self.take() {
             let shared = Arc::clone(&record.shared);
+            let refused = record.refused();
             let event = match &mut output {
                 Ok(response) => {
                     stamp_request_id(response, &record);
@@ -173,7 +297,13 @@ impl EventGuard {
                 }
                 Err(error) => record.fail(None, error.to_string()),
             };
-            self.0 = Pending::Built { event, shared };
+            let plan = Plan::of(&event, &shared, refused);
+            self.0 = Pending::Built {
+                event,
+                shared,
+                plan,
+                ack: None,
+            };
         }
         output
     }
@@ -197,38 +327,132 @@ impl EventGuard {
             shared.enqueue_detached(event);
             panic::resume_unwind(payload);
         }
-        self.0 = Pending::Built { event, shared };
+        let plan = Plan::of(&event, &shared, false);
+        self.0 = Pending::Built {
+            event,
+            shared,
+            plan,
+            ack: None,
+        };
         Ok(response)
     }
 
-    /// Queues the built event if there is room; otherwise keeps it and returns how to wait.
-    fn try_enqueue(&mut self) -> Option<Reserve> {
-        match self.take() {
-            Pending::Built { event, shared } => match shared.try_enqueue(event) {
-                Ok(()) => None,
-                Err(TryEnqueue::Full(event, reserve)) => {
-                    self.0 = Pending::Built { event, shared };
-                    Some(reserve)
-                }
+    /// Queues the built event if there is room; otherwise applies the failure policy.
+    fn enqueue(&mut self) -> Step {
+        let Pending::Built {
+            event,
+            shared,
+            plan,
+            ack: _,
+        } = self.take()
+        else {
+            return Step::Respond;
+        };
+        let (ack, synced) = if plan.durable {
+            let (ack, synced) = oneshot::channel();
+            (Some(ack), Some(synced))
+        } else {
+            (None, None)
+        };
+        match shared.try_enqueue(event, ack) {
+            Ok(()) => match synced {
+                Some(synced) => Step::Sync(synced, sync_deadline(&shared)),
+                None => Step::Respond,
             },
-            other => {
-                self.0 = other;
+            Err(TryEnqueue::Full(event, ack, reserve)) => {
+                let policy = shared.config.failure_policy;
+                self.0 = Pending::Built {
+                    event,
+                    shared,
+                    plan,
+                    ack,
+                };
+                match policy.max_wait {
+                    // A refusal answers at once; it is counted for the next gap event.
+                    _ if plan.refused => self.overflow().unwrap_or(Step::Wait(reserve, None)),
+                    None => Step::Wait(reserve, None),
+                    Some(wait) if wait.is_zero() => {
+                        self.overflow().unwrap_or(Step::Wait(reserve, None))
+                    }
+                    Some(wait) => Step::Wait(reserve, Some(Box::pin(tokio::time::sleep(wait)))),
+                }
+            }
+        }
+    }
+
+    /// The queue stayed full for as long as the policy allows: what to do instead, or `None`
+    /// to keep waiting (ordinary events under `FailClosed`).
+    fn overflow(&mut self) -> Option<Step> {
+        let Pending::Built {
+            event,
+            shared,
+            plan,
+            ack,
+        } = self.take()
+        else {
+            return Some(Step::Respond);
+        };
+        if plan.refused {
+            shared.count_gap(&event, true);
+            return Some(Step::Respond);
+        }
+        if plan.durable {
+            // Never dropped: it waits on its own, and the client is told it is not durable.
+            shared.enqueue_detached(event);
+            return Some(Step::Unavailable);
+        }
+        match shared.config.failure_policy.overflow {
+            Overflow::DropWithGap => {
+                shared.count_gap(&event, false);
+                Some(Step::Respond)
+            }
+            _ => {
+                self.0 = Pending::Built {
+                    event,
+                    shared,
+                    plan,
+                    ack,
+                };
                 None
             }
         }
     }
 
-    fn send(&mut self, permit: tokio::sync::mpsc::OwnedPermit<crate::trail::Item>) {
-        if let Pending::Built { event, shared } = self.take() {
-            shared.send_with(permit, event);
+    /// Queues the event with a permit from the reserve future.
+    fn send(&mut self, permit: tokio::sync::mpsc::OwnedPermit<Item>) -> Step {
+        let Pending::Built {
+            event,
+            shared,
+            plan,
+            ..
+        } = self.take()
+        else {
+            return Step::Respond;
+        };
+        if plan.durable {
+            let (ack, synced) = oneshot::channel();
+            shared.send_with(permit, event, Some(ack));
+            Step::Sync(synced, sync_deadline(&shared))
+        } else {
+            shared.send_with(permit, event, None);
+            Step::Respond
         }
     }
 
     fn lost(&mut self) {
-        if let Pending::Built { event, shared } = self.take() {
+        if let Pending::Built { event, shared, .. } = self.take() {
             shared.lost(&event);
         }
     }
+}
+
+/// How long a response waits for its sync: without bound under a blocking policy.
+fn sync_deadline(shared: &Shared) -> Option<Pin<Box<Sleep>>> {
+    shared
+        .config
+        .failure_policy
+        .may_refuse()
+        .then(|| Box::pin(tokio::time::sleep(shared.config.durable_timeout)))
 }
 
 impl Drop for EventGuard {
@@ -239,7 +463,7 @@ impl Drop for EventGuard {
                 let shared = Arc::clone(&record.shared);
                 shared.enqueue_detached(record.cancel());
             }
-            Pending::Built { event, shared } => shared.enqueue_detached(event),
+            Pending::Built { event, shared, .. } => shared.enqueue_detached(event),
         }
     }
 }

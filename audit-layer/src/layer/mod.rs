@@ -52,7 +52,7 @@
 //! assert!(response.headers().contains_key("x-request-id"));
 //! audit.flush().await?;
 //!
-//! let event = &sink.events()[0];
+//! let event = &sink.request_events()[0];
 //! assert_eq!(event.outcome, Outcome::Denied);
 //! assert_eq!(event.request.as_ref().unwrap().route.as_deref(), Some("/secret"));
 //! # audit.shutdown().await?;
@@ -63,6 +63,6 @@ mod future;
 mod record;
 mod service;
 
-pub use self::future::ResponseFuture;
+pub use self::future::{AUDIT_ERROR_HEADER, ResponseFuture};
 pub(crate) use self::record::matched_route;
 pub use self::service::{Audit, AuditLayer};

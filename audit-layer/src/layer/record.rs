@@ -115,6 +115,12 @@ impl InFlight {
         }
     }
 
+    /// Whether a sensitive handler refused this request because the trail could not take
+    /// its event.
+    pub(crate) fn refused(&self) -> bool {
+        self.context.lock().refused
+    }
+
     /// The event of a request answered with `status`.
     pub(crate) fn respond(self, status: StatusCode, response_actor: Option<Actor>) -> AuditEvent {
         self.into_event(

@@ -56,6 +56,17 @@ where
         };
         context.set_action(M::ACTION);
         context.mark_sensitive();
+        let shared = context.shared();
+        if shared.config.failure_policy.may_refuse() && shared.is_congested() {
+            // Fail closed: the action is not performed while it cannot be audited.
+            const REASON: &str = "refused: the audit trail cannot record this action now";
+            context.refuse(REASON);
+            return Err((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this action cannot be audited right now, so it was not performed; try again later",
+            )
+                .into_response());
+        }
         if let Some(route) = matched_route(&parts.extensions) {
             context
                 .shared()

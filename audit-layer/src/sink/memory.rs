@@ -15,8 +15,9 @@
 //! app.oneshot(http::Request::get("/hello").body(axum::body::Body::empty())?).await?;
 //! audit.flush().await?;
 //!
-//! assert_eq!(sink.len(), 1);
-//! assert_eq!(sink.events()[0].request.as_ref().unwrap().path, "/hello");
+//! let events = sink.request_events();
+//! assert_eq!(events.len(), 1);
+//! assert_eq!(events[0].request.as_ref().unwrap().path, "/hello");
 //! # audit.shutdown().await?;
 //! # Ok(()) }
 //! ```
@@ -45,6 +46,12 @@ impl MemorySink {
     /// A copy of the events recorded so far, in order.
     pub fn events(&self) -> Vec<AuditEvent> {
         self.lock().clone()
+    }
+
+    /// The events of requests recorded so far: everything but the trail's own `system`
+    /// events (`audit.start`, `audit.stop`, ...).
+    pub fn request_events(&self) -> Vec<AuditEvent> {
+        self.events_where(|e| e.request.is_some())
     }
 
     /// The events recorded so far that match `predicate`.

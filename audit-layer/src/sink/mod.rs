@@ -63,7 +63,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// - `Err` means the batch must be offered again: the writer retries it, with backoff, until
 ///   it succeeds; no event is skipped. A sink must therefore leave no part of a failed batch
 ///   visible (the file sink truncates what it wrote), or be idempotent by event id.
-/// - `flush` is called periodically; `close` once, at shutdown, after the last batch.
+/// - `sync` makes written events durable; `flush` is called periodically; `close` once, at
+///   shutdown, after the last batch.
 pub trait Sink: Send + 'static {
     /// A short name for logs and errors (`jsonl:/var/log/audit`).
     fn name(&self) -> &str;
@@ -74,8 +75,16 @@ pub trait Sink: Send + 'static {
         events: &'a [AuditEvent],
     ) -> BoxFuture<'a, Result<(), SinkError>>;
 
-    /// Periodic work, called by the writer about once a second: make written events
-    /// durable, write a due checkpoint. The default does nothing.
+    /// Makes every event written so far durable (`fdatasync` for a file). Called after a
+    /// batch that holds an event whose response waits for it, and at least every sync
+    /// interval otherwise. The default does nothing: for sinks whose writes are durable
+    /// when they return (a database commit).
+    fn sync(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Periodic work, called by the writer about once a second (a due checkpoint). The
+    /// default does nothing.
     fn flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }

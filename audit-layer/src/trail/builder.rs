@@ -13,6 +13,8 @@ use crate::actor::{ResolveActor, SharedResolver};
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::config::Config;
 use crate::error::ConfigError;
+use crate::event::Category;
+use crate::policy::{Durability, FailurePolicy};
 use crate::redact::{FORBIDDEN_HEADERS, SecretNames, bound, limits};
 use crate::sink::Sink;
 
@@ -149,6 +151,41 @@ impl AuditTrailBuilder {
         self
     }
 
+    /// What happens when the trail cannot keep up (default [`FailurePolicy::block`]: wait).
+    /// See the [`policy`](crate::policy) module for when to pick each.
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.config.failure_policy = policy;
+        self
+    }
+
+    /// How durable events of a category must be before their response leaves (`Synced` for
+    /// `sensitive`, `auth` and `alert`, `Batched` for the rest, by default).
+    pub fn durability(mut self, category: Category, level: Durability) -> Self {
+        self.config.durability.set_category(category, level);
+        self
+    }
+
+    /// How durable the events of a route (pattern like `/payments/{id}`, or a path) must be;
+    /// wins over the category's level.
+    pub fn route_durability(mut self, route: impl Into<String>, level: Durability) -> Self {
+        self.config.durability.set_route(route.into(), level);
+        self
+    }
+
+    /// How often batched events are synced at the latest (100 ms by default).
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.writer.sync_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// With a policy that may refuse, how long a response waits for its event to be synced
+    /// before it is answered 503 instead (10 s by default). Under [`FailurePolicy::block`]
+    /// it waits as long as it takes.
+    pub fn durable_timeout(mut self, timeout: Duration) -> Self {
+        self.config.durable_timeout = timeout;
+        self
+    }
+
     /// How many events may wait for the writer (8192 by default). When it is full, requests
     /// wait for room.
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
@@ -212,13 +249,18 @@ impl AuditTrailBuilder {
             },
         );
         writer.spawn(finished_tx).map_err(ConfigError::Writer)?;
+        let shared = Arc::new(Shared {
+            config: self.config,
+            queue,
+            counters,
+            state: state.clone(),
+            sensitive_routes: std::sync::Mutex::default(),
+        });
+        // Starting the trail is itself an event (OWASP: audit start and stop). The queue is
+        // empty and at least one slot long, so this cannot wait.
+        shared.enqueue_detached(super::lifecycle_event("audit.start"));
         Ok(AuditTrail {
-            shared: Arc::new(Shared {
-                config: self.config,
-                queue,
-                counters,
-                sensitive_routes: std::sync::Mutex::default(),
-            }),
+            shared,
             state,
             stop: std::sync::Mutex::new(Some(StopHandle {
                 request: stop_tx,

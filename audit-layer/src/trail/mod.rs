@@ -43,13 +43,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::actor::Actor;
 use crate::config::Config;
 use crate::error::AuditError;
-use crate::event::AuditEvent;
+use crate::event::{AuditEvent, Category, Outcome};
 use crate::layer::AuditLayer;
 
 mod builder;
+mod gap;
 mod writer;
+
+use self::gap::Gap;
 
 pub use self::builder::AuditTrailBuilder;
 
@@ -116,6 +120,11 @@ impl AuditTrail {
     /// Events offered after shutdown (a request still in flight) are not silently dropped:
     /// each is logged in full at ERROR level and counted in [`AuditStats::lost`].
     pub async fn shutdown(&self) -> Result<(), AuditError> {
+        if self.stop.lock().map(|s| s.is_none()).unwrap_or(true) {
+            return Err(AuditError::Closed);
+        }
+        // Stopping the trail is itself an event (OWASP: audit start and stop).
+        let _ = self.shared.record(lifecycle_event("audit.stop")).await;
         let Some(stop) = self.take_stop() else {
             return Err(AuditError::Closed);
         };
@@ -129,6 +138,13 @@ impl AuditTrail {
     /// Counters of the trail so far.
     pub fn stats(&self) -> AuditStats {
         self.shared.stats()
+    }
+
+    /// Whether the trail keeps up: [`Health::Failing`] when a sink keeps failing or the
+    /// queue is full (the failure policy is engaged), [`Health::Degraded`] while a sink is
+    /// being retried, [`Health::Healthy`] otherwise.
+    pub fn health(&self) -> Health {
+        self.shared.health()
     }
 
     /// The routes served by sensitive handlers that have been called so far, with their
@@ -185,6 +201,41 @@ impl fmt::Debug for AuditTrail {
     }
 }
 
+/// An event of the trail's own life.
+pub(crate) fn lifecycle_event(action: &'static str) -> AuditEvent {
+    AuditEvent::new(
+        Category::System,
+        action,
+        Outcome::Success,
+        Actor::service("audit"),
+    )
+}
+
+/// How well the trail keeps up, from [`AuditTrail::health`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Health {
+    /// Events are written as they come.
+    Healthy,
+    /// A sink failed and is being retried; nothing is refused or dropped yet.
+    Degraded {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A sink keeps failing or the queue is full: the failure policy is engaged.
+    Failing {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Health {
+    /// Whether this is [`Health::Failing`].
+    pub fn is_failing(&self) -> bool {
+        matches!(self, Self::Failing { .. })
+    }
+}
+
 /// Waits until the writer reports a failing sink, or stops.
 async fn failure(state: &mut watch::Receiver<WriterState>) -> AuditError {
     loop {
@@ -212,6 +263,13 @@ pub struct AuditStats {
     pub lost: u64,
     /// Events waiting in the queue now.
     pub queued: u64,
+    /// Ordinary events dropped by the [`DropWithGap`](crate::policy::Overflow::DropWithGap)
+    /// policy (each recorded in an `audit.gap` event).
+    pub dropped: u64,
+    /// Sensitive requests refused because the trail could not take their event.
+    pub refused: u64,
+    /// Syncs of sinks (with group commit, far fewer than durable events).
+    pub syncs: u64,
 }
 
 /// What travels from the layer to the writer.
@@ -220,16 +278,22 @@ pub struct AuditStats {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Item {
-    Event(AuditEvent),
+    /// An event, and who waits for it to be synced.
+    Event(AuditEvent, Option<Ack>),
     /// Answer once everything before this item is written.
     Flush(oneshot::Sender<Result<(), AuditError>>),
 }
+
+/// Answers a request waiting for its event to be synced.
+pub(crate) type Ack = oneshot::Sender<Result<(), AuditError>>;
 
 /// What the writer tells the handle.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct WriterState {
     /// Set while a sink keeps failing.
     pub(crate) failing: Option<AuditError>,
+    /// Set while a sink is being retried.
+    pub(crate) degraded: bool,
 }
 
 /// A route served by a sensitive handler, as the layer has seen it.
@@ -250,6 +314,7 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) queue: mpsc::Sender<Item>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) state: watch::Receiver<WriterState>,
     /// Routes served by sensitive handlers, learned as they are called.
     pub(crate) sensitive_routes: Mutex<BTreeSet<SensitiveRouteInfo>>,
 }
@@ -260,6 +325,10 @@ pub(crate) struct Counters {
     pub(crate) written: AtomicU64,
     pub(crate) write_errors: AtomicU64,
     pub(crate) lost: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) syncs: AtomicU64,
+    pub(crate) gap: Mutex<Gap>,
 }
 
 /// A future waiting for room in the queue.
@@ -269,24 +338,29 @@ pub(crate) type Reserve =
 /// Why an event could not be enqueued at once.
 pub(crate) enum TryEnqueue {
     /// The queue is full: wait on this, then [`Shared::send_with`].
-    Full(AuditEvent, Reserve),
+    Full(AuditEvent, Option<Ack>, Reserve),
 }
 
 impl Shared {
     /// Enqueues without waiting, or says how to wait.
     // The error hands the event back, as `TrySendError` does; it is the cold path.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn try_enqueue(&self, event: AuditEvent) -> Result<(), TryEnqueue> {
-        match self.queue.try_send(Item::Event(event)) {
+    pub(crate) fn try_enqueue(
+        &self,
+        event: AuditEvent,
+        ack: Option<Ack>,
+    ) -> Result<(), TryEnqueue> {
+        match self.queue.try_send(Item::Event(event, ack)) {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(Item::Event(event))) => Err(TryEnqueue::Full(
+            Err(mpsc::error::TrySendError::Full(Item::Event(event, ack))) => Err(TryEnqueue::Full(
                 event,
+                ack,
                 Box::pin(self.queue.clone().reserve_owned()),
             )),
-            Err(mpsc::error::TrySendError::Closed(Item::Event(event))) => {
+            Err(mpsc::error::TrySendError::Closed(Item::Event(event, _))) => {
                 self.lost(&event);
                 Ok(())
             }
@@ -296,21 +370,68 @@ impl Shared {
     }
 
     /// Enqueues with a permit obtained from a [`Reserve`].
-    pub(crate) fn send_with(&self, permit: mpsc::OwnedPermit<Item>, event: AuditEvent) {
-        permit.send(Item::Event(event));
+    pub(crate) fn send_with(
+        &self,
+        permit: mpsc::OwnedPermit<Item>,
+        event: AuditEvent,
+        ack: Option<Ack>,
+    ) {
+        permit.send(Item::Event(event, ack));
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an event the policy lets go, for the next `audit.gap` event.
+    pub(crate) fn count_gap(&self, event: &AuditEvent, refused: bool) {
+        let counter = if refused {
+            &self.counters.refused
+        } else {
+            &self.counters.dropped
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("audit_events_dropped_total", "reason" => if refused { "refused" } else { "policy" })
+            .increment(1);
+        self.counters
+            .gap
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .count(event, refused);
+    }
+
+    /// Whether the trail cannot take an event now: the queue is full or a sink keeps failing.
+    pub(crate) fn is_congested(&self) -> bool {
+        self.queue.capacity() == 0 || self.state.borrow().failing.is_some()
+    }
+
+    pub(crate) fn health(&self) -> Health {
+        let state = self.state.borrow();
+        if let Some(error) = &state.failing {
+            return Health::Failing {
+                reason: error.to_string(),
+            };
+        }
+        if self.queue.capacity() == 0 {
+            return Health::Failing {
+                reason: "the audit queue is full".to_owned(),
+            };
+        }
+        if state.degraded {
+            return Health::Degraded {
+                reason: "an audit sink failed and is being retried".to_owned(),
+            };
+        }
+        Health::Healthy
     }
 
     /// Enqueues from a place that cannot wait (a dropped future): when the queue is full, a
     /// task (or, outside a runtime, a thread) waits for room instead.
     pub(crate) fn enqueue_detached(self: &Arc<Self>, event: AuditEvent) {
-        match self.try_enqueue(event) {
+        match self.try_enqueue(event, None) {
             Ok(()) => {}
-            Err(TryEnqueue::Full(event, reserve)) => {
+            Err(TryEnqueue::Full(event, _, reserve)) => {
                 let shared = Arc::clone(self);
                 let wait = async move {
                     match reserve.await {
-                        Ok(permit) => shared.send_with(permit, event),
+                        Ok(permit) => shared.send_with(permit, event, None),
                         Err(_) => shared.lost(&event),
                     }
                 };
@@ -333,12 +454,12 @@ impl Shared {
 
     /// Waits for room, then enqueues.
     pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        match self.queue.send(Item::Event(event)).await {
+        match self.queue.send(Item::Event(event, None)).await {
             Ok(()) => {
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::SendError(Item::Event(event))) => {
+            Err(mpsc::error::SendError(Item::Event(event, _))) => {
                 self.lost(&event);
                 Err(AuditError::Closed)
             }
@@ -384,6 +505,9 @@ impl Shared {
             write_errors: self.counters.write_errors.load(Ordering::Relaxed),
             lost: self.counters.lost.load(Ordering::Relaxed),
             queued: (self.queue.max_capacity() - self.queue.capacity()) as u64,
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            refused: self.counters.refused.load(Ordering::Relaxed),
+            syncs: self.counters.syncs.load(Ordering::Relaxed),
         }
     }
 }

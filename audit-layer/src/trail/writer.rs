@@ -6,8 +6,16 @@
 //! retried with backoff from where it stopped while the others go on, and an event leaves
 //! memory only once every sink has it. The number of pending events is bounded; when a sink
 //! is down long enough to reach the bound, the writer stops taking events from the queue,
-//! the queue fills, and requests wait: backpressure, not loss.
+//! the queue fills, and the failure policy applies: backpressure, never silent loss.
+//!
+//! Durability: a sink is synced after a batch that holds a [`Durability::Synced`] event
+//! (whose request waits for it), every sync interval when it has unsynced events, and when
+//! enough have piled up. Requests that arrive while a sync runs share the next one: group
+//! commit.
+//!
+//! [`Durability::Synced`]: crate::policy::Durability::Synced
 
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,7 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{Counters, Item, WriterState};
+use super::{Ack, Counters, Item, WriterState};
 use crate::error::AuditError;
 use crate::event::AuditEvent;
 use crate::sink::Sink;
@@ -29,7 +37,11 @@ pub(crate) struct WriterSettings {
     pub(crate) backoff_max: Duration,
     pub(crate) failing_after: u32,
     pub(crate) shutdown_timeout: Duration,
-    /// How often sinks get [`Sink::flush`].
+    /// Unsynced events are synced at least this often.
+    pub(crate) sync_interval: Duration,
+    /// ...or as soon as this many are unsynced.
+    pub(crate) sync_batch: u64,
+    /// How often sinks get [`Sink::flush`] (checkpoints and other periodic work).
     pub(crate) flush_interval: Duration,
 }
 
@@ -42,6 +54,8 @@ impl Default for WriterSettings {
             backoff_max: Duration::from_secs(5),
             failing_after: 3,
             shutdown_timeout: Duration::from_secs(30),
+            sync_interval: Duration::from_millis(100),
+            sync_batch: 4096,
             flush_interval: Duration::from_secs(1),
         }
     }
@@ -55,32 +69,81 @@ pub(crate) struct Writer {
     sinks: Vec<SinkSlot>,
     /// Events accepted but not yet written to every sink, oldest first.
     pending: Vec<AuditEvent>,
-    /// Events written to every sink and dropped from `pending`.
-    delivered: u64,
-    /// Flush requests: answer once `delivered` reaches the ticket.
+    /// The number of events ever accepted before `pending[0]` (the global index of
+    /// `pending[0]`).
+    base: u64,
+    /// One past the global index of the last event that must be synced before its
+    /// response leaves.
+    durable_upto: u64,
+    /// Requests waiting for their event to be synced, by global index.
+    acks: VecDeque<(u64, Ack)>,
+    /// Flush requests: answer once every event before the ticket is written.
     waiters: Vec<(u64, Reply)>,
     received: Vec<Item>,
     counters: Arc<Counters>,
     state: watch::Sender<WriterState>,
     settings: WriterSettings,
+    last_flush: Instant,
 }
 
 struct SinkSlot {
     sink: Box<dyn Sink>,
-    /// Index in `pending` of the first event this sink does not have.
-    position: usize,
+    /// Global index of the first event this sink has not been given.
+    written: u64,
+    /// Global index of the first event this sink has not synced.
+    synced: u64,
+    last_sync: Instant,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
 }
 
 impl SinkSlot {
-    fn failing_error(&self, pending: u64) -> AuditError {
+    fn failing_error(&self, waiting: u64) -> AuditError {
         AuditError::SinkFailing {
             sink: self.sink.name().to_owned(),
             error: self.last_error.clone(),
-            pending,
+            pending: waiting,
         }
+    }
+
+    fn fail(&mut self, error: &str, settings: &WriterSettings, counters: &Counters, what: &str) {
+        self.failures += 1;
+        counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("audit_sink_errors_total", "sink" => self.sink.name().to_owned())
+            .increment(1);
+        let exponent = self.failures.saturating_sub(1).min(16);
+        let backoff = settings
+            .backoff_initial
+            .saturating_mul(1 << exponent)
+            .min(settings.backoff_max);
+        self.retry_at = Some(Instant::now() + backoff);
+        self.last_error = error.to_owned();
+        tracing::error!(
+            target: "audit",
+            sink = self.sink.name(),
+            %error,
+            attempt = self.failures,
+            retry_in_ms = backoff.as_millis() as u64,
+            "audit sink {what} failed; its events are kept and retried"
+        );
+    }
+
+    fn recovered(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(
+                target: "audit",
+                sink = self.sink.name(),
+                failures = self.failures,
+                "audit sink recovered; no event was lost"
+            );
+        }
+        self.failures = 0;
+        self.retry_at = None;
+    }
+
+    fn waiting(&self, now: Instant) -> bool {
+        self.retry_at.is_some_and(|at| at > now)
     }
 }
 
@@ -93,6 +156,7 @@ impl Writer {
         state: watch::Sender<WriterState>,
         settings: WriterSettings,
     ) -> Self {
+        let now = Instant::now();
         Self {
             items,
             stop,
@@ -100,19 +164,24 @@ impl Writer {
                 .into_iter()
                 .map(|sink| SinkSlot {
                     sink,
-                    position: 0,
+                    written: 0,
+                    synced: 0,
+                    last_sync: now,
                     failures: 0,
                     retry_at: None,
                     last_error: String::new(),
                 })
                 .collect(),
             pending: Vec::new(),
-            delivered: 0,
+            base: 0,
+            durable_upto: 0,
+            acks: VecDeque::new(),
             waiters: Vec::new(),
             received: Vec::with_capacity(settings.batch_size),
             counters,
             state,
             settings,
+            last_flush: now,
         }
     }
 
@@ -130,9 +199,14 @@ impl Writer {
         Ok(())
     }
 
+    /// The global index one past the last accepted event.
+    fn accepted(&self) -> u64 {
+        self.base + self.pending.len() as u64
+    }
+
     async fn run(mut self) {
-        let mut flush_timer = tokio::time::interval(self.settings.flush_interval);
-        flush_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(self.settings.sync_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let room = self.settings.max_pending.saturating_sub(self.pending.len());
             let retry_at = self.next_retry();
@@ -151,39 +225,61 @@ impl Writer {
                     self.take_received();
                 }
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {}
-                _ = flush_timer.tick() => self.flush_sinks().await,
+                _ = tick.tick() => {}
             }
+            self.record_gap();
             self.deliver().await;
+            self.sync(false).await;
+            self.periodic_flush().await;
             self.settle();
         }
     }
 
-    /// Gives every sink its periodic [`Sink::flush`].
-    async fn flush_sinks(&mut self) {
-        for slot in &mut self.sinks {
-            if let Err(error) = slot.sink.flush().await {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink flush failed");
-            }
-        }
-    }
-
     fn take_received(&mut self) {
+        metrics::histogram!("audit_batch_size").record(self.received.len() as f64);
         for item in self.received.drain(..) {
             match item {
-                Item::Event(event) => self.pending.push(event),
+                Item::Event(event, ack) => {
+                    let index = self.base + self.pending.len() as u64;
+                    if let Some(ack) = ack {
+                        self.durable_upto = index + 1;
+                        self.acks.push_back((index, ack));
+                    }
+                    self.pending.push(event);
+                }
                 Item::Flush(reply) => {
-                    let ticket = self.delivered + self.pending.len() as u64;
+                    let ticket = self.base + self.pending.len() as u64;
                     self.waiters.push((ticket, reply));
                 }
             }
         }
+        metrics::gauge!("audit_queue_depth")
+            .set((self.items.max_capacity() - self.items.capacity()) as f64);
+    }
+
+    /// Events dropped or refused while the trail could not take them are recorded as one
+    /// `audit.gap` event, as soon as every sink works again.
+    fn record_gap(&mut self) {
+        if self.sinks.iter().any(|slot| slot.failures > 0) {
+            return;
+        }
+        let gap = self
+            .counters
+            .gap
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_event();
+        if let Some(event) = gap {
+            tracing::warn!(target: "audit", reason = ?event.reason, "recording an audit gap");
+            self.pending.push(event);
+        }
     }
 
     fn next_retry(&self) -> Option<Instant> {
+        let accepted = self.accepted();
         self.sinks
             .iter()
-            .filter(|slot| slot.position < self.pending.len())
+            .filter(|slot| slot.written < accepted || slot.synced < slot.written)
             .filter_map(|slot| slot.retry_at)
             .min()
     }
@@ -192,47 +288,24 @@ impl Writer {
     /// waiting out a backoff.
     async fn deliver(&mut self) {
         let now = Instant::now();
+        let accepted = self.accepted();
         for slot in &mut self.sinks {
-            if slot.retry_at.is_some_and(|at| at > now) {
+            if slot.waiting(now) {
                 continue;
             }
-            while slot.position < self.pending.len() {
-                let end = (slot.position + self.settings.batch_size).min(self.pending.len());
-                let batch = &self.pending[slot.position..end];
-                match slot.sink.write_batch(batch).await {
+            while slot.written < accepted {
+                let start = (slot.written - self.base) as usize;
+                let end = (start + self.settings.batch_size).min(self.pending.len());
+                let started = std::time::Instant::now();
+                match slot.sink.write_batch(&self.pending[start..end]).await {
                     Ok(()) => {
-                        if slot.failures > 0 {
-                            tracing::info!(
-                                target: "audit",
-                                sink = slot.sink.name(),
-                                failures = slot.failures,
-                                "audit sink recovered; no event was lost"
-                            );
-                        }
-                        slot.position = end;
-                        slot.failures = 0;
-                        slot.retry_at = None;
+                        metrics::histogram!("audit_write_seconds", "sink" => slot.sink.name().to_owned())
+                            .record(started.elapsed().as_secs_f64());
+                        slot.written = self.base + end as u64;
+                        slot.recovered();
                     }
                     Err(error) => {
-                        slot.failures += 1;
-                        self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                        let exponent = slot.failures.saturating_sub(1).min(16);
-                        let backoff = self
-                            .settings
-                            .backoff_initial
-                            .saturating_mul(1 << exponent)
-                            .min(self.settings.backoff_max);
-                        slot.retry_at = Some(Instant::now() + backoff);
-                        slot.last_error = error.to_string();
-                        tracing::error!(
-                            target: "audit",
-                            sink = slot.sink.name(),
-                            %error,
-                            attempt = slot.failures,
-                            waiting = self.pending.len() - slot.position,
-                            retry_in_ms = backoff.as_millis() as u64,
-                            "audit sink write failed; its events are kept and retried"
-                        );
+                        slot.fail(&error.to_string(), &self.settings, &self.counters, "write");
                         break;
                     }
                 }
@@ -240,34 +313,87 @@ impl Writer {
         }
     }
 
-    /// Drops events every sink has, answers flushes, and publishes the health state.
+    /// Syncs each sink that holds unsynced events someone waits for, or that has waited
+    /// long enough, or has too many; `all` syncs every sink with unsynced events.
+    async fn sync(&mut self, all: bool) {
+        let now = Instant::now();
+        for slot in &mut self.sinks {
+            if slot.synced >= slot.written || slot.waiting(now) {
+                continue;
+            }
+            let due = all
+                || slot.synced < self.durable_upto
+                || slot.written - slot.synced >= self.settings.sync_batch
+                || now.duration_since(slot.last_sync) >= self.settings.sync_interval;
+            if !due {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            match slot.sink.sync().await {
+                Ok(()) => {
+                    metrics::histogram!("audit_sync_seconds", "sink" => slot.sink.name().to_owned())
+                        .record(started.elapsed().as_secs_f64());
+                    self.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                    slot.synced = slot.written;
+                    slot.last_sync = now;
+                    slot.recovered();
+                }
+                Err(error) => slot.fail(&error.to_string(), &self.settings, &self.counters, "sync"),
+            }
+        }
+    }
+
+    async fn periodic_flush(&mut self) {
+        if self.last_flush.elapsed() < self.settings.flush_interval {
+            return;
+        }
+        self.last_flush = Instant::now();
+        for slot in &mut self.sinks {
+            if let Err(error) = slot.sink.flush().await {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink flush failed");
+            }
+        }
+    }
+
+    /// Drops events every sink has, answers flushes and acks, and publishes the health.
     fn settle(&mut self) {
-        let done = self
+        let written = self
             .sinks
             .iter()
-            .map(|slot| slot.position)
+            .map(|s| s.written)
             .min()
-            .unwrap_or(self.pending.len());
+            .unwrap_or(self.accepted());
+        let synced = self
+            .sinks
+            .iter()
+            .map(|s| s.synced)
+            .min()
+            .unwrap_or(self.accepted());
+        let done = (written - self.base) as usize;
         if done > 0 {
             self.pending.drain(..done);
-            for slot in &mut self.sinks {
-                slot.position -= done;
-            }
-            self.delivered += done as u64;
+            self.base = written;
             self.counters
                 .written
                 .fetch_add(done as u64, Ordering::Relaxed);
+            metrics::counter!("audit_events_written_total").increment(done as u64);
         }
+        while self.acks.front().is_some_and(|(index, _)| *index < synced) {
+            if let Some((_, ack)) = self.acks.pop_front() {
+                let _ = ack.send(Ok(()));
+            }
+        }
+        let accepted = self.accepted();
         let failing = self
             .sinks
             .iter()
             .find(|slot| slot.failures >= self.settings.failing_after)
-            .map(|slot| slot.failing_error((self.pending.len() - slot.position) as u64));
-        let delivered = self.delivered;
+            .map(|slot| slot.failing_error(accepted - slot.written.min(slot.synced)));
         let mut index = 0;
         while index < self.waiters.len() {
             let ticket = self.waiters[index].0;
-            let answer = if ticket <= delivered {
+            let answer = if ticket <= written {
                 Some(Ok(()))
             } else {
                 failing.clone().map(Err)
@@ -280,15 +406,17 @@ impl Writer {
                 None => index += 1,
             }
         }
+        let degraded = self.sinks.iter().any(|slot| slot.failures > 0);
         self.state.send_if_modified(|state| {
-            let changed = state.failing != failing;
+            let changed = state.failing != failing || state.degraded != degraded;
             state.failing = failing;
+            state.degraded = degraded;
             changed
         });
     }
 
-    /// Shutdown: take everything still queued, deliver it (retrying up to the shutdown
-    /// timeout), close the sinks, and answer.
+    /// Shutdown: take everything still queued, deliver and sync it (retrying up to the
+    /// shutdown timeout), close the sinks, and answer.
     async fn finish(mut self, reply: Option<Reply>) {
         self.items.close();
         while let Some(item) = self.items.recv().await {
@@ -297,9 +425,12 @@ impl Writer {
         self.take_received();
         let deadline = Instant::now() + self.settings.shutdown_timeout;
         loop {
+            self.record_gap();
             self.deliver().await;
+            self.sync(true).await;
             self.settle();
-            if self.pending.is_empty() {
+            let accepted = self.accepted();
+            if self.sinks.iter().all(|s| s.synced == accepted) {
                 break;
             }
             match self.next_retry() {
@@ -322,6 +453,9 @@ impl Writer {
                 }
             }
         }
+        for (_, ack) in self.acks.drain(..) {
+            let _ = ack.send(result.clone());
+        }
         for (_, waiter) in self.waiters.drain(..) {
             let _ = waiter.send(result.clone());
         }
@@ -334,10 +468,10 @@ impl Writer {
     /// so they reach whatever collects the process's output instead of vanishing.
     fn give_up(&mut self) -> AuditError {
         // The sink furthest behind has every event some sink is missing.
-        let Some(slot) = self.sinks.iter().min_by_key(|slot| slot.position) else {
+        let Some(slot) = self.sinks.iter().min_by_key(|slot| slot.written) else {
             return AuditError::Closed;
         };
-        let first_missing = slot.position;
+        let first_missing = (slot.written - self.base) as usize;
         let error = AuditError::Undelivered {
             sink: slot.sink.name().to_owned(),
             error: slot.last_error.clone(),

@@ -296,6 +296,14 @@ impl FileTrail {
         self.retention_sweep()
     }
 
+    /// Makes every written event durable.
+    pub(super) fn sync(&mut self) -> io::Result<()> {
+        match &self.current {
+            Some(current) => current.handle.sync_data(),
+            None => Ok(()),
+        }
+    }
+
     /// Periodic work: a checkpoint when the interval has passed with events unsealed.
     pub(super) fn tick(&mut self) -> io::Result<()> {
         let now = self.settings.clock.now();
