@@ -69,6 +69,7 @@ pub mod redact;
 pub mod request_id;
 pub mod sensitive;
 pub mod sink;
+pub mod testing;
 pub mod trail;
 pub mod verify;
 

@@ -1,0 +1,333 @@
+//! Delivery guarantees: durable sensitive events, group commit, failure policies, health.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use audit_layer::testing::{Faults, FaultySink};
+use audit_layer::verify::{VerifyOptions, verify_trail};
+use audit_layer::{
+    AUDIT_ERROR_HEADER, AuditContext, AuditTrail, AuditTrailBuilder, BoxError, FailurePolicy,
+    Health, JsonlFileSink, MemorySink, Overflow, Snapshot, sensitive,
+};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use common::request_from;
+use serde::Serialize;
+use tower::ServiceExt;
+
+#[derive(Clone, Serialize, audit_layer::Auditable)]
+struct Flag {
+    #[audit(id)]
+    id: u64,
+    on: bool,
+}
+
+#[derive(Clone, Default)]
+struct AppState {
+    ran: Arc<AtomicBool>,
+}
+
+impl Snapshot<AppState> for Flag {
+    type Key = u64;
+
+    async fn load(state: &AppState, id: &u64) -> Result<Option<Self>, BoxError> {
+        Ok(Some(Flag {
+            id: *id,
+            on: state.ran.load(Ordering::SeqCst),
+        }))
+    }
+}
+
+#[sensitive(action = "flag.set", resource = Flag, key = id)]
+async fn set_flag(State(state): State<AppState>, Path(id): Path<u64>) -> Json<Flag> {
+    state.ran.store(true, Ordering::SeqCst);
+    Json(Flag { id, on: true })
+}
+
+/// A plain handler that marks its event sensitive (the manual path).
+async fn transfer(audit: AuditContext) -> &'static str {
+    audit.set_action("money.transfer");
+    audit.mark_sensitive();
+    "sent"
+}
+
+fn app(audit: &AuditTrail, state: AppState) -> Router {
+    Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/transfer", post(transfer))
+        .route("/flags/{id}", post(set_flag))
+        .layer(audit.layer())
+        .with_state(state)
+}
+
+fn faulty(
+    builder: impl FnOnce(AuditTrailBuilder) -> AuditTrailBuilder,
+) -> (AuditTrail, MemorySink, Faults) {
+    let stored = MemorySink::new();
+    let (sink, faults) = FaultySink::new(stored.clone());
+    let audit = builder(
+        AuditTrail::builder()
+            .sink(sink)
+            .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
+            .failing_after(1),
+    )
+    .build()
+    .unwrap();
+    (audit, stored, faults)
+}
+
+async fn call(app: &Router, method: &str, path: &str) -> axum::response::Response {
+    let request = request_from("192.0.2.1:1", method, path)
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_sensitive_response_waits_until_its_event_is_synced() {
+    let (audit, stored, faults) = faulty(|b| b);
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    faults.stall();
+    let pending = tokio::spawn({
+        let app = app.clone();
+        async move { call(&app, "POST", "/transfer").await.status() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !pending.is_finished(),
+        "answered before its event was on disk"
+    );
+    // Ordinary requests do not wait for a sync.
+    let started = Instant::now();
+    assert_eq!(call(&app, "GET", "/hello").await.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(250));
+    faults.resume();
+    assert_eq!(pending.await.unwrap(), StatusCode::OK);
+    assert!(stored.events_of("money.transfer").len() == 1);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn concurrent_sensitive_requests_share_syncs() {
+    let (audit, stored, faults) = faulty(|b| b);
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    let syncs_before = faults.syncs();
+    // While the writer is busy, requests pile up; then they share a sync or two.
+    faults.stall();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let app = app.clone();
+        tasks.spawn(async move { call(&app, "POST", "/transfer").await.status() });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    faults.resume();
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    let syncs = faults.syncs() - syncs_before;
+    assert!(syncs <= 4, "64 durable events took {syncs} syncs");
+    assert_eq!(stored.events_of("money.transfer").len(), 64);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sensitive_event_that_cannot_be_synced_is_never_answered_2xx() {
+    let (audit, stored, faults) = faulty(|b| {
+        b.failure_policy(FailurePolicy::fail_closed())
+            .durable_timeout(Duration::from_millis(200))
+    });
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    faults.fail_syncs(u64::MAX);
+    let response = call(&app, "POST", "/transfer").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()[AUDIT_ERROR_HEADER], "event-not-durable");
+    assert!(response.headers().contains_key("x-request-id"));
+    // The event is kept, and durable once the disk is back.
+    faults.heal();
+    audit.shutdown().await.unwrap();
+    assert_eq!(stored.events_of("money.transfer").len(), 1);
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_sensitive_handlers_and_records_the_refusal() {
+    let (audit, stored, faults) = faulty(|b| b.failure_policy(FailurePolicy::fail_closed()));
+    let state = AppState::default();
+    let app = app(&audit, state.clone());
+    audit.flush().await.unwrap();
+    faults.fail_writes(u64::MAX);
+    assert_eq!(call(&app, "GET", "/hello").await.status(), StatusCode::OK);
+    common::eventually(|| audit.health().is_failing()).await;
+
+    let response = call(&app, "POST", "/flags/1").await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("cannot be audited"));
+    assert!(!state.ran.load(Ordering::SeqCst), "the handler did not run");
+    // Ordinary requests go on.
+    assert_eq!(call(&app, "GET", "/hello").await.status(), StatusCode::OK);
+
+    faults.heal();
+    audit.shutdown().await.unwrap();
+    let refusal = stored.events_of("flag.set");
+    assert_eq!(
+        refusal.len(),
+        1,
+        "the refusal is recorded once the trail recovers"
+    );
+    assert_eq!(refusal[0].status(), Some(503));
+    assert!(refusal[0].reason.as_deref().unwrap().starts_with("refused"));
+    assert_eq!(stored.events_of("http.request").len(), 2);
+}
+
+#[tokio::test]
+async fn drop_with_gap_drops_ordinary_events_and_records_the_gap() {
+    let (audit, stored, faults) = faulty(|b| {
+        b.queue_capacity(4)
+            .batch_size(1)
+            .failure_policy(FailurePolicy::drop_with_gap())
+    });
+    let state = AppState::default();
+    let app = app(&audit, state.clone());
+    audit.flush().await.unwrap();
+    faults.stall();
+    let started = Instant::now();
+    for _ in 0..30 {
+        assert_eq!(call(&app, "GET", "/hello").await.status(), StatusCode::OK);
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "nobody waited");
+    // A sensitive handler is never dropped: it is refused while the queue is full.
+    assert_eq!(
+        call(&app, "POST", "/flags/1").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(!state.ran.load(Ordering::SeqCst));
+    let stats = audit.stats();
+    assert!(stats.dropped >= 20, "{stats:?}");
+    assert_eq!(stats.refused, 1);
+
+    faults.resume();
+    audit.shutdown().await.unwrap();
+    let gaps = stored.events_of("audit.gap");
+    assert_eq!(gaps.len(), 1);
+    let details = gaps[0].details.as_ref().unwrap();
+    assert_eq!(details["dropped"], stats.dropped);
+    assert_eq!(details["refused"], 1);
+    assert_eq!(details["refused_actions"]["flag.set"], 1);
+    assert!(details["from"].is_string() && details["to"].is_string());
+    let recorded = stored.events_of("http.request").len() as u64;
+    assert_eq!(
+        recorded + stats.dropped,
+        30,
+        "every request is recorded or counted"
+    );
+}
+
+#[tokio::test]
+async fn block_for_waits_then_applies_its_overflow() {
+    let (audit, _stored, faults) = faulty(|b| {
+        b.queue_capacity(1)
+            .batch_size(1)
+            .failure_policy(FailurePolicy::block_for(
+                Duration::from_millis(150),
+                Overflow::DropWithGap,
+            ))
+    });
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    faults.stall();
+    // Fill the writer and the queue.
+    for _ in 0..3 {
+        call(&app, "GET", "/hello").await;
+    }
+    let started = Instant::now();
+    assert_eq!(call(&app, "GET", "/hello").await.status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(140), "{waited:?}");
+    assert!(audit.stats().dropped >= 1);
+    faults.resume();
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn block_waits_for_room_without_losing_anything() {
+    let (audit, stored, faults) = faulty(|b| b.queue_capacity(1).batch_size(1));
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    faults.stall();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let app = app.clone();
+        tasks.spawn(async move { call(&app, "GET", "/hello").await.status() });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        tasks.len() > 0 && audit.health().is_failing(),
+        "{:?}",
+        audit.health()
+    );
+    faults.resume();
+    while let Some(status) = tasks.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    audit.shutdown().await.unwrap();
+    assert_eq!(stored.events_of("http.request").len(), 5);
+    assert_eq!(audit.stats().dropped, 0);
+}
+
+#[tokio::test]
+async fn health_goes_degraded_failing_and_back() {
+    let (audit, _stored, faults) = faulty(|b| b.failing_after(3));
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    assert_eq!(audit.health(), Health::Healthy);
+    faults.fail_writes(u64::MAX);
+    call(&app, "GET", "/hello").await;
+    common::eventually(|| matches!(audit.health(), Health::Degraded { .. })).await;
+    common::eventually(|| audit.health().is_failing()).await;
+    faults.heal();
+    common::eventually(|| audit.health() == Health::Healthy).await;
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_disk_under_the_file_sink_loses_nothing_and_the_trail_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sink, faults) = FaultySink::new(JsonlFileSink::new(dir.path()).unwrap());
+    let audit = AuditTrail::builder()
+        .sink(sink)
+        .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .failing_after(1)
+        .build()
+        .unwrap();
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    faults.fail_writes(u64::MAX);
+    for _ in 0..10 {
+        call(&app, "GET", "/hello").await;
+    }
+    let error = audit.flush().await.unwrap_err();
+    assert!(
+        error.to_string().contains("injected write failure"),
+        "{error}"
+    );
+    faults.heal();
+    common::eventually(|| audit.health() == Health::Healthy).await;
+    audit.flush().await.unwrap();
+    audit.shutdown().await.unwrap();
+    let report = verify_trail(dir.path(), &VerifyOptions::default()).unwrap();
+    assert_eq!(
+        report.events, 12,
+        "audit.start, ten requests, audit.stop: once each"
+    );
+}
