@@ -73,6 +73,14 @@ async fn demo_records_requests_logins_and_flushes_on_sigterm() {
     assert_eq!(status, 200);
     assert!(me.contains(r#""name":"alice""#), "{me}");
     assert_eq!(send(addr, "GET", "/me", &[], "").await.0, 401);
+    // Health and metrics: served, and not recorded (skip list).
+    let (status, health) = send(addr, "GET", "/health", &[], "").await;
+    assert_eq!((status, health.as_str()), (200, r#"{"status":"healthy"}"#));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, metrics) = send(addr, "GET", "/metrics", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("audit_events_written_total"), "{metrics}");
+    assert!(metrics.contains("audit_sync_seconds"), "{metrics}");
 
     let status = demo.terminate();
     assert!(

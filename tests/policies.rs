@@ -272,7 +272,7 @@ async fn block_waits_for_room_without_losing_anything() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
-        tasks.len() > 0 && audit.health().is_failing(),
+        !tasks.is_empty() && audit.health().is_failing(),
         "{:?}",
         audit.health()
     );

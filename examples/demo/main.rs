@@ -30,12 +30,13 @@ use std::sync::Arc;
 
 use audit_layer::chain::ChainKey;
 use audit_layer::checkpoint::CheckpointKey;
-use audit_layer::{AuditContext, AuditTrail, Category, JsonlFileSink, Outcome};
+use audit_layer::{AuditContext, AuditTrail, Category, Health, JsonlFileSink, Outcome};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router, middleware};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
 use crate::auth::{CurrentUser, SESSION_COOKIE};
@@ -46,6 +47,8 @@ use crate::store::{SEEDED_USERS, Store};
 pub(crate) struct AppState {
     store: Store,
     audit_dir: PathBuf,
+    audit: Arc<AuditTrail>,
+    metrics: Option<PrometheusHandle>,
 }
 
 /// The demo's settings, from the environment and the command line.
@@ -118,6 +121,15 @@ async fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
 
     // 1. The trail: JSON Lines files in AUDIT_DIR, client IPs from trusted proxies only.
+    // Metrics through the `metrics` facade, served in Prometheus format at /metrics.
+    let metrics = match PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            eprintln!("demo: metrics disabled: {error}");
+            None
+        }
+    };
+
     let audit = AuditTrail::builder()
         .sink(file_sink(&settings.audit_dir)?)
         .trusted_proxies(&settings.trusted_proxies)
@@ -126,8 +138,11 @@ async fn run() -> Result<(), String> {
         .label("service", "audit-demo")
         .build()
         .map_err(|e| e.to_string())?;
+    let audit = Arc::new(audit);
 
     let state = Arc::new(AppState {
+        audit: Arc::clone(&audit),
+        metrics,
         audit_dir: settings.audit_dir.clone(),
         store: Store::seeded()?,
     });
@@ -136,6 +151,8 @@ async fn run() -> Result<(), String> {
     //    layer finds the caller's `Actor` in the request extensions.
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_page))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
@@ -289,6 +306,41 @@ async fn logout(
 /// `GET /me`: the caller's user record.
 async fn me(current: CurrentUser) -> Json<store::User> {
     Json(current.user)
+}
+
+/// `GET /health`: the audit trail's health; 503 while it is failing.
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let (status, body) = match state.audit.health() {
+        Health::Healthy => (StatusCode::OK, serde_json::json!({"status": "healthy"})),
+        Health::Degraded { reason } => (
+            StatusCode::OK,
+            serde_json::json!({"status": "degraded", "reason": reason}),
+        ),
+        Health::Failing { reason } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "failing", "reason": reason}),
+        ),
+        other => (
+            StatusCode::OK,
+            serde_json::json!({"status": format!("{other:?}")}),
+        ),
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_page(State(state): State<Arc<AppState>>) -> Response {
+    match &state.metrics {
+        Some(handle) => {
+            handle.run_upkeep();
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                handle.render(),
+            )
+                .into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "metrics are disabled").into_response(),
+    }
 }
 
 /// `GET /login`: a login form for the browser.

@@ -1,0 +1,134 @@
+//! A crash (SIGKILL) under load loses no sensitive event whose response was sent, and the
+//! trail verifies after a restart.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::demo::{Demo, audit_binary, read_trail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One request; `None` when the server is gone (the point of this test).
+async fn try_send(addr: SocketAddr, request: String) -> Option<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn request(method: &str, path: &str, headers: &[String], body: &str) -> String {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n");
+    for header in headers {
+        text.push_str(header);
+        text.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        text.push_str("Content-Type: application/json\r\n");
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_answered_sensitive_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Demo::start(dir.path(), &[]);
+    let addr = demo.addr;
+    let (status, body) = try_send(
+        addr,
+        request(
+            "POST",
+            "/login",
+            &[],
+            r#"{"username":"alice","password":"alice-password"}"#,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let bearer = format!("Authorization: Bearer {}", token["token"].as_str().unwrap());
+
+    // Eight clients, half of them making sensitive changes, until the server dies.
+    let answered = Arc::new(Mutex::new(HashSet::new()));
+    let mut clients = Vec::new();
+    for client in 0..8 {
+        let (answered, bearer) = (Arc::clone(&answered), bearer.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                let id = format!("crash-{client}-{i}");
+                let id_header = format!("X-Request-Id: {id}");
+                let sensitive = client % 2 == 0;
+                let text = if sensitive {
+                    request(
+                        "PUT",
+                        "/admin/config/max_upload_mb",
+                        &[bearer.clone(), id_header],
+                        &format!(r#"{{"value":{i}}}"#),
+                    )
+                } else {
+                    request("GET", "/hello", &[id_header], "")
+                };
+                match try_send(addr, text).await {
+                    Some((status, _)) if sensitive && (200..300).contains(&status) => {
+                        answered.lock().unwrap().insert(id);
+                    }
+                    Some(_) => {}
+                    None => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    demo.child.kill().unwrap(); // SIGKILL
+    demo.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for client in clients {
+        tokio::time::timeout_at(deadline.into(), client)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() > 20,
+        "the load was real: {} sensitive answers",
+        answered.len()
+    );
+
+    // Restart on the same trail: it recovers, continues the chain and stops cleanly.
+    let demo = Demo::start(dir.path(), &[]);
+    assert!(demo.terminate().success());
+
+    let recorded: HashSet<String> = read_trail(dir.path())
+        .iter()
+        .filter(|e| e["action"] == "config.update")
+        .filter_map(|e| e["request"]["id"].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<_> = answered.difference(&recorded).collect();
+    assert!(
+        missing.is_empty(),
+        "answered 2xx but not in the trail: {missing:?}"
+    );
+
+    let output = std::process::Command::new(audit_binary())
+        .args(["verify", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
