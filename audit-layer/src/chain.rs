@@ -22,7 +22,7 @@
 //! let event = br#"{"schema":"audit/1"}"#;
 //! let plain = link_hash(None, GENESIS, 0, event);
 //! let keyed = link_hash(Some(&ChainKey::new(b"secret".to_vec())), GENESIS, 0, event);
-//! assert_eq!(plain.len(), 64);
+//! assert_eq!(plain.as_str().len(), 64);
 //! assert_ne!(plain, keyed);
 //! ```
 
@@ -82,8 +82,57 @@ pub(crate) fn algorithm(key: Option<&ChainKey>) -> &'static str {
 }
 
 /// The hex hash of one link of the chain.
-pub fn link_hash(key: Option<&ChainKey>, prev_hash: &str, seq: u64, event: &[u8]) -> String {
+pub fn link_hash(key: Option<&ChainKey>, prev_hash: &str, seq: u64, event: &[u8]) -> LinkHash {
     link_hash_parts(key, prev_hash, seq, &[event])
+}
+
+/// A link's hash: 64 lowercase hex digits, kept inline so that chaining an event allocates
+/// nothing.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkHash([u8; 64]);
+
+impl LinkHash {
+    /// The genesis hash: what the first event of a trail links to.
+    pub const GENESIS: Self = Self([b'0'; 64]);
+
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        // Only ever filled by `hex::encode_to_slice` or from a valid hex string.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// Parses 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes: [u8; 64] = text.as_bytes().try_into().ok()?;
+        bytes
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            .then_some(Self(bytes))
+    }
+}
+
+impl fmt::Display for LinkHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for LinkHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LinkHash({})", self.as_str())
+    }
+}
+
+impl PartialEq<str> for LinkHash {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for LinkHash {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// [`link_hash`] of an event given in pieces (the verifier hashes `{` and the rest of a line
@@ -93,7 +142,7 @@ pub(crate) fn link_hash_parts(
     prev_hash: &str,
     seq: u64,
     event: &[&[u8]],
-) -> String {
+) -> LinkHash {
     let mut seq_text = itoa_buffer();
     let seq_text = format_u64(seq, &mut seq_text);
     let digest: [u8; 32] = match key {
@@ -120,7 +169,10 @@ pub(crate) fn link_hash_parts(
             hasher.finalize().into()
         }
     };
-    hex::encode(digest)
+    let mut hex = [0; 64];
+    // The buffer is exactly twice the digest's length, so this cannot fail.
+    let _ = hex::encode_to_slice(digest, &mut hex);
+    LinkHash(hex)
 }
 
 fn itoa_buffer() -> [u8; 20] {
@@ -168,7 +220,7 @@ pub(crate) struct ChainedLine<'a> {
 
 impl ChainedLine<'_> {
     /// The hash this line should carry, given its own fields.
-    pub(crate) fn expected_hash(&self, key: Option<&ChainKey>) -> String {
+    pub(crate) fn expected_hash(&self, key: Option<&ChainKey>) -> LinkHash {
         link_hash_parts(key, self.prev_hash, self.seq, &[b"{", self.rest])
     }
 }
@@ -214,7 +266,7 @@ mod tests {
         let event = br#"{"schema":"audit/1","id":"x"}"#;
         let hash = link_hash(None, GENESIS, 12, event);
         let mut line = Vec::new();
-        encode_line(&mut line, 12, GENESIS, &hash, event);
+        encode_line(&mut line, 12, GENESIS, hash.as_str(), event);
         assert!(line.ends_with(b"}\n"));
         let text = std::str::from_utf8(&line).unwrap();
         assert!(text.starts_with(r#"{"seq":12,"prev_hash":"000"#), "{text}");
@@ -224,8 +276,19 @@ mod tests {
 
         let parsed = parse_line(&line[..line.len() - 1]).unwrap();
         assert_eq!(parsed.seq, 12);
-        assert_eq!(parsed.hash, hash);
+        assert_eq!(parsed.hash, hash.as_str());
         assert_eq!(parsed.expected_hash(None), hash);
+    }
+
+    #[test]
+    fn link_hashes_parse_only_lowercase_hex_of_the_right_length() {
+        let hash = link_hash(None, GENESIS, 0, b"{}");
+        assert_eq!(LinkHash::parse(hash.as_str()), Some(hash));
+        assert_eq!(LinkHash::GENESIS.as_str(), GENESIS);
+        let upper = hash.as_str().to_uppercase();
+        for bad in ["", "00", &upper, &format!("{hash}0"), &"g".repeat(64)] {
+            assert_eq!(LinkHash::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

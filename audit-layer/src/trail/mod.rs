@@ -41,7 +41,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::actor::Actor;
 use crate::config::Config;
@@ -104,6 +104,7 @@ impl AuditTrail {
                 .send(Item::Flush(reply))
                 .await
                 .map_err(|_| AuditError::Closed)?;
+            self.shared.wake_writer.notify_one();
             answer.await.unwrap_or(Err(AuditError::Closed))
         };
         tokio::select! {
@@ -132,6 +133,8 @@ impl AuditTrail {
         if stop.request.send(reply).is_err() {
             return Err(AuditError::Closed);
         }
+        // The writer may be waiting out its write delay.
+        self.shared.wake_writer.notify_one();
         answer.await.unwrap_or(Err(AuditError::Closed))
     }
 
@@ -175,7 +178,9 @@ impl Drop for AuditTrail {
             "AuditTrail dropped without `shutdown()`; draining the audit queue for up to 5 s"
         );
         let (reply, _answer) = oneshot::channel();
-        if stop.request.send(reply).is_ok()
+        let sent = stop.request.send(reply).is_ok();
+        self.shared.wake_writer.notify_one();
+        if sent
             && stop
                 .finished
                 .recv_timeout(std::time::Duration::from_secs(5))
@@ -313,6 +318,8 @@ pub struct SensitiveRouteInfo {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) queue: mpsc::Sender<Item>,
+    /// Cuts the writer's write delay short (see [`Shared::sent`]).
+    pub(crate) wake_writer: Arc<Notify>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) state: watch::Receiver<WriterState>,
     /// Routes served by sensitive handlers, learned as they are called.
@@ -350,9 +357,10 @@ impl Shared {
         event: AuditEvent,
         ack: Option<Ack>,
     ) -> Result<(), TryEnqueue> {
+        let urgent = ack.is_some();
         match self.queue.try_send(Item::Event(event, ack)) {
             Ok(()) => {
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.sent(urgent);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(Item::Event(event, ack))) => Err(TryEnqueue::Full(
@@ -376,8 +384,18 @@ impl Shared {
         event: AuditEvent,
         ack: Option<Ack>,
     ) {
+        let urgent = ack.is_some();
         permit.send(Item::Event(event, ack));
+        self.sent(urgent);
+    }
+
+    /// Counts an accepted event, and wakes the writer when it must not wait out its write
+    /// delay: the event's response waits for it, or the queue is past half full.
+    fn sent(&self, urgent: bool) {
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+        if urgent || self.queue.capacity() <= self.queue.max_capacity() / 2 {
+            self.wake_writer.notify_one();
+        }
     }
 
     /// Counts an event the policy lets go, for the next `audit.gap` event.
@@ -456,7 +474,7 @@ impl Shared {
     pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         match self.queue.send(Item::Event(event, None)).await {
             Ok(()) => {
-                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                self.sent(false);
                 Ok(())
             }
             Err(mpsc::error::SendError(Item::Event(event, _))) => {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder};
 use crate::actor::Actor;
-use crate::chain::{self, ChainKey, GENESIS, encode_line, link_hash, parse_line};
+use crate::chain::{self, ChainKey, LinkHash, encode_line, link_hash, parse_line};
 use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
 use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 use crate::files::{self, CHECKPOINTS, TrailFile};
@@ -25,7 +25,7 @@ pub(super) struct FileTrail {
     signer: CheckpointKey,
     current: Option<ActiveFile>,
     next_seq: u64,
-    last_hash: String,
+    last_hash: LinkHash,
     /// The first seq still in the trail (above 0 after a retention purge).
     first_seq: u64,
     last_checkpoint: Option<Checkpoint>,
@@ -106,11 +106,21 @@ impl FileTrail {
         let (next_seq, last_hash) = match last_event(&trail_files)? {
             Some((seq, hash)) => (seq + 1, hash),
             // Every file was purged: continue from the last checkpoint.
-            None => last_checkpoint
-                .as_ref()
-                .map_or((0, GENESIS.to_owned()), |cp| {
-                    (cp.seq_to + 1, cp.last_hash.clone())
-                }),
+            None => match &last_checkpoint {
+                None => (0, LinkHash::GENESIS),
+                Some(cp) => {
+                    let hash = LinkHash::parse(&cp.last_hash).ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!(
+                                "the last checkpoint's last_hash `{}` is not a hash",
+                                cp.last_hash
+                            ),
+                        )
+                    })?;
+                    (cp.seq_to + 1, hash)
+                }
+            },
         };
         let first_seq = first_event(&trail_files)?.unwrap_or(next_seq);
         let sealed_to = last_checkpoint.as_ref().map(|cp| cp.seq_to);
@@ -214,12 +224,18 @@ impl FileTrail {
         self.buf.clear();
         let key = self.settings.chain_key.as_ref();
         let mut seq = self.next_seq;
-        let mut hash = self.last_hash.clone();
+        let mut hash = self.last_hash;
         for event in events {
             self.event_json.clear();
             serde_json::to_writer(&mut self.event_json, event)?;
-            let next = link_hash(key, &hash, seq, &self.event_json);
-            encode_line(&mut self.buf, seq, &hash, &next, &self.event_json);
+            let next = link_hash(key, hash.as_str(), seq, &self.event_json);
+            encode_line(
+                &mut self.buf,
+                seq,
+                hash.as_str(),
+                next.as_str(),
+                &self.event_json,
+            );
             hash = next;
             seq += 1;
         }
@@ -360,7 +376,7 @@ impl FileTrail {
             first_seq: self.first_seq,
             seq_from: previous.map_or(0, |cp| cp.seq_to + 1),
             seq_to: self.next_seq - 1,
-            last_hash: self.last_hash.clone(),
+            last_hash: self.last_hash.to_string(),
             file,
             file_len,
             file_sha256,
@@ -507,7 +523,7 @@ fn day_end(day: &str) -> Option<SystemTime> {
 }
 
 /// The seq of the last event of the trail and its hash.
-fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, String)>> {
+fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, LinkHash)>> {
     for file in trail_files.iter().rev() {
         let bytes = file.read()?;
         if let Some(line) = bytes.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
@@ -520,7 +536,13 @@ fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, String)>> {
                     ),
                 )
             })?;
-            return Ok(Some((parsed.seq, parsed.hash.to_owned())));
+            let hash = LinkHash::parse(parsed.hash).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the last line of {} has a malformed hash", file.name()),
+                )
+            })?;
+            return Ok(Some((parsed.seq, hash)));
         }
     }
     Ok(None)

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# End-to-end load test: the same hello-world axum app served bare, with tower-http's
+# TraceLayer writing JSON through tracing-appender, and with the audit layer, driven by wrk
+# in alternating rounds (bare trace audit, bare trace audit, ...) so that drift on a shared
+# machine hits every setup alike. Prints one markdown table of medians over the rounds.
+#
+#   benches/load.sh                      # 3 rounds, 5 s per run, 32 connections
+#   ROUNDS=5 DURATION=10 CONNECTIONS=64 benches/load.sh
+#
+# Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
+# ROUNDS x 6 runs x (DURATION + 1 s warm-up).
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-1}
+WARMUP=1
+MODES=(bare trace audit)
+WORKLOADS=(get post)
+
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null || { echo "load.sh: wrk not found (Debian: apt-get install wrk)" >&2; exit 1; }
+
+cargo build --release --quiet --example load_server
+SERVER="${CARGO_TARGET_DIR:-target}/release/examples/load_server"
+LUA="benches/load.lua"
+WORK=$(mktemp -d)
+RESULTS="$WORK/results"
+SERVER_PID=
+cleanup() {
+    [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+TICKS=$(getconf CLK_TCK)
+PORT=3100
+
+# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat,
+# counted after the command name, which may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# One wrk run; prints its RESULT line.
+drive() { # workload seconds url
+    LOAD_WORKLOAD=$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2"s -s "$LUA" "$3" | grep '^RESULT'
+}
+field() { # name line
+    sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$2"
+}
+
+run_one() { # workload mode round
+    local workload=$1 mode=$2 round=$3
+    local dir="$WORK/$mode-$workload-$round" log="$WORK/$mode-$workload-$round.log"
+    PORT=$((PORT + 1))
+    "$SERVER" "$mode" --addr "127.0.0.1:$PORT" --dir "$dir" >"$log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        grep -q '^listening on' "$log" && break
+        sleep 0.1
+    done
+    grep -q '^listening on' "$log" || { echo "load.sh: $mode server did not start:" >&2; cat "$log" >&2; exit 1; }
+
+    local path=/hello
+    [[ $workload == post ]] && path=/settings/0
+    local url="http://127.0.0.1:$PORT$path"
+    local warm measured before after
+    warm=$(drive "$workload" "$WARMUP" "$url")
+    before=$(cpu_ticks "$SERVER_PID")
+    measured=$(drive "$workload" "$DURATION" "$url")
+    after=$(cpu_ticks "$SERVER_PID")
+    local rss_kb
+    rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID" || { echo "load.sh: $mode server failed:" >&2; cat "$log" >&2; exit 1; }
+    SERVER_PID=
+
+    local requests duration
+    requests=$(field requests "$measured")
+    duration=$(field duration_us "$measured")
+    local answered=$(( $(field requests "$warm") + requests ))
+    local errors=$(( $(field socket_errors "$measured") + $(field non2xx "$measured") ))
+    # Events the setup wrote for those requests: one per request for the audit trail
+    # (system events aside), one "finished processing request" line for TraceLayer.
+    local events=-
+    case $mode in
+        audit) events=$(cat "$dir"/audit-*.jsonl | grep -vc '"category":"system"' || true) ;;
+        trace) events=$(grep -c 'finished processing request' "$dir/access.jsonl" || true) ;;
+    esac
+    awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \
+        -v p50="$(field p50_us "$measured")" -v p99="$(field p99_us "$measured")" \
+        -v cpu=$((after - before)) -v ticks="$TICKS" -v ev="$events" -v ans="$answered" \
+        -v rss="$rss_kb" -v err="$errors" 'BEGIN {
+            printf "%s %s %s %.0f %s %s %.1f %s %s %s %s\n", w, m, r, n / (d / 1e6), p50, p99,
+                cpu / ticks * 1e6 / n, ev, ans, rss, err
+        }' >>"$RESULTS"
+    echo "round $round  $workload  $mode: $(tail -n1 "$RESULTS" | cut -d' ' -f4) req/s" >&2
+}
+
+for round in $(seq "$ROUNDS"); do
+    for workload in "${WORKLOADS[@]}"; do
+        for mode in "${MODES[@]}"; do
+            run_one "$workload" "$mode" "$round"
+        done
+    done
+done
+
+total() { awk '{ s += $1 } END { print s + 0 }'; }
+median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+column_of() { # workload mode column
+    awk -v w="$1" -v m="$2" -v c="$3" '$1 == w && $2 == m { print $c }' "$RESULTS"
+}
+
+echo
+echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, wrk -t$THREADS; medians over rounds"
+echo
+echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | events written / requests answered | errors | peak RSS (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for workload in "${WORKLOADS[@]}"; do
+    bare_rps=$(column_of "$workload" bare 4 | median)
+    for mode in "${MODES[@]}"; do
+        rps=$(column_of "$workload" "$mode" 4 | median)
+        p50=$(column_of "$workload" "$mode" 5 | median)
+        p99=$(column_of "$workload" "$mode" 6 | median)
+        cpu=$(column_of "$workload" "$mode" 7 | median)
+        if [[ $mode == bare ]]; then
+            written="-"
+        else
+            written="$(column_of "$workload" "$mode" 8 | total) / $(column_of "$workload" "$mode" 9 | total)"
+        fi
+        errors=$(column_of "$workload" "$mode" 11 | total)
+        rss=$(column_of "$workload" "$mode" 10 | sort -n | tail -n1)
+        awk -v w="$workload" -v m="$mode" -v rps="$rps" -v bare="$bare_rps" -v p50="$p50" \
+            -v p99="$p99" -v cpu="$cpu" -v wr="$written" -v err="$errors" -v rss="$rss" 'BEGIN {
+                printf "| %s | %s | %.0f | %.2fx | %s | %s | %.1f | %s | %s | %.1f |\n",
+                    w, m, rps, rps / bare, p50, p99, cpu, wr, err, rss / 1024
+            }'
+    done
+done

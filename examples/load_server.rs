@@ -1,0 +1,238 @@
+//! The server that `benches/load.sh` drives: one hello-world axum app, served three ways.
+//!
+//! ```text
+//! cargo run --release --example load_server -- <bare|trace|audit> [--addr HOST:PORT] [--dir DIR]
+//! ```
+//!
+//! - `bare`: the router alone;
+//! - `trace`: what teams use today for access logs: tower-http's `TraceLayer` (spans and
+//!   responses at INFO, so every request writes a line) with a JSON `tracing-subscriber`
+//!   writing to a file through `tracing-appender::non_blocking`;
+//! - `audit`: the audit layer with a chained, checkpointed JSON Lines trail.
+//!
+//! Routes: `GET /hello`, and `POST /settings/{id}` with `{"value": N}`, which in `audit`
+//! mode is a `#[sensitive]` handler: its event, with the setting's state before and after,
+//! is synced to disk before the response leaves (group commit).
+//!
+//! The server prints `listening on ADDR` once it accepts connections, and on SIGTERM or
+//! Ctrl-C drains what it recorded before it exits.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+use audit_layer::{AuditTrail, Auditable, BoxError, JsonlFileSink, Snapshot, sensitive};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+/// How the router is wrapped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bare,
+    Trace,
+    Audit,
+}
+
+/// A value that admins change: the sensitive route's resource.
+#[derive(Clone, Serialize, Auditable)]
+#[audit(resource = "setting")]
+struct Setting {
+    #[audit(id)]
+    id: u64,
+    value: u64,
+}
+
+#[derive(Deserialize)]
+struct NewValue {
+    value: u64,
+}
+
+#[derive(Clone, Default)]
+struct Settings(Arc<RwLock<HashMap<u64, Setting>>>);
+
+impl Settings {
+    fn set(&self, id: u64, value: u64) -> Setting {
+        let setting = Setting { id, value };
+        let mut settings = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        settings.insert(id, setting.clone());
+        setting
+    }
+
+    fn get(&self, id: u64) -> Option<Setting> {
+        let settings = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        settings.get(&id).cloned()
+    }
+}
+
+impl Snapshot<Settings> for Setting {
+    type Key = u64;
+
+    async fn load(settings: &Settings, id: &u64) -> Result<Option<Self>, BoxError> {
+        Ok(settings.get(*id))
+    }
+}
+
+async fn hello() -> &'static str {
+    "hello"
+}
+
+/// The unaudited update, for `bare` and `trace`.
+async fn set_value(
+    State(settings): State<Settings>,
+    Path(id): Path<u64>,
+    Json(body): Json<NewValue>,
+) -> Json<Setting> {
+    Json(settings.set(id, body.value))
+}
+
+/// The same update as a sensitive handler.
+#[sensitive(action = "setting.update", resource = Setting, key = id)]
+async fn set_value_audited(
+    State(settings): State<Settings>,
+    Path(id): Path<u64>,
+    Json(body): Json<NewValue>,
+) -> Json<Setting> {
+    Json(settings.set(id, body.value))
+}
+
+fn parse_args() -> Result<(Mode, SocketAddr, PathBuf), String> {
+    const USAGE: &str = "usage: load_server <bare|trace|audit> [--addr HOST:PORT] [--dir DIR]";
+    let mut args = std::env::args().skip(1);
+    let mode = match args.next().as_deref() {
+        Some("bare") => Mode::Bare,
+        Some("trace") => Mode::Trace,
+        Some("audit") => Mode::Audit,
+        _ => return Err(USAGE.to_owned()),
+    };
+    let mut addr = "127.0.0.1:3100".to_owned();
+    let mut dir = PathBuf::from("./load-server-out");
+    while let Some(arg) = args.next() {
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{arg} needs a value; {USAGE}"))?;
+        match arg.as_str() {
+            "--addr" => addr = value,
+            "--dir" => dir = PathBuf::from(value),
+            _ => return Err(format!("unknown argument `{arg}`; {USAGE}")),
+        }
+    }
+    let addr = addr.parse().map_err(|e| format!("--addr `{addr}`: {e}"))?;
+    Ok((mode, addr, dir))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("load_server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let (mode, addr, dir) = parse_args()?;
+    let settings = Settings::default();
+    let plain = Router::new().route("/hello", get(hello));
+
+    // Kept alive until the end: dropping the guard flushes the tracing file.
+    let mut tracing_guard = None;
+    let mut audit = None;
+    let app = match mode {
+        Mode::Bare => plain
+            .route("/settings/{id}", post(set_value))
+            .with_state(settings),
+        Mode::Trace => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let appender = tracing_appender::rolling::never(&dir, "access.jsonl");
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            tracing_guard = Some(guard);
+            tracing_subscriber::fmt()
+                .json()
+                .with_writer(writer)
+                .with_max_level(Level::INFO)
+                .init();
+            plain
+                .route("/settings/{id}", post(set_value))
+                .with_state(settings)
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+        }
+        Mode::Audit => {
+            let sink = JsonlFileSink::new(&dir).map_err(|e| format!("audit sink: {e}"))?;
+            let trail = AuditTrail::builder()
+                .sink(sink)
+                .build()
+                .map_err(|e| format!("audit trail: {e}"))?;
+            let app = plain
+                .route("/settings/{id}", post(set_value_audited))
+                .with_state(settings)
+                .layer(trail.layer());
+            audit = Some(trail);
+            app
+        }
+    };
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("bind {addr}: {e}"))?;
+    println!("listening on {addr}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .map_err(|e| format!("server error: {e}"))?;
+
+    if let Some(trail) = audit {
+        trail
+            .shutdown()
+            .await
+            .map_err(|e| format!("audit shutdown: {e}"))?;
+        let stats = trail.stats();
+        println!(
+            "audit accepted={} written={} lost={}",
+            stats.accepted, stats.written, stats.lost
+        );
+    }
+    drop(tracing_guard);
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
