@@ -131,14 +131,24 @@ impl SecretNames {
 
     /// Whether `name` names a secret. `name` may be percent-encoded, as in a query string.
     pub fn is_secret(&self, name: &str) -> bool {
+        // Called for every query parameter of every request: names of usual length are
+        // squashed on the stack.
         let decoded = decode_component(name);
-        let squashed = squash(&decoded);
+        let mut buf = [0; 64];
+        let squashed = match squash_into(&decoded, &mut buf) {
+            Some(squashed) => Cow::Borrowed(squashed),
+            None => Cow::Owned(squash(&decoded)),
+        };
         if self.squashed.iter().any(|entry| {
             *entry == squashed || (entry.len() >= 5 && squashed.contains(entry.as_str()))
         }) {
             return true;
         }
-        words(&decoded).any(|word| self.squashed.contains(&word))
+        words(&decoded).any(|word| {
+            self.squashed
+                .iter()
+                .any(|entry| entry.eq_ignore_ascii_case(word))
+        })
     }
 }
 
@@ -150,8 +160,20 @@ fn squash(name: &str) -> String {
         .collect()
 }
 
-/// The lower-case words of a name, split at separators and camelCase humps.
-fn words(name: &str) -> impl Iterator<Item = String> + '_ {
+/// [`squash`] into `buf`, or `None` if it does not fit.
+fn squash_into<'a>(name: &str, buf: &'a mut [u8]) -> Option<&'a str> {
+    let mut len = 0;
+    for byte in name.bytes().filter(u8::is_ascii_alphanumeric) {
+        *buf.get_mut(len)? = byte.to_ascii_lowercase();
+        len += 1;
+    }
+    // Only ASCII letters and digits were copied.
+    std::str::from_utf8(&buf[..len]).ok()
+}
+
+/// The words of a name, split at separators and camelCase humps (compare them ignoring
+/// ASCII case).
+fn words(name: &str) -> impl Iterator<Item = &str> + '_ {
     let mut rest = name;
     std::iter::from_fn(move || {
         let start = rest.find(|c: char| c.is_ascii_alphanumeric())?;
@@ -165,13 +187,12 @@ fn words(name: &str) -> impl Iterator<Item = String> + '_ {
             }
             previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
         }
-        let word = rest[..end].to_ascii_lowercase();
+        let word = &rest[..end];
         rest = &rest[end..];
         Some(word)
     })
 }
 
-/// Decodes `+` and percent escapes of a query component, lossily.
 fn decode_component(text: &str) -> Cow<'_, str> {
     if !text.contains(['%', '+']) {
         return Cow::Borrowed(text);

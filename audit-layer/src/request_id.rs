@@ -28,18 +28,18 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 ///
 /// With the `axum` feature it is also an extractor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RequestId(String);
+pub struct RequestId(
+    /// Kept as a header value (always a valid id, so always ASCII): the response header and
+    /// every clone share its bytes instead of copying them.
+    HeaderValue,
+);
 
 impl RequestId {
     /// A fresh UUID v7 id.
     pub fn generate() -> Self {
         let mut buf = Uuid::encode_buffer();
-        Self(
-            Uuid::now_v7()
-                .hyphenated()
-                .encode_lower(&mut buf)
-                .to_owned(),
-        )
+        let text = Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        Self(HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("-")))
     }
 
     /// Whether a client-supplied id may be kept as is.
@@ -54,24 +54,27 @@ impl RequestId {
     /// The incoming header's id if acceptable, else a fresh one.
     pub(crate) fn from_header(value: Option<&HeaderValue>) -> Self {
         match value.and_then(|v| v.to_str().ok()) {
-            Some(id) if Self::is_acceptable(id) => Self(id.to_owned()),
+            Some(id) if Self::is_acceptable(id) => Self(value.cloned().unwrap_or_else(|| {
+                HeaderValue::from_bytes(id.as_bytes()).unwrap_or(HeaderValue::from_static("-"))
+            })),
             _ => Self::generate(),
         }
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only acceptable ids and UUIDs are ever stored: ASCII, so this never falls back.
+        self.0.to_str().unwrap_or_default()
     }
 
-    pub(crate) fn to_header_value(&self) -> Option<HeaderValue> {
-        HeaderValue::from_str(&self.0).ok()
+    pub(crate) fn header_value(&self) -> HeaderValue {
+        self.0.clone()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

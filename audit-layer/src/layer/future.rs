@@ -469,11 +469,10 @@ impl Drop for EventGuard {
 }
 
 fn stamp_request_id<B>(response: &mut Response<B>, record: &InFlight) {
-    if let Some(value) = record.request_id.to_header_value() {
-        response
-            .headers_mut()
-            .insert(record.shared.config.request_id_header.clone(), value);
-    }
+    response.headers_mut().insert(
+        record.shared.config.request_id_header.clone(),
+        record.request_id.header_value(),
+    );
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
