@@ -208,8 +208,8 @@ async fn run() -> Result<(), String> {
             .map_err(|e| format!("audit shutdown: {e}"))?;
         let stats = trail.stats();
         println!(
-            "audit accepted={} written={} lost={}",
-            stats.accepted, stats.written, stats.lost
+            "audit accepted={} written={} lost={} syncs={}",
+            stats.accepted, stats.written, stats.lost, stats.syncs
         );
     }
     drop(tracing_guard);
