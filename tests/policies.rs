@@ -354,6 +354,29 @@ async fn health_goes_degraded_failing_and_back() {
 }
 
 #[tokio::test]
+async fn a_sink_whose_syncs_fail_stays_failing_while_its_writes_succeed() {
+    // No periodic syncs: only the retries of a failed sink sync.
+    let (audit, _stored, faults) = faulty(|b| b.sync_interval(Duration::from_secs(3600)));
+    let app = app(&audit, AppState::default());
+    audit.flush().await.unwrap();
+    faults.fail_writes(u64::MAX);
+    call(&app, "GET", "/hello").await;
+    common::eventually(|| audit.health().is_failing()).await;
+    // The disk takes writes again but cannot sync them: a successful write must not make
+    // the sink look healthy.
+    faults.fail_syncs(u64::MAX);
+    faults.fail_writes(0);
+    for _ in 0..10 {
+        call(&app, "GET", "/hello").await;
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        assert!(audit.health().is_failing(), "{:?}", audit.health());
+    }
+    faults.heal();
+    common::eventually(|| audit.health() == Health::Healthy).await;
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_full_disk_under_the_file_sink_loses_nothing_and_the_trail_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let (sink, faults) = FaultySink::new(JsonlFileSink::new(dir.path()).unwrap());

@@ -53,10 +53,8 @@ impl RequestId {
 
     /// The incoming header's id if acceptable, else a fresh one.
     pub(crate) fn from_header(value: Option<&HeaderValue>) -> Self {
-        match value.and_then(|v| v.to_str().ok()) {
-            Some(id) if Self::is_acceptable(id) => Self(value.cloned().unwrap_or_else(|| {
-                HeaderValue::from_bytes(id.as_bytes()).unwrap_or(HeaderValue::from_static("-"))
-            })),
+        match value {
+            Some(value) if value.to_str().is_ok_and(Self::is_acceptable) => Self(value.clone()),
             _ => Self::generate(),
         }
     }

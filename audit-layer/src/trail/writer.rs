@@ -331,8 +331,12 @@ impl Writer {
                     Ok(()) => {
                         metrics::histogram!("audit_write_seconds", "sink" => slot.sink.name().to_owned())
                             .record(started.elapsed().as_secs_f64());
+                        // A write after a failed sync does not mean the sink works again:
+                        // the sync that follows will tell.
+                        if slot.synced == slot.written {
+                            slot.recovered();
+                        }
                         slot.written = self.base + end as u64;
-                        slot.recovered();
                     }
                     Err(error) => {
                         slot.fail(&error.to_string(), &self.settings, &self.counters, "write");
@@ -352,7 +356,9 @@ impl Writer {
             if slot.synced >= slot.written || slot.waiting(now) {
                 continue;
             }
+            // A sink that failed is synced at once: only a sync can show it works again.
             let due = all
+                || slot.failures > 0
                 || slot.synced < self.durable_upto
                 || slot.written - slot.synced >= self.settings.sync_batch
                 || now.duration_since(slot.last_sync) >= self.settings.sync_interval;
