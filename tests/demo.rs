@@ -331,3 +331,17 @@ async fn demo_admin_routes_are_sensitive_handlers() {
         assert!(!text.contains(secret), "{secret} leaked into the trail");
     }
 }
+
+#[test]
+fn sigterm_right_after_the_listening_line_stops_the_demo_gracefully() {
+    // Scripts (and these tests) send signals as soon as the "listening on" line appears; the
+    // handlers must already be installed by then, or the signal kills the process.
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = Demo::start(dir.path(), &[]);
+        let status = demo.terminate();
+        assert!(status.success(), "{status:?}");
+        let trail = read_trail(dir.path());
+        assert_eq!(trail.last().unwrap()["action"], "audit.stop");
+    }
+}
