@@ -1,4 +1,4 @@
-//! The trail's own throughput: serializing and chaining events, the file sink, and
+//! The trail's own throughput: serializing and chaining events, each sink, and
 //! verification.
 //!
 //! `cargo bench --bench pipeline`
@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use audit_layer::chain::{GENESIS, link_hash};
 use audit_layer::verify::{VerifyOptions, verify_trail};
-use audit_layer::{Actor, AuditEvent, Category, JsonlFileSink, Outcome, Sink};
+use audit_layer::{
+    Actor, AuditEvent, Category, JsonlFileSink, MemorySink, Outcome, Sink, TracingSink,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn event() -> AuditEvent {
@@ -56,6 +58,29 @@ fn pipeline(c: &mut Criterion) {
             .expect("sink");
         b.iter(|| runtime.block_on(sink.write_batch(&batch)).expect("write"));
         runtime.block_on(sink.close()).expect("close");
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("other_sinks");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("memory_write_batch_512", |b| {
+        // A fresh sink per sample keeps its memory bounded.
+        b.iter_batched(
+            MemorySink::new,
+            |mut sink| runtime.block_on(sink.write_batch(&batch)).expect("write"),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("tracing_json_write_batch_512", |b| {
+        // What a team shipping tracing output pays: one JSON line per event, formatted by
+        // tracing-subscriber (written to nowhere, so only the formatting is measured).
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::sink)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut sink = TracingSink::new();
+        b.iter(|| runtime.block_on(sink.write_batch(&batch)).expect("write"));
     });
     group.finish();
 
