@@ -193,6 +193,7 @@ fn words(name: &str) -> impl Iterator<Item = &str> + '_ {
     })
 }
 
+/// Decodes `+` and percent escapes of a query component, lossily.
 fn decode_component(text: &str) -> Cow<'_, str> {
     if !text.contains(['%', '+']) {
         return Cow::Borrowed(text);
