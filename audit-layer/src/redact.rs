@@ -327,6 +327,9 @@ mod tests {
             "cvv",
             "pass%77ord",
             "api+key",
+            "X-Auth",
+            "Session-Key",
+            "cardCVV",
         ] {
             assert!(names.is_secret(secret), "{secret} should be secret");
         }
@@ -335,6 +338,11 @@ mod tests {
         ] {
             assert!(!names.is_secret(plain), "{plain} should not be secret");
         }
+        // Names too long to squash on the stack take the allocating path, same answers.
+        let long = "a".repeat(100);
+        assert!(names.is_secret(&format!("{long}_password")));
+        assert!(names.is_secret(&format!("{long}-Key")));
+        assert!(!names.is_secret(&format!("{long}_page")));
     }
 
     #[test]
