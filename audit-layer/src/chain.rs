@@ -83,7 +83,7 @@ pub(crate) fn algorithm(key: Option<&ChainKey>) -> &'static str {
 
 /// The hex hash of one link of the chain.
 pub fn link_hash(key: Option<&ChainKey>, prev_hash: &str, seq: u64, event: &[u8]) -> LinkHash {
-    link_hash_parts(key, prev_hash, seq, &[event])
+    link_hash_parts(key, prev_hash.as_bytes(), seq, &[event])
 }
 
 /// A link's hash: 64 lowercase hex digits, kept inline so that chaining an event allocates
@@ -94,6 +94,11 @@ pub struct LinkHash([u8; 64]);
 impl LinkHash {
     /// The genesis hash: what the first event of a trail links to.
     pub const GENESIS: Self = Self([b'0'; 64]);
+
+    /// The hex digits, as bytes (what the file sink writes, without re-checking UTF-8).
+    pub fn as_bytes(&self) -> &[u8; 64] {
+        &self.0
+    }
 
     /// The hex digits.
     pub fn as_str(&self) -> &str {
@@ -139,7 +144,7 @@ impl PartialEq<&str> for LinkHash {
 /// without copying them together).
 pub(crate) fn link_hash_parts(
     key: Option<&ChainKey>,
-    prev_hash: &str,
+    prev_hash: &[u8],
     seq: u64,
     event: &[&[u8]],
 ) -> LinkHash {
@@ -148,7 +153,7 @@ pub(crate) fn link_hash_parts(
     let digest: [u8; 32] = match key {
         Some(key) => {
             let mut mac = key.mac.clone();
-            mac.update(prev_hash.as_bytes());
+            mac.update(prev_hash);
             mac.update(b"\n");
             mac.update(seq_text);
             mac.update(b"\n");
@@ -159,7 +164,7 @@ pub(crate) fn link_hash_parts(
         }
         None => {
             let mut hasher = Sha256::new();
-            hasher.update(prev_hash.as_bytes());
+            hasher.update(prev_hash);
             hasher.update(b"\n");
             hasher.update(seq_text);
             hasher.update(b"\n");
@@ -194,14 +199,20 @@ fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
 }
 
 /// Appends one chained line (with its newline) for an event serialized as `event`.
-pub(crate) fn encode_line(out: &mut Vec<u8>, seq: u64, prev_hash: &str, hash: &str, event: &[u8]) {
+pub(crate) fn encode_line(
+    out: &mut Vec<u8>,
+    seq: u64,
+    prev_hash: &[u8],
+    hash: &[u8],
+    event: &[u8],
+) {
     let mut seq_text = itoa_buffer();
     out.extend_from_slice(b"{\"seq\":");
     out.extend_from_slice(format_u64(seq, &mut seq_text));
     out.extend_from_slice(b",\"prev_hash\":\"");
-    out.extend_from_slice(prev_hash.as_bytes());
+    out.extend_from_slice(prev_hash);
     out.extend_from_slice(b"\",\"hash\":\"");
-    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(hash);
     out.extend_from_slice(b"\",");
     // The event's own opening brace is replaced by the chain fields.
     out.extend_from_slice(event.get(1..).unwrap_or_default());
@@ -221,7 +232,7 @@ pub(crate) struct ChainedLine<'a> {
 impl ChainedLine<'_> {
     /// The hash this line should carry, given its own fields.
     pub(crate) fn expected_hash(&self, key: Option<&ChainKey>) -> LinkHash {
-        link_hash_parts(key, self.prev_hash, self.seq, &[b"{", self.rest])
+        link_hash_parts(key, self.prev_hash.as_bytes(), self.seq, &[b"{", self.rest])
     }
 }
 
@@ -266,7 +277,7 @@ mod tests {
         let event = br#"{"schema":"audit/1","id":"x"}"#;
         let hash = link_hash(None, GENESIS, 12, event);
         let mut line = Vec::new();
-        encode_line(&mut line, 12, GENESIS, hash.as_str(), event);
+        encode_line(&mut line, 12, GENESIS.as_bytes(), hash.as_bytes(), event);
         assert!(line.ends_with(b"}\n"));
         let text = std::str::from_utf8(&line).unwrap();
         assert!(text.starts_with(r#"{"seq":12,"prev_hash":"000"#), "{text}");

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder};
 use crate::actor::Actor;
-use crate::chain::{self, ChainKey, LinkHash, encode_line, link_hash, parse_line};
+use crate::chain::{self, ChainKey, LinkHash, encode_line, parse_line};
 use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
 use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 use crate::files::{self, CHECKPOINTS, TrailFile};
@@ -228,12 +228,12 @@ impl FileTrail {
         for event in events {
             self.event_json.clear();
             serde_json::to_writer(&mut self.event_json, event)?;
-            let next = link_hash(key, hash.as_str(), seq, &self.event_json);
+            let next = chain::link_hash_parts(key, hash.as_bytes(), seq, &[&self.event_json]);
             encode_line(
                 &mut self.buf,
                 seq,
-                hash.as_str(),
-                next.as_str(),
+                hash.as_bytes(),
+                next.as_bytes(),
                 &self.event_json,
             );
             hash = next;
