@@ -82,6 +82,9 @@ run_one() { # workload mode round
     local errors=$(( $(field socket_errors "$measured") + $(field non2xx "$measured") ))
     # Events the setup wrote for those requests: one per request for the audit trail
     # (system events aside), one "finished processing request" line for TraceLayer.
+    # The audit server prints its sync count at shutdown.
+    local syncs
+    syncs=$(sed -n 's/.*syncs=\([0-9]*\).*/\1/p' "$log")
     local events=-
     case $mode in
         audit) events=$(cat "$dir"/audit-*.jsonl | grep -vc '"category":"system"' || true) ;;
@@ -90,9 +93,9 @@ run_one() { # workload mode round
     awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \
         -v p50="$(field p50_us "$measured")" -v p99="$(field p99_us "$measured")" \
         -v cpu=$((after - before)) -v ticks="$TICKS" -v ev="$events" -v ans="$answered" \
-        -v rss="$rss_kb" -v err="$errors" 'BEGIN {
-            printf "%s %s %s %.0f %s %s %.1f %s %s %s %s\n", w, m, r, n / (d / 1e6), p50, p99,
-                cpu / ticks * 1e6 / n, ev, ans, rss, err
+        -v rss="$rss_kb" -v err="$errors" -v syncs="${syncs:-0}" 'BEGIN {
+            printf "%s %s %s %.0f %s %s %.1f %s %s %s %s %s\n", w, m, r, n / (d / 1e6), p50, p99,
+                cpu / ticks * 1e6 / n, ev, ans, rss, err, syncs
         }' >>"$RESULTS"
     echo "round $round  $workload  $mode: $(tail -n1 "$RESULTS" | cut -d' ' -f4) req/s" >&2
 }
@@ -114,8 +117,8 @@ column_of() { # workload mode column
 echo
 echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, wrk -t$THREADS; medians over rounds"
 echo
-echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | events written / requests answered | errors | peak RSS (MiB) |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | events written / requests answered | events per sync | errors | peak RSS (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for workload in "${WORKLOADS[@]}"; do
     bare_rps=$(column_of "$workload" bare 4 | median)
     for mode in "${MODES[@]}"; do
@@ -129,11 +132,18 @@ for workload in "${WORKLOADS[@]}"; do
             written="$(column_of "$workload" "$mode" 8 | total) / $(column_of "$workload" "$mode" 9 | total)"
         fi
         errors=$(column_of "$workload" "$mode" 11 | total)
+        per_sync="-"
+        if [[ $mode == audit ]]; then
+            per_sync=$(awk -v e="$(column_of "$workload" "$mode" 8 | total)" \
+                -v s="$(column_of "$workload" "$mode" 12 | total)" \
+                'BEGIN { if (s > 0) printf "%.1f", e / s; else print "-" }')
+        fi
         rss=$(column_of "$workload" "$mode" 10 | sort -n | tail -n1)
         awk -v w="$workload" -v m="$mode" -v rps="$rps" -v bare="$bare_rps" -v p50="$p50" \
-            -v p99="$p99" -v cpu="$cpu" -v wr="$written" -v err="$errors" -v rss="$rss" 'BEGIN {
-                printf "| %s | %s | %.0f | %.2fx | %s | %s | %.1f | %s | %s | %.1f |\n",
-                    w, m, rps, rps / bare, p50, p99, cpu, wr, err, rss / 1024
+            -v p99="$p99" -v cpu="$cpu" -v wr="$written" -v err="$errors" -v rss="$rss" \
+            -v ps="$per_sync" 'BEGIN {
+                printf "| %s | %s | %.0f | %.2fx | %s | %s | %.1f | %s | %s | %s | %.1f |\n",
+                    w, m, rps, rps / bare, p50, p99, cpu, wr, ps, err, rss / 1024
             }'
     done
 done
