@@ -642,3 +642,95 @@ fn the_name_based_safety_net() {
         json!({"name": "crm", "api_token": "[REDACTED]", "settings": {"client_secret": "[REDACTED]", "region": "eu"}})
     );
 }
+
+/// A redacted field of an `Auditable` type stays redacted when that type sits in an
+/// `Option` or a `Vec` of the snapshotted one, and a change to it is reported as redacted.
+#[tokio::test]
+async fn redactions_inside_options_and_vecs_of_auditable_types_apply() {
+    #[derive(Clone, Serialize, Auditable)]
+    struct Contact {
+        name: String,
+        #[audit(redact)]
+        phone: String,
+    }
+    #[derive(Clone, Serialize, Auditable)]
+    #[audit(resource = "patient")]
+    struct Patient {
+        #[audit(id)]
+        id: u64,
+        emergency: Option<Contact>,
+        others: Vec<Contact>,
+        guardian: Option<Contact>,
+    }
+    let contact = |phone: &str| Contact {
+        name: "ann".into(),
+        phone: phone.into(),
+    };
+    let before = Patient {
+        id: 9,
+        emergency: Some(contact("555-0101")),
+        others: vec![contact("555-0102")],
+        guardian: None,
+    };
+    let after = Patient {
+        id: 9,
+        emergency: Some(contact("555-0201")),
+        others: vec![contact("555-0202")],
+        guardian: Some(contact("555-0203")),
+    };
+    assert_eq!(
+        after.audit_snapshot().to_json(),
+        json!({
+            "id": 9,
+            "emergency": {"name": "ann", "phone": "[REDACTED]"},
+            "others": [{"name": "ann", "phone": "[REDACTED]"}],
+            "guardian": {"name": "ann", "phone": "[REDACTED]"},
+        })
+    );
+
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = Router::new()
+        .route(
+            "/patients/9",
+            put(move |context: AuditContext| async move {
+                context.set_action("patient.update");
+                context.record_change(Some(&before), Some(&after));
+            }),
+        )
+        .layer(audit.layer());
+    let request = request_from("192.0.2.1:1", "PUT", "/patients/9")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
+    audit.shutdown().await.unwrap();
+
+    let event = only_event(&sink);
+    let line = serde_json::to_string(&event).unwrap();
+    assert!(!line.contains("555-0"), "a redacted phone leaked: {line}");
+    let changes = serde_json::to_value(&event.changes).unwrap();
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "emergency.phone" && c["redacted"] == true),
+        "{changes}"
+    );
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "others" && c["redacted"] == true),
+        "{changes}"
+    );
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "guardian" && c["old"].is_null()),
+        "{changes}"
+    );
+}

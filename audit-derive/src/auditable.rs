@@ -70,7 +70,7 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
             .map_or_else(|| ident.to_string(), LitStr::value);
         let span = field.ty.span();
         let value = quote_spanned! {span=>
-            (&&::audit_layer::__private::FieldRef(&self.#ident)).__audit_value()
+            (&&&::audit_layer::__private::FieldRef(&self.#ident)).__audit_value()
         };
         steps.push(if attrs.redact.is_some() {
             quote_spanned! {span=> __snapshot.__redacted(#recorded_name, &self.#ident); }
@@ -116,7 +116,9 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
 
             fn audit_snapshot(&self) -> ::audit_layer::AuditSnapshot {
                 #[allow(unused_imports)]
-                use ::audit_layer::__private::{ViaAuditable as _, ViaSerialize as _};
+                use ::audit_layer::__private::{
+                    ViaAuditable as _, ViaAuditableCollection as _, ViaSerialize as _,
+                };
                 let mut __snapshot = ::audit_layer::__private::AuditSnapshot::__new();
                 #(#steps)*
                 __snapshot.__finish()

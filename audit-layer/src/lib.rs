@@ -105,7 +105,8 @@ pub use audit_derive::sensitive;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::sensitive::{
-        AuditSnapshot, Auditable, FieldRef, Snapshot, SnapshotValue, ViaAuditable, ViaSerialize,
+        AuditSnapshot, Auditable, FieldRef, Snapshot, SnapshotValue, ViaAuditable,
+        ViaAuditableCollection, ViaSerialize,
     };
     pub use serde::Serialize;
 

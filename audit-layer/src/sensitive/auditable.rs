@@ -174,8 +174,11 @@ fn fingerprint(json: &Value) -> u64 {
     KEY.get_or_init(RandomState::new).hash_one(bytes)
 }
 
-/// Dispatches a field to [`ViaAuditable`] when its type is [`Auditable`], else to
-/// [`ViaSerialize`] (autoref specialization: `(&&FieldRef(&field)).__audit_value()`).
+/// Dispatches a field by its type (autoref specialization:
+/// `(&&&FieldRef(&field)).__audit_value()`): an [`Auditable`] type to [`ViaAuditable`]
+/// (snapshotted field by field), an `Option` or `Vec` of one to [`ViaAuditableCollection`]
+/// (each element snapshotted, so its own redactions apply), anything else to
+/// [`ViaSerialize`].
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct FieldRef<'a, T: ?Sized>(pub &'a T);
@@ -185,9 +188,41 @@ pub trait ViaAuditable {
     fn __audit_value(&self) -> SnapshotValue;
 }
 
-impl<T: Auditable + ?Sized> ViaAuditable for &FieldRef<'_, T> {
+impl<T: Auditable + ?Sized> ViaAuditable for &&FieldRef<'_, T> {
     fn __audit_value(&self) -> SnapshotValue {
         SnapshotValue::Nested(self.0.audit_snapshot())
+    }
+}
+
+#[doc(hidden)]
+pub trait ViaAuditableCollection {
+    fn __audit_value(&self) -> SnapshotValue;
+}
+
+impl<T: Auditable> ViaAuditableCollection for &FieldRef<'_, Option<T>> {
+    fn __audit_value(&self) -> SnapshotValue {
+        match self.0 {
+            Some(value) => SnapshotValue::Nested(value.audit_snapshot()),
+            None => plain(&Value::Null),
+        }
+    }
+}
+
+impl<T: Auditable + Serialize> ViaAuditableCollection for &FieldRef<'_, Vec<T>> {
+    fn __audit_value(&self) -> SnapshotValue {
+        // Shown redacted element by element; the fingerprint is of the unredacted list, so
+        // a change to a secret inside is still seen (and reported as redacted).
+        let json = Value::Array(
+            self.0
+                .iter()
+                .map(|item| item.audit_snapshot().to_json())
+                .collect(),
+        );
+        let fingerprint = match plain(self.0) {
+            SnapshotValue::Plain { fingerprint, .. } => fingerprint,
+            _ => 0,
+        };
+        SnapshotValue::Plain { json, fingerprint }
     }
 }
 

@@ -17,10 +17,12 @@
 //!   just before the body runs), `after` (read just after it returns, with the same loader)
 //!   and `changes`.
 //!
-//! Nested `Auditable` fields are compared field by field (`address.city`); any other
-//! `Serialize` field (`Option`, `Vec`, maps, enums) is compared as a whole value. An
-//! `Auditable` type inside an `Option` or a `Vec` is recorded through its `Serialize`, so its
-//! own `#[audit(redact)]` marks do not apply there: only the name-based safety net does.
+//! Nested `Auditable` fields are compared field by field (`address.city`), and so is an
+//! `Option` of one; a `Vec` of an `Auditable` type is shown element by element with each
+//! element's own redactions, and compared as a whole. Any other `Serialize` field (`Vec`,
+//! maps, enums) is compared as a whole value. An `Auditable` type inside a map is recorded
+//! through its `Serialize`, so its own `#[audit(redact)]` marks do not apply there, only the
+//! name-based safety net: mark such a field `redact` or `skip` itself.
 //!
 //! # The attribute
 //!
@@ -62,7 +64,9 @@ mod snapshot;
 
 pub use self::auditable::{AuditSnapshot, Auditable};
 #[doc(hidden)]
-pub use self::auditable::{FieldRef, SnapshotValue, ViaAuditable, ViaSerialize};
+pub use self::auditable::{
+    FieldRef, SnapshotValue, ViaAuditable, ViaAuditableCollection, ViaSerialize,
+};
 pub(crate) use self::diff::diff;
 pub use self::snapshot::Snapshot;
 
