@@ -185,7 +185,7 @@ impl AuditContext {
         notes.reason = Some(reason.to_owned());
     }
 
-    /// Marks the event as `sensitive`, as a [`sensitive`](crate::sensitive) handler's is.
+    /// Marks the event as `sensitive`, as a [`sensitive`](macro@crate::sensitive) handler's is.
     pub fn mark_sensitive(&self) {
         self.set_category(Category::Sensitive);
     }
