@@ -94,10 +94,10 @@ pub use self::sink::{
 };
 pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, Health, SensitiveRouteInfo};
 
-/// `#[derive(Auditable)]`: see the [`sensitive`] module.
+/// `#[derive(Auditable)]`: see the [`sensitive`](mod@crate::sensitive) module.
 #[cfg(feature = "derive")]
 pub use audit_derive::Auditable;
-/// `#[sensitive(...)]` on an axum handler: see the [`sensitive`] module.
+/// `#[sensitive(...)]` on an axum handler: see the [`sensitive`](mod@crate::sensitive) module.
 #[cfg(all(feature = "derive", feature = "axum"))]
 pub use audit_derive::sensitive;
 
