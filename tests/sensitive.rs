@@ -644,9 +644,10 @@ fn the_name_based_safety_net() {
 }
 
 /// A redacted field of an `Auditable` type stays redacted when that type sits in an
-/// `Option` or a `Vec` of the snapshotted one, and a change to it is reported as redacted.
+/// `Option`, a `Vec` or a map of the snapshotted one, and a change to it is reported as
+/// redacted.
 #[tokio::test]
-async fn redactions_inside_options_and_vecs_of_auditable_types_apply() {
+async fn redactions_inside_options_vecs_and_maps_of_auditable_types_apply() {
     #[derive(Clone, Serialize, Auditable)]
     struct Contact {
         name: String,
@@ -661,6 +662,7 @@ async fn redactions_inside_options_and_vecs_of_auditable_types_apply() {
         emergency: Option<Contact>,
         others: Vec<Contact>,
         guardian: Option<Contact>,
+        by_role: BTreeMap<String, Contact>,
     }
     let contact = |phone: &str| Contact {
         name: "ann".into(),
@@ -671,12 +673,14 @@ async fn redactions_inside_options_and_vecs_of_auditable_types_apply() {
         emergency: Some(contact("555-0101")),
         others: vec![contact("555-0102")],
         guardian: None,
+        by_role: [("nurse".to_owned(), contact("555-0104"))].into(),
     };
     let after = Patient {
         id: 9,
         emergency: Some(contact("555-0201")),
         others: vec![contact("555-0202")],
         guardian: Some(contact("555-0203")),
+        by_role: [("nurse".to_owned(), contact("555-0204"))].into(),
     };
     assert_eq!(
         after.audit_snapshot().to_json(),
@@ -685,6 +689,7 @@ async fn redactions_inside_options_and_vecs_of_auditable_types_apply() {
             "emergency": {"name": "ann", "phone": "[REDACTED]"},
             "others": [{"name": "ann", "phone": "[REDACTED]"}],
             "guardian": {"name": "ann", "phone": "[REDACTED]"},
+            "by_role": {"nurse": {"name": "ann", "phone": "[REDACTED]"}},
         })
     );
 
@@ -731,6 +736,14 @@ async fn redactions_inside_options_and_vecs_of_auditable_types_apply() {
             .unwrap()
             .iter()
             .any(|c| c["field"] == "guardian" && c["old"].is_null()),
+        "{changes}"
+    );
+    assert!(
+        changes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "by_role" && c["redacted"] == true),
         "{changes}"
     );
 }

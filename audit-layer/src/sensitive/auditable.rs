@@ -176,9 +176,9 @@ fn fingerprint(json: &Value) -> u64 {
 
 /// Dispatches a field by its type (autoref specialization:
 /// `(&&&FieldRef(&field)).__audit_value()`): an [`Auditable`] type to [`ViaAuditable`]
-/// (snapshotted field by field), an `Option` or `Vec` of one to [`ViaAuditableCollection`]
-/// (each element snapshotted, so its own redactions apply), anything else to
-/// [`ViaSerialize`].
+/// (snapshotted field by field), an `Option`, `Vec`, `HashMap` or `BTreeMap` of one to
+/// [`ViaAuditableCollection`] (each element snapshotted, so its own redactions apply),
+/// anything else to [`ViaSerialize`].
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct FieldRef<'a, T: ?Sized>(pub &'a T);
@@ -224,6 +224,52 @@ impl<T: Auditable + Serialize> ViaAuditableCollection for &FieldRef<'_, Vec<T>> 
         };
         SnapshotValue::Plain { json, fingerprint }
     }
+}
+
+impl<K: Serialize, T: Auditable + Serialize, S> ViaAuditableCollection
+    for &FieldRef<'_, std::collections::HashMap<K, T, S>>
+{
+    fn __audit_value(&self) -> SnapshotValue {
+        map_of_snapshots(self.0.iter(), self.0)
+    }
+}
+
+impl<K: Serialize, T: Auditable + Serialize> ViaAuditableCollection
+    for &FieldRef<'_, std::collections::BTreeMap<K, T>>
+{
+    fn __audit_value(&self) -> SnapshotValue {
+        map_of_snapshots(self.0.iter(), self.0)
+    }
+}
+
+/// A map of auditable values: shown entry by entry with each value's redactions, keyed as
+/// `serde_json` keys them; the fingerprint is of the unredacted map.
+fn map_of_snapshots<'a, K, T, M>(
+    entries: impl Iterator<Item = (&'a K, &'a T)>,
+    map: &M,
+) -> SnapshotValue
+where
+    K: Serialize + 'a,
+    T: Auditable + 'a,
+    M: Serialize + ?Sized,
+{
+    let json = Value::Object(
+        entries
+            .map(|(key, value)| {
+                let key = match serde_json::to_value(key) {
+                    Ok(Value::String(key)) => key,
+                    Ok(other) => other.to_string(),
+                    Err(e) => format!("<unserializable key: {e}>"),
+                };
+                (key, value.audit_snapshot().to_json())
+            })
+            .collect(),
+    );
+    let fingerprint = match plain(map) {
+        SnapshotValue::Plain { fingerprint, .. } => fingerprint,
+        _ => 0,
+    };
+    SnapshotValue::Plain { json, fingerprint }
 }
 
 #[doc(hidden)]

@@ -18,11 +18,11 @@
 //!   and `changes`.
 //!
 //! Nested `Auditable` fields are compared field by field (`address.city`), and so is an
-//! `Option` of one; a `Vec` of an `Auditable` type is shown element by element with each
-//! element's own redactions, and compared as a whole. Any other `Serialize` field (`Vec`,
-//! maps, enums) is compared as a whole value. An `Auditable` type inside a map is recorded
-//! through its `Serialize`, so its own `#[audit(redact)]` marks do not apply there, only the
-//! name-based safety net: mark such a field `redact` or `skip` itself.
+//! `Option` of one; a `Vec`, `HashMap` or `BTreeMap` of an `Auditable` type is shown element
+//! by element with each element's own redactions, and compared as a whole. Any other
+//! `Serialize` field (`Vec`, maps, enums) is compared as a whole value. Deeper containers
+//! (an `Option<Vec<N>>`, a tuple) of an `Auditable` type go through `Serialize`, where only
+//! the name-based safety net applies: mark such a field `redact` or `skip` itself.
 //!
 //! # The attribute
 //!
