@@ -17,6 +17,9 @@
 //! The server prints `listening on ADDR` once it accepts connections, and on SIGTERM or
 //! Ctrl-C drains what it recorded before it exits.
 
+#[path = "shared/shutdown.rs"]
+mod shutdown;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +33,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
+
+use crate::shutdown::shutdown_signal;
 
 /// How the router is wrapped.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -216,34 +221,4 @@ async fn run() -> Result<(), String> {
     }
     drop(tracing_guard);
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled: a signal that comes right after the "listening on" line,
-/// which scripts wait for, still stops the server gracefully instead of killing it.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{Signal, SignalKind, signal};
-        async fn received(signal: Option<Signal>) {
-            match signal {
-                Some(mut signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        let interrupt = signal(SignalKind::interrupt()).ok();
-        let terminate = signal(SignalKind::terminate()).ok();
-        async move {
-            tokio::select! {
-                () = received(interrupt) => {}
-                () = received(terminate) => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -132,7 +132,7 @@ fn resource_of(input: &DeriveInput) -> syn::Result<String> {
     let mut resource = None;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("audit")) {
         attr.parse_args_with(|stream: ParseStream<'_>| {
-            loop {
+            each_key(stream, |stream| {
                 let lookahead = stream.lookahead1();
                 if lookahead.peek(kw::resource) {
                     stream.parse::<kw::resource>()?;
@@ -148,24 +148,35 @@ fn resource_of(input: &DeriveInput) -> syn::Result<String> {
                 } else {
                     return Err(unknown_key(lookahead.error(), "type", &["resource"]));
                 }
-                if stream.is_empty() {
-                    return Ok(());
-                }
-                stream.parse::<Token![,]>()?;
-                if stream.is_empty() {
-                    return Ok(());
-                }
-            }
+                Ok(())
+            })
         })?;
     }
     Ok(resource.unwrap_or_else(|| snake_case(&input.ident.to_string())))
+}
+
+/// Parses `key, key = value, ...` (a trailing comma allowed), one key per call of `key`.
+fn each_key(
+    stream: ParseStream<'_>,
+    mut key: impl FnMut(ParseStream<'_>) -> syn::Result<()>,
+) -> syn::Result<()> {
+    loop {
+        key(stream)?;
+        if stream.is_empty() {
+            return Ok(());
+        }
+        stream.parse::<Token![,]>()?;
+        if stream.is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 fn field_attrs(field: &Field) -> syn::Result<FieldAttrs> {
     let mut attrs = FieldAttrs::default();
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("audit")) {
         attr.parse_args_with(|stream: ParseStream<'_>| {
-            loop {
+            each_key(stream, |stream| {
                 let lookahead = stream.lookahead1();
                 if lookahead.peek(kw::id) {
                     attrs.id = Some(stream.parse::<kw::id>()?.span);
@@ -184,14 +195,8 @@ fn field_attrs(field: &Field) -> syn::Result<FieldAttrs> {
                         &["id", "redact", "skip", "rename"],
                     ));
                 }
-                if stream.is_empty() {
-                    return Ok(());
-                }
-                stream.parse::<Token![,]>()?;
-                if stream.is_empty() {
-                    return Ok(());
-                }
-            }
+                Ok(())
+            })
         })?;
     }
     let conflicts = [

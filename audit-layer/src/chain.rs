@@ -153,24 +153,12 @@ pub(crate) fn link_hash_parts(
     let digest: [u8; 32] = match key {
         Some(key) => {
             let mut mac = key.mac.clone();
-            mac.update(prev_hash);
-            mac.update(b"\n");
-            mac.update(seq_text);
-            mac.update(b"\n");
-            for part in event {
-                mac.update(part);
-            }
+            feed(&mut mac, prev_hash, seq_text, event);
             mac.finalize().into_bytes().into()
         }
         None => {
             let mut hasher = Sha256::new();
-            hasher.update(prev_hash);
-            hasher.update(b"\n");
-            hasher.update(seq_text);
-            hasher.update(b"\n");
-            for part in event {
-                hasher.update(part);
-            }
+            feed(&mut hasher, prev_hash, seq_text, event);
             hasher.finalize().into()
         }
     };
@@ -178,6 +166,22 @@ pub(crate) fn link_hash_parts(
     // The buffer is exactly twice the digest's length, so this cannot fail.
     let _ = hex::encode_to_slice(digest, &mut hex);
     LinkHash(hex)
+}
+
+/// What a link hashes, keyed or not: `prev_hash \n seq \n event`.
+fn feed(
+    hasher: &mut impl sha2::digest::Update,
+    prev_hash: &[u8],
+    seq_text: &[u8],
+    event: &[&[u8]],
+) {
+    hasher.update(prev_hash);
+    hasher.update(b"\n");
+    hasher.update(seq_text);
+    hasher.update(b"\n");
+    for part in event {
+        hasher.update(part);
+    }
 }
 
 fn itoa_buffer() -> [u8; 20] {

@@ -20,6 +20,8 @@
 
 mod admin;
 mod auth;
+#[path = "../shared/shutdown.rs"]
+mod shutdown;
 mod store;
 mod viewer;
 
@@ -40,6 +42,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
 use crate::auth::{CurrentUser, SESSION_COOKIE};
+use crate::shutdown::shutdown_signal;
 use crate::store::{SEEDED_USERS, Store};
 
 /// What handlers share.
@@ -226,36 +229,6 @@ fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
     }
     sink.open()
         .map_err(|e| format!("cannot use audit directory {}: {e}", dir.display()))
-}
-
-/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled: a signal that comes right after the "listening on" line,
-/// which scripts wait for, still stops the server gracefully instead of killing it.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{Signal, SignalKind, signal};
-        async fn received(signal: Option<Signal>) {
-            match signal {
-                Some(mut signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        let interrupt = signal(SignalKind::interrupt()).ok();
-        let terminate = signal(SignalKind::terminate()).ok();
-        async move {
-            tokio::select! {
-                () = received(interrupt) => {}
-                () = received(terminate) => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[derive(Deserialize)]
