@@ -24,6 +24,14 @@ pub enum ConfigError {
     /// A size that must be positive was zero.
     #[error("`{0}` must be at least 1")]
     Zero(&'static str),
+    /// A sink's settings are not usable (a malformed URL, an invalid table or subject name).
+    #[error("invalid {sink} sink settings: {reason}")]
+    Sink {
+        /// Which kind of sink (`postgres`, `nats`).
+        sink: &'static str,
+        /// What is wrong, and how to fix it.
+        reason: String,
+    },
     /// The writer thread could not be started.
     #[error("cannot start the audit writer: {0}")]
     Writer(#[source] std::io::Error),

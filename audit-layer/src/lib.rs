@@ -49,6 +49,9 @@
 //! - `axum` (default): reads axum's `ConnectInfo` and `MatchedPath`; [`AuditContext`] and
 //!   [`RequestId`] are extractors.
 //! - `derive` (default): re-exports the `audit-derive` macros.
+//! - `postgres`: [`PostgresSink`](sink::postgres), a row per event in a PostgreSQL table.
+//! - `nats`: [`NatsSink`](sink::nats), a message per event on a NATS JetStream stream.
+//! - `cli`: the `audit` command (`verify`, `query`, `tail`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The library must not panic on bad input; tests may unwrap (see clippy.toml).
@@ -92,6 +95,10 @@ pub use self::sensitive::{AuditSnapshot, Auditable, Snapshot};
 pub use self::sink::{
     BoxFuture, JsonlFileSink, JsonlFileSinkBuilder, MemorySink, Sink, SinkError, TracingSink,
 };
+#[cfg(feature = "nats")]
+pub use self::sink::{NatsSink, NatsSinkBuilder};
+#[cfg(feature = "postgres")]
+pub use self::sink::{PostgresSink, PostgresSinkBuilder};
 pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, Health, SensitiveRouteInfo};
 
 /// `#[derive(Auditable)]`: see the [`sensitive`](mod@crate::sensitive) module.

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod demo;
+pub mod services;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -71,4 +72,33 @@ pub async fn eventually(mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition not met within 5 s");
+}
+
+/// Waits (at most ten seconds) until the trail reports a failing sink, and returns why.
+pub async fn failing_reason(audit: &AuditTrail) -> String {
+    for _ in 0..1000 {
+        if let audit_layer::Health::Failing { reason } = audit.health() {
+            return reason;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "the trail did not report a failing sink within 10 s: {:?}",
+        audit.health()
+    );
+}
+
+/// Flushes once the trail has recovered: a flush answers at once with an error while a sink
+/// is failing, so this retries it for at most twenty seconds.
+pub async fn flushed_once_healthy(audit: &AuditTrail) {
+    for _ in 0..200 {
+        if audit.flush().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the trail did not recover within 20 s: {:?}",
+        audit.health()
+    );
 }

@@ -7,6 +7,8 @@
 //! | sink | for |
 //! |---|---|
 //! | [`JsonlFileSink`] | the durable trail: one JSON object per line, a file per UTC day |
+//! | [`PostgresSink`] (feature `postgres`) | queries: a row per event in a PostgreSQL table |
+//! | [`NatsSink`] (feature `nats`) | streaming: a message per event on a NATS JetStream stream |
 //! | [`TracingSink`] | teams that already ship `tracing` output |
 //! | [`MemorySink`] | tests |
 //!
@@ -45,10 +47,18 @@ use crate::event::AuditEvent;
 
 mod jsonl;
 mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod tracing;
 
 pub use self::jsonl::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder};
 pub use self::memory::MemorySink;
+#[cfg(feature = "nats")]
+pub use self::nats::{NatsSink, NatsSinkBuilder};
+#[cfg(feature = "postgres")]
+pub use self::postgres::{PostgresSink, PostgresSinkBuilder};
 pub use self::tracing::TracingSink;
 
 /// A boxed, sendable future, as [`Sink`] methods return.

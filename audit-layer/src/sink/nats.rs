@@ -1,0 +1,419 @@
+//! A sink that publishes each audit event to a NATS JetStream stream (feature `nats`).
+//!
+//! Each event is one message: the event's JSON as payload, on the subject
+//! `<prefix>.<category>.<action>` (`audit.sensitive.user.role.change`), so consumers can
+//! subscribe to `audit.sensitive.>` or `audit.*.auth.>`. A batch is published with every
+//! message in flight at once, and the write returns when JetStream has acknowledged each
+//! one: an acknowledged message is stored by the stream, so the sink needs no separate sync.
+//!
+//! Every message carries the event id as `Nats-Msg-Id`, so when a batch is offered again
+//! after a failure, JetStream drops the messages it already stored (within the stream's
+//! duplicate window, two minutes by default, far longer than the writer's retry backoff).
+//! Messages also carry `Nats-Expected-Stream`: a message that no stream of that name would
+//! store fails instead of landing elsewhere.
+//!
+//! The sink connects on its first write, on the trail's writer thread, and reconnects after
+//! an error; the writer retries the failed batch with backoff meanwhile. By default it creates
+//! the stream if it is missing (file storage, subjects `<prefix>.>`); see
+//! [`NatsSinkBuilder::create_stream`]. Building the sink does no I/O.
+//!
+//! The stream is a copy of the trail for consumers (alerting, a SIEM), not the tamper-evident
+//! record: keep a [`JsonlFileSink`](crate::JsonlFileSink) beside it.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use audit_layer::{AuditTrail, JsonlFileSink, NatsSink};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let audit = AuditTrail::builder()
+//!     .sink(JsonlFileSink::new("./audit-log")?)
+//!     .sink(NatsSink::builder("nats://127.0.0.1:4222").stream("AUDIT").subject_prefix("audit").build()?)
+//!     .build()?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+
+use super::{BoxFuture, Sink, SinkError};
+use crate::error::ConfigError;
+use crate::event::AuditEvent;
+
+/// The stream used when none is given.
+pub const DEFAULT_STREAM: &str = "AUDIT";
+/// The subject prefix used when none is given.
+pub const DEFAULT_SUBJECT_PREFIX: &str = "audit";
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Publishes audit events to a NATS JetStream stream. See the [module docs](self).
+pub struct NatsSink {
+    servers: Vec<async_nats::ServerAddr>,
+    stream: String,
+    subject_prefix: String,
+    create_stream: bool,
+    timeout: Duration,
+    name: String,
+    jetstream: Option<jetstream::Context>,
+    /// Acknowledgements of the batch in flight, reused between batches.
+    acks: Vec<PublishAckFuture>,
+    /// The subject being built, reused between events.
+    subject: String,
+}
+
+impl fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("name", &self.name)
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("create_stream", &self.create_stream)
+            .field("timeout", &self.timeout)
+            .field("connected", &self.jetstream.is_some())
+            .finish()
+    }
+}
+
+/// Settings of a [`NatsSink`], from [`NatsSink::builder`].
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct NatsSinkBuilder {
+    url: String,
+    stream: String,
+    subject_prefix: String,
+    create_stream: bool,
+    timeout: Duration,
+}
+
+impl fmt::Debug for NatsSinkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSinkBuilder")
+            .field("url", &without_credentials(&self.url))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("create_stream", &self.create_stream)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl NatsSink {
+    /// A sink for the NATS server(s) at `url` (`nats://host:4222`, several separated by
+    /// commas; credentials as `nats://user:password@host`).
+    pub fn builder(url: impl Into<String>) -> NatsSinkBuilder {
+        NatsSinkBuilder {
+            url: url.into(),
+            stream: DEFAULT_STREAM.to_owned(),
+            subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            create_stream: true,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A sink for the server at `url`, with the default settings.
+    pub fn new(url: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::builder(url).build()
+    }
+
+    /// The subject an event is published on: `<prefix>.<category>.<action>`, where each
+    /// token of the action that a subject cannot hold (empty, whitespace, `*`, `>`) has
+    /// those characters replaced with `_`.
+    pub fn subject_for(&self, event: &AuditEvent) -> String {
+        let mut subject = String::new();
+        write_subject(&mut subject, &self.subject_prefix, event);
+        subject
+    }
+}
+
+impl NatsSinkBuilder {
+    /// The JetStream stream; default `AUDIT`.
+    pub fn stream(mut self, stream: impl Into<String>) -> Self {
+        self.stream = stream.into();
+        self
+    }
+
+    /// The first tokens of every subject; default `audit`.
+    pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.subject_prefix = prefix.into();
+        self
+    }
+
+    /// Whether the sink creates the stream if it is missing (file storage, subjects
+    /// `<prefix>.>`); default `true`. An existing stream is used as it is; it must take the
+    /// sink's subjects.
+    pub fn create_stream(mut self, create: bool) -> Self {
+        self.create_stream = create;
+        self
+    }
+
+    /// How long connecting, or publishing a batch and receiving its acknowledgements, may
+    /// take before it counts as failed and is retried; default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the settings and returns the sink; it connects on its first write.
+    pub fn build(self) -> Result<NatsSink, ConfigError> {
+        let invalid = |reason: String| ConfigError::Sink {
+            sink: "nats",
+            reason,
+        };
+        let servers = self
+            .url
+            .split(',')
+            .map(|server| {
+                server
+                    .trim()
+                    .parse::<async_nats::ServerAddr>()
+                    .map_err(|error| {
+                        invalid(format!(
+                            "`{}` is not a NATS server address: {error}",
+                            without_credentials(server.trim())
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !is_stream_name(&self.stream) {
+            return Err(invalid(format!(
+                "`{}` is not a stream name: use letters, digits, `-` and `_`",
+                self.stream
+            )));
+        }
+        if self.subject_prefix.is_empty()
+            || self
+                .subject_prefix
+                .split('.')
+                .any(|token| token.is_empty() || token.chars().any(is_forbidden_in_subject))
+        {
+            return Err(invalid(format!(
+                "`{}` is not a subject prefix: use dot-separated tokens without spaces, `*` or `>`",
+                self.subject_prefix
+            )));
+        }
+        if self.timeout.is_zero() {
+            return Err(invalid("the timeout must be more than zero".to_owned()));
+        }
+        let name = format!("nats:{}/{}", without_credentials(&self.url), self.stream);
+        Ok(NatsSink {
+            servers,
+            stream: self.stream,
+            subject_prefix: self.subject_prefix,
+            create_stream: self.create_stream,
+            timeout: self.timeout,
+            name,
+            jetstream: None,
+            acks: Vec::new(),
+            subject: String::new(),
+        })
+    }
+}
+
+fn is_stream_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn is_forbidden_in_subject(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || c == '*' || c == '>'
+}
+
+/// `<prefix>.<category>.<action>` into `out`, with the action's tokens made valid.
+fn write_subject(out: &mut String, prefix: &str, event: &AuditEvent) {
+    out.clear();
+    out.push_str(prefix);
+    out.push('.');
+    out.push_str(event.category.as_str());
+    for token in event.action.split('.') {
+        out.push('.');
+        if token.is_empty() {
+            out.push('_');
+        }
+        out.extend(
+            token
+                .chars()
+                .map(|c| if is_forbidden_in_subject(c) { '_' } else { c }),
+        );
+    }
+}
+
+/// The URL(s) without `user:password@`, for names, logs and errors.
+fn without_credentials(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let server = server.trim();
+            let (scheme, rest) = match server.split_once("://") {
+                Some((scheme, rest)) => (Some(scheme), rest),
+                None => (None, server),
+            };
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            match scheme {
+                Some(scheme) => format!("{scheme}://{rest}"),
+                None => rest.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl NatsSink {
+    async fn connect(&self) -> Result<jetstream::Context, SinkError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("audit-layer")
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            .connect(self.servers.clone())
+            .await
+            .map_err(|error| SinkError::new(format!("cannot connect: {error}")))?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(self.timeout)
+            .build(client);
+        if self.create_stream {
+            jetstream
+                .get_or_create_stream(stream::Config {
+                    name: self.stream.clone(),
+                    subjects: vec![format!("{}.>", self.subject_prefix)],
+                    storage: stream::StorageType::File,
+                    duplicate_window: Duration::from_secs(120),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| {
+                    SinkError::new(format!("cannot create stream `{}`: {error}", self.stream))
+                })?;
+        }
+        Ok(jetstream)
+    }
+
+    async fn publish(&mut self, events: &[AuditEvent]) -> Result<(), SinkError> {
+        let Some(jetstream) = &self.jetstream else {
+            return Err(SinkError::new("not connected"));
+        };
+        self.acks.clear();
+        for event in events {
+            write_subject(&mut self.subject, &self.subject_prefix, event);
+            let payload = Bytes::from(serde_json::to_vec(event)?);
+            let message = jetstream::message::PublishMessage::build()
+                .payload(payload)
+                .message_id(
+                    event
+                        .id
+                        .as_hyphenated()
+                        .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                )
+                .expected_stream(&self.stream);
+            let ack = jetstream
+                .send_publish(self.subject.clone(), message)
+                .await
+                .map_err(|error| SinkError::new(format!("publish: {error}")))?;
+            self.acks.push(ack);
+        }
+        for ack in self.acks.drain(..) {
+            ack.await
+                .map_err(|error| SinkError::new(format!("not acknowledged: {error}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Sink for NatsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        events: &'a [AuditEvent],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            if self.jetstream.is_none() {
+                self.jetstream = Some(self.connect().await?);
+            }
+            let timeout = self.timeout;
+            let result = match tokio::time::timeout(timeout, self.publish(events)).await {
+                Ok(result) => result,
+                Err(_) => Err(SinkError::new(format!(
+                    "{} event(s) not acknowledged within {timeout:?}",
+                    events.len()
+                ))),
+            };
+            if result.is_err() {
+                self.acks.clear();
+                // The client reconnects by itself after a network failure, but a fresh
+                // connection also recreates a stream deleted meanwhile.
+                self.jetstream = None;
+            }
+            result
+        })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            if let Some(jetstream) = self.jetstream.take() {
+                jetstream
+                    .client()
+                    .flush()
+                    .await
+                    .map_err(|error| SinkError::new(error.to_string()))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Actor;
+    use crate::event::{Category, Outcome};
+
+    #[test]
+    fn subjects_carry_category_and_action_and_stay_valid() {
+        let sink = NatsSink::new("nats://127.0.0.1:4222").expect("valid");
+        let event = AuditEvent::new(
+            Category::Sensitive,
+            "user.role.change",
+            Outcome::Success,
+            Actor::anonymous(),
+        );
+        assert_eq!(sink.subject_for(&event), "audit.sensitive.user.role.change");
+        let event = AuditEvent::new(
+            Category::System,
+            "odd..act ion*>.",
+            Outcome::Success,
+            Actor::anonymous(),
+        );
+        assert_eq!(sink.subject_for(&event), "audit.system.odd._.act_ion__._");
+    }
+
+    #[test]
+    fn bad_settings_are_refused_and_names_hide_credentials() {
+        let sink = NatsSink::new("nats://audit:s3cret@127.0.0.1:4222").expect("valid");
+        assert_eq!(sink.name(), "nats:nats://127.0.0.1:4222/AUDIT");
+        assert!(!format!("{sink:?}").contains("s3cret"));
+        for builder in [
+            NatsSink::builder("nats://127.0.0.1:4222").stream("A.B"),
+            NatsSink::builder("nats://127.0.0.1:4222").stream(""),
+            NatsSink::builder("nats://127.0.0.1:4222").subject_prefix("audit.>"),
+            NatsSink::builder("nats://127.0.0.1:4222").subject_prefix("a..b"),
+            NatsSink::builder("nats://127.0.0.1:4222").subject_prefix(""),
+            NatsSink::builder("nats://127.0.0.1:4222").timeout(Duration::ZERO),
+            NatsSink::builder("http://[::1"),
+        ] {
+            let shown = format!("{builder:?}");
+            let error = builder.build().expect_err(&shown);
+            assert!(
+                error.to_string().starts_with("invalid nats sink settings"),
+                "{error}"
+            );
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! PostgreSQL and NATS for the tests that need them.
+//!
+//! The addresses come from `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (defaults: the
+//! loopback services). When a service is unreachable the test prints a loud `SKIPPED` line
+//! and passes, unless `AUDIT_REQUIRE_SERVICES=1`, when it fails.
+
+use std::time::Duration;
+
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
+fn unavailable(service: &str, variable: &str, url: &str, error: &dyn std::fmt::Display) {
+    let required = std::env::var("AUDIT_REQUIRE_SERVICES").is_ok_and(|value| value == "1");
+    if required {
+        panic!("{service} at {url} ({variable}) is required (AUDIT_REQUIRE_SERVICES=1): {error}");
+    }
+    eprintln!(
+        "\n*** SKIPPED: {service} is unreachable at {url} ({variable}): {error}\n\
+         *** set {variable}, or start the service; AUDIT_REQUIRE_SERVICES=1 makes this a failure\n"
+    );
+}
+
+/// The PostgreSQL URL, and a client for the test's own queries; `None` (after a SKIPPED
+/// line) when the server is unreachable.
+pub async fn postgres() -> Option<(String, tokio_postgres::Client)> {
+    let url = std::env::var("AUDIT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+    let connect = tokio_postgres::connect(&url, tokio_postgres::NoTls);
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok((client, connection))) => {
+            tokio::spawn(connection);
+            Some((url, client))
+        }
+        Ok(Err(error)) => {
+            unavailable("PostgreSQL", "AUDIT_TEST_POSTGRES_URL", &url, &error);
+            None
+        }
+        Err(_) => {
+            unavailable("PostgreSQL", "AUDIT_TEST_POSTGRES_URL", &url, &"timed out");
+            None
+        }
+    }
+}
+
+/// The NATS URL, and a JetStream context for the test's own reads; `None` (after a SKIPPED
+/// line) when the server is unreachable.
+pub async fn nats() -> Option<(String, async_nats::jetstream::Context)> {
+    let url = std::env::var("AUDIT_TEST_NATS_URL").unwrap_or_else(|_| DEFAULT_NATS_URL.to_owned());
+    let connect = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url.as_str());
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(client)) => Some((url, async_nats::jetstream::new(client))),
+        Ok(Err(error)) => {
+            unavailable("NATS", "AUDIT_TEST_NATS_URL", &url, &error);
+            None
+        }
+        Err(_) => {
+            unavailable("NATS", "AUDIT_TEST_NATS_URL", &url, &"timed out");
+            None
+        }
+    }
+}
+
+/// A name no other test run uses: `prefix` and a random suffix.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}

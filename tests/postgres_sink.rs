@@ -1,0 +1,263 @@
+//! The PostgreSQL sink against a real server (`AUDIT_TEST_POSTGRES_URL`, default the loopback
+//! one): rows and columns, secrets, idempotent retries, and a table that appears late.
+//!
+//! Each test uses a table of its own and drops it at the end.
+
+mod common;
+
+use std::time::Duration;
+
+use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Health, Outcome, PostgresSink, Sink};
+use axum::{Router, routing::get};
+use tower::ServiceExt;
+
+use common::services;
+
+#[tokio::test]
+async fn each_request_becomes_one_row_with_its_columns_and_no_secret() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    let table = services::unique_name("audit_test");
+    let audit = AuditTrail::builder()
+        .sink(PostgresSink::builder(&url).table(&table).build().unwrap())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/items/{id}", get(|| async { "item" }))
+        .layer(audit.layer());
+    let request = common::request_from(
+        "203.0.113.7:4000",
+        "GET",
+        "/items/42?token=s3cr3t-t0ken&page=2",
+    )
+    .header("authorization", "Bearer b3arer-secret")
+    .header("cookie", "session=c00kie-secret")
+    .header("x-request-id", "req-pg-1")
+    .body(axum::body::Body::empty())
+    .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    for _ in 0..9 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+    }
+    audit.flush().await.unwrap();
+
+    let rows = client
+        .query(
+            &format!(
+                "SELECT id, category, action, outcome, actor_id, host(source_ip), request_id, status, \
+                 event->'request'->>'route', event::text FROM {table} WHERE request_id = 'req-pg-1'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.get::<_, &str>(1), "request");
+    assert_eq!(row.get::<_, &str>(2), "http.request");
+    assert_eq!(row.get::<_, &str>(3), "success");
+    assert_eq!(row.get::<_, &str>(4), "anonymous");
+    assert_eq!(row.get::<_, &str>(5), "203.0.113.7");
+    assert_eq!(row.get::<_, Option<i32>>(7), Some(200));
+    assert_eq!(row.get::<_, Option<&str>>(8), Some("/items/{id}"));
+    let json: &str = row.get(9);
+    let id: uuid::Uuid = row.get(0);
+    assert!(json.contains(&id.to_string()), "{json}");
+    for secret in ["s3cr3t-t0ken", "b3arer-secret", "c00kie-secret"] {
+        assert!(!json.contains(secret), "{secret} reached the table: {json}");
+    }
+
+    let count: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 10);
+    audit.shutdown().await.unwrap();
+    let system: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE action IN ('audit.start', 'audit.stop')"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(system, 2, "audit.start and audit.stop are rows too");
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+fn events(count: usize) -> Vec<AuditEvent> {
+    (0..count)
+        .map(|index| {
+            AuditEvent::new(
+                Category::Sensitive,
+                "config.update",
+                Outcome::Success,
+                Actor::user(format!("user-{index}")),
+            )
+            .with_target(format!("config:key-{index}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_offered_again_is_stored_once() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    let table = services::unique_name("audit_test");
+    let mut sink = PostgresSink::builder(&url).table(&table).build().unwrap();
+    let batch = events(700);
+    sink.write_batch(&batch).await.unwrap();
+    // The writer offers a batch again when it could not tell whether the commit went through.
+    sink.write_batch(&batch).await.unwrap();
+    sink.write_batch(&batch[100..300]).await.unwrap();
+    sink.close().await.unwrap();
+
+    let rows = client
+        .query(
+            &format!("SELECT id, actor_id, target FROM {table} ORDER BY time, actor_id"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 700);
+    let mut ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.get(0)).collect();
+    ids.sort();
+    let mut expected: Vec<uuid::Uuid> = batch.iter().map(|event| event.id).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    let targets: i64 = client
+        .query_one(
+            &format!("SELECT count(DISTINCT target) FROM {table} WHERE target LIKE 'config:key-%'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(targets, 700);
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+/// With `create_table(false)` and no table, the sink fails with PostgreSQL's own message,
+/// the trail keeps the events, and once the table exists (from `create_table_sql`, as a
+/// migration would create it) every event arrives, once.
+#[tokio::test]
+async fn a_missing_table_holds_events_back_until_it_exists() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    let table = services::unique_name("audit_test");
+    let sink = PostgresSink::builder(&url)
+        .table(&table)
+        .create_table(false)
+        .build()
+        .unwrap();
+    let create_sql = sink.create_table_sql();
+    let audit = AuditTrail::builder()
+        .sink(sink)
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
+    for _ in 0..25 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+    }
+    let reason = common::failing_reason(&audit).await;
+    assert!(
+        reason.contains("does not exist") && reason.contains(&table),
+        "the error names the problem: {reason}"
+    );
+
+    client.batch_execute(&create_sql).await.unwrap();
+    common::flushed_once_healthy(&audit).await;
+    let count: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 25);
+    assert_eq!(audit.health(), Health::Healthy);
+    audit.shutdown().await.unwrap();
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+/// The sink survives its connection being killed: the next batch reconnects.
+#[tokio::test]
+async fn a_killed_connection_is_replaced_and_nothing_is_lost() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    let table = services::unique_name("audit_test");
+    let audit = AuditTrail::builder()
+        .sink(PostgresSink::builder(&url).table(&table).build().unwrap())
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
+    for _ in 0..5 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+    }
+    audit.flush().await.unwrap();
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'audit-layer' AND pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1, "the sink's connection was found and terminated");
+    for _ in 0..5 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+    }
+    common::flushed_once_healthy(&audit).await;
+    let count: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 10);
+    audit.shutdown().await.unwrap();
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_url_that_is_not_postgres_is_refused_when_built() {
+    let error = PostgresSink::new("mysql//nope:::").unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid postgres sink settings"),
+        "{error}"
+    );
+}
