@@ -345,3 +345,74 @@ fn sigterm_right_after_the_listening_line_stops_the_demo_gracefully() {
         assert_eq!(trail.last().unwrap()["action"], "audit.stop");
     }
 }
+
+/// With `AUDIT_POSTGRES_URL` and `AUDIT_NATS_URL` set, the demo delivers each event to the
+/// `audit_events` table and the `AUDIT` stream as well as to its files.
+#[tokio::test]
+async fn demo_also_delivers_to_postgres_and_nats_when_asked() {
+    let Some((postgres_url, client)) = common::services::postgres().await else {
+        return;
+    };
+    let Some((nats_url, jetstream)) = common::services::nats().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(
+        dir.path(),
+        &[
+            ("AUDIT_POSTGRES_URL", &postgres_url),
+            ("AUDIT_NATS_URL", &nats_url),
+        ],
+    );
+    let banner = demo.banner.join("\n");
+    assert!(banner.contains("audit copy: postgres:"), "{banner}");
+    assert!(banner.contains("audit copy: nats:"), "{banner}");
+    let addr = demo.addr;
+    let alice = login(addr, "alice", "alice-password").await;
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (status, body) = send(
+        addr,
+        "PUT",
+        "/admin/config/session_ttl_minutes",
+        &[&alice, &format!("X-Request-Id: {request_id}")],
+        r#"{"value":45}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(demo.terminate().success());
+
+    let in_file: Vec<_> = read_trail(dir.path())
+        .into_iter()
+        .filter(|event| event["request"]["id"] == request_id.as_str())
+        .collect();
+    assert_eq!(in_file.len(), 1);
+    let id = in_file[0]["id"].as_str().unwrap().to_owned();
+
+    // A sensitive event is acknowledged only once every sink has it, so it is there now.
+    let rows = client
+        .query(
+            "SELECT id::text, category, action, target, event->'after'->>'value' \
+             FROM audit_events WHERE request_id = $1",
+            &[&request_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, &str>(0), id);
+    assert_eq!(rows[0].get::<_, &str>(1), "sensitive");
+    assert_eq!(rows[0].get::<_, &str>(2), "config.update");
+    assert_eq!(
+        rows[0].get::<_, Option<&str>>(3),
+        Some("config:session_ttl_minutes")
+    );
+    assert_eq!(rows[0].get::<_, Option<&str>>(4), Some("45"));
+
+    let stream = jetstream.get_stream("AUDIT").await.unwrap();
+    let message = stream
+        .get_last_raw_message_by_subject("audit.sensitive.config.update")
+        .await
+        .unwrap();
+    let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["request"]["id"], request_id.as_str());
+}

@@ -14,6 +14,9 @@
 //! Settings (see `../shared/DEMO.md` for the whole contract):
 //! - `DEMO_ADDR` or `--addr`: where to listen (`127.0.0.1:3000`);
 //! - `AUDIT_DIR`: the trail's directory (`./audit-log`);
+//! - `AUDIT_POSTGRES_URL`: also deliver every event to PostgreSQL, table `audit_events`;
+//! - `AUDIT_NATS_URL`: also publish every event to NATS JetStream, stream `AUDIT`, subjects
+//!   `audit.<category>.<action>`;
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
 //!   (a demo signing key is generated in the trail directory otherwise).
@@ -32,7 +35,10 @@ use std::sync::Arc;
 
 use audit_layer::chain::ChainKey;
 use audit_layer::checkpoint::CheckpointKey;
-use audit_layer::{AuditContext, AuditTrail, Category, Health, JsonlFileSink, Outcome};
+use audit_layer::{
+    AuditContext, AuditTrail, Category, Health, JsonlFileSink, NatsSink, Outcome, PostgresSink,
+    Sink as _,
+};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -58,6 +64,8 @@ pub(crate) struct AppState {
 struct Settings {
     addr: SocketAddr,
     audit_dir: PathBuf,
+    postgres_url: Option<String>,
+    nats_url: Option<String>,
     trusted_proxies: Vec<String>,
 }
 
@@ -94,9 +102,16 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
+        let set = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+        };
         Ok(Self {
             addr,
             audit_dir,
+            postgres_url: set("AUDIT_POSTGRES_URL"),
+            nats_url: set("AUDIT_NATS_URL"),
             trusted_proxies,
         })
     }
@@ -133,8 +148,21 @@ async fn run() -> Result<(), String> {
         }
     };
 
-    let audit = AuditTrail::builder()
-        .sink(file_sink(&settings.audit_dir)?)
+    let mut builder = AuditTrail::builder().sink(file_sink(&settings.audit_dir)?);
+    // Copies for queries and consumers; the file trail stays the tamper-evident record.
+    // Both connect in the background: a server that is down only delays their copy.
+    let mut copies = Vec::new();
+    if let Some(url) = &settings.postgres_url {
+        let sink = PostgresSink::new(url).map_err(|e| format!("AUDIT_POSTGRES_URL: {e}"))?;
+        copies.push(sink.name().to_owned());
+        builder = builder.sink(sink);
+    }
+    if let Some(url) = &settings.nats_url {
+        let sink = NatsSink::new(url).map_err(|e| format!("AUDIT_NATS_URL: {e}"))?;
+        copies.push(sink.name().to_owned());
+        builder = builder.sink(sink);
+    }
+    let audit = builder
         .trusted_proxies(&settings.trusted_proxies)
         .map_err(|e| format!("DEMO_TRUSTED_PROXIES: {e}"))?
         .skip_paths(["/health", "/metrics"])
@@ -184,6 +212,9 @@ async fn run() -> Result<(), String> {
         "audit trail: {} (JSON Lines, one file per UTC day)",
         settings.audit_dir.display()
     );
+    for copy in &copies {
+        println!("audit copy: {copy}");
+    }
     println!("users (name / password / role):");
     for (_, name, role, password) in SEEDED_USERS {
         println!("  {name} / {password} / {}", role.as_str());

@@ -1,0 +1,205 @@
+//! The NATS JetStream sink against a real server (`AUDIT_TEST_NATS_URL`, default the loopback
+//! one): subjects, payloads and message ids, no secret, deduplicated retries, and a stream
+//! that appears late.
+//!
+//! Each test uses a stream and subject prefix of its own and deletes the stream at the end.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use audit_layer::{Actor, AuditEvent, AuditTrail, Category, NatsSink, Outcome, Sink};
+use axum::{Router, routing::get};
+use tower::ServiceExt;
+
+use common::services;
+
+/// Every message of `stream`, in order: (subject, message id header, payload as JSON).
+async fn messages(
+    jetstream: &jetstream::Context,
+    stream: &str,
+) -> Vec<(String, String, serde_json::Value)> {
+    let mut handle = jetstream.get_stream(stream).await.unwrap();
+    let state = handle.info().await.unwrap().state.clone();
+    let mut messages = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        if state.messages == 0 {
+            break;
+        }
+        let message = handle.get_raw_message(sequence).await.unwrap();
+        let id = message
+            .headers
+            .get("Nats-Msg-Id")
+            .map(|value| value.to_string())
+            .unwrap_or_default();
+        messages.push((
+            message.subject.to_string(),
+            id,
+            serde_json::from_slice(&message.payload).unwrap(),
+        ));
+    }
+    assert_eq!(messages.len() as u64, state.messages);
+    messages
+}
+
+#[tokio::test]
+async fn each_request_becomes_one_message_on_its_subject_without_secrets() {
+    let Some((url, jetstream)) = services::nats().await else {
+        return;
+    };
+    let stream = services::unique_name("AUDIT_TEST");
+    let prefix = services::unique_name("audit_test");
+    let audit = AuditTrail::builder()
+        .sink(
+            NatsSink::builder(&url)
+                .stream(&stream)
+                .subject_prefix(&prefix)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
+    let request = common::request_from("203.0.113.9:4000", "GET", "/hello?api_key=k3y-secret")
+        .header("authorization", "Basic YmFzaWMtc2VjcmV0")
+        .header("x-request-id", "req-nats-1")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap();
+    for _ in 0..4 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+    }
+    audit.shutdown().await.unwrap();
+
+    let messages = messages(&jetstream, &stream).await;
+    // audit.start, five requests, audit.stop.
+    assert_eq!(messages.len(), 7, "{messages:#?}");
+    assert_eq!(messages[0].0, format!("{prefix}.system.audit.start"));
+    assert_eq!(messages[6].0, format!("{prefix}.system.audit.stop"));
+    let requests: Vec<_> = messages
+        .iter()
+        .filter(|(subject, _, _)| *subject == format!("{prefix}.request.http.request"))
+        .collect();
+    assert_eq!(requests.len(), 5);
+    for (_, id, event) in &messages {
+        assert_eq!(event["id"], id.as_str(), "Nats-Msg-Id is the event id");
+        assert_eq!(event["schema"], "audit/1");
+    }
+    let first = &requests[0].2;
+    assert_eq!(first["request"]["id"], "req-nats-1");
+    assert_eq!(first["source"]["ip"], "203.0.113.9");
+    let text = first.to_string();
+    for secret in ["k3y-secret", "YmFzaWMtc2VjcmV0"] {
+        assert!(!text.contains(secret), "{secret} was published: {text}");
+    }
+    jetstream.delete_stream(&stream).await.unwrap();
+}
+
+fn events(count: usize) -> Vec<AuditEvent> {
+    (0..count)
+        .map(|index| {
+            AuditEvent::new(
+                Category::Auth,
+                "auth.login",
+                Outcome::Failure,
+                Actor::user(format!("user-{index}")),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_offered_again_is_stored_once() {
+    let Some((url, jetstream)) = services::nats().await else {
+        return;
+    };
+    let stream = services::unique_name("AUDIT_TEST");
+    let prefix = services::unique_name("audit_test");
+    let mut sink = NatsSink::builder(&url)
+        .stream(&stream)
+        .subject_prefix(&prefix)
+        .build()
+        .unwrap();
+    let batch = events(600);
+    sink.write_batch(&batch).await.unwrap();
+    // The writer offers a batch again when it could not tell whether it was stored.
+    sink.write_batch(&batch).await.unwrap();
+    sink.write_batch(&batch[50..70]).await.unwrap();
+    sink.close().await.unwrap();
+
+    let messages = messages(&jetstream, &stream).await;
+    assert_eq!(messages.len(), 600);
+    for ((subject, id, event), sent) in messages.iter().zip(&batch) {
+        assert_eq!(*subject, format!("{prefix}.auth.auth.login"));
+        assert_eq!(*id, sent.id.to_string(), "in the order written");
+        assert_eq!(event["actor"]["id"], sent.actor.id.as_str());
+    }
+    jetstream.delete_stream(&stream).await.unwrap();
+}
+
+/// With `create_stream(false)` and no stream, publishing fails and the trail keeps the
+/// events; once the stream exists every event arrives, once.
+#[tokio::test]
+async fn a_missing_stream_holds_events_back_until_it_exists() {
+    let Some((url, jetstream)) = services::nats().await else {
+        return;
+    };
+    let stream = services::unique_name("AUDIT_TEST");
+    let prefix = services::unique_name("audit_test");
+    let audit = AuditTrail::builder()
+        .sink(
+            NatsSink::builder(&url)
+                .stream(&stream)
+                .subject_prefix(&prefix)
+                .create_stream(false)
+                .timeout(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
+        .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
+    for _ in 0..10 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+    }
+    let reason = common::failing_reason(&audit).await;
+    assert!(reason.contains("not acknowledged"), "{reason}");
+
+    jetstream
+        .create_stream(jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    common::flushed_once_healthy(&audit).await;
+    audit.shutdown().await.unwrap();
+    let messages = messages(&jetstream, &stream).await;
+    let requests = messages
+        .iter()
+        .filter(|(subject, _, _)| subject.ends_with(".request.http.request"))
+        .count();
+    assert_eq!(requests, 10);
+    assert_eq!(
+        messages.len(),
+        12,
+        "audit.start, ten requests, audit.stop, each once"
+    );
+    jetstream.delete_stream(&stream).await.unwrap();
+}
+
+#[test]
+fn a_bad_stream_name_is_refused_when_built() {
+    let error = NatsSink::builder("nats://127.0.0.1:4222")
+        .stream("AUDIT.EVENTS")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("not a stream name"), "{error}");
+}
