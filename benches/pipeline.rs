@@ -2,13 +2,18 @@
 //! verification.
 //!
 //! `cargo bench --bench pipeline`
+//!
+//! The PostgreSQL and NATS sinks are measured against `AUDIT_TEST_POSTGRES_URL` /
+//! `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a table and a stream of their
+//! own that are dropped afterwards; when a server is unreachable its bench prints SKIPPED.
 
 use std::time::Duration;
 
 use audit_layer::chain::{GENESIS, link_hash};
 use audit_layer::verify::{VerifyOptions, verify_trail};
 use audit_layer::{
-    Actor, AuditEvent, Category, JsonlFileSink, MemorySink, Outcome, Sink, TracingSink,
+    Actor, AuditEvent, Category, JsonlFileSink, MemorySink, NatsSink, Outcome, PostgresSink, Sink,
+    TracingSink,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -84,6 +89,8 @@ fn pipeline(c: &mut Criterion) {
     });
     group.finish();
 
+    service_sinks(c, &batch);
+
     // A trail of 100,000 events to verify.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = JsonlFileSink::new(dir.path()).expect("sink");
@@ -102,6 +109,94 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("trail_100k", |b| {
         b.iter(|| verify_trail(dir.path(), &VerifyOptions::default()).expect("verifies"))
     });
+    group.finish();
+}
+
+/// Batches of 512 events with fresh ids (both sinks skip an id they already hold).
+fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fresh = || -> Vec<AuditEvent> {
+        batch
+            .iter()
+            .map(|event| {
+                let mut event = event.clone();
+                event.id = uuid::Uuid::now_v7();
+                event
+            })
+            .collect()
+    };
+    let mut group = c.benchmark_group("service_sinks");
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.sample_size(20);
+
+    let postgres_url = std::env::var("AUDIT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let table = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut sink = PostgresSink::builder(&postgres_url)
+        .table(&table)
+        .build()
+        .expect("postgres sink");
+    match runtime.block_on(sink.write_batch(&fresh())) {
+        Ok(()) => {
+            group.bench_function("postgres_write_batch_512", |b| {
+                b.iter_batched(
+                    fresh,
+                    |events| runtime.block_on(sink.write_batch(&events)).expect("insert"),
+                    criterion::BatchSize::PerIteration,
+                )
+            });
+            runtime.block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect");
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP TABLE {table}"))
+                    .await
+                    .expect("drop the bench table");
+            });
+        }
+        Err(error) => eprintln!("*** SKIPPED postgres sink bench: {postgres_url}: {error}"),
+    }
+
+    let nats_url =
+        std::env::var("AUDIT_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let stream = format!("AUDIT_BENCH_{}", uuid::Uuid::new_v4().simple());
+    let prefix = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut sink = NatsSink::builder(&nats_url)
+        .stream(&stream)
+        .subject_prefix(&prefix)
+        .build()
+        .expect("nats sink");
+    match runtime.block_on(sink.write_batch(&fresh())) {
+        Ok(()) => {
+            group.bench_function("nats_write_batch_512", |b| {
+                b.iter_batched(
+                    fresh,
+                    |events| {
+                        runtime
+                            .block_on(sink.write_batch(&events))
+                            .expect("publish")
+                    },
+                    criterion::BatchSize::PerIteration,
+                )
+            });
+            runtime.block_on(async {
+                let client = async_nats::connect(nats_url.as_str())
+                    .await
+                    .expect("connect");
+                async_nats::jetstream::new(client)
+                    .delete_stream(&stream)
+                    .await
+                    .expect("delete the bench stream");
+            });
+        }
+        Err(error) => eprintln!("*** SKIPPED nats sink bench: {nats_url}: {error}"),
+    }
     group.finish();
 }
 

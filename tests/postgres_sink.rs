@@ -261,3 +261,41 @@ fn a_url_that_is_not_postgres_is_refused_when_built() {
         "{error}"
     );
 }
+
+/// A table created by the user's own migration with `event jsonb` (for GIN indexes) works as
+/// well as the default `json` one.
+#[tokio::test]
+async fn a_table_made_with_jsonb_is_written_too() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    let table = services::unique_name("audit_test");
+    let mut sink = PostgresSink::builder(&url)
+        .table(&table)
+        .create_table(false)
+        .build()
+        .unwrap();
+    let migration = sink.create_table_sql().replace("event json", "event jsonb");
+    assert_ne!(migration, sink.create_table_sql());
+    client.batch_execute(&migration).await.unwrap();
+    let batch = events(3);
+    sink.write_batch(&batch).await.unwrap();
+    sink.write_batch(&batch).await.unwrap();
+    sink.close().await.unwrap();
+    let rows = client
+        .query(
+            &format!(
+                "SELECT pg_typeof(event)::text, event->'actor'->>'id' FROM {table} ORDER BY event->'actor'->>'id'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].get::<_, &str>(0), "jsonb");
+    assert_eq!(rows[0].get::<_, &str>(1), "user-0");
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
