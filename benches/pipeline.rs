@@ -134,33 +134,38 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
 
     let postgres_url = std::env::var("AUDIT_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let table = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut sink = PostgresSink::builder(&postgres_url)
-        .table(&table)
-        .build()
-        .expect("postgres sink");
-    match runtime.block_on(sink.write_batch(&fresh())) {
-        Ok(()) => {
-            group.bench_function("postgres_write_batch_512", |b| {
+    for connections in [1, 2] {
+        let table = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut sink = PostgresSink::builder(&postgres_url)
+            .table(&table)
+            .connections(connections)
+            .build()
+            .expect("postgres sink");
+        if let Err(error) = runtime.block_on(sink.write_batch(&fresh())) {
+            eprintln!("*** SKIPPED postgres sink bench: {postgres_url}: {error}");
+            break;
+        }
+        group.bench_function(
+            format!("postgres_write_batch_512_{connections}_connections"),
+            |b| {
                 b.iter_batched(
                     fresh,
                     |events| runtime.block_on(sink.write_batch(&events)).expect("insert"),
                     criterion::BatchSize::PerIteration,
                 )
-            });
-            runtime.block_on(async {
-                let (client, connection) =
-                    tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
-                        .await
-                        .expect("connect");
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP TABLE {table}"))
+            },
+        );
+        runtime.block_on(async {
+            let (client, connection) =
+                tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
                     .await
-                    .expect("drop the bench table");
-            });
-        }
-        Err(error) => eprintln!("*** SKIPPED postgres sink bench: {postgres_url}: {error}"),
+                    .expect("connect");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("DROP TABLE {table}"))
+                .await
+                .expect("drop the bench table");
+        });
     }
 
     let nats_url =

@@ -115,12 +115,21 @@ async fn a_batch_offered_again_is_stored_once() {
         return;
     };
     let table = services::unique_name("audit_test");
-    let mut sink = PostgresSink::builder(&url).table(&table).build().unwrap();
+    // Three connections, each copying a part of a large batch.
+    let mut sink = PostgresSink::builder(&url)
+        .table(&table)
+        .connections(3)
+        .build()
+        .unwrap();
     let batch = events(700);
     sink.write_batch(&batch).await.unwrap();
     // The writer offers a batch again when it could not tell whether the commit went through.
     sink.write_batch(&batch).await.unwrap();
     sink.write_batch(&batch[100..300]).await.unwrap();
+    // A retry whose first part was stored and whose last part was not.
+    let mut mixed = batch[600..].to_vec();
+    mixed.extend(events(300));
+    sink.write_batch(&mixed).await.unwrap();
     sink.close().await.unwrap();
 
     let rows = client
@@ -130,11 +139,12 @@ async fn a_batch_offered_again_is_stored_once() {
         )
         .await
         .unwrap();
-    assert_eq!(rows.len(), 700);
+    assert_eq!(rows.len(), 1000);
     let mut ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.get(0)).collect();
     ids.sort();
-    let mut expected: Vec<uuid::Uuid> = batch.iter().map(|event| event.id).collect();
+    let mut expected: Vec<uuid::Uuid> = batch.iter().chain(&mixed).map(|event| event.id).collect();
     expected.sort();
+    expected.dedup();
     assert_eq!(ids, expected);
     let targets: i64 = client
         .query_one(
@@ -144,7 +154,10 @@ async fn a_batch_offered_again_is_stored_once() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(targets, 700);
+    assert_eq!(
+        targets, 700,
+        "the 300 new events reuse the first 300 targets"
+    );
     client
         .batch_execute(&format!("DROP TABLE {table}"))
         .await
