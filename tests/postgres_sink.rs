@@ -18,7 +18,9 @@ async fn each_request_becomes_one_row_with_its_columns_and_no_secret() {
     let Some((url, client)) = services::postgres().await else {
         return;
     };
-    let table = services::unique_name("audit_test");
+    // In a schema of its own, which the sink creates too.
+    let schema = services::unique_name("audit_test");
+    let table = format!("{schema}.events");
     let audit = AuditTrail::builder()
         .sink(PostgresSink::builder(&url).table(&table).build().unwrap())
         .build()
@@ -90,7 +92,7 @@ async fn each_request_becomes_one_row_with_its_columns_and_no_secret() {
         .get(0);
     assert_eq!(system, 2, "audit.start and audit.stop are rows too");
     client
-        .batch_execute(&format!("DROP TABLE {table}"))
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
 }

@@ -260,6 +260,8 @@ struct TableName {
     display: String,
     /// Quoted for SQL: `"audit"."events"`.
     quoted: String,
+    /// The schema, quoted, when the name has one.
+    schema: Option<String>,
     /// The index name, quoted, unqualified: an index lives in its table's schema.
     time_index: String,
 }
@@ -285,14 +287,19 @@ impl TableName {
         index.truncate(63);
         Ok(Self {
             display: text.to_owned(),
+            schema: (parts.len() == 2).then(|| format!("\"{}\"", parts[0])),
             quoted,
             time_index: format!("\"{index}\""),
         })
     }
 
     fn create_sql(&self) -> String {
+        let schema = match &self.schema {
+            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"),
+            None => String::new(),
+        };
         format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\n    \
+            "{schema}CREATE TABLE IF NOT EXISTS {table} (\n    \
                  id uuid PRIMARY KEY,\n    \
                  time timestamptz NOT NULL,\n    \
                  category text NOT NULL,\n    \
@@ -573,6 +580,17 @@ mod tests {
         let table = TableName::parse("audit.events").expect("valid");
         assert_eq!(table.quoted, r#""audit"."events""#);
         assert_eq!(table.time_index, r#""events_time_idx""#);
+        assert!(
+            table
+                .create_sql()
+                .starts_with("CREATE SCHEMA IF NOT EXISTS \"audit\";\nCREATE TABLE IF NOT EXISTS \"audit\".\"events\" (")
+        );
+        assert!(
+            TableName::parse("events")
+                .expect("valid")
+                .create_sql()
+                .starts_with("CREATE TABLE IF NOT EXISTS \"events\" (")
+        );
         for bad in [
             "",
             "1events",
