@@ -413,3 +413,80 @@ async fn a_full_disk_under_the_file_sink_loses_nothing_and_the_trail_verifies() 
         "audit.start, ten requests, audit.stop: once each"
     );
 }
+
+/// Waits, on each write, for the other sink to have been given the same batch.
+struct WaitsForTheOther {
+    given: Arc<tokio::sync::Notify>,
+    inner: MemorySink,
+}
+
+impl audit_layer::Sink for WaitsForTheOther {
+    fn name(&self) -> &str {
+        "waits-for-the-other"
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        events: &'a [audit_layer::AuditEvent],
+    ) -> audit_layer::BoxFuture<'a, Result<(), audit_layer::SinkError>> {
+        Box::pin(async move {
+            self.given.notified().await;
+            self.inner.write_batch(events).await
+        })
+    }
+}
+
+/// Signals each write to [`WaitsForTheOther`].
+struct SignalsEachWrite {
+    given: Arc<tokio::sync::Notify>,
+    inner: MemorySink,
+}
+
+impl audit_layer::Sink for SignalsEachWrite {
+    fn name(&self) -> &str {
+        "signals-each-write"
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        events: &'a [audit_layer::AuditEvent],
+    ) -> audit_layer::BoxFuture<'a, Result<(), audit_layer::SinkError>> {
+        // `notify_one` keeps a permit when nobody waits yet: the order does not matter.
+        self.given.notify_one();
+        self.inner.write_batch(events)
+    }
+}
+
+/// Sinks are served at the same time: one waiting on its server (a PostgreSQL commit, a
+/// JetStream acknowledgement) does not hold back the others. Here the first sink's write
+/// cannot finish before the second sink has been given the batch; served one after the
+/// other, the trail would never flush.
+#[tokio::test]
+async fn a_sink_waiting_on_its_server_does_not_hold_back_the_others() {
+    let given = Arc::new(tokio::sync::Notify::new());
+    let (first, second) = (MemorySink::new(), MemorySink::new());
+    let audit = AuditTrail::builder()
+        .sink(WaitsForTheOther {
+            given: Arc::clone(&given),
+            inner: first.clone(),
+        })
+        .sink(SignalsEachWrite {
+            given,
+            inner: second.clone(),
+        })
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
+    for _ in 0..3 {
+        app.clone().oneshot(common::get("/hello")).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), audit.flush())
+            .await
+            .expect("both sinks were served together")
+            .unwrap();
+    }
+    assert_eq!(first.request_events().len(), 3);
+    assert_eq!(second.request_events().len(), 3);
+    audit.shutdown().await.unwrap();
+}

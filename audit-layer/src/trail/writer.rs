@@ -2,11 +2,13 @@
 //!
 //! It runs on a thread of its own with a single-threaded runtime, so sinks may block (file
 //! I/O) without stalling the application's runtime, and a busy application cannot starve the
-//! trail. Each sink keeps its own position in the list of pending events: a failing sink is
-//! retried with backoff from where it stopped while the others go on, and an event leaves
-//! memory only once every sink has it. The number of pending events is bounded; when a sink
-//! is down long enough to reach the bound, the writer stops taking events from the queue,
-//! the queue fills, and the failure policy applies: backpressure, never silent loss.
+//! trail. Sinks are served at the same time, so one waiting on its server (a database
+//! commit) does not hold back another's writes. Each sink keeps its own position in the list
+//! of pending events: a failing sink is retried with backoff from where it stopped while the
+//! others go on, and an event leaves memory only once every sink has it. The number of
+//! pending events is bounded; when a sink is down long enough to reach the bound, the writer
+//! stops taking events from the queue, the queue fills, and the failure policy applies:
+//! backpressure, never silent loss.
 //!
 //! Durability: a sink is synced after a batch that holds a [`Durability::Synced`] event
 //! (whose request waits for it), every sync interval when it has unsynced events, and when
@@ -21,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -149,6 +152,78 @@ impl SinkSlot {
 
     fn waiting(&self, now: Instant) -> bool {
         self.retry_at.is_some_and(|at| at > now)
+    }
+
+    /// Writes every event this sink does not have yet, a batch at a time, until done or an
+    /// error.
+    async fn deliver(&mut self, round: &Round<'_>) {
+        let accepted = round.accepted();
+        while self.written < accepted {
+            let start = (self.written - round.base) as usize;
+            let end = (start + round.settings.batch_size).min(round.pending.len());
+            let started = std::time::Instant::now();
+            match self.sink.write_batch(&round.pending[start..end]).await {
+                Ok(()) => {
+                    metrics::histogram!("audit_write_seconds", "sink" => self.sink.name().to_owned())
+                        .record(started.elapsed().as_secs_f64());
+                    // A write after a failed sync does not mean the sink works again:
+                    // the sync that follows will tell.
+                    if self.synced == self.written {
+                        self.recovered();
+                    }
+                    self.written = round.base + end as u64;
+                }
+                Err(error) => {
+                    self.fail(&error.to_string(), round.settings, round.counters, "write");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Syncs what this sink has written if it is due (or `all`).
+    async fn sync(&mut self, round: &Round<'_>, all: bool, now: Instant) {
+        // A sink that failed is synced at once: only a sync can show it works again.
+        let due = all
+            || self.failures > 0
+            || self.synced < round.durable_upto
+            || self.written - self.synced >= round.settings.sync_batch
+            || now.duration_since(self.last_sync) >= round.settings.sync_interval;
+        if !due {
+            return;
+        }
+        let started = std::time::Instant::now();
+        match self.sink.sync().await {
+            Ok(()) => {
+                metrics::histogram!("audit_sync_seconds", "sink" => self.sink.name().to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                round.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                self.synced = self.written;
+                self.last_sync = now;
+                // A sync of what was written before a write failed does not mean the
+                // sink works again: only one that leaves nothing behind does.
+                if self.written == round.accepted() {
+                    self.recovered();
+                }
+            }
+            Err(error) => self.fail(&error.to_string(), round.settings, round.counters, "sync"),
+        }
+    }
+}
+
+/// What every sink's part of one delivery or sync round reads.
+struct Round<'a> {
+    pending: &'a [AuditEvent],
+    base: u64,
+    durable_upto: u64,
+    settings: &'a WriterSettings,
+    counters: &'a Counters,
+}
+
+impl Round<'_> {
+    /// The global index one past the last accepted event.
+    fn accepted(&self) -> u64 {
+        self.base + self.pending.len() as u64
     }
 }
 
@@ -315,73 +390,45 @@ impl Writer {
     }
 
     /// Hands every sink the events it does not have yet, in batches, skipping sinks that are
-    /// waiting out a backoff.
+    /// waiting out a backoff. Sinks are served at the same time: while one waits on its
+    /// server, another writes.
     async fn deliver(&mut self) {
         let now = Instant::now();
-        let accepted = self.accepted();
-        for slot in &mut self.sinks {
-            if slot.waiting(now) {
-                continue;
-            }
-            while slot.written < accepted {
-                let start = (slot.written - self.base) as usize;
-                let end = (start + self.settings.batch_size).min(self.pending.len());
-                let started = std::time::Instant::now();
-                match slot.sink.write_batch(&self.pending[start..end]).await {
-                    Ok(()) => {
-                        metrics::histogram!("audit_write_seconds", "sink" => slot.sink.name().to_owned())
-                            .record(started.elapsed().as_secs_f64());
-                        // A write after a failed sync does not mean the sink works again:
-                        // the sync that follows will tell.
-                        if slot.synced == slot.written {
-                            slot.recovered();
-                        }
-                        slot.written = self.base + end as u64;
-                    }
-                    Err(error) => {
-                        slot.fail(&error.to_string(), &self.settings, &self.counters, "write");
-                        break;
-                    }
-                }
-            }
-        }
+        let round = Round {
+            pending: &self.pending,
+            base: self.base,
+            durable_upto: self.durable_upto,
+            settings: &self.settings,
+            counters: &self.counters,
+        };
+        join_all(
+            self.sinks
+                .iter_mut()
+                .filter(|slot| !slot.waiting(now))
+                .map(|slot| slot.deliver(&round)),
+        )
+        .await;
     }
 
     /// Syncs each sink that holds unsynced events someone waits for, or that has waited
-    /// long enough, or has too many; `all` syncs every sink with unsynced events.
+    /// long enough, or has too many; `all` syncs every sink with unsynced events. Sinks are
+    /// synced at the same time.
     async fn sync(&mut self, all: bool) {
         let now = Instant::now();
-        let accepted = self.accepted();
-        for slot in &mut self.sinks {
-            if slot.synced >= slot.written || slot.waiting(now) {
-                continue;
-            }
-            // A sink that failed is synced at once: only a sync can show it works again.
-            let due = all
-                || slot.failures > 0
-                || slot.synced < self.durable_upto
-                || slot.written - slot.synced >= self.settings.sync_batch
-                || now.duration_since(slot.last_sync) >= self.settings.sync_interval;
-            if !due {
-                continue;
-            }
-            let started = std::time::Instant::now();
-            match slot.sink.sync().await {
-                Ok(()) => {
-                    metrics::histogram!("audit_sync_seconds", "sink" => slot.sink.name().to_owned())
-                        .record(started.elapsed().as_secs_f64());
-                    self.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                    slot.synced = slot.written;
-                    slot.last_sync = now;
-                    // A sync of what was written before a write failed does not mean the
-                    // sink works again: only one that leaves nothing behind does.
-                    if slot.written == accepted {
-                        slot.recovered();
-                    }
-                }
-                Err(error) => slot.fail(&error.to_string(), &self.settings, &self.counters, "sync"),
-            }
-        }
+        let round = Round {
+            pending: &self.pending,
+            base: self.base,
+            durable_upto: self.durable_upto,
+            settings: &self.settings,
+            counters: &self.counters,
+        };
+        join_all(
+            self.sinks
+                .iter_mut()
+                .filter(|slot| slot.synced < slot.written && !slot.waiting(now))
+                .map(|slot| slot.sync(&round, all, now)),
+        )
+        .await;
     }
 
     async fn periodic_flush(&mut self) {
