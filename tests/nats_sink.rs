@@ -203,3 +203,51 @@ fn a_bad_stream_name_is_refused_when_built() {
         .unwrap_err();
     assert!(error.to_string().contains("not a stream name"), "{error}");
 }
+
+/// An event over the server's message limit (1 MiB by default) is published shortened and
+/// labelled, not refused forever; the events after it follow.
+#[tokio::test]
+async fn an_event_over_the_message_limit_is_published_shortened() {
+    let Some((url, jetstream)) = services::nats().await else {
+        return;
+    };
+    let stream = services::unique_name("AUDIT_TEST");
+    let prefix = services::unique_name("audit_test");
+    let mut sink = NatsSink::builder(&url)
+        .stream(&stream)
+        .subject_prefix(&prefix)
+        .build()
+        .unwrap();
+    let mut big = AuditEvent::new(
+        Category::Sensitive,
+        "config.import",
+        Outcome::Success,
+        Actor::user("1"),
+    )
+    .with_target("config:all");
+    for index in 0..400 {
+        big = big.with_detail(format!("key-{index}"), "x".repeat(4000));
+    }
+    assert!(serde_json::to_vec(&big).unwrap().len() > 1024 * 1024);
+    let after = events(1);
+    let batch = [big.clone(), after[0].clone()];
+    tokio::time::timeout(Duration::from_secs(10), sink.write_batch(&batch))
+        .await
+        .expect("answered")
+        .expect("published");
+    sink.close().await.unwrap();
+
+    let messages = messages(&jetstream, &stream).await;
+    assert_eq!(messages.len(), 2);
+    let (subject, id, event) = &messages[0];
+    assert_eq!(*subject, format!("{prefix}.sensitive.config.import"));
+    assert_eq!(*id, big.id.to_string());
+    assert_eq!(event["target"], "config:all");
+    assert!(event.get("details").is_none(), "details left out");
+    let why = event["labels"][audit_layer::sink::nats::TRUNCATED_LABEL]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("exceed the server's limit"), "{why}");
+    assert_eq!(messages[1].1, after[0].id.to_string());
+    jetstream.delete_stream(&stream).await.unwrap();
+}

@@ -314,3 +314,59 @@ async fn a_table_made_with_jsonb_is_written_too() {
         .await
         .unwrap();
 }
+
+/// PostgreSQL text cannot hold a NUL character, nor `jsonb` a `\u0000` escape. An event
+/// carrying one (a username typed by an attacker, say) must still be stored: refused, it
+/// would be retried forever and hold back every event after it.
+#[tokio::test]
+async fn an_event_with_a_nul_character_is_stored_not_stuck() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    for column in ["json", "jsonb"] {
+        let table = services::unique_name("audit_test");
+        let mut sink = PostgresSink::builder(&url)
+            .table(&table)
+            .create_table(false)
+            .build()
+            .unwrap();
+        let migration = sink
+            .create_table_sql()
+            .replace("event json", &format!("event {column}"));
+        client.batch_execute(&migration).await.unwrap();
+        let event = AuditEvent::new(
+            Category::Auth,
+            "auth.login",
+            Outcome::Failure,
+            Actor::user("mallory\0"),
+        )
+        .with_target("user:\0root")
+        .with_detail("username", "root\0\\u0000");
+        let id = event.id;
+        tokio::time::timeout(Duration::from_secs(10), sink.write_batch(&[event]))
+            .await
+            .expect("answered")
+            .expect("stored");
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT actor_id, target, event->'details'->>'username' FROM {table} WHERE id = $1"
+                ),
+                &[&id],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, &str>(0), "mallory\u{fffd}", "{column}");
+        assert_eq!(row.get::<_, &str>(1), "user:\u{fffd}root", "{column}");
+        assert_eq!(
+            row.get::<_, &str>(2),
+            "root\u{fffd}\\u0000",
+            "{column}: only the NUL is replaced, not the escaped text that looks like one"
+        );
+        sink.close().await.unwrap();
+        client
+            .batch_execute(&format!("DROP TABLE {table}"))
+            .await
+            .unwrap();
+    }
+}

@@ -17,6 +17,11 @@
 //! the stream if it is missing (file storage, subjects `<prefix>.>`); see
 //! [`NatsSinkBuilder::create_stream`]. Building the sink does no I/O.
 //!
+//! An event larger than the server's `max_payload` (1 MiB by default; big `before`/`after`
+//! snapshots) is published without `before`, `after`, `changes` and `details`, labelled
+//! [`TRUNCATED_LABEL`] with its size: refused, it would be retried forever and hold back every
+//! event after it.
+//!
 //! The stream is a copy of the trail for consumers (alerting, a SIEM), not the tamper-evident
 //! record: keep a [`JsonlFileSink`](crate::JsonlFileSink) beside it.
 //!
@@ -298,9 +303,19 @@ impl NatsSink {
             return Err(SinkError::new("not connected"));
         };
         self.acks.clear();
+        // Room for the headers (message id, expected stream) within the server's limit.
+        let max_payload = jetstream
+            .client()
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM);
         for event in events {
             write_subject(&mut self.subject, &self.subject_prefix, event);
-            let payload = Bytes::from(serde_json::to_vec(event)?);
+            let mut payload = serde_json::to_vec(event)?;
+            if payload.len() > max_payload {
+                payload = serde_json::to_vec(&shortened(event, payload.len(), max_payload))?;
+            }
+            let payload = Bytes::from(payload);
             let message = jetstream::message::PublishMessage::build()
                 .payload(payload)
                 .message_id(
@@ -322,6 +337,31 @@ impl NatsSink {
         }
         Ok(())
     }
+}
+
+/// Bytes of a message's limit kept for its headers.
+const HEADER_ROOM: usize = 1024;
+
+/// The label that marks a message holding a shortened event.
+pub const TRUNCATED_LABEL: &str = "audit.truncated";
+
+/// An event too large for the server (big `before`/`after` snapshots) without its state and
+/// details, and labelled [`TRUNCATED_LABEL`] with why: refused whole, it would fail its
+/// batch on every retry and hold back every event after it. The file trail keeps it whole.
+fn shortened(event: &AuditEvent, size: usize, max_payload: usize) -> AuditEvent {
+    let mut short = event.clone();
+    short.before = None;
+    short.after = None;
+    short.changes = None;
+    short.details = None;
+    short.labels.insert(
+        TRUNCATED_LABEL.to_owned(),
+        format!(
+            "the event's {size} bytes exceed the server's limit of {max_payload}; before, after, \
+             changes and details are left out"
+        ),
+    );
+    short
 }
 
 impl Sink for NatsSink {

@@ -62,6 +62,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
@@ -438,8 +439,10 @@ impl PostgresSink {
         }
         // serde_json writes UTF-8, and each event ends on a character boundary.
         let json = std::str::from_utf8(&self.json).map_err(SinkError::new)?;
-        let rows: Vec<(&AuditEvent, &str)> =
-            events.iter().zip(split_at(json, &self.ends)).collect();
+        let rows: Vec<(&AuditEvent, Cow<'_, str>)> = events
+            .iter()
+            .zip(split_at(json, &self.ends).map(storable_json))
+            .collect();
         let parts = (rows.len() / MIN_ROWS_PER_CONNECTION).clamp(1, self.connections.len().max(1));
         let per_part = rows.len().div_ceil(parts).max(1);
         let work = futures_util::future::try_join_all(
@@ -466,9 +469,10 @@ impl PostgresSink {
 /// after its commit went through unseen), copies the others.
 async fn store(
     connection: &Connection,
-    rows: &[(&AuditEvent, &str)],
+    rows: &[(&AuditEvent, Cow<'_, str>)],
 ) -> Result<u64, tokio_postgres::Error> {
-    match copy_rows(connection, rows.iter().copied()).await {
+    let all = rows.iter().map(|(event, json)| (*event, json.as_ref()));
+    match copy_rows(connection, all.clone()).await {
         Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             let ids: Vec<Uuid> = rows.iter().map(|(event, _)| event.id).collect();
             let stored: HashSet<Uuid> = connection
@@ -478,10 +482,7 @@ async fn store(
                 .iter()
                 .map(|row| row.get(0))
                 .collect();
-            let missing = rows
-                .iter()
-                .copied()
-                .filter(|(event, _)| !stored.contains(&event.id));
+            let missing = all.filter(|(event, _)| !stored.contains(&event.id));
             copy_rows(connection, missing).await
         }
         other => other,
@@ -515,18 +516,57 @@ async fn copy_rows<'a>(
                 &event.id,
                 &time,
                 &event.category.as_str(),
-                &&*event.action,
+                &storable_text(&event.action),
                 &event.outcome.as_str(),
-                &event.actor.id,
+                &storable_text(&event.actor.id),
                 &ip,
-                &event.request_id(),
-                &event.target,
+                &event.request_id().map(storable_text),
+                &event.target.as_deref().map(storable_text),
                 &status,
                 &EventJson(json),
             ])
             .await?;
     }
     writer.finish().await
+}
+
+/// PostgreSQL text cannot hold a NUL character: it becomes U+FFFD. Refused, the row would
+/// fail its batch on every retry and hold back every event after it.
+fn storable_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{fffd}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// The event's JSON with each `\u0000` escape (a NUL in a string) as `\ufffd`: `jsonb`
+/// refuses it, and `->>` on a `json` column cannot turn it into text. An escaped backslash
+/// followed by `u0000` is left alone.
+fn storable_json(json: &str) -> Cow<'_, str> {
+    const NUL: &str = "\\u0000";
+    if !json.contains(NUL) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len());
+    let mut copied = 0;
+    let mut at = 0;
+    let bytes = json.as_bytes();
+    while at < bytes.len() {
+        if bytes[at] != b'\\' {
+            at += 1;
+        } else if json[at..].starts_with(NUL) {
+            out.push_str(&json[copied..at]);
+            out.push_str("\\ufffd");
+            at += NUL.len();
+            copied = at;
+        } else {
+            // An escape: the backslash and the ASCII character after it.
+            at += 2;
+        }
+    }
+    out.push_str(&json[copied..]);
+    Cow::Owned(out)
 }
 
 /// The server's own message when there is one (`relation ... does not exist`), which
@@ -602,6 +642,16 @@ mod tests {
         ] {
             assert!(TableName::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn nul_characters_and_their_json_escapes_become_replacement_characters() {
+        assert_eq!(storable_text("a\0b\0"), "a\u{fffd}b\u{fffd}");
+        assert!(matches!(storable_text("plain"), Cow::Borrowed("plain")));
+        let json = serde_json::to_string(&["a\0b", "\\u0000", "\\\0"]).expect("json");
+        assert_eq!(json, r#"["a\u0000b","\\u0000","\\\u0000"]"#);
+        assert_eq!(storable_json(&json), r#"["a\ufffdb","\\u0000","\\\ufffd"]"#);
+        assert!(matches!(storable_json(r#"{"a":"b"}"#), Cow::Borrowed(_)));
     }
 
     #[test]
