@@ -6,9 +6,11 @@
 #
 #   benches/load.sh                      # 3 rounds, 5 s per run, 32 connections
 #   ROUNDS=5 DURATION=10 CONNECTIONS=64 benches/load.sh
+#   SERVICES=1 benches/load.sh           # also audit-services: file trail + PostgreSQL + NATS
+#                                        # (AUDIT_TEST_POSTGRES_URL / AUDIT_TEST_NATS_URL)
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs x (DURATION + 1 s warm-up).
+# ROUNDS x 6 runs (8 with SERVICES=1) x (DURATION + 1 s warm-up).
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -17,6 +19,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=1
 MODES=(bare trace audit)
+[[ ${SERVICES:-0} == 1 ]] && MODES+=(audit-services)
 WORKLOADS=(get post)
 
 cd "$(dirname "$0")/.."
@@ -87,7 +90,7 @@ run_one() { # workload mode round
     syncs=$(sed -n 's/.*syncs=\([0-9]*\).*/\1/p' "$log")
     local events=-
     case $mode in
-        audit) events=$(cat "$dir"/audit-*.jsonl | grep -vc '"category":"system"' || true) ;;
+        audit*) events=$(cat "$dir"/audit-*.jsonl | grep -vc '"category":"system"' || true) ;;
         trace) events=$(grep -c 'finished processing request' "$dir/access.jsonl" || true) ;;
     esac
     awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \

@@ -1,14 +1,17 @@
 //! The server that `benches/load.sh` drives: one hello-world axum app, served three ways.
 //!
 //! ```text
-//! cargo run --release --example load_server -- <bare|trace|audit> [--addr HOST:PORT] [--dir DIR]
+//! cargo run --release --example load_server -- <bare|trace|audit|audit-services> [--addr HOST:PORT] [--dir DIR]
 //! ```
 //!
 //! - `bare`: the router alone;
 //! - `trace`: what teams use today for access logs: tower-http's `TraceLayer` (spans and
 //!   responses at INFO, so every request writes a line) with a JSON `tracing-subscriber`
 //!   writing to a file through `tracing-appender::non_blocking`;
-//! - `audit`: the audit layer with a chained, checkpointed JSON Lines trail.
+//! - `audit`: the audit layer with a chained, checkpointed JSON Lines trail;
+//! - `audit-services`: the same trail plus the PostgreSQL and NATS sinks, at
+//!   `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a
+//!   table and a stream of the run's own, removed at exit.
 //!
 //! Routes: `GET /hello`, and `POST /settings/{id}` with `{"value": N}`, which in `audit`
 //! mode is a `#[sensitive]` handler: its event, with the setting's state before and after,
@@ -26,7 +29,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
-use audit_layer::{AuditTrail, Auditable, BoxError, JsonlFileSink, Snapshot, sensitive};
+use audit_layer::{
+    AuditTrail, AuditTrailBuilder, Auditable, BoxError, JsonlFileSink, NatsSink, PostgresSink,
+    Snapshot, sensitive,
+};
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -42,6 +48,63 @@ enum Mode {
     Bare,
     Trace,
     Audit,
+    AuditServices,
+}
+
+/// Where `audit-services` delivers, named for this run only.
+struct Services {
+    postgres_url: String,
+    table: String,
+    nats_url: String,
+    stream: String,
+}
+
+impl Services {
+    fn for_this_run() -> Self {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            postgres_url: std::env::var("AUDIT_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+            table: format!("audit_load_{run}"),
+            nats_url: std::env::var("AUDIT_TEST_NATS_URL")
+                .unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned()),
+            stream: format!("AUDIT_LOAD_{run}"),
+        }
+    }
+
+    fn add_sinks(&self, builder: AuditTrailBuilder) -> Result<AuditTrailBuilder, String> {
+        let postgres = PostgresSink::builder(&self.postgres_url)
+            .table(&self.table)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let nats = NatsSink::builder(&self.nats_url)
+            .stream(&self.stream)
+            .subject_prefix(self.stream.to_lowercase())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(builder.sink(postgres).sink(nats))
+    }
+
+    /// Drops the run's table and stream.
+    async fn remove(&self) -> Result<(), String> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.postgres_url, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| format!("postgres: {e}"))?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table))
+            .await
+            .map_err(|e| format!("postgres: {e}"))?;
+        let nats = async_nats::connect(self.nats_url.as_str())
+            .await
+            .map_err(|e| format!("nats: {e}"))?;
+        async_nats::jetstream::new(nats)
+            .delete_stream(&self.stream)
+            .await
+            .map_err(|e| format!("nats: {e}"))?;
+        Ok(())
+    }
 }
 
 /// A value that admins change: the sensitive route's resource.
@@ -113,12 +176,14 @@ async fn set_value_audited(
 }
 
 fn parse_args() -> Result<(Mode, SocketAddr, PathBuf), String> {
-    const USAGE: &str = "usage: load_server <bare|trace|audit> [--addr HOST:PORT] [--dir DIR]";
+    const USAGE: &str =
+        "usage: load_server <bare|trace|audit|audit-services> [--addr HOST:PORT] [--dir DIR]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("bare") => Mode::Bare,
         Some("trace") => Mode::Trace,
         Some("audit") => Mode::Audit,
+        Some("audit-services") => Mode::AuditServices,
         _ => return Err(USAGE.to_owned()),
     };
     let mut addr = "127.0.0.1:3100".to_owned();
@@ -156,6 +221,7 @@ async fn run() -> Result<(), String> {
     // Kept alive until the end: dropping the guard flushes the tracing file.
     let mut tracing_guard = None;
     let mut audit = None;
+    let services = (mode == Mode::AuditServices).then(Services::for_this_run);
     let app = match mode {
         Mode::Bare => plain
             .route("/settings/{id}", post(set_value))
@@ -179,12 +245,13 @@ async fn run() -> Result<(), String> {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
         }
-        Mode::Audit => {
+        Mode::Audit | Mode::AuditServices => {
             let sink = JsonlFileSink::new(&dir).map_err(|e| format!("audit sink: {e}"))?;
-            let trail = AuditTrail::builder()
-                .sink(sink)
-                .build()
-                .map_err(|e| format!("audit trail: {e}"))?;
+            let mut builder = AuditTrail::builder().sink(sink);
+            if let Some(services) = &services {
+                builder = services.add_sinks(builder)?;
+            }
+            let trail = builder.build().map_err(|e| format!("audit trail: {e}"))?;
             let app = plain
                 .route("/settings/{id}", post(set_value_audited))
                 .with_state(settings)
@@ -218,6 +285,9 @@ async fn run() -> Result<(), String> {
             "audit accepted={} written={} lost={} syncs={}",
             stats.accepted, stats.written, stats.lost, stats.syncs
         );
+    }
+    if let Some(services) = services {
+        services.remove().await?;
     }
     drop(tracing_guard);
     Ok(())
