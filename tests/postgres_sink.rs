@@ -370,3 +370,70 @@ async fn an_event_with_a_nul_character_is_stored_not_stuck() {
             .unwrap();
     }
 }
+
+/// With `sslmode=require` the sink talks TLS and verifies the server: it connects when the
+/// server's certificate is trusted (here the local server's own self-signed one, for
+/// `localhost`), and refuses, saying why, when it is not.
+///
+/// `AUDIT_TEST_POSTGRES_TLS_URL` (default: the loopback server as `localhost`) and
+/// `AUDIT_TEST_POSTGRES_TLS_ROOT` (default: Debian's `ssl-cert-snakeoil.pem`, which
+/// PostgreSQL serves with `ssl = on`) name the server and its certificate.
+#[tokio::test]
+async fn tls_is_used_and_verified_when_the_url_requires_it() {
+    let Some((_, client)) = services::postgres().await else {
+        return;
+    };
+    let url = std::env::var("AUDIT_TEST_POSTGRES_TLS_URL")
+        .unwrap_or_else(|_| "postgres://postgres@localhost:5432/test?sslmode=require".to_owned());
+    let root_path = std::env::var("AUDIT_TEST_POSTGRES_TLS_ROOT")
+        .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_owned());
+    let ssl_on: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    let Ok(root) = std::fs::read(&root_path) else {
+        eprintln!(
+            "\n*** SKIPPED: no server certificate at {root_path} (AUDIT_TEST_POSTGRES_TLS_ROOT)\n"
+        );
+        return;
+    };
+    if ssl_on != "on" {
+        eprintln!("\n*** SKIPPED: the PostgreSQL server has ssl = {ssl_on}\n");
+        return;
+    }
+
+    let table = services::unique_name("audit_test");
+    let mut sink = PostgresSink::builder(&url)
+        .table(&table)
+        .tls_root_certificates_pem(root)
+        .build()
+        .unwrap();
+    let batch = events(2);
+    sink.write_batch(&batch).await.unwrap();
+    let over_tls: bool = client
+        .query_one(
+            "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'audit-layer' AND query LIKE '%' || $1 || '%'",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(over_tls, "the sink's connection is encrypted");
+    sink.close().await.unwrap();
+    let count: i64 = client
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 2);
+
+    // The same server, not trusted: Mozilla's roots do not vouch for a self-signed cert.
+    let mut untrusted = PostgresSink::builder(&url).table(&table).build().unwrap();
+    let error = untrusted.write_batch(&batch).await.unwrap_err().to_string();
+    assert!(
+        error.contains("cannot connect") && error.contains("certificate"),
+        "{error}"
+    );
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}

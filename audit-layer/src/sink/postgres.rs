@@ -45,9 +45,14 @@
 //! [`JsonlFileSink`](crate::JsonlFileSink) beside it, whose hash chain `audit verify` checks.
 //! Rows carry the event `id`, so any row can be checked against the trail.
 //!
-//! Connections are plain TCP or Unix sockets: this build has no TLS for PostgreSQL, and a URL
-//! that requires it (`sslmode=require`) is refused when the sink is built, not silently
-//! downgraded. Reach a remote database through a local TLS proxy or an SSH tunnel.
+//! # TLS
+//!
+//! With `sslmode=require` in the URL the sink connects over TLS (rustls) and verifies the
+//! server's certificate and host name against Mozilla's roots, plus any given with
+//! [`PostgresSinkBuilder::tls_root_certificates_pem`] (a private CA, a cloud provider's
+//! bundle): libpq's `verify-full`, which tokio-postgres spells `require`. Without it
+//! (`disable`, or the default `prefer`) the connection is plain TCP or a Unix socket: the
+//! sink never tries TLS it would not verify.
 //!
 //! # Example
 //!
@@ -66,15 +71,20 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use tokio::task::JoinHandle;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, NoTls, Socket, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use super::{BoxFuture, Sink, SinkError};
@@ -96,6 +106,8 @@ pub struct PostgresSink {
     create_table: bool,
     timeout: Duration,
     name: String,
+    /// Set for `sslmode=require`.
+    tls: Option<MakeRustlsConnect>,
     connections_wanted: usize,
     connections: Vec<Connection>,
     /// Every event of the batch as JSON, back to back; `ends` splits it.
@@ -111,6 +123,7 @@ impl fmt::Debug for PostgresSink {
             .field("table", &self.table.quoted)
             .field("create_table", &self.create_table)
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls.is_some())
             .field("connections", &self.connections_wanted)
             .field("connected", &self.connections.len())
             .finish()
@@ -126,6 +139,8 @@ pub struct PostgresSinkBuilder {
     create_table: bool,
     timeout: Duration,
     connections: usize,
+    /// PEM certificates to trust besides Mozilla's roots.
+    root_certificates: Vec<Vec<u8>>,
 }
 
 impl PostgresSink {
@@ -138,6 +153,7 @@ impl PostgresSink {
             create_table: true,
             timeout: DEFAULT_TIMEOUT,
             connections: 1,
+            root_certificates: Vec::new(),
         }
     }
 
@@ -183,6 +199,14 @@ impl PostgresSinkBuilder {
         self
     }
 
+    /// Trusts the certificates of `pem` (one or more `BEGIN CERTIFICATE` blocks: a private
+    /// CA, or your cloud provider's bundle) besides Mozilla's roots, for a URL with
+    /// `sslmode=require`.
+    pub fn tls_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
     /// Checks the settings and returns the sink; it connects on its first write.
     pub fn build(self) -> Result<PostgresSink, ConfigError> {
         let invalid = |reason: String| ConfigError::Sink {
@@ -195,13 +219,17 @@ impl PostgresSinkBuilder {
         if config.get_application_name().is_none() {
             config.application_name("audit-layer");
         }
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(invalid(
-                "the URL requires TLS (sslmode=require), which this sink does not support; \
-                 connect through a local TLS proxy or tunnel"
-                    .to_owned(),
-            ));
-        }
+        let tls = match config.get_ssl_mode() {
+            SslMode::Require => Some(tls_connector(&self.root_certificates).map_err(invalid)?),
+            _ if !self.root_certificates.is_empty() => {
+                return Err(invalid(
+                    "root certificates were given but the URL does not ask for TLS: add \
+                     sslmode=require"
+                        .to_owned(),
+                ));
+            }
+            _ => None,
+        };
         if self.timeout.is_zero() {
             return Err(invalid("the timeout must be more than zero".to_owned()));
         }
@@ -219,6 +247,7 @@ impl PostgresSinkBuilder {
             create_table: self.create_table,
             timeout: self.timeout,
             name,
+            tls,
             connections_wanted: self.connections,
             connections: Vec::new(),
             json: Vec::new(),
@@ -373,6 +402,54 @@ fn is_identifier(text: &str) -> bool {
         && text.len() <= 63
 }
 
+/// Connects, and drives the connection on a task of its own.
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    name: &str,
+) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error>
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = config.connect(tls).await?;
+    let name = name.to_owned();
+    let task = tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(target: "audit", sink = %name, %error, "PostgreSQL connection closed");
+        }
+    });
+    Ok((client, task))
+}
+
+/// TLS that verifies the server's certificate and name against Mozilla's roots and `pems`.
+fn tls_connector(pems: &[Vec<u8>]) -> Result<MakeRustlsConnect, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for pem in pems {
+        let mut found = 0;
+        for certificate in CertificateDer::pem_slice_iter(pem) {
+            let certificate = certificate
+                .map_err(|error| format!("a root certificate is not valid PEM: {error}"))?;
+            roots
+                .add(certificate)
+                .map_err(|error| format!("a root certificate is not usable: {error}"))?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err("a root certificate PEM holds no `BEGIN CERTIFICATE` block".to_owned());
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
 /// A live connection: the client, its prepared statements, the table's column types, and the
 /// task that drives it.
 struct Connection {
@@ -392,16 +469,16 @@ impl Drop for Connection {
 
 impl PostgresSink {
     async fn connect(&self) -> Result<Connection, SinkError> {
-        let (client, connection) = tokio::time::timeout(self.timeout, self.config.connect(NoTls))
+        let connecting = async {
+            match &self.tls {
+                Some(tls) => open(&self.config, tls.clone(), &self.name).await,
+                None => open(&self.config, NoTls, &self.name).await,
+            }
+        };
+        let (client, task) = tokio::time::timeout(self.timeout, connecting)
             .await
             .map_err(|_| SinkError::new(format!("no connection within {:?}", self.timeout)))?
-            .map_err(|error| SinkError::new(format!("cannot connect: {error}")))?;
-        let name = self.name.clone();
-        let task = tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::warn!(target: "audit", sink = %name, %error, "PostgreSQL connection closed");
-            }
-        });
+            .map_err(|error| SinkError::new(format!("cannot connect: {}", describe(&error))))?;
         let setup = async {
             if self.create_table {
                 client.batch_execute(&self.table.create_sql()).await?;
@@ -570,12 +647,23 @@ fn storable_json(json: &str) -> Cow<'_, str> {
 }
 
 /// The server's own message when there is one (`relation ... does not exist`), which
-/// tokio-postgres's Display reduces to "db error".
+/// tokio-postgres's Display reduces to "db error"; otherwise the error and its causes
+/// (`error performing TLS handshake: invalid peer certificate: UnknownIssuer`).
 fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{}: {}", db.code().code(), db.message());
     }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        let more = error.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = error.source();
+    }
+    text
 }
 
 impl Sink for PostgresSink {
@@ -670,8 +758,17 @@ mod tests {
                 .to_string()
                 .contains("not a PostgreSQL connection string")
         );
-        let error = PostgresSink::new("postgres://host/db?sslmode=require").expect_err("tls");
-        assert!(error.to_string().contains("TLS"), "{error}");
+        let error = PostgresSink::builder("postgres://host/db")
+            .tls_root_certificates_pem("not a certificate")
+            .build()
+            .expect_err("roots without sslmode=require");
+        assert!(error.to_string().contains("sslmode=require"), "{error}");
+        let error = PostgresSink::builder("postgres://host/db?sslmode=require")
+            .tls_root_certificates_pem("not a certificate")
+            .build()
+            .expect_err("no certificate");
+        assert!(error.to_string().contains("BEGIN CERTIFICATE"), "{error}");
+        assert!(PostgresSink::new("postgres://host/db?sslmode=require").is_ok());
         let error = PostgresSink::builder("postgres://host/db")
             .timeout(Duration::ZERO)
             .build()
