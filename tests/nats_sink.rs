@@ -251,3 +251,33 @@ async fn an_event_over_the_message_limit_is_published_shortened() {
     assert_eq!(messages[1].1, after[0].id.to_string());
     jetstream.delete_stream(&stream).await.unwrap();
 }
+
+/// The client lends 5,000 acknowledgement slots; a batch larger than that (a trail built
+/// with a large `batch_size`) must not wait for a slot forever.
+#[tokio::test]
+async fn a_batch_larger_than_the_clients_acknowledgement_slots_is_published() {
+    let Some((url, jetstream)) = services::nats().await else {
+        return;
+    };
+    let stream = services::unique_name("AUDIT_TEST");
+    let prefix = services::unique_name("audit_test");
+    let mut sink = NatsSink::builder(&url)
+        .stream(&stream)
+        .subject_prefix(&prefix)
+        .build()
+        .unwrap();
+    let batch = events(6000);
+    sink.write_batch(&batch).await.unwrap();
+    sink.close().await.unwrap();
+    let state = jetstream
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .state
+        .clone();
+    assert_eq!(state.messages, 6000);
+    jetstream.delete_stream(&stream).await.unwrap();
+}

@@ -2,9 +2,9 @@
 //!
 //! Each event is one message: the event's JSON as payload, on the subject
 //! `<prefix>.<category>.<action>` (`audit.sensitive.user.role.change`), so consumers can
-//! subscribe to `audit.sensitive.>` or `audit.*.auth.>`. A batch is published with every
-//! message in flight at once, and the write returns when JetStream has acknowledged each
-//! one: an acknowledged message is stored by the stream, so the sink needs no separate sync.
+//! subscribe to `audit.sensitive.>` or `audit.*.auth.>`. A batch is published with up to
+//! 1,024 messages in flight at once, and the write returns when JetStream has acknowledged
+//! each one: an acknowledged message is stored by the stream, so the sink needs no separate sync.
 //!
 //! Every message carries the event id as `Nats-Msg-Id`, so when a batch is offered again
 //! after a failure, JetStream drops the messages it already stored (within the stream's
@@ -325,18 +325,31 @@ impl NatsSink {
                         .encode_lower(&mut uuid::Uuid::encode_buffer()),
                 )
                 .expected_stream(&self.stream);
+            if self.acks.len() == MAX_IN_FLIGHT {
+                // The client lends a bounded number of acknowledgement slots (5,000): a
+                // batch larger than that would wait for a slot forever.
+                wait_for(&mut self.acks).await?;
+            }
             let ack = jetstream
                 .send_publish(self.subject.clone(), message)
                 .await
                 .map_err(|error| SinkError::new(format!("publish: {error}")))?;
             self.acks.push(ack);
         }
-        for ack in self.acks.drain(..) {
-            ack.await
-                .map_err(|error| SinkError::new(format!("not acknowledged: {error}")))?;
-        }
-        Ok(())
+        wait_for(&mut self.acks).await
     }
+}
+
+/// The most messages published before waiting for their acknowledgements.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// Waits for every acknowledgement in `acks`.
+async fn wait_for(acks: &mut Vec<PublishAckFuture>) -> Result<(), SinkError> {
+    for ack in acks.drain(..) {
+        ack.await
+            .map_err(|error| SinkError::new(format!("not acknowledged: {error}")))?;
+    }
+    Ok(())
 }
 
 /// Bytes of a message's limit kept for its headers.
@@ -396,16 +409,9 @@ impl Sink for NatsSink {
     }
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            if let Some(jetstream) = self.jetstream.take() {
-                jetstream
-                    .client()
-                    .flush()
-                    .await
-                    .map_err(|error| SinkError::new(error.to_string()))?;
-            }
-            Ok(())
-        })
+        // Every message written was acknowledged: nothing is left to flush.
+        self.jetstream = None;
+        Box::pin(async { Ok(()) })
     }
 }
 

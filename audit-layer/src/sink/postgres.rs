@@ -131,7 +131,7 @@ impl fmt::Debug for PostgresSink {
 }
 
 /// Settings of a [`PostgresSink`], from [`PostgresSink::builder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct PostgresSinkBuilder {
     url: String,
@@ -141,6 +141,24 @@ pub struct PostgresSinkBuilder {
     connections: usize,
     /// PEM certificates to trust besides Mozilla's roots.
     root_certificates: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for PostgresSinkBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may hold a password: show it parsed, as `Config` hides passwords.
+        let url: &dyn fmt::Debug = match tokio_postgres::Config::from_str(&self.url) {
+            Ok(ref config) => &format!("{config:?}"),
+            Err(_) => &"(not a connection string)",
+        };
+        f.debug_struct("PostgresSinkBuilder")
+            .field("url", url)
+            .field("table", &self.table)
+            .field("create_table", &self.create_table)
+            .field("timeout", &self.timeout)
+            .field("connections", &self.connections)
+            .field("root_certificates", &self.root_certificates.len())
+            .finish()
+    }
 }
 
 impl PostgresSink {
@@ -748,6 +766,10 @@ mod tests {
             PostgresSink::new("postgres://audit:hunter2@db.internal:6543/app").expect("valid URL");
         assert_eq!(sink.name(), "postgres:db.internal:6543/app/audit_events");
         assert!(!format!("{sink:?}").contains("hunter2"));
+        let builder = PostgresSink::builder("postgres://audit:hunter2@db.internal/app");
+        assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
+        let builder = PostgresSink::builder("host=db password=hunter2 port=x");
+        assert!(!format!("{builder:?}").contains("hunter2"), "{builder:?}");
     }
 
     #[test]
