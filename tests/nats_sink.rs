@@ -48,16 +48,9 @@ async fn each_request_becomes_one_message_on_its_subject_without_secrets() {
     let Some((url, jetstream)) = services::nats().await else {
         return;
     };
-    let stream = services::unique_name("AUDIT_TEST");
-    let prefix = services::unique_name("audit_test");
+    let (builder, stream, prefix) = own_stream(&url);
     let audit = AuditTrail::builder()
-        .sink(
-            NatsSink::builder(&url)
-                .stream(&stream)
-                .subject_prefix(&prefix)
-                .build()
-                .unwrap(),
-        )
+        .sink(builder.build().unwrap())
         .build()
         .unwrap();
     let app = Router::new()
@@ -99,16 +92,17 @@ async fn each_request_becomes_one_message_on_its_subject_without_secrets() {
 }
 
 fn events(count: usize) -> Vec<AuditEvent> {
-    (0..count)
-        .map(|index| {
-            AuditEvent::new(
-                Category::Auth,
-                "auth.login",
-                Outcome::Failure,
-                Actor::user(format!("user-{index}")),
-            )
-        })
-        .collect()
+    services::sample_events(count, Category::Auth, "auth.login")
+}
+
+/// A sink on a stream and subject prefix of the test's own, and their names.
+fn own_stream(url: &str) -> (audit_layer::NatsSinkBuilder, String, String) {
+    let stream = services::unique_name("AUDIT_TEST");
+    let prefix = services::unique_name("audit_test");
+    let builder = NatsSink::builder(url)
+        .stream(&stream)
+        .subject_prefix(&prefix);
+    (builder, stream, prefix)
 }
 
 #[tokio::test]
@@ -116,13 +110,8 @@ async fn a_batch_offered_again_is_stored_once() {
     let Some((url, jetstream)) = services::nats().await else {
         return;
     };
-    let stream = services::unique_name("AUDIT_TEST");
-    let prefix = services::unique_name("audit_test");
-    let mut sink = NatsSink::builder(&url)
-        .stream(&stream)
-        .subject_prefix(&prefix)
-        .build()
-        .unwrap();
+    let (builder, stream, prefix) = own_stream(&url);
+    let mut sink = builder.build().unwrap();
     let batch = events(600);
     sink.write_batch(&batch).await.unwrap();
     // The writer offers a batch again when it could not tell whether it was stored.
@@ -147,13 +136,10 @@ async fn a_missing_stream_holds_events_back_until_it_exists() {
     let Some((url, jetstream)) = services::nats().await else {
         return;
     };
-    let stream = services::unique_name("AUDIT_TEST");
-    let prefix = services::unique_name("audit_test");
+    let (builder, stream, prefix) = own_stream(&url);
     let audit = AuditTrail::builder()
         .sink(
-            NatsSink::builder(&url)
-                .stream(&stream)
-                .subject_prefix(&prefix)
+            builder
                 .create_stream(false)
                 .timeout(Duration::from_secs(1))
                 .build()
@@ -162,12 +148,7 @@ async fn a_missing_stream_holds_events_back_until_it_exists() {
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/hello", get(|| async { "hello" }))
-        .layer(audit.layer());
-    for _ in 0..10 {
-        app.clone().oneshot(common::get("/hello")).await.unwrap();
-    }
+    common::serve_hellos(&audit, 10).await;
     let reason = common::failing_reason(&audit).await;
     assert!(reason.contains("not acknowledged"), "{reason}");
 
@@ -211,13 +192,8 @@ async fn an_event_over_the_message_limit_is_published_shortened() {
     let Some((url, jetstream)) = services::nats().await else {
         return;
     };
-    let stream = services::unique_name("AUDIT_TEST");
-    let prefix = services::unique_name("audit_test");
-    let mut sink = NatsSink::builder(&url)
-        .stream(&stream)
-        .subject_prefix(&prefix)
-        .build()
-        .unwrap();
+    let (builder, stream, prefix) = own_stream(&url);
+    let mut sink = builder.build().unwrap();
     let mut big = AuditEvent::new(
         Category::Sensitive,
         "config.import",
@@ -259,13 +235,8 @@ async fn a_batch_larger_than_the_clients_acknowledgement_slots_is_published() {
     let Some((url, jetstream)) = services::nats().await else {
         return;
     };
-    let stream = services::unique_name("AUDIT_TEST");
-    let prefix = services::unique_name("audit_test");
-    let mut sink = NatsSink::builder(&url)
-        .stream(&stream)
-        .subject_prefix(&prefix)
-        .build()
-        .unwrap();
+    let (builder, stream, _) = own_stream(&url);
+    let mut sink = builder.build().unwrap();
     let batch = events(6000);
     sink.write_batch(&batch).await.unwrap();
     sink.close().await.unwrap();

@@ -72,24 +72,18 @@ async fn each_request_becomes_one_row_with_its_columns_and_no_secret() {
         assert!(!json.contains(secret), "{secret} reached the table: {json}");
     }
 
-    let count: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count = query_count(
+        &client,
+        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+    )
+    .await;
     assert_eq!(count, 10);
     audit.shutdown().await.unwrap();
-    let system: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE action IN ('audit.start', 'audit.stop')"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let system = query_count(
+        &client,
+        &format!("SELECT count(*) FROM {table} WHERE action IN ('audit.start', 'audit.stop')"),
+    )
+    .await;
     assert_eq!(system, 2, "audit.start and audit.stop are rows too");
     client
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -98,17 +92,19 @@ async fn each_request_becomes_one_row_with_its_columns_and_no_secret() {
 }
 
 fn events(count: usize) -> Vec<AuditEvent> {
-    (0..count)
-        .map(|index| {
-            AuditEvent::new(
-                Category::Sensitive,
-                "config.update",
-                Outcome::Success,
-                Actor::user(format!("user-{index}")),
-            )
-            .with_target(format!("config:key-{index}"))
-        })
-        .collect()
+    services::sample_events(count, Category::Sensitive, "config.update")
+}
+
+/// The one number a query returns.
+async fn query_count(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+async fn drop_table(client: &tokio_postgres::Client, table: &str) {
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -148,22 +144,16 @@ async fn a_batch_offered_again_is_stored_once() {
     expected.sort();
     expected.dedup();
     assert_eq!(ids, expected);
-    let targets: i64 = client
-        .query_one(
-            &format!("SELECT count(DISTINCT target) FROM {table} WHERE target LIKE 'config:key-%'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let targets = query_count(
+        &client,
+        &format!("SELECT count(DISTINCT target) FROM {table} WHERE target LIKE 'item:%'"),
+    )
+    .await;
     assert_eq!(
         targets, 700,
         "the 300 new events reuse the first 300 targets"
     );
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    drop_table(&client, &table).await;
 }
 
 /// With `create_table(false)` and no table, the sink fails with PostgreSQL's own message,
@@ -186,12 +176,7 @@ async fn a_missing_table_holds_events_back_until_it_exists() {
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/hello", get(|| async { "hello" }))
-        .layer(audit.layer());
-    for _ in 0..25 {
-        app.clone().oneshot(common::get("/hello")).await.unwrap();
-    }
+    common::serve_hellos(&audit, 25).await;
     let reason = common::failing_reason(&audit).await;
     assert!(
         reason.contains("does not exist") && reason.contains(&table),
@@ -200,21 +185,15 @@ async fn a_missing_table_holds_events_back_until_it_exists() {
 
     client.batch_execute(&create_sql).await.unwrap();
     common::flushed_once_healthy(&audit).await;
-    let count: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count = query_count(
+        &client,
+        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+    )
+    .await;
     assert_eq!(count, 25);
     assert_eq!(audit.health(), Health::Healthy);
     audit.shutdown().await.unwrap();
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    drop_table(&client, &table).await;
 }
 
 /// The sink survives its connection being killed: the next batch reconnects.
@@ -229,12 +208,7 @@ async fn a_killed_connection_is_replaced_and_nothing_is_lost() {
         .retry_backoff(Duration::from_millis(20), Duration::from_millis(100))
         .build()
         .unwrap();
-    let app = Router::new()
-        .route("/hello", get(|| async { "hello" }))
-        .layer(audit.layer());
-    for _ in 0..5 {
-        app.clone().oneshot(common::get("/hello")).await.unwrap();
-    }
+    common::serve_hellos(&audit, 5).await;
     audit.flush().await.unwrap();
     let killed: i64 = client
         .query_one(
@@ -246,24 +220,16 @@ async fn a_killed_connection_is_replaced_and_nothing_is_lost() {
         .unwrap()
         .get(0);
     assert_eq!(killed, 1, "the sink's connection was found and terminated");
-    for _ in 0..5 {
-        app.clone().oneshot(common::get("/hello")).await.unwrap();
-    }
+    common::serve_hellos(&audit, 5).await;
     common::flushed_once_healthy(&audit).await;
-    let count: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let count = query_count(
+        &client,
+        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+    )
+    .await;
     assert_eq!(count, 10);
     audit.shutdown().await.unwrap();
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    drop_table(&client, &table).await;
 }
 
 #[test]
@@ -309,10 +275,7 @@ async fn a_table_made_with_jsonb_is_written_too() {
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0].get::<_, &str>(0), "jsonb");
     assert_eq!(rows[0].get::<_, &str>(1), "user-0");
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    drop_table(&client, &table).await;
 }
 
 /// PostgreSQL text cannot hold a NUL character, nor `jsonb` a `\u0000` escape. An event
@@ -364,10 +327,7 @@ async fn an_event_with_a_nul_character_is_stored_not_stuck() {
             "{column}: only the NUL is replaced, not the escaped text that looks like one"
         );
         sink.close().await.unwrap();
-        client
-            .batch_execute(&format!("DROP TABLE {table}"))
-            .await
-            .unwrap();
+        drop_table(&client, &table).await;
     }
 }
 
@@ -418,11 +378,7 @@ async fn tls_is_used_and_verified_when_the_url_requires_it() {
         .get(0);
     assert!(over_tls, "the sink's connection is encrypted");
     sink.close().await.unwrap();
-    let count: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count = query_count(&client, &format!("SELECT count(*) FROM {table}")).await;
     assert_eq!(count, 2);
 
     // The same server, not trusted: Mozilla's roots do not vouch for a self-signed cert.
@@ -432,8 +388,5 @@ async fn tls_is_used_and_verified_when_the_url_requires_it() {
         error.contains("cannot connect") && error.contains("certificate"),
         "{error}"
     );
-    client
-        .batch_execute(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    drop_table(&client, &table).await;
 }

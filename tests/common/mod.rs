@@ -102,3 +102,19 @@ pub async fn flushed_once_healthy(audit: &AuditTrail) {
         audit.health()
     );
 }
+
+/// Serves `count` `GET /hello` requests through `audit`'s layer, each answered `hello`.
+pub async fn serve_hellos(audit: &AuditTrail, count: usize) {
+    use tower::ServiceExt as _;
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hello" }))
+        .layer(audit.layer());
+    for _ in 0..count {
+        let response = app
+            .clone()
+            .oneshot(get("/hello"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), 200);
+    }
+}

@@ -62,6 +62,26 @@ pub async fn nats() -> Option<(String, async_nats::jetstream::Context)> {
     }
 }
 
+/// `count` events of one kind, by actors `user-0`, `user-1`, ..., on targets `item:0`,
+/// `item:1`, ...
+pub fn sample_events(
+    count: usize,
+    category: audit_layer::Category,
+    action: &'static str,
+) -> Vec<audit_layer::AuditEvent> {
+    (0..count)
+        .map(|index| {
+            audit_layer::AuditEvent::new(
+                category,
+                action,
+                audit_layer::Outcome::Success,
+                audit_layer::Actor::user(format!("user-{index}")),
+            )
+            .with_target(format!("item:{index}"))
+        })
+        .collect()
+}
+
 /// A name no other test run uses: `prefix` and a random suffix.
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())

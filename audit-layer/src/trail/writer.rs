@@ -394,15 +394,9 @@ impl Writer {
     /// server, another writes.
     async fn deliver(&mut self) {
         let now = Instant::now();
-        let round = Round {
-            pending: &self.pending,
-            base: self.base,
-            durable_upto: self.durable_upto,
-            settings: &self.settings,
-            counters: &self.counters,
-        };
+        let (sinks, round) = self.round();
         join_all(
-            self.sinks
+            sinks
                 .iter_mut()
                 .filter(|slot| !slot.waiting(now))
                 .map(|slot| slot.deliver(&round)),
@@ -415,6 +409,18 @@ impl Writer {
     /// synced at the same time.
     async fn sync(&mut self, all: bool) {
         let now = Instant::now();
+        let (sinks, round) = self.round();
+        join_all(
+            sinks
+                .iter_mut()
+                .filter(|slot| slot.synced < slot.written && !slot.waiting(now))
+                .map(|slot| slot.sync(&round, all, now)),
+        )
+        .await;
+    }
+
+    /// The sinks, and what each one's part of a round reads.
+    fn round(&mut self) -> (&mut [SinkSlot], Round<'_>) {
         let round = Round {
             pending: &self.pending,
             base: self.base,
@@ -422,13 +428,7 @@ impl Writer {
             settings: &self.settings,
             counters: &self.counters,
         };
-        join_all(
-            self.sinks
-                .iter_mut()
-                .filter(|slot| slot.synced < slot.written && !slot.waiting(now))
-                .map(|slot| slot.sync(&round, all, now)),
-        )
-        .await;
+        (&mut self.sinks, round)
     }
 
     async fn periodic_flush(&mut self) {
