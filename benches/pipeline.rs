@@ -118,9 +118,11 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
         .enable_all()
         .build()
         .expect("runtime");
-    let fresh = || -> Vec<AuditEvent> {
+    let fresh_batch = |len: usize| -> Vec<AuditEvent> {
         batch
             .iter()
+            .cycle()
+            .take(len)
             .map(|event| {
                 let mut event = event.clone();
                 event.id = uuid::Uuid::now_v7();
@@ -128,13 +130,15 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
             })
             .collect()
     };
+    let fresh = || fresh_batch(batch.len());
     let mut group = c.benchmark_group("service_sinks");
     group.throughput(Throughput::Elements(batch.len() as u64));
     group.sample_size(20);
 
     let postgres_url = std::env::var("AUDIT_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    for connections in [1, 2] {
+    // A trail built with `.batch_size(4096)` hands the sink batches of 4,096.
+    for (len, connections) in [(512, 1), (512, 2), (4096, 1)] {
         let table = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
         let mut sink = PostgresSink::builder(&postgres_url)
             .table(&table)
@@ -145,11 +149,12 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
             eprintln!("*** SKIPPED postgres sink bench: {postgres_url}: {error}");
             break;
         }
+        group.throughput(Throughput::Elements(len as u64));
         group.bench_function(
-            format!("postgres_write_batch_512_{connections}_connections"),
+            format!("postgres_write_batch_{len}_{connections}_connections"),
             |b| {
                 b.iter_batched(
-                    fresh,
+                    || fresh_batch(len),
                     |events| runtime.block_on(sink.write_batch(&events)).expect("insert"),
                     criterion::BatchSize::PerIteration,
                 )
@@ -170,6 +175,7 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
 
     let nats_url =
         std::env::var("AUDIT_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    group.throughput(Throughput::Elements(batch.len() as u64));
     let stream = format!("AUDIT_BENCH_{}", uuid::Uuid::new_v4().simple());
     let prefix = format!("audit_bench_{}", uuid::Uuid::new_v4().simple());
     let mut sink = NatsSink::builder(&nats_url)
