@@ -150,7 +150,9 @@ async fn run() -> Result<(), String> {
 
     let mut builder = AuditTrail::builder().sink(file_sink(&settings.audit_dir)?);
     // Copies for queries and consumers; the file trail stays the tamper-evident record.
-    // Both connect in the background: a server that is down only delays their copy.
+    // Both connect on their first write. Every sink must hold an event before it counts
+    // as written: while a server is down its events wait, /health reports it, and
+    // sensitive requests wait for it under the default `block` policy.
     let mut copies = Vec::new();
     if let Some(url) = &settings.postgres_url {
         let sink = PostgresSink::new(url).map_err(|e| format!("AUDIT_POSTGRES_URL: {e}"))?;
