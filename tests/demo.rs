@@ -81,6 +81,10 @@ async fn demo_records_requests_logins_and_flushes_on_sigterm() {
     assert_eq!(status, 200);
     assert!(metrics.contains("audit_events_written_total"), "{metrics}");
     assert!(metrics.contains("audit_sync_seconds"), "{metrics}");
+    assert!(
+        metrics.contains("audit_sink_pending_events{sink=\"jsonl:"),
+        "{metrics}"
+    );
 
     let status = demo.terminate();
     assert!(

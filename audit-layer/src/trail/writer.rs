@@ -473,6 +473,11 @@ impl Writer {
             }
         }
         let accepted = self.accepted();
+        for slot in &self.sinks {
+            // How far behind each sink is: a slow database or broker shows here first.
+            metrics::gauge!("audit_sink_pending_events", "sink" => slot.sink.name().to_owned())
+                .set((accepted - slot.written) as f64);
+        }
         let failing = self
             .sinks
             .iter()
