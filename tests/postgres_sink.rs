@@ -72,11 +72,7 @@ async fn each_request_becomes_one_row_with_its_columns_and_no_secret() {
         assert!(!json.contains(secret), "{secret} reached the table: {json}");
     }
 
-    let count = query_count(
-        &client,
-        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
-    )
-    .await;
+    let count = request_rows(&client, &table).await;
     assert_eq!(count, 10);
     audit.shutdown().await.unwrap();
     let system = query_count(
@@ -98,6 +94,15 @@ fn events(count: usize) -> Vec<AuditEvent> {
 /// The one number a query returns.
 async fn query_count(client: &tokio_postgres::Client, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// The rows of `table` recorded for HTTP requests (`http.request`).
+async fn request_rows(client: &tokio_postgres::Client, table: &str) -> i64 {
+    query_count(
+        client,
+        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
+    )
+    .await
 }
 
 async fn drop_table(client: &tokio_postgres::Client, table: &str) {
@@ -185,11 +190,7 @@ async fn a_missing_table_holds_events_back_until_it_exists() {
 
     client.batch_execute(&create_sql).await.unwrap();
     common::flushed_once_healthy(&audit).await;
-    let count = query_count(
-        &client,
-        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
-    )
-    .await;
+    let count = request_rows(&client, &table).await;
     assert_eq!(count, 25);
     assert_eq!(audit.health(), Health::Healthy);
     audit.shutdown().await.unwrap();
@@ -222,11 +223,7 @@ async fn a_killed_connection_is_replaced_and_nothing_is_lost() {
     assert_eq!(killed, 1, "the sink's connection was found and terminated");
     common::serve_hellos(&audit, 5).await;
     common::flushed_once_healthy(&audit).await;
-    let count = query_count(
-        &client,
-        &format!("SELECT count(*) FROM {table} WHERE action = 'http.request'"),
-    )
-    .await;
+    let count = request_rows(&client, &table).await;
     assert_eq!(count, 10);
     audit.shutdown().await.unwrap();
     drop_table(&client, &table).await;
