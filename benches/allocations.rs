@@ -7,15 +7,14 @@
 //! thread. The file sink's own share is measured apart (a batch of events written directly),
 //! so the layer's share on the request path is the difference.
 
-use std::net::SocketAddr;
-
 use audit_layer::{AuditEvent, AuditTrail, JsonlFileSink, Outcome, Sink};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::routing::get;
-use http::Request;
+use http::{Method, Request};
 use tower::ServiceExt;
+
+mod common;
 
 // dhat's allocator counts every allocation of the process (the workspace forbids the
 // `unsafe` a hand-written counting allocator would need).
@@ -27,12 +26,7 @@ fn allocations() -> u64 {
 }
 
 fn request() -> Request<Body> {
-    let peer: SocketAddr = "192.0.2.10:50000".parse().expect("address");
-    Request::get("/hello?page=2")
-        .header("user-agent", "bench/1.0")
-        .extension(ConnectInfo(peer))
-        .body(Body::empty())
-        .expect("request")
+    common::request(Method::GET, "/hello?page=2")
 }
 
 /// Allocations per request over `n` requests, once warm.

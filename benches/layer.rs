@@ -8,86 +8,28 @@
 //!
 //! `cargo bench --bench layer`
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-
-use audit_layer::{
-    AuditTrail, Auditable, BoxError, JsonlFileSink, MemorySink, Snapshot, sensitive,
-};
+use audit_layer::{AuditTrail, JsonlFileSink, MemorySink};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::routing::{get, post};
+use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::Request;
-use serde::Serialize;
+use http::{Method, Request};
 use tower::ServiceExt;
+
+mod common;
+#[path = "common/settings.rs"]
+mod settings;
 
 fn router() -> Router {
     Router::new().route("/hello", get(|| async { "hello" }))
 }
 
 fn get_request() -> Request<Body> {
-    let peer: SocketAddr = "192.0.2.10:50000".parse().expect("address");
-    Request::get("/hello?page=2")
-        .header("user-agent", "bench/1.0")
-        .extension(ConnectInfo(peer))
-        .body(Body::empty())
-        .expect("request")
-}
-
-#[derive(Clone, Serialize, Auditable)]
-#[audit(resource = "setting")]
-struct Setting {
-    #[audit(id)]
-    id: u64,
-    value: u64,
-    #[audit(redact)]
-    secret: String,
-}
-
-#[derive(Clone, Default)]
-struct Settings(Arc<RwLock<HashMap<u64, Setting>>>);
-
-impl Settings {
-    fn bump(&self, id: u64) -> u64 {
-        let mut settings = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let setting = settings.entry(id).or_insert_with(|| Setting {
-            id,
-            value: 0,
-            secret: "s3cret".to_owned(),
-        });
-        setting.value += 1;
-        setting.value
-    }
-}
-
-impl Snapshot<Settings> for Setting {
-    type Key = u64;
-
-    async fn load(settings: &Settings, id: &u64) -> Result<Option<Self>, BoxError> {
-        let settings = settings.0.read().unwrap_or_else(|e| e.into_inner());
-        Ok(settings.get(id).cloned())
-    }
-}
-
-async fn bump(State(settings): State<Settings>, Path(id): Path<u64>) -> String {
-    settings.bump(id).to_string()
-}
-
-#[sensitive(action = "setting.bump", resource = Setting, key = id)]
-async fn bump_audited(State(settings): State<Settings>, Path(id): Path<u64>) -> String {
-    settings.bump(id).to_string()
+    common::request(Method::GET, "/hello?page=2")
 }
 
 fn post_request() -> Request<Body> {
-    let peer: SocketAddr = "192.0.2.10:50000".parse().expect("address");
-    Request::post("/settings/7")
-        .header("user-agent", "bench/1.0")
-        .extension(ConnectInfo(peer))
-        .body(Body::empty())
-        .expect("request")
+    common::request(Method::POST, "/settings/7")
 }
 
 fn layer(c: &mut Criterion) {
@@ -122,17 +64,12 @@ fn layer(c: &mut Criterion) {
         .build()
         .expect("trail");
     let mut group = c.benchmark_group("post_sensitive");
-    let bare = Router::new()
-        .route("/settings/{id}", post(bump))
-        .with_state(Settings::default());
+    let bare = settings::router(None);
     group.bench_function("bare", |b| {
         b.to_async(&runtime)
             .iter(|| async { bare.clone().oneshot(post_request()).await })
     });
-    let audited = Router::new()
-        .route("/settings/{id}", post(bump_audited))
-        .with_state(Settings::default())
-        .layer(memory_trail.layer());
+    let audited = settings::router(Some(&memory_trail));
     group.bench_function("audited_memory_trail", |b| {
         b.to_async(&runtime)
             .iter(|| async { audited.clone().oneshot(post_request()).await })

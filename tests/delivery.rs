@@ -56,6 +56,34 @@ impl Sink for FlakySink {
     }
 }
 
+/// Panics while `panics` is above zero (in the call itself, then in the future it returns,
+/// by turns), then stores into `inner`.
+struct PanickySink {
+    inner: MemorySink,
+    panics: Arc<AtomicUsize>,
+    calls: usize,
+}
+
+impl Sink for PanickySink {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        events: &'a [AuditEvent],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        self.calls += 1;
+        if self.panics.load(Ordering::SeqCst) > 0 {
+            if self.calls.is_multiple_of(2) {
+                panic!("disk on fire");
+            }
+            return Box::pin(async { panic!("disk on fire") });
+        }
+        self.inner.write_batch(events)
+    }
+}
+
 /// Stores into `inner`, slowly (the writer thread may block).
 struct SlowSink {
     inner: MemorySink,
@@ -130,6 +158,44 @@ async fn a_sink_that_fails_then_recovers_loses_nothing() {
         .collect();
     assert_eq!(ids.len(), 50, "each event exactly once");
     assert_eq!(audit.stats().written, 51, "the requests and `audit.start`");
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sink_that_panics_is_a_failing_sink_and_loses_nothing() {
+    let stored = MemorySink::new();
+    let panics = Arc::new(AtomicUsize::new(1));
+    let audit = AuditTrail::builder()
+        .sink(PanickySink {
+            inner: stored.clone(),
+            panics: panics.clone(),
+            calls: 0,
+        })
+        .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
+        .failing_after(1)
+        .build()
+        .unwrap();
+    let app = hello(&audit);
+    send_hellos(&app, 30).await;
+
+    // The writer thread survives the panics, and health says what happened.
+    let reason = common::failing_reason(&audit).await;
+    assert!(
+        reason.contains("the sink panicked: disk on fire"),
+        "{reason}"
+    );
+    common::eventually(|| audit.stats().write_errors >= 2).await;
+    assert!(stored.request_events().is_empty());
+    send_hellos(&app, 10).await;
+
+    // Once it stops panicking, every kept event is stored, once.
+    panics.store(0, Ordering::SeqCst);
+    common::flushed_once_healthy(&audit).await;
+    let ids: std::collections::HashSet<_> = stored.request_events().iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 40, "each event exactly once");
+    assert_eq!(stored.request_events().len(), 40);
+    assert_eq!(audit.stats().written, 41, "the requests and `audit.start`");
+    assert_eq!(audit.stats().lost, 0);
     audit.shutdown().await.unwrap();
 }
 

@@ -403,6 +403,8 @@ async fn a_full_disk_under_the_file_sink_loses_nothing_and_the_trail_verifies() 
         error.to_string().contains("injected write failure"),
         "{error}"
     );
+    // Told that the flush failed, a caller reads a failing trail, never a healthy one.
+    assert!(audit.health().is_failing(), "{:?}", audit.health());
     faults.heal();
     common::eventually(|| audit.health() == Health::Healthy).await;
     audit.flush().await.unwrap();

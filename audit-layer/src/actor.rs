@@ -69,7 +69,7 @@ impl Actor {
         Self::new(ANONYMOUS_ID, ActorKind::Anonymous)
     }
 
-    fn new(id: impl Into<String>, kind: ActorKind) -> Self {
+    pub(crate) fn new(id: impl Into<String>, kind: ActorKind) -> Self {
         Self {
             id: id.into(),
             kind,
@@ -122,7 +122,8 @@ pub enum ActorKind {
 /// Finds the actor of a request from its head, for applications whose authentication leaves
 /// no [`Actor`] in the extensions. Called once per request, when the request arrives.
 ///
-/// Any `Fn(&http::request::Parts) -> Option<Actor>` closure is a resolver.
+/// Any `Fn(&http::request::Parts) -> Option<Actor>` closure is a resolver. One that panics
+/// is logged and counts as `None`: the request is still served and recorded.
 pub trait ResolveActor: Send + Sync + 'static {
     /// The actor of this request, if it can tell.
     fn resolve(&self, parts: &http::request::Parts) -> Option<Actor>;

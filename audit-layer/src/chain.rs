@@ -189,7 +189,7 @@ fn itoa_buffer() -> [u8; 20] {
 }
 
 /// Formats `value` in decimal into `buf`, returning the digits.
-fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
+pub(crate) fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut start = buf.len();
     loop {
         start -= 1;
@@ -202,25 +202,38 @@ fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
     &buf[start..]
 }
 
-/// Appends one chained line (with its newline) for an event serialized as `event`.
-pub(crate) fn encode_line(
+/// Appends one chained line (with its newline) and returns its hash. `write_members`
+/// appends the event's JSON without its opening brace (`"schema":...}`), which the chain
+/// fields replace.
+///
+/// The event is written once, in place: the line's `hash` is a placeholder until the
+/// event's bytes are there to hash. If `write_members` fails, `out` is left as it was.
+pub(crate) fn append_line<E>(
     out: &mut Vec<u8>,
+    key: Option<&ChainKey>,
     seq: u64,
-    prev_hash: &[u8],
-    hash: &[u8],
-    event: &[u8],
-) {
+    prev_hash: &LinkHash,
+    write_members: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<LinkHash, E> {
+    let start = out.len();
     let mut seq_text = itoa_buffer();
     out.extend_from_slice(b"{\"seq\":");
     out.extend_from_slice(format_u64(seq, &mut seq_text));
     out.extend_from_slice(b",\"prev_hash\":\"");
-    out.extend_from_slice(prev_hash);
+    out.extend_from_slice(prev_hash.as_bytes());
     out.extend_from_slice(b"\",\"hash\":\"");
-    out.extend_from_slice(hash);
+    let hash_at = out.len();
+    out.extend_from_slice(LinkHash::GENESIS.as_bytes());
     out.extend_from_slice(b"\",");
-    // The event's own opening brace is replaced by the chain fields.
-    out.extend_from_slice(event.get(1..).unwrap_or_default());
+    let members_at = out.len();
+    if let Err(error) = write_members(out) {
+        out.truncate(start);
+        return Err(error);
+    }
+    let hash = link_hash_parts(key, prev_hash.as_bytes(), seq, &[b"{", &out[members_at..]]);
+    out[hash_at..hash_at + hash.as_bytes().len()].copy_from_slice(hash.as_bytes());
     out.push(b'\n');
+    Ok(hash)
 }
 
 /// One line of a chained file, split into its parts.
@@ -240,7 +253,7 @@ impl ChainedLine<'_> {
     }
 }
 
-/// Parses a line (without its newline) written by [`encode_line`]; `None` if it is not one.
+/// Parses a line (without its newline) written by [`append_line`]; `None` if it is not one.
 pub(crate) fn parse_line(line: &[u8]) -> Option<ChainedLine<'_>> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -280,8 +293,13 @@ mod tests {
     fn a_line_round_trips_and_verifies() {
         let event = br#"{"schema":"audit/1","id":"x"}"#;
         let hash = link_hash(None, GENESIS, 12, event);
-        let mut line = Vec::new();
-        encode_line(&mut line, 12, GENESIS.as_bytes(), hash.as_bytes(), event);
+        let mut line = b"before".to_vec();
+        let appended = append_line(&mut line, None, 12, &LinkHash::GENESIS, |out| {
+            out.extend_from_slice(&event[1..]);
+            Ok::<_, ()>(())
+        });
+        assert_eq!(appended, Ok(hash));
+        let line = line.split_off(b"before".len());
         assert!(line.ends_with(b"}\n"));
         let text = std::str::from_utf8(&line).unwrap();
         assert!(text.starts_with(r#"{"seq":12,"prev_hash":"000"#), "{text}");
@@ -293,6 +311,17 @@ mod tests {
         assert_eq!(parsed.seq, 12);
         assert_eq!(parsed.hash, hash.as_str());
         assert_eq!(parsed.expected_hash(None), hash);
+    }
+
+    #[test]
+    fn a_failed_event_leaves_the_buffer_as_it_was() {
+        let mut out = b"kept\n".to_vec();
+        let appended = append_line(&mut out, None, 3, &LinkHash::GENESIS, |out| {
+            out.extend_from_slice(b"\"schema\":");
+            Err("cannot encode")
+        });
+        assert_eq!(appended, Err("cannot encode"));
+        assert_eq!(out, b"kept\n");
     }
 
     #[test]

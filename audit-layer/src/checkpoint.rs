@@ -3,10 +3,11 @@
 //!
 //! Every N events or T seconds, at each file rotation and at shutdown, the file sink appends
 //! a [`Checkpoint`] to `checkpoints.jsonl`: the seq range it covers, the last hash, the file
-//! and the SHA-256 of its content so far, the time, and the previous checkpoint's signature,
-//! all signed. As with AWS CloudTrail's digest files, the checkpoints form a chain of their
-//! own, and a trail whose events or checkpoints were rewritten no longer matches any
-//! signature the attacker could produce.
+//! and its length so far, the time, and the previous checkpoint's signature, all signed.
+//! The last hash covers the file's content byte for byte (see [`crate::chain`]), so the
+//! content is not hashed a second time. As with AWS CloudTrail's digest files, the
+//! checkpoints form a chain of their own, and a trail whose events or checkpoints were
+//! rewritten no longer matches any signature the attacker could produce.
 //!
 //! Keys are 32-byte Ed25519 seeds stored as hex; the public key is 32 bytes of hex.
 //!
@@ -51,10 +52,15 @@ pub struct Checkpoint {
     pub last_hash: String,
     /// The file holding event `seq_to`, without `.gz`.
     pub file: String,
-    /// That file's length when the checkpoint was written.
+    /// That file's length (uncompressed) when the checkpoint was written. With `last_hash`
+    /// it pins the file's content: a verifier accepts only lines in the exact form the
+    /// chain hashes, so the chain's last hash covers every byte of the file before it.
     pub file_len: u64,
-    /// The SHA-256 of the file's first `file_len` bytes (uncompressed).
-    pub file_sha256: String,
+    /// The SHA-256 of the file's first `file_len` bytes, as checkpoints written before
+    /// 2026-11-23 carry it (and sign it). New checkpoints leave it out: `last_hash` already
+    /// covers those bytes. Kept so that the old checkpoints' signatures still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
     /// When it was written.
     pub time: Timestamp,
     /// `sha256` or `hmac-sha256`.
@@ -292,7 +298,7 @@ mod tests {
             last_hash: "ab".repeat(32),
             file: "audit-2026-11-22.jsonl".into(),
             file_len: 100,
-            file_sha256: "cd".repeat(32),
+            file_sha256: None,
             time: Timestamp::from_unix_micros(1),
             chain: "sha256".into(),
             chain_key_id: None,
@@ -314,8 +320,28 @@ mod tests {
         forged.seq_to = 10;
         assert!(!forged.verify(&key.public_key()));
         let json = serde_json::to_string(&cp).unwrap();
+        assert!(!json.contains("file_sha256"), "{json}");
         let back: Checkpoint = serde_json::from_str(&json).unwrap();
         assert!(back.verify(&key.public_key()));
+    }
+
+    #[test]
+    fn checkpoints_that_carry_a_file_digest_still_verify() {
+        // As written before checkpoints stopped hashing the file a second time.
+        let key = CheckpointKey::generate().unwrap();
+        let mut old = checkpoint();
+        old.file_sha256 = Some("cd".repeat(32));
+        key.sign(&mut old);
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(
+            json.contains(r#""file_len":100,"file_sha256":"cdcd"#),
+            "{json}"
+        );
+        let back: Checkpoint = serde_json::from_str(&json).unwrap();
+        assert!(back.verify(&key.public_key()));
+        let mut forged = back;
+        forged.file_sha256 = Some("ab".repeat(32));
+        assert!(!forged.verify(&key.public_key()));
     }
 
     #[test]

@@ -102,6 +102,7 @@ impl AuditContext {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    #[cfg(feature = "axum")]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }

@@ -27,8 +27,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
+use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
 
 use crate::actor::Actor;
+
+mod json;
+pub(crate) use json::{write_event, write_event_members};
 
 /// The value of every event's `schema` field.
 pub const SCHEMA: &str = "audit/1";
@@ -43,7 +47,8 @@ pub const SCHEMA: &str = "audit/1";
 pub struct AuditEvent {
     /// Always [`SCHEMA`] (`"audit/1"`).
     pub schema: Cow<'static, str>,
-    /// A UUID v7: unique, and ordered by creation time.
+    /// A UUID v7: unique, and ordered by creation time (to the millisecond; strictly among
+    /// the events of one thread).
     pub id: Uuid,
     /// When the request arrived (or the action happened), UTC, microseconds.
     pub time: Timestamp,
@@ -87,6 +92,22 @@ pub struct AuditEvent {
     pub changes: Option<Vec<Change>>,
 }
 
+/// A UUID v7 created at `time`, so that an event's id and time come from one clock reading.
+///
+/// The counter that orders ids within a millisecond is per thread: request threads never
+/// contend for a lock, as they would for `Uuid::now_v7`'s process-wide one.
+pub(crate) fn event_id(time: SystemTime) -> Uuid {
+    thread_local! {
+        static CONTEXT: ContextV7 = const { ContextV7::new() };
+    }
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        ThreadLocalContext::new(&CONTEXT),
+        since_epoch.as_secs(),
+        since_epoch.subsec_nanos(),
+    ))
+}
+
 impl AuditEvent {
     /// A new event with a fresh id and the current time, and no request.
     pub fn new(
@@ -108,7 +129,7 @@ impl AuditEvent {
     ) -> Self {
         Self {
             schema: Cow::Borrowed(SCHEMA),
-            id: Uuid::now_v7(),
+            id: event_id(SystemTime::now()),
             time,
             category,
             action: action.into(),
@@ -377,8 +398,15 @@ pub struct ResponseInfo {
 /// A point in time with microsecond precision, serialized as RFC 3339 UTC
 /// (`2026-11-22T17:54:18.123456Z`). Finer precision is truncated on construction, so a
 /// timestamp survives a round trip through JSON unchanged.
+///
+/// RFC 3339 has four-digit years: a time before 1970 or after 9999 is clamped to
+/// `1970-01-01T00:00:00.000000Z` or `9999-12-31T23:59:59.999999Z` on construction, so that
+/// every timestamp can be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(SystemTime);
+
+/// 9999-12-31T23:59:59.999999Z, in microseconds since the Unix epoch.
+const MAX_UNIX_MICROS: u64 = 253_402_300_799_999_999;
 
 impl Timestamp {
     /// The current time.
@@ -408,25 +436,70 @@ impl Timestamp {
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
     }
 
-    /// The time truncated to whole microseconds, as serialized.
+    /// The time `micros` after the Unix epoch (clamped to the end of year 9999).
     pub fn from_unix_micros(micros: u64) -> Self {
-        Self(UNIX_EPOCH + Duration::from_micros(micros))
+        Self(UNIX_EPOCH + Duration::from_micros(micros.min(MAX_UNIX_MICROS)))
+    }
+
+    /// The RFC 3339 text (`2026-11-22T17:54:18.123456Z`): always 27 ASCII bytes.
+    pub(crate) fn rfc3339(self) -> [u8; 27] {
+        let micros = self.unix_micros();
+        let secs = micros / 1_000_000;
+        let (year, month, day) = civil_from_days(secs / 86_400);
+        let second_of_day = secs % 86_400;
+        let mut text = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut text[0..4], year);
+        put_digits(&mut text[5..7], month);
+        put_digits(&mut text[8..10], day);
+        put_digits(&mut text[11..13], second_of_day / 3600);
+        put_digits(&mut text[14..16], second_of_day / 60 % 60);
+        put_digits(&mut text[17..19], second_of_day % 60);
+        put_digits(&mut text[20..26], micros % 1_000_000);
+        text
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of a day counted from 1970-01-01: Howard
+/// Hinnant's `civil_from_days`, for days on or after the epoch.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Writes `value`'s last `digits.len()` decimal digits, zero-padded.
+fn put_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
 impl From<SystemTime> for Timestamp {
     fn from(time: SystemTime) -> Self {
-        let truncated = match time.duration_since(UNIX_EPOCH) {
-            Ok(since) => UNIX_EPOCH + Duration::new(since.as_secs(), since.subsec_micros() * 1000),
-            Err(_) => time,
-        };
-        Self(truncated)
+        let micros = time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+        });
+        Self::from_unix_micros(micros)
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&humantime::format_rfc3339_micros(self.0), f)
+        // Only ASCII digits and separators are written.
+        f.write_str(std::str::from_utf8(&self.rfc3339()).unwrap_or_default())
     }
 }
 
@@ -454,6 +527,65 @@ pub struct TimestampError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_unique_across_threads_and_ordered_within_one() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let now = SystemTime::now();
+                    (0..10_000).map(|_| event_id(now)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for thread in threads {
+            let ids = thread.join().unwrap();
+            assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+            assert!(ids.iter().all(|id| id.get_version_num() == 7));
+            all.extend(ids);
+        }
+        assert_eq!(all.len(), 40_000);
+    }
+
+    #[test]
+    fn timestamps_are_written_as_humantime_writes_them() {
+        let mut micros: u64 = 0;
+        // Every day of the first years, then strides across the whole range.
+        while micros <= MAX_UNIX_MICROS {
+            let time = Timestamp::from_unix_micros(micros);
+            assert_eq!(
+                time.to_string(),
+                humantime::format_rfc3339_micros(time.as_system_time()).to_string()
+            );
+            micros += if micros < 4_000 * 86_400_000_000 {
+                86_399_999_999
+            } else {
+                1_234_567_890_123_457
+            };
+        }
+        for text in [
+            "2000-02-29T12:00:00.000001Z",
+            "2100-03-01T00:00:00.000000Z",
+            "2400-02-29T23:59:59.999999Z",
+        ] {
+            assert_eq!(Timestamp::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn times_outside_four_digit_years_are_clamped_not_a_panic() {
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(
+            Timestamp::from(before).to_string(),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        let last = "9999-12-31T23:59:59.999999Z";
+        assert_eq!(Timestamp::from_unix_micros(u64::MAX).to_string(), last);
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(Timestamp::from(far).to_string(), last);
+        assert_eq!(Timestamp::parse(last).unwrap().to_string(), last);
+    }
 
     #[test]
     fn timestamp_has_microseconds_and_round_trips() {

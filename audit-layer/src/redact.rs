@@ -139,8 +139,12 @@ impl SecretNames {
             Some(squashed) => Cow::Borrowed(squashed),
             None => Cow::Owned(squash(&decoded)),
         };
+        // The length test first: setting up a substring search costs more than most names.
         if self.squashed.iter().any(|entry| {
-            *entry == squashed || (entry.len() >= 5 && squashed.contains(entry.as_str()))
+            *entry == squashed
+                || (entry.len() >= 5
+                    && squashed.len() > entry.len()
+                    && squashed.contains(entry.as_str()))
         }) {
             return true;
         }

@@ -1,9 +1,10 @@
 //! The request id: kept from the client when it is safe, generated otherwise.
 //!
 //! An incoming `x-request-id` (the header name is configurable) is kept only if it is 1 to
-//! 128 bytes of `[A-Za-z0-9._:-]`; anything else is replaced by a fresh UUID v7, so a client
-//! cannot inject text into the trail or into log lines that quote the id. The id is put in the
-//! request extensions for handlers and set on the response.
+//! 128 bytes of `[A-Za-z0-9._:-]`; anything else is replaced by a fresh UUID v7 (the id of the
+//! request's event), so a client cannot inject text into the trail or into log lines that
+//! quote the id. The id is put in the request extensions for handlers and set on the
+//! response.
 //!
 //! # Example
 //!
@@ -17,9 +18,12 @@
 //! ```
 
 use std::fmt;
+use std::time::SystemTime;
 
 use http::HeaderValue;
 use uuid::Uuid;
+
+use crate::event::event_id;
 
 /// The longest request id kept from a client, in bytes.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -37,8 +41,12 @@ pub struct RequestId(
 impl RequestId {
     /// A fresh UUID v7 id.
     pub fn generate() -> Self {
+        Self::from_uuid(event_id(SystemTime::now()))
+    }
+
+    fn from_uuid(id: Uuid) -> Self {
         let mut buf = Uuid::encode_buffer();
-        let text = Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+        let text = id.hyphenated().encode_lower(&mut buf);
         Self(HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("-")))
     }
 
@@ -51,11 +59,12 @@ impl RequestId {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
     }
 
-    /// The incoming header's id if acceptable, else a fresh one.
-    pub(crate) fn from_header(value: Option<&HeaderValue>) -> Self {
+    /// The incoming header's id if acceptable, else `fresh` (the layer passes its event's
+    /// id: a request that brings no id of its own is known by its event's).
+    pub(crate) fn from_header_or(value: Option<&HeaderValue>, fresh: Uuid) -> Self {
         match value {
             Some(value) if value.to_str().is_ok_and(Self::is_acceptable) => Self(value.clone()),
-            _ => Self::generate(),
+            _ => Self::from_uuid(fresh),
         }
     }
 
@@ -106,17 +115,21 @@ mod tests {
     #[test]
     fn keeps_acceptable_ids_only() {
         let keep = HeaderValue::from_static("abc-123");
-        assert_eq!(RequestId::from_header(Some(&keep)).as_str(), "abc-123");
+        let fresh = Uuid::now_v7();
+        let from_header = |value: &HeaderValue| RequestId::from_header_or(Some(value), fresh);
+        assert_eq!(from_header(&keep).as_str(), "abc-123");
         for bad in ["", "a b", "a\tb", "<script>", "é"] {
             let value = HeaderValue::from_bytes(bad.as_bytes()).unwrap();
-            let id = RequestId::from_header(Some(&value));
-            assert_ne!(id.as_str(), bad);
-            assert!(Uuid::parse_str(id.as_str()).is_ok());
+            assert_eq!(from_header(&value).as_str(), fresh.to_string());
         }
         let long = HeaderValue::from_str(&"a".repeat(129)).unwrap();
-        assert_eq!(RequestId::from_header(Some(&long)).as_str().len(), 36);
+        assert_eq!(from_header(&long).as_str(), fresh.to_string());
+        assert_eq!(
+            RequestId::from_header_or(None, fresh).as_str(),
+            fresh.to_string()
+        );
         let exact = "a".repeat(128);
         let value = HeaderValue::from_str(&exact).unwrap();
-        assert_eq!(RequestId::from_header(Some(&value)).as_str(), exact);
+        assert_eq!(from_header(&value).as_str(), exact);
     }
 }

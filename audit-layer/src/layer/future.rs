@@ -16,7 +16,7 @@ use tokio::time::Sleep;
 
 use super::record::InFlight;
 use crate::actor::Actor;
-use crate::error::AuditError;
+use crate::error::{AuditError, panic_message};
 use crate::event::AuditEvent;
 use crate::policy::{Durability, Overflow};
 use crate::trail::{Ack, Item, Reserve, Shared, TryEnqueue};
@@ -236,14 +236,11 @@ enum Step {
 }
 
 /// A request's event until it is in the queue.
-// Lives inline in the response future: boxing the built event would add an allocation per
-// request to save stack space in a future that is already this size.
-#[allow(clippy::large_enum_variant)]
 enum Pending {
     Nothing,
     InFlight(InFlight),
     Built {
-        event: AuditEvent,
+        event: Box<AuditEvent>,
         shared: Arc<Shared>,
         plan: Plan,
         ack: Option<Ack>,
@@ -473,12 +470,4 @@ fn stamp_request_id<B>(response: &mut Response<B>, record: &InFlight) {
         record.shared.config.request_id_header.clone(),
         record.request_id.header_value(),
     );
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("<non-string panic payload>")
 }

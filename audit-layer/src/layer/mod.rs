@@ -64,5 +64,6 @@ mod record;
 mod service;
 
 pub use self::future::{AUDIT_ERROR_HEADER, ResponseFuture};
+#[cfg(feature = "axum")]
 pub(crate) use self::record::matched_route;
 pub use self::service::{Audit, AuditLayer};

@@ -2,19 +2,20 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Extensions, HeaderValue, Method, StatusCode};
-use uuid::Uuid;
 
-use crate::actor::Actor;
+use crate::actor::{Actor, ActorKind, SharedResolver};
 use crate::client_ip;
 use crate::context::AuditContext;
+use crate::error::panic_message;
 use crate::event::{
-    AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp,
+    AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
 use crate::redact::{bound, bound_json, bound_string, limits, redact_query};
 use crate::request_id::RequestId;
@@ -24,13 +25,14 @@ use crate::trail::Shared;
 pub(crate) const HTTP_REQUEST: &str = "http.request";
 
 /// A request on its way through the inner service.
+///
+/// Its event is allocated once, when the request arrives, and completed in place: the
+/// response future and the queue then move a pointer, not the event's few hundred bytes.
 pub(crate) struct InFlight {
     pub(crate) shared: Arc<Shared>,
-    id: Uuid,
-    time: Timestamp,
     start: Instant,
-    source: Source,
-    request: RequestInfo,
+    /// Request fields filled in; outcome, actor and response are set when it completes.
+    event: Box<AuditEvent>,
     /// The actor as known when the request arrived (extensions, resolver, header).
     request_actor: Option<Actor>,
     context: AuditContext,
@@ -41,11 +43,13 @@ impl InFlight {
     /// Captures the request, and puts the [`RequestId`] and [`AuditContext`] in its
     /// extensions.
     pub(crate) fn begin(shared: Arc<Shared>, parts: &mut Parts) -> Self {
-        let time = Timestamp::now();
         let start = Instant::now();
+        let now = SystemTime::now();
+        let id = event_id(now);
         let config = &shared.config;
 
-        let request_id = RequestId::from_header(parts.headers.get(&config.request_id_header));
+        let request_id =
+            RequestId::from_header_or(parts.headers.get(&config.request_id_header), id);
         let client = client_ip::resolve(
             peer_addr(&parts.extensions),
             &parts.headers,
@@ -92,22 +96,39 @@ impl InFlight {
             .extensions
             .get::<Actor>()
             .cloned()
-            .or_else(|| config.actor_resolver.as_ref()?.0.resolve(parts))
+            .or_else(|| resolve_actor(config.actor_resolver.as_ref()?, parts))
             .or_else(|| {
                 let value = parts.headers.get(config.actor_header.as_ref()?)?;
                 Some(Actor::user(header_text(value, limits::ACTOR_FIELD)))
             });
+        let event = Box::new(AuditEvent {
+            schema: Cow::Borrowed(SCHEMA),
+            id,
+            time: Timestamp::from(now),
+            category: Category::Request,
+            action: Cow::Borrowed(HTTP_REQUEST),
+            outcome: Outcome::Success,
+            // Set when the request completes; an empty id does not allocate.
+            actor: Actor::new(String::new(), ActorKind::Anonymous),
+            source: Some(source),
+            request: Some(request),
+            response: None,
+            target: None,
+            reason: None,
+            labels: config.labels.clone(),
+            details: None,
+            before: None,
+            after: None,
+            changes: None,
+        });
 
         let context = AuditContext::new(Arc::clone(&shared));
         parts.extensions.insert(context.clone());
         parts.extensions.insert(request_id.clone());
 
         Self {
-            id: Uuid::now_v7(),
-            time,
             start,
-            source,
-            request,
+            event,
             request_actor,
             context,
             request_id,
@@ -122,7 +143,11 @@ impl InFlight {
     }
 
     /// The event of a request answered with `status`.
-    pub(crate) fn respond(self, status: StatusCode, response_actor: Option<Actor>) -> AuditEvent {
+    pub(crate) fn respond(
+        self,
+        status: StatusCode,
+        response_actor: Option<Actor>,
+    ) -> Box<AuditEvent> {
         self.into_event(
             Some(status),
             Outcome::from_status(status),
@@ -132,12 +157,12 @@ impl InFlight {
     }
 
     /// The event of a request whose service failed or panicked.
-    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> AuditEvent {
+    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> Box<AuditEvent> {
         self.into_event(status, Outcome::Error, None, Some(reason))
     }
 
     /// The event of a request abandoned before its response.
-    pub(crate) fn cancel(self) -> AuditEvent {
+    pub(crate) fn cancel(self) -> Box<AuditEvent> {
         self.into_event(None, Outcome::Cancelled, None, None)
     }
 
@@ -147,7 +172,7 @@ impl InFlight {
         outcome: Outcome,
         response_actor: Option<Actor>,
         reason: Option<String>,
-    ) -> AuditEvent {
+    ) -> Box<AuditEvent> {
         let duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let notes = self.context.take();
         let actor = response_actor
@@ -155,14 +180,14 @@ impl InFlight {
             .or(self.request_actor)
             .unwrap_or_else(Actor::anonymous);
 
-        let mut labels = self.shared.config.labels.clone();
+        let mut event = self.event;
         for (key, value) in notes.labels.into_iter().take(limits::LABELS) {
-            labels.insert(
+            event.labels.insert(
                 bound_string(key, limits::LABEL_KEY),
                 bound_string(value, limits::LABEL_VALUE),
             );
         }
-        let details = notes.details.map(|map| {
+        event.details = notes.details.map(|map| {
             let mut value = serde_json::Value::Object(map);
             bound_json(&mut value, 0);
             match value {
@@ -170,36 +195,42 @@ impl InFlight {
                 _ => serde_json::Map::new(),
             }
         });
-
-        AuditEvent {
-            schema: Cow::Borrowed(SCHEMA),
-            id: self.id,
-            time: self.time,
-            category: notes.category.unwrap_or(Category::Request),
-            action: notes
-                .action
-                .map(|a| bound_cow(a, limits::ACTION))
-                .unwrap_or(Cow::Borrowed(HTTP_REQUEST)),
-            outcome: notes.outcome.unwrap_or(outcome),
-            actor: bound_actor(actor),
-            source: Some(self.source),
-            request: Some(self.request),
-            response: Some(ResponseInfo {
-                status: status.map(|s| s.as_u16()),
-                duration_us,
-            }),
-            target: notes.target.map(|t| bound_string(t, limits::TARGET)),
-            reason: notes
-                .reason
-                .or(reason)
-                .map(|r| bound_string(r, limits::REASON)),
-            labels,
-            details,
-            before: notes.before,
-            after: notes.after,
-            changes: notes.changes,
+        if let Some(category) = notes.category {
+            event.category = category;
         }
+        if let Some(action) = notes.action {
+            event.action = bound_cow(action, limits::ACTION);
+        }
+        event.outcome = notes.outcome.unwrap_or(outcome);
+        event.actor = bound_actor(actor);
+        event.response = Some(ResponseInfo {
+            status: status.map(|s| s.as_u16()),
+            duration_us,
+        });
+        event.target = notes.target.map(|t| bound_string(t, limits::TARGET));
+        event.reason = notes
+            .reason
+            .or(reason)
+            .map(|r| bound_string(r, limits::REASON));
+        event.before = notes.before;
+        event.after = notes.after;
+        event.changes = notes.changes;
+        event
     }
+}
+
+/// The resolver's actor. The resolver is the application's code: one that panics is
+/// logged and treated as not knowing, so that its bug does not drop the request, nor the
+/// request's event.
+fn resolve_actor(resolver: &SharedResolver, parts: &Parts) -> Option<Actor> {
+    panic::catch_unwind(AssertUnwindSafe(|| resolver.0.resolve(parts))).unwrap_or_else(|payload| {
+        tracing::error!(
+            target: "audit",
+            panic = panic_message(payload.as_ref()),
+            "the actor resolver panicked; the request is recorded without its actor"
+        );
+        None
+    })
 }
 
 /// The connection peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`.

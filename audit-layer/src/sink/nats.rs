@@ -47,7 +47,7 @@ use bytes::Bytes;
 
 use super::{BoxFuture, Sink, SinkError};
 use crate::error::ConfigError;
-use crate::event::AuditEvent;
+use crate::event::{AuditEvent, write_event};
 
 /// The stream used when none is given.
 pub const DEFAULT_STREAM: &str = "AUDIT";
@@ -311,9 +311,12 @@ impl NatsSink {
             .saturating_sub(HEADER_ROOM);
         for event in events {
             write_subject(&mut self.subject, &self.subject_prefix, event);
-            let mut payload = serde_json::to_vec(event)?;
+            let mut payload = Vec::with_capacity(1024);
+            write_event(&mut payload, event)?;
             if payload.len() > max_payload {
-                payload = serde_json::to_vec(&shortened(event, payload.len(), max_payload))?;
+                let shortened = shortened(event, payload.len(), max_payload);
+                payload.clear();
+                write_event(&mut payload, &shortened)?;
             }
             let payload = Bytes::from(payload);
             let message = jetstream::message::PublishMessage::build()

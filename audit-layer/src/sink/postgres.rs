@@ -89,7 +89,7 @@ use uuid::Uuid;
 
 use super::{BoxFuture, Sink, SinkError};
 use crate::error::ConfigError;
-use crate::event::AuditEvent;
+use crate::event::{AuditEvent, write_event};
 
 /// The table used when none is given.
 pub const DEFAULT_TABLE: &str = "audit_events";
@@ -531,10 +531,10 @@ impl PostgresSink {
         self.json.clear();
         self.ends.clear();
         for event in events {
-            serde_json::to_writer(&mut self.json, event)?;
+            write_event(&mut self.json, event)?;
             self.ends.push(self.json.len());
         }
-        // serde_json writes UTF-8, and each event ends on a character boundary.
+        // JSON is UTF-8, and each event ends on a character boundary.
         let json = std::str::from_utf8(&self.json).map_err(SinkError::new)?;
         let rows: Vec<(&AuditEvent, Cow<'_, str>)> = events
             .iter()

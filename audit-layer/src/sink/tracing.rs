@@ -21,7 +21,7 @@
 //! ```
 
 use super::{BoxFuture, Sink, SinkError};
-use crate::event::{AuditEvent, Outcome};
+use crate::event::{AuditEvent, Outcome, write_event};
 
 /// Emits each audit event as a `tracing` event with target `audit`.
 #[derive(Clone, Debug, Default)]
@@ -70,7 +70,10 @@ impl Sink for TracingSink {
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
             for event in events {
-                let json = serde_json::to_string(event)?;
+                let mut json = Vec::with_capacity(1024);
+                write_event(&mut json, event)?;
+                // The encoder writes UTF-8 only.
+                let json = String::from_utf8(json).map_err(SinkError::new)?;
                 match event.outcome {
                     Outcome::Denied | Outcome::Error => emit!(tracing::Level::WARN, event, json),
                     _ => emit!(tracing::Level::INFO, event, json),

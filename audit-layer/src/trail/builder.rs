@@ -274,7 +274,7 @@ impl AuditTrailBuilder {
         });
         // Starting the trail is itself an event (OWASP: audit start and stop). The queue is
         // empty and at least one slot long, so this cannot wait.
-        shared.enqueue_detached(super::lifecycle_event("audit.start"));
+        shared.enqueue_detached(Box::new(super::lifecycle_event("audit.start")));
         Ok(AuditTrail {
             shared,
             state,

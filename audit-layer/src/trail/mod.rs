@@ -284,7 +284,7 @@ pub struct AuditStats {
 #[derive(Debug)]
 pub(crate) enum Item {
     /// An event, and who waits for it to be synced.
-    Event(AuditEvent, Option<Ack>),
+    Event(Box<AuditEvent>, Option<Ack>),
     /// Answer once everything before this item is written.
     Flush(oneshot::Sender<Result<(), AuditError>>),
 }
@@ -345,16 +345,14 @@ pub(crate) type Reserve =
 /// Why an event could not be enqueued at once.
 pub(crate) enum TryEnqueue {
     /// The queue is full: wait on this, then [`Shared::send_with`].
-    Full(AuditEvent, Option<Ack>, Reserve),
+    Full(Box<AuditEvent>, Option<Ack>, Reserve),
 }
 
 impl Shared {
     /// Enqueues without waiting, or says how to wait.
-    // The error hands the event back, as `TrySendError` does; it is the cold path.
-    #[allow(clippy::result_large_err)]
     pub(crate) fn try_enqueue(
         &self,
-        event: AuditEvent,
+        event: Box<AuditEvent>,
         ack: Option<Ack>,
     ) -> Result<(), TryEnqueue> {
         let urgent = ack.is_some();
@@ -381,7 +379,7 @@ impl Shared {
     pub(crate) fn send_with(
         &self,
         permit: mpsc::OwnedPermit<Item>,
-        event: AuditEvent,
+        event: Box<AuditEvent>,
         ack: Option<Ack>,
     ) {
         let urgent = ack.is_some();
@@ -416,6 +414,7 @@ impl Shared {
     }
 
     /// Whether the trail cannot take an event now: the queue is full or a sink keeps failing.
+    #[cfg(feature = "axum")]
     pub(crate) fn is_congested(&self) -> bool {
         self.queue.capacity() == 0 || self.state.borrow().failing.is_some()
     }
@@ -442,7 +441,7 @@ impl Shared {
 
     /// Enqueues from a place that cannot wait (a dropped future): when the queue is full, a
     /// task (or, outside a runtime, a thread) waits for room instead.
-    pub(crate) fn enqueue_detached(self: &Arc<Self>, event: AuditEvent) {
+    pub(crate) fn enqueue_detached(self: &Arc<Self>, event: Box<AuditEvent>) {
         match self.try_enqueue(event, None) {
             Ok(()) => {}
             Err(TryEnqueue::Full(event, _, reserve)) => {
@@ -472,7 +471,7 @@ impl Shared {
 
     /// Waits for room, then enqueues.
     pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        match self.queue.send(Item::Event(event, None)).await {
+        match self.queue.send(Item::Event(Box::new(event), None)).await {
             Ok(()) => {
                 self.sent(false);
                 Ok(())

@@ -19,18 +19,20 @@
 
 use std::collections::VecDeque;
 use std::io::Write as _;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{Ack, Counters, Item, WriterState};
-use crate::error::AuditError;
+use crate::error::{AuditError, panic_message};
 use crate::event::AuditEvent;
-use crate::sink::Sink;
+use crate::sink::{BoxFuture, Sink, SinkError};
 
 #[derive(Clone, Debug)]
 pub(crate) struct WriterSettings {
@@ -162,7 +164,8 @@ impl SinkSlot {
             let start = (self.written - round.base) as usize;
             let end = (start + round.settings.batch_size).min(round.pending.len());
             let started = std::time::Instant::now();
-            match self.sink.write_batch(&round.pending[start..end]).await {
+            let batch = &round.pending[start..end];
+            match guarded(|| self.sink.write_batch(batch)).await {
                 Ok(()) => {
                     metrics::histogram!("audit_write_seconds", "sink" => self.sink.name().to_owned())
                         .record(started.elapsed().as_secs_f64());
@@ -193,7 +196,7 @@ impl SinkSlot {
             return;
         }
         let started = std::time::Instant::now();
-        match self.sink.sync().await {
+        match guarded(|| self.sink.sync()).await {
             Ok(()) => {
                 metrics::histogram!("audit_sync_seconds", "sink" => self.sink.name().to_owned())
                     .record(started.elapsed().as_secs_f64());
@@ -350,7 +353,7 @@ impl Writer {
                         self.durable_upto = index + 1;
                         self.acks.push_back((index, ack));
                     }
-                    self.pending.push(event);
+                    self.pending.push(*event);
                 }
                 Item::Flush(reply) => {
                     let ticket = self.base + self.pending.len() as u64;
@@ -437,7 +440,7 @@ impl Writer {
         }
         self.last_flush = Instant::now();
         for slot in &mut self.sinks {
-            if let Err(error) = slot.sink.flush().await {
+            if let Err(error) = guarded(|| slot.sink.flush()).await {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink flush failed");
             }
@@ -483,6 +486,15 @@ impl Writer {
             .iter()
             .find(|slot| slot.failures >= self.settings.failing_after)
             .map(|slot| slot.failing_error(accepted - slot.written.min(slot.synced)));
+        // The health is published before any flush hears of a failure: a caller told that
+        // its flush failed must not then read a healthy trail.
+        let degraded = self.sinks.iter().any(|slot| slot.failures > 0);
+        self.state.send_if_modified(|state| {
+            let changed = state.failing != failing || state.degraded != degraded;
+            state.failing.clone_from(&failing);
+            state.degraded = degraded;
+            changed
+        });
         let mut index = 0;
         while index < self.waiters.len() {
             let ticket = self.waiters[index].0;
@@ -499,13 +511,6 @@ impl Writer {
                 None => index += 1,
             }
         }
-        let degraded = self.sinks.iter().any(|slot| slot.failures > 0);
-        self.state.send_if_modified(|state| {
-            let changed = state.failing != failing || state.degraded != degraded;
-            state.failing = failing;
-            state.degraded = degraded;
-            changed
-        });
     }
 
     /// Shutdown: take everything still queued, deliver and sync it (retrying up to the
@@ -536,7 +541,7 @@ impl Writer {
             result = Err(self.give_up());
         }
         for slot in &mut self.sinks {
-            if let Err(error) = slot.sink.close().await {
+            if let Err(error) = guarded(|| slot.sink.close()).await {
                 tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink failed to close");
                 if result.is_ok() {
                     result = Err(AuditError::Close {
@@ -580,4 +585,24 @@ impl Writer {
         }
         error
     }
+}
+
+/// Runs one call of a sink, a panic included: a sink that panics is a failing sink, whose
+/// events wait and are retried like those of any sink that fails, not a dead writer thread
+/// that would lose every event it holds and stop taking more.
+async fn guarded<'a>(
+    call: impl FnOnce() -> BoxFuture<'a, Result<(), SinkError>>,
+) -> Result<(), SinkError> {
+    let future = panic::catch_unwind(AssertUnwindSafe(call)).map_err(panicked)?;
+    AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|payload| Err(panicked(payload)))
+}
+
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> SinkError {
+    SinkError::new(format!(
+        "the sink panicked: {}",
+        panic_message(payload.as_ref())
+    ))
 }

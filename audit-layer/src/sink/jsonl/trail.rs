@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder};
 use crate::actor::Actor;
-use crate::chain::{self, ChainKey, LinkHash, encode_line, parse_line};
+use crate::chain::{self, ChainKey, LinkHash, parse_line};
 use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
-use crate::event::{AuditEvent, Category, Outcome, Timestamp};
+use crate::event::{AuditEvent, Category, Outcome, Timestamp, write_event_members};
 use crate::files::{self, CHECKPOINTS, TrailFile};
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -35,7 +34,6 @@ pub(super) struct FileTrail {
     /// Events of the trail itself (recovery, purge) waiting to be written.
     system_events: Vec<AuditEvent>,
     buf: Vec<u8>,
-    event_json: Vec<u8>,
     /// A failed write may have left a partial line that could not be removed.
     needs_newline: bool,
 }
@@ -47,27 +45,20 @@ struct ActiveFile {
     path: PathBuf,
     handle: File,
     len: u64,
-    /// SHA-256 of everything in the file so far, for checkpoints.
-    sha: Sha256,
 }
 
 impl ActiveFile {
-    /// Opens (or creates) a trail file for appending, hashing what it already holds.
+    /// Opens (or creates) a trail file for appending.
     fn open(dir: &Path, day: &str, part: u32) -> io::Result<Self> {
         let path = dir.join(files::file_name(day, part));
-        let existing = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
         let handle = open_append(&path)?;
+        let len = handle.metadata()?.len();
         Ok(Self {
             day: day.to_owned(),
             part,
             path,
             handle,
-            len: existing.len() as u64,
-            sha: Sha256::new_with_prefix(&existing),
+            len,
         })
     }
 
@@ -157,7 +148,6 @@ impl FileTrail {
             last_checkpoint_at: now,
             system_events: Vec::new(),
             buf: Vec::with_capacity(64 * 1024),
-            event_json: Vec::with_capacity(1024),
             needs_newline: false,
             settings,
         };
@@ -226,17 +216,9 @@ impl FileTrail {
         let mut seq = self.next_seq;
         let mut hash = self.last_hash;
         for event in events {
-            self.event_json.clear();
-            serde_json::to_writer(&mut self.event_json, event)?;
-            let next = chain::link_hash_parts(key, hash.as_bytes(), seq, &[&self.event_json]);
-            encode_line(
-                &mut self.buf,
-                seq,
-                hash.as_bytes(),
-                next.as_bytes(),
-                &self.event_json,
-            );
-            hash = next;
+            hash = chain::append_line(&mut self.buf, key, seq, &hash, |out| {
+                write_event_members(out, event)
+            })?;
             seq += 1;
         }
         self.ensure_file(self.buf.len() as u64, rotate_by_size)?;
@@ -256,8 +238,6 @@ impl FileTrail {
             return Err(error);
         }
         current.len += (prefix.len() + self.buf.len()) as u64;
-        current.sha.update(prefix);
-        current.sha.update(&self.buf);
         self.needs_newline = false;
         self.unsealed += seq - self.next_seq;
         self.next_seq = seq;
@@ -358,16 +338,12 @@ impl FileTrail {
         if self.unsealed == 0 {
             return Ok(());
         }
-        let (file, file_len, file_sha256) = match &self.current {
+        let (file, file_len) = match &self.current {
             Some(current) if current.len > 0 => {
                 current.handle.sync_data()?;
-                (
-                    current.stem(),
-                    current.len,
-                    hex::encode(current.sha.clone().finalize()),
-                )
+                (current.stem(), current.len)
             }
-            _ => self.last_file_digest()?,
+            _ => self.last_file_extent()?,
         };
         let previous = self.last_checkpoint.as_ref();
         let now = self.settings.clock.now();
@@ -379,7 +355,7 @@ impl FileTrail {
             last_hash: self.last_hash.to_string(),
             file,
             file_len,
-            file_sha256,
+            file_sha256: None,
             time: Timestamp::from(now),
             chain: chain::algorithm(self.settings.chain_key.as_ref()).to_owned(),
             chain_key_id: self.settings.chain_key.as_ref().map(ChainKey::id),
@@ -400,17 +376,13 @@ impl FileTrail {
         Ok(())
     }
 
-    /// Name, length and SHA-256 of the last non-empty trail file, read from disk.
-    fn last_file_digest(&self) -> io::Result<(String, u64, String)> {
+    /// Name and (uncompressed) length of the last non-empty trail file, read from disk.
+    fn last_file_extent(&self) -> io::Result<(String, u64)> {
         let trail_files = files::list(&self.dir)?;
         for file in trail_files.iter().rev() {
             let bytes = file.read()?;
             if !bytes.is_empty() {
-                return Ok((
-                    file.stem(),
-                    bytes.len() as u64,
-                    hex::encode(Sha256::digest(&bytes)),
-                ));
+                return Ok((file.stem(), bytes.len() as u64));
             }
         }
         Err(io::Error::other(

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# A/B of two builds of examples/load_server: the same setup (audit by default) served by an
+# old and a new binary in alternating rounds, so that the host's drift hits both alike.
+# Prints requests/s and server CPU per request for each run.
+#
+#   git worktree add /tmp/old <rev>
+#   (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --example load_server)
+#   cargo build --release --example load_server
+#   benches/ab.sh /tmp/old-target/release/examples/load_server target/release/examples/load_server
+#   ROUNDS=3 WORKLOAD=post MODE=audit benches/ab.sh OLD NEW
+#
+# Needs wrk. Traffic goes to 127.0.0.1 only: ROUNDS x 2 runs of 1 s warm-up + DURATION s.
+set -euo pipefail
+OLD=$1
+NEW=$2
+ROUNDS=${ROUNDS:-4}
+DURATION=${DURATION:-5}
+WORKLOAD=${WORKLOAD:-get}
+MODE=${MODE:-audit}
+LUA="$(dirname "$0")/load.lua"
+TICKS=$(getconf CLK_TCK)
+PORT=4300
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+for round in $(seq "$ROUNDS"); do
+    for which in old new; do
+        server=$OLD
+        [[ $which == new ]] && server=$NEW
+        PORT=$((PORT + 1))
+        dir=$(mktemp -d)
+        "$server" "$MODE" --addr "127.0.0.1:$PORT" --dir "$dir" >/dev/null 2>&1 &
+        pid=$!
+        for _ in $(seq 50); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+            sleep 0.1
+        done
+        LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d1s -s "$LUA" "http://127.0.0.1:$PORT/" >/dev/null
+        before=$(cpu_ticks "$pid")
+        result=$(LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d"$DURATION"s -s "$LUA" \
+            "http://127.0.0.1:$PORT/" | grep '^RESULT')
+        after=$(cpu_ticks "$pid")
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+        rm -rf "$dir"
+        requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$result")
+        awk -v r="$round" -v w="$which" -v n="$requests" -v d="$DURATION" \
+            -v c=$((after - before)) -v t="$TICKS" -v m="$MODE" -v l="$WORKLOAD" \
+            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request\n",
+                     r, w, m, l, n / d, c / t * 1e6 / n }'
+    done
+done

@@ -1,0 +1,68 @@
+//! The sensitive update the benches measure: a setting whose value a handler bumps, with
+//! and without `#[sensitive]` (its state loaded before and after, diffed, redacted).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use audit_layer::{AuditTrail, Auditable, BoxError, Snapshot, sensitive};
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::post;
+use serde::Serialize;
+
+#[derive(Clone, Serialize, Auditable)]
+#[audit(resource = "setting")]
+struct Setting {
+    #[audit(id)]
+    id: u64,
+    value: u64,
+    #[audit(redact)]
+    secret: String,
+}
+
+#[derive(Clone, Default)]
+struct Settings(Arc<RwLock<HashMap<u64, Setting>>>);
+
+impl Settings {
+    fn bump(&self, id: u64) -> u64 {
+        let mut settings = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let setting = settings.entry(id).or_insert_with(|| Setting {
+            id,
+            value: 0,
+            secret: "s3cret".to_owned(),
+        });
+        setting.value += 1;
+        setting.value
+    }
+}
+
+impl Snapshot<Settings> for Setting {
+    type Key = u64;
+
+    async fn load(settings: &Settings, id: &u64) -> Result<Option<Self>, BoxError> {
+        let settings = settings.0.read().unwrap_or_else(|e| e.into_inner());
+        Ok(settings.get(id).cloned())
+    }
+}
+
+async fn bump(State(settings): State<Settings>, Path(id): Path<u64>) -> String {
+    settings.bump(id).to_string()
+}
+
+#[sensitive(action = "setting.bump", resource = Setting, key = id)]
+async fn bump_audited(State(settings): State<Settings>, Path(id): Path<u64>) -> String {
+    settings.bump(id).to_string()
+}
+
+/// `POST /settings/{id}`: unaudited, or a sensitive handler behind `trail`'s layer.
+pub(crate) fn router(trail: Option<&AuditTrail>) -> Router {
+    match trail {
+        None => Router::new()
+            .route("/settings/{id}", post(bump))
+            .with_state(Settings::default()),
+        Some(trail) => Router::new()
+            .route("/settings/{id}", post(bump_audited))
+            .with_state(Settings::default())
+            .layer(trail.layer()),
+    }
+}

@@ -1,0 +1,81 @@
+//! CPU instructions per request, counted by callgrind, both threads (the request's and the
+//! trail's writer) included. Instruction counts do not move with the host's noise, so a
+//! change that adds work to a request shows up here even when wall-clock benches cannot
+//! tell it from the noise.
+//!
+//! - `bare` / `audited`: `GET /hello` on a bare router, and on the same router with the
+//!   layer and a chained file trail;
+//! - `sensitive-bare` / `sensitive`: `POST /settings/{id}` unaudited, and as a
+//!   `#[sensitive]` handler whose event is synced (to a memory sink) before the response.
+//!
+//! `benches/instructions.sh` builds this and runs it under callgrind; by hand:
+//!
+//! ```text
+//! cargo bench --bench instructions --no-run
+//! valgrind --tool=callgrind target/release/deps/instructions-<hash> audited 20000
+//! ```
+//!
+//! Run without callgrind (as `cargo bench` does) it serves a few requests of each and exits.
+
+use audit_layer::{AuditTrail, JsonlFileSink, MemorySink};
+use axum::Router;
+use axum::routing::get;
+use http::Method;
+use tower::ServiceExt;
+
+mod common;
+#[path = "common/settings.rs"]
+mod settings;
+
+async fn serve(app: &Router, n: u64, method: Method, uri: &str) {
+    for _ in 0..n {
+        let request = common::request(method.clone(), uri);
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        assert!(response.status().is_success());
+    }
+}
+
+/// What can be measured, as the first argument.
+const MODES: [&str; 4] = ["bare", "audited", "sensitive-bare", "sensitive"];
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let (modes, n) = match (args.next(), args.next()) {
+        (Some(mode), Some(n)) => (vec![mode], n.parse().expect("a request count")),
+        // `cargo bench` (no arguments): a smoke run of both.
+        _ => (MODES.iter().map(|&mode| mode.to_owned()).collect(), 100),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let router = Router::new().route("/hello", get(|| async { "hello" }));
+    for mode in modes {
+        runtime.block_on(async {
+            let hello = (Method::GET, "/hello?page=2");
+            let bump = (Method::POST, "/settings/7");
+            match mode.as_str() {
+                "bare" => serve(&router, n, hello.0, hello.1).await,
+                "audited" => {
+                    let dir = tempfile::tempdir().expect("tempdir");
+                    let trail = AuditTrail::builder()
+                        .sink(JsonlFileSink::new(dir.path()).expect("sink"))
+                        .build()
+                        .expect("trail");
+                    serve(&router.clone().layer(trail.layer()), n, hello.0, hello.1).await;
+                    trail.shutdown().await.expect("shutdown");
+                }
+                "sensitive-bare" => serve(&settings::router(None), n, bump.0, bump.1).await,
+                "sensitive" => {
+                    let trail = AuditTrail::builder()
+                        .sink(MemorySink::new())
+                        .build()
+                        .expect("trail");
+                    serve(&settings::router(Some(&trail)), n, bump.0, bump.1).await;
+                    trail.shutdown().await.expect("shutdown");
+                }
+                other => panic!("unknown mode `{other}`: one of {MODES:?}"),
+            }
+        });
+    }
+}
