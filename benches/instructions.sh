@@ -4,6 +4,7 @@
 # change's cost shows even where wall-clock benches drown in the host's noise.
 #
 #   benches/instructions.sh              # 2,000 and 12,000 requests per setup
+#   TOP=25 benches/instructions.sh       # and the 25 functions whose counts auditing moves most
 #
 # GET /hello with a chained file trail, and a sensitive POST (state loaded before and after,
 # diffed, redacted; the event "synced" by a memory sink before the response). Each setup
@@ -16,6 +17,7 @@
 set -euo pipefail
 N1=${N1:-2000}
 N2=${N2:-12000}
+TOP=${TOP:-0}
 
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "instructions.sh: valgrind not found (apt-get install valgrind)" >&2; exit 1; }
@@ -40,6 +42,24 @@ per_request() { # mode
     echo "$(( (t2 - t1) / (N2 - N1) )) $(( (s2 - s1) / (N2 - N1) ))"
 }
 
+# Per function: instructions per request added by auditing a GET, from the four GET runs:
+# (audited N2 - audited N1) - (bare N2 - bare N1), over N2 - N1.
+top_functions() {
+    local file sign
+    for run in "audited.$N2 1" "audited.$N1 -1" "bare.$N2 -1" "bare.$N1 1"; do
+        read -r file sign <<<"$run"
+        callgrind_annotate --threshold=100 "$WORK/$file" 2>/dev/null \
+            | sed -n '/file:function/,$p' | tail -n +3 \
+            | awk -v sign="$sign" 'match($0, /^ *[0-9,]+ +\( *[0-9.]+%\) +/) {
+                n = $1; gsub(",", "", n)
+                name = substr($0, RSTART + RLENGTH); sub(/ \[[^]]*\]$/, "", name); sub(/^[?]+:/, "", name)
+                print sign * n "\t" name }'
+    done | awk -F'\t' -v per="$((N2 - N1))" '
+        { sum[$2] += $1 }
+        END { for (f in sum) { v = sum[f] / per; if (v >= 1) printf "%10.0f  %s\n", v, f } }' \
+        | sort -g -r | awk -v top="$TOP" 'NR <= top' # reads it all: no SIGPIPE under pipefail
+}
+
 read -r bare _ <<<"$(per_request bare)"
 read -r audited sha <<<"$(per_request audited)"
 read -r sensitive_bare _ <<<"$(per_request sensitive-bare)"
@@ -55,3 +75,7 @@ echo "POST /settings/{id}, sensitive, synced to a memory sink"
 printf '  unaudited handler:                  %8d\n' "$sensitive_bare"
 printf '  #[sensitive], both threads:         %8d\n' "$sensitive"
 printf '  added by auditing:                  %8d\n' "$((sensitive - sensitive_bare))"
+if [ "$TOP" -gt 0 ]; then
+    echo "GET /hello: the $TOP functions with the most instructions added per request"
+    top_functions | cut -c1-160
+fi
