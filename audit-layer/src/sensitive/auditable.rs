@@ -1,7 +1,8 @@
 //! [`Auditable`] types and their redacted [`AuditSnapshot`]s.
 
 use std::borrow::Cow;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::io;
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -170,8 +171,25 @@ fn plain<T: Serialize + ?Sized>(value: &T) -> SnapshotValue {
 /// memory.
 fn fingerprint(json: &Value) -> u64 {
     static KEY: OnceLock<RandomState> = OnceLock::new();
-    let bytes = serde_json::to_vec(json).unwrap_or_default();
-    KEY.get_or_init(RandomState::new).hash_one(bytes)
+    let mut hasher = KEY.get_or_init(RandomState::new).build_hasher();
+    // Streamed into the hasher, without a buffer per field. Equal values are written in
+    // equal pieces, so they hash alike however the hasher treats the pieces' boundaries.
+    let _ = serde_json::to_writer(HashWriter(&mut hasher), json);
+    hasher.finish()
+}
+
+/// Feeds what is written to a hasher.
+struct HashWriter<'a, H>(&'a mut H);
+
+impl<H: Hasher> io::Write for HashWriter<'_, H> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Dispatches a field by its type (autoref specialization:

@@ -398,7 +398,7 @@ impl Writer {
     async fn deliver(&mut self) {
         let now = Instant::now();
         let (sinks, round) = self.round();
-        join_all(
+        join_each(
             sinks
                 .iter_mut()
                 .filter(|slot| !slot.waiting(now))
@@ -413,7 +413,7 @@ impl Writer {
     async fn sync(&mut self, all: bool) {
         let now = Instant::now();
         let (sinks, round) = self.round();
-        join_all(
+        join_each(
             sinks
                 .iter_mut()
                 .filter(|slot| slot.synced < slot.written && !slot.waiting(now))
@@ -584,6 +584,20 @@ impl Writer {
             }
         }
         error
+    }
+}
+
+/// Awaits the futures at the same time. A single one (one sink, the usual case) is awaited
+/// as it is: `join_all` would allocate for it at every round.
+async fn join_each<F: Future<Output = ()>>(mut futures: impl Iterator<Item = F>) {
+    let Some(first) = futures.next() else {
+        return;
+    };
+    match futures.next() {
+        None => first.await,
+        Some(second) => {
+            join_all([first, second].into_iter().chain(futures)).await;
+        }
     }
 }
 
