@@ -457,6 +457,39 @@ async fn a_failed_handler_that_changed_something_shows_it() {
     );
 }
 
+/// Names the application adds to the trail's list are redacted in snapshots too, nested
+/// fields included, although the type did not mark them.
+#[tokio::test]
+async fn the_trails_own_secret_names_apply_to_snapshots() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.redact_also(["city"]).build().unwrap();
+    let state = AppState::default();
+    state.db.users.lock().unwrap().insert(2, bob());
+    let f = Fixture {
+        app: app(&audit, state.clone()),
+        audit,
+        sink,
+        state,
+    };
+    let body = json!({"user": 2, "city": "Oslo", "fail_after_write": false});
+    let (status, event) = f.call("POST", "/move", Some(body), false).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = serde_json::to_string(&event).unwrap();
+    assert!(!text.contains("Paris") && !text.contains("Oslo"), "{text}");
+    for state in [&event.before, &event.after] {
+        let address = &state.as_ref().unwrap()["address"];
+        assert_eq!(address["city"], "[REDACTED]", "{text}");
+        assert_eq!(address["street"], "Rue A", "{text}");
+    }
+    let changes = event.changes.unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].field == "address.city" && changes[0].redacted,
+        "{changes:?}"
+    );
+    f.audit.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_redacted_field_that_changed_shows_no_values() {
     let f = fixture();

@@ -64,19 +64,17 @@ impl AuditSnapshot {
 
     /// The snapshot as a JSON object, redacted values as `"[REDACTED]"`.
     pub fn to_json(&self) -> Value {
-        Value::Object(
-            self.fields
-                .iter()
-                .map(|field| {
-                    let value = match &field.value {
-                        SnapshotValue::Plain { json, .. } => json.clone(),
-                        SnapshotValue::Redacted { .. } => Value::String(REDACTED.to_owned()),
-                        SnapshotValue::Nested(nested) => nested.to_json(),
-                    };
-                    (field.name.clone().into_owned(), value)
-                })
-                .collect(),
-        )
+        // Inserted one by one: collecting would also allocate a vector to sort first.
+        let mut object = serde_json::Map::new();
+        for field in &self.fields {
+            let value = match &field.value {
+                SnapshotValue::Plain { json, .. } => json.clone(),
+                SnapshotValue::Redacted { .. } => Value::String(REDACTED.to_owned()),
+                SnapshotValue::Nested(nested) => nested.to_json(),
+            };
+            object.insert(field.name.clone().into_owned(), value);
+        }
+        Value::Object(object)
     }
 
     /// Redacts, by name, what the type did not mark: fields named like secrets (other than

@@ -46,17 +46,14 @@ fn compare(
     old: Option<&SnapshotValue>,
     new: Option<&SnapshotValue>,
 ) {
-    let path = format!("{prefix}{}", field.name);
+    // Built only for a change or a nested field: most fields of a snapshot are unchanged.
+    let path = |suffix: &str| [prefix, &field.name, suffix].concat();
     match (old, new) {
         (Some(SnapshotValue::Nested(a)), Some(SnapshotValue::Nested(b))) => {
-            diff_into(changes, &format!("{path}."), Some(a), Some(b));
+            diff_into(changes, &path("."), Some(a), Some(b));
         }
-        (Some(SnapshotValue::Nested(a)), None) => {
-            diff_into(changes, &format!("{path}."), Some(a), None)
-        }
-        (None, Some(SnapshotValue::Nested(b))) => {
-            diff_into(changes, &format!("{path}."), None, Some(b))
-        }
+        (Some(SnapshotValue::Nested(a)), None) => diff_into(changes, &path("."), Some(a), None),
+        (None, Some(SnapshotValue::Nested(b))) => diff_into(changes, &path("."), None, Some(b)),
         (old, new) => {
             let both = old.is_some() && new.is_some();
             if both && old.map(fingerprint) == new.map(fingerprint) {
@@ -67,9 +64,9 @@ fn compare(
             // A redacted field, or a secret inside a plain value that changed while what is
             // visible did not: say that it changed, never what to.
             if is_redacted(old) || is_redacted(new) || (both && old_json == new_json) {
-                changes.push(Change::redacted(path));
+                changes.push(Change::redacted(path("")));
             } else {
-                changes.push(Change::value(path, old_json, new_json));
+                changes.push(Change::value(path(""), old_json, new_json));
             }
         }
     }
