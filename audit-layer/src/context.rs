@@ -196,8 +196,8 @@ impl AuditContext {
     /// target (`user:7`) if none is set. `None` before is a creation, `None` after a deletion.
     pub fn record_change<T: Auditable>(&self, before: Option<&T>, after: Option<&T>) {
         let names = &self.inner.shared.config.secret_names;
-        let before = before.map(|b| b.audit_snapshot().redacted_with(names));
-        let after = after.map(|a| a.audit_snapshot().redacted_with(names));
+        let before = before.map(|b| b.audit_snapshot().redacted_for_trail(names));
+        let after = after.map(|a| a.audit_snapshot().redacted_for_trail(names));
         let target = target_of::<T>(before.as_ref().or(after.as_ref()), None);
         let changes = diff(before.as_ref(), after.as_ref());
         let mut notes = self.lock();

@@ -93,11 +93,15 @@ pub(crate) mod limits {
 pub struct SecretNames {
     /// Entries, lower case, separators removed.
     squashed: Vec<String>,
+    /// Exactly [`DEFAULT_SECRET_NAMES`], as `default()` makes it.
+    is_default: bool,
 }
 
 impl Default for SecretNames {
     fn default() -> Self {
-        Self::new(DEFAULT_SECRET_NAMES.iter().copied())
+        let mut names = Self::new(DEFAULT_SECRET_NAMES.iter().copied());
+        names.is_default = true;
+        names
     }
 }
 
@@ -110,6 +114,7 @@ impl SecretNames {
     {
         let mut list = Self {
             squashed: Vec::new(),
+            is_default: false,
         };
         list.extend(names);
         list
@@ -125,8 +130,14 @@ impl SecretNames {
             let squashed = squash(name.as_ref());
             if !squashed.is_empty() && !self.squashed.contains(&squashed) {
                 self.squashed.push(squashed);
+                self.is_default = false;
             }
         }
+    }
+
+    /// Whether this is the default list, unchanged.
+    pub(crate) fn is_default(&self) -> bool {
+        self.is_default
     }
 
     /// Whether `name` names a secret. `name` may be percent-encoded, as in a query string.
@@ -301,6 +312,22 @@ pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Snapshots skip the trail's redaction pass for the default list only: any name added
+    /// must make the list count as changed.
+    #[test]
+    fn only_the_unchanged_default_list_is_default() {
+        let mut names = SecretNames::default();
+        assert!(names.is_default());
+        names.extend(["Password", "api-key"]);
+        assert!(
+            names.is_default(),
+            "names already in the list change nothing"
+        );
+        names.extend(["pin"]);
+        assert!(!names.is_default());
+        assert!(!SecretNames::new(DEFAULT_SECRET_NAMES.iter().copied()).is_default());
+    }
 
     #[test]
     fn default_list_matches_words_and_long_substrings() {

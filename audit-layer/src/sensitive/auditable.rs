@@ -34,6 +34,8 @@ pub trait Auditable {
 pub struct AuditSnapshot {
     id: Option<String>,
     pub(crate) fields: Vec<SnapshotField>,
+    /// Whether the default secret names were applied (by the derive's `__finish`).
+    redacted_with_defaults: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +111,7 @@ impl AuditSnapshot {
         Self {
             id: None,
             fields: Vec::new(),
+            redacted_with_defaults: false,
         }
     }
 
@@ -153,7 +156,19 @@ impl AuditSnapshot {
     #[doc(hidden)]
     pub fn __finish(self) -> Self {
         static DEFAULT_NAMES: OnceLock<SecretNames> = OnceLock::new();
-        self.redacted_with(DEFAULT_NAMES.get_or_init(SecretNames::default))
+        let mut snapshot = self.redacted_with(DEFAULT_NAMES.get_or_init(SecretNames::default));
+        snapshot.redacted_with_defaults = true;
+        snapshot
+    }
+
+    /// Redacted with a trail's list. Most trails keep the default list, which a derived
+    /// snapshot has already been through: then a second pass would change nothing.
+    pub(crate) fn redacted_for_trail(self, names: &SecretNames) -> Self {
+        if self.redacted_with_defaults && names.is_default() {
+            self
+        } else {
+            self.redacted_with(names)
+        }
     }
 }
 

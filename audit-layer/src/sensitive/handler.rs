@@ -131,7 +131,7 @@ impl<R: Auditable> Pending<R> {
     fn snapshot(&self, resource: &R) -> AuditSnapshot {
         resource
             .audit_snapshot()
-            .redacted_with(&self.context.shared().config.secret_names)
+            .redacted_for_trail(&self.context.shared().config.secret_names)
     }
 
     /// The 503 to answer instead of running the handler, when the before-state could not be
