@@ -8,6 +8,7 @@
 #   ROUNDS=5 DURATION=10 CONNECTIONS=64 benches/load.sh
 #   SERVICES=1 benches/load.sh           # also audit-services: file trail + PostgreSQL + NATS
 #                                        # (AUDIT_TEST_POSTGRES_URL / AUDIT_TEST_NATS_URL)
+#   ALLOCATOR=mimalloc benches/load.sh   # every server on mimalloc instead of glibc's malloc
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
 # ROUNDS x 6 runs (8 with SERVICES=1) x (DURATION + 1 s warm-up).
@@ -25,7 +26,9 @@ WORKLOADS=(get post)
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "load.sh: wrk not found (Debian: apt-get install wrk)" >&2; exit 1; }
 
-cargo build --release --quiet --example load_server
+FEATURES=()
+[[ -n ${ALLOCATOR:-} ]] && FEATURES=(--features "$ALLOCATOR")
+cargo build --release --quiet --example load_server "${FEATURES[@]}"
 SERVER="${CARGO_TARGET_DIR:-target}/release/examples/load_server"
 LUA="benches/load.lua"
 WORK=$(mktemp -d)
@@ -118,7 +121,7 @@ column_of() { # workload mode column
 }
 
 echo
-echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, wrk -t$THREADS; medians over rounds"
+echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, wrk -t$THREADS, allocator: ${ALLOCATOR:-glibc malloc}; medians over rounds"
 echo
 echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | events written / requests answered | events per sync | errors | peak RSS (MiB) |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"

@@ -23,6 +23,12 @@
 #[path = "shared/shutdown.rs"]
 mod shutdown;
 
+// `cargo build --release --example load_server --features mimalloc` (`ALLOCATOR=mimalloc
+// benches/load.sh`): the same servers on the allocator many production servers pick.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
