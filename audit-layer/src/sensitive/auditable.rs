@@ -152,7 +152,8 @@ impl AuditSnapshot {
         });
     }
 
-    /// Applies the default secret names; the trail applies its own list again when it records.
+    /// Applies the default secret names; a trail with a list of its own applies it too when it
+    /// records.
     #[doc(hidden)]
     pub fn __finish(self) -> Self {
         static DEFAULT_NAMES: OnceLock<SecretNames> = OnceLock::new();
