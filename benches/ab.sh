@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of two builds of examples/load_server: the same setup (audit by default) served by an
 # old and a new binary in alternating rounds, so that the host's drift hits both alike.
-# Prints requests/s and server CPU per request for each run.
+# Prints requests/s and server CPU per request for each run, then the medians of each build.
 #
 #   git worktree add /tmp/old <rev>
 #   (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --example load_server)
@@ -18,6 +18,8 @@ DURATION=${DURATION:-5}
 WORKLOAD=${WORKLOAD:-get}
 MODE=${MODE:-audit}
 LUA="$(dirname "$0")/load.lua"
+RUNS=$(mktemp)
+trap 'rm -f "$RUNS"' EXIT
 TICKS=$(getconf CLK_TCK)
 PORT=4300
 
@@ -48,6 +50,14 @@ for round in $(seq "$ROUNDS"); do
         awk -v r="$round" -v w="$which" -v n="$requests" -v d="$DURATION" \
             -v c=$((after - before)) -v t="$TICKS" -v m="$MODE" -v l="$WORKLOAD" \
             'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request\n",
-                     r, w, m, l, n / d, c / t * 1e6 / n }'
+                     r, w, m, l, n / d, c / t * 1e6 / n }' | tee -a "$RUNS"
     done
+done
+
+# The median of a column of numbers.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+for which in old new; do
+    rps=$(awk -v w="$which" '$3 == w { print $6 }' "$RUNS" | median)
+    cpu=$(awk -v w="$which" '$3 == w { print $8 }' "$RUNS" | median)
+    printf '%s: median %.0f requests/s, %.2f us CPU/request over %d rounds\n' "$which" "$rps" "$cpu" "$ROUNDS"
 done
