@@ -4,7 +4,7 @@
 # change's cost shows even where wall-clock benches drown in the host's noise.
 #
 #   benches/instructions.sh              # 2,000 and 12,000 requests per setup
-#   TOP=25 benches/instructions.sh       # and the 25 functions whose counts auditing moves most
+#   TOP=25 benches/instructions.sh       # and, for each, the 25 functions auditing adds most to
 #
 # GET /hello with a chained file trail, and a sensitive POST (state loaded before and after,
 # diffed, redacted; the event "synced" by a memory sink before the response). Each setup
@@ -42,11 +42,11 @@ per_request() { # mode
     echo "$(( (t2 - t1) / (N2 - N1) )) $(( (s2 - s1) / (N2 - N1) ))"
 }
 
-# Per function: instructions per request added by auditing a GET, from the four GET runs:
-# (audited N2 - audited N1) - (bare N2 - bare N1), over N2 - N1.
-top_functions() {
+# Per function: instructions per request that auditing adds, from the four runs of a pair of
+# setups: (audited N2 - audited N1) - (bare N2 - bare N1), over N2 - N1.
+top_functions() { # audited-mode bare-mode
     local file sign
-    for run in "audited.$N2 1" "audited.$N1 -1" "bare.$N2 -1" "bare.$N1 1"; do
+    for run in "$1.$N2 1" "$1.$N1 -1" "$2.$N2 -1" "$2.$N1 1"; do
         read -r file sign <<<"$run"
         callgrind_annotate --threshold=100 "$WORK/$file" 2>/dev/null \
             | sed -n '/file:function/,$p' | tail -n +3 \
@@ -77,5 +77,7 @@ printf '  #[sensitive], both threads:         %8d\n' "$sensitive"
 printf '  added by auditing:                  %8d\n' "$((sensitive - sensitive_bare))"
 if [ "$TOP" -gt 0 ]; then
     echo "GET /hello: the $TOP functions with the most instructions added per request"
-    top_functions | cut -c1-160
+    top_functions audited bare | cut -c1-160
+    echo "POST /settings/{id}: the $TOP functions with the most instructions added per request"
+    top_functions sensitive sensitive-bare | cut -c1-160
 fi
