@@ -85,10 +85,7 @@ fn main() {
                 }
                 "sensitive-bare" => serve(&settings::router(None), n, bump.0, bump.1).await,
                 "sensitive" => {
-                    let trail = AuditTrail::builder()
-                        .sink(Discard)
-                        .build()
-                        .expect("trail");
+                    let trail = AuditTrail::builder().sink(Discard).build().expect("trail");
                     serve(&settings::router(Some(&trail)), n, bump.0, bump.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }

@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::actor::Actor;
 use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};
-use crate::sensitive::{Auditable, diff, target_of};
+use crate::sensitive::{AuditSnapshot, Auditable, diff, target_of};
 use crate::trail::Shared;
 
 /// A handle on the event of the current request, to name and enrich it.
@@ -201,8 +201,8 @@ impl AuditContext {
         let target = target_of::<T>(before.as_ref().or(after.as_ref()), None);
         let changes = diff(before.as_ref(), after.as_ref());
         let mut notes = self.lock();
-        notes.before = before.map(|s| s.to_json());
-        notes.after = after.map(|s| s.to_json());
+        notes.before = before.map(AuditSnapshot::into_json);
+        notes.after = after.map(AuditSnapshot::into_json);
         notes.changes = Some(changes);
         if notes.target.is_none() {
             notes.target = target;

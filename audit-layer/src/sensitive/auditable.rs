@@ -66,17 +66,21 @@ impl AuditSnapshot {
 
     /// The snapshot as a JSON object, redacted values as `"[REDACTED]"`.
     pub fn to_json(&self) -> Value {
-        // Inserted one by one: collecting would also allocate a vector to sort first.
-        let mut object = serde_json::Map::new();
-        for field in &self.fields {
-            let value = match &field.value {
-                SnapshotValue::Plain { json, .. } => json.clone(),
-                SnapshotValue::Redacted { .. } => Value::String(REDACTED.to_owned()),
-                SnapshotValue::Nested(nested) => nested.to_json(),
-            };
-            object.insert(field.name.clone().into_owned(), value);
-        }
-        Value::Object(object)
+        object(
+            self.fields
+                .iter()
+                .map(|field| (field.name.clone(), field.value.to_json())),
+        )
+    }
+
+    /// [`to_json`](Self::to_json), moving the values instead of copying them: what an
+    /// event records once the snapshot has been diffed.
+    pub(crate) fn into_json(self) -> Value {
+        object(
+            self.fields
+                .into_iter()
+                .map(|field| (field.name, field.value.into_json())),
+        )
     }
 
     /// Redacts, by name, what the type did not mark: fields named like secrets (other than
@@ -173,6 +177,34 @@ impl AuditSnapshot {
     }
 }
 
+/// A JSON object of named values.
+fn object(fields: impl Iterator<Item = (Cow<'static, str>, Value)>) -> Value {
+    // Inserted one by one: collecting would also allocate a vector to sort first.
+    let mut object = serde_json::Map::new();
+    for (name, value) in fields {
+        object.insert(name.into_owned(), value);
+    }
+    Value::Object(object)
+}
+
+impl SnapshotValue {
+    fn to_json(&self) -> Value {
+        match self {
+            Self::Plain { json, .. } => json.clone(),
+            Self::Redacted { .. } => Value::String(REDACTED.to_owned()),
+            Self::Nested(nested) => nested.to_json(),
+        }
+    }
+
+    fn into_json(self) -> Value {
+        match self {
+            Self::Plain { json, .. } => json,
+            Self::Redacted { .. } => Value::String(REDACTED.to_owned()),
+            Self::Nested(nested) => nested.into_json(),
+        }
+    }
+}
+
 /// A value serialized for a snapshot, with the fingerprint of its unredacted form.
 fn plain<T: Serialize + ?Sized>(value: &T) -> SnapshotValue {
     let json = serde_json::to_value(value)
@@ -247,7 +279,7 @@ impl<T: Auditable + Serialize> ViaAuditableCollection for &FieldRef<'_, Vec<T>> 
         let json = Value::Array(
             self.0
                 .iter()
-                .map(|item| item.audit_snapshot().to_json())
+                .map(|item| item.audit_snapshot().into_json())
                 .collect(),
         );
         let fingerprint = match plain(self.0) {
@@ -293,7 +325,7 @@ where
                     Ok(other) => other.to_string(),
                     Err(e) => format!("<unserializable key: {e}>"),
                 };
-                (key, value.audit_snapshot().to_json())
+                (key, value.audit_snapshot().into_json())
             })
             .collect(),
     );

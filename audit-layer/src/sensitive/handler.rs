@@ -178,8 +178,8 @@ impl<R: Auditable> Pending<R> {
         let target = target_of::<R>(before.as_ref().or(after.as_ref()), self.key.as_deref());
         let changes = diff(before.as_ref(), after.as_ref());
         let mut notes = self.context.lock();
-        notes.before = before.map(|s| s.to_json());
-        notes.after = after.map(|s| s.to_json());
+        notes.before = before.map(AuditSnapshot::into_json);
+        notes.after = after.map(AuditSnapshot::into_json);
         notes.changes = Some(changes);
         if notes.target.is_none() {
             notes.target = target;
@@ -197,7 +197,7 @@ impl<R> Drop for Pending<R> {
         }
         let before = self.before.take();
         let mut notes = self.context.lock();
-        notes.before = before.map(|s| s.to_json());
+        notes.before = before.map(AuditSnapshot::into_json);
         if !self.errors.is_empty() && notes.reason.is_none() {
             notes.reason = Some(self.errors.join("; "));
         }
