@@ -19,7 +19,7 @@
 //!
 //! Run without callgrind (as `cargo bench` does) it serves a few requests of each and exits.
 
-use audit_layer::{AuditEvent, AuditTrail, BoxFuture, JsonlFileSink, Sink, SinkError};
+use audit_layer::{AuditTrail, JsonlFileSink};
 use axum::Router;
 use axum::routing::get;
 use http::Method;
@@ -34,22 +34,6 @@ async fn serve(app: &Router, n: u64, method: Method, uri: &str) {
         let request = common::request(method.clone(), uri);
         let response = app.clone().oneshot(request).await.expect("infallible");
         assert!(response.status().is_success());
-    }
-}
-
-/// Takes every event and keeps none: the sensitive mode measures the layer, not a sink.
-struct Discard;
-
-impl Sink for Discard {
-    fn name(&self) -> &str {
-        "discard"
-    }
-
-    fn write_batch<'a>(
-        &'a mut self,
-        _events: &'a [AuditEvent],
-    ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async { Ok(()) })
     }
 }
 
@@ -85,7 +69,10 @@ fn main() {
                 }
                 "sensitive-bare" => serve(&settings::router(None), n, bump.0, bump.1).await,
                 "sensitive" => {
-                    let trail = AuditTrail::builder().sink(Discard).build().expect("trail");
+                    let trail = AuditTrail::builder()
+                        .sink(settings::Discard)
+                        .build()
+                        .expect("trail");
                     serve(&settings::router(Some(&trail)), n, bump.0, bump.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use audit_layer::{AuditTrail, Auditable, BoxError, Snapshot, sensitive};
+use audit_layer::{
+    AuditEvent, AuditTrail, Auditable, BoxError, BoxFuture, Sink, SinkError, Snapshot, sensitive,
+};
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::post;
@@ -64,5 +66,22 @@ pub(crate) fn router(trail: Option<&AuditTrail>) -> Router {
             .route("/settings/{id}", post(bump_audited))
             .with_state(Settings::default())
             .layer(trail.layer()),
+    }
+}
+
+/// The sink the sensitive benches "sync" to: it takes every event and keeps none, so that
+/// they measure the layer, not a sink (a `MemorySink` would copy each event and keep it).
+pub(crate) struct Discard;
+
+impl Sink for Discard {
+    fn name(&self) -> &str {
+        "discard"
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        _events: &'a [AuditEvent],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
     }
 }
