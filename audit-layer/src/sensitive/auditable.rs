@@ -207,6 +207,9 @@ impl SnapshotValue {
 
 /// A value serialized for a snapshot, with the fingerprint of its unredacted form.
 fn plain<T: Serialize + ?Sized>(value: &T) -> SnapshotValue {
+    // Fingerprinted through the JSON value, whose object keys are sorted, even for a redacted
+    // field that keeps nothing else: a `HashMap` serialized directly would be hashed in its
+    // iteration order, which differs between two loads of the same data.
     let json = serde_json::to_value(value)
         .unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")));
     let fingerprint = fingerprint(&json);
