@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -455,6 +455,32 @@ async fn a_failed_handler_that_changed_something_shows_it() {
         to_json(&event.changes.unwrap()),
         json!([{"field": "address.city", "old": "Paris", "new": "Oslo"}])
     );
+}
+
+/// Two loads of the same data give equal snapshots, redacted fields included, even where a
+/// `HashMap` iterates its entries in another order each time: nothing is reported changed
+/// that did not change.
+#[test]
+fn equal_data_gives_equal_snapshots_whatever_a_hash_maps_order() {
+    #[derive(Serialize, Auditable)]
+    struct Vault {
+        #[audit(redact)]
+        keys: HashMap<String, String>,
+        labels: HashMap<String, u32>,
+    }
+    let load = || Vault {
+        keys: (0..64)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect(),
+        labels: (0..64).map(|i| (format!("l{i}"), i)).collect(),
+    };
+    let (first, second) = (load(), load());
+    assert_ne!(
+        first.keys.keys().collect::<Vec<_>>(),
+        second.keys.keys().collect::<Vec<_>>(),
+        "the two maps should iterate in different orders for this test to mean anything"
+    );
+    assert_eq!(first.audit_snapshot(), second.audit_snapshot());
 }
 
 /// Names the application adds to the trail's list are redacted in snapshots too, nested
