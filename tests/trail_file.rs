@@ -78,6 +78,33 @@ fn the_chain_continues_across_restarts() {
     assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
 }
 
+/// Events a crash left unsealed are sealed as soon as the trail opens again.
+#[test]
+fn events_a_crash_left_unsealed_are_sealed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let open = || {
+        builder(dir.path(), &key, &clock)
+            .checkpoint_every(1_000, Duration::from_secs(3_600))
+            .open()
+            .unwrap()
+    };
+    let mut sink = open();
+    // The first events are sealed at once; the next ones wait for the next checkpoint.
+    write(&mut sink, &[event("a", "x")]);
+    write(&mut sink, &[event("b", "x"), event("c", "y")]);
+    // A crash: the sink is gone without closing.
+    drop(sink);
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!((report.events, report.unsealed), (3, 2));
+
+    let sink = open();
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!((report.events, report.unsealed), (3, 0));
+    close(sink);
+}
+
 #[test]
 fn a_torn_last_line_is_moved_aside_and_recorded() {
     let dir = tempfile::tempdir().unwrap();

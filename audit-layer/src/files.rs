@@ -35,6 +35,18 @@ impl TrailFile {
             .unwrap_or_default()
     }
 
+    /// The content's length, decompressed: the file's size, or for a gzipped file its
+    /// decompressed bytes counted as they stream past, not held.
+    pub(crate) fn content_len(&self) -> io::Result<u64> {
+        if !self.gzipped {
+            return Ok(fs::metadata(&self.path)?.len());
+        }
+        io::copy(
+            &mut GzDecoder::new(fs::File::open(&self.path)?),
+            &mut io::sink(),
+        )
+    }
+
     /// The whole content, decompressed.
     pub(crate) fn read(&self) -> io::Result<Vec<u8>> {
         let raw = fs::read(&self.path)?;
@@ -103,7 +115,31 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<TrailFile>> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+
+    #[test]
+    fn content_len_is_the_decompressed_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = b"{\"seq\":0}\n".repeat(1_000);
+        let plain = dir.path().join("audit-2026-11-22.jsonl");
+        fs::write(&plain, &content).unwrap();
+        let gzipped = dir.path().join("audit-2026-11-21.jsonl.gz");
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(&content).unwrap();
+        fs::write(&gzipped, encoder.finish().unwrap()).unwrap();
+        let files = list(dir.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        for file in files {
+            assert_eq!(
+                file.content_len().unwrap(),
+                content.len() as u64,
+                "{file:?}"
+            );
+            assert_eq!(file.read().unwrap(), content, "{file:?}");
+        }
+    }
 
     #[test]
     fn names_round_trip() {

@@ -380,9 +380,9 @@ impl FileTrail {
     fn last_file_extent(&self) -> io::Result<(String, u64)> {
         let trail_files = files::list(&self.dir)?;
         for file in trail_files.iter().rev() {
-            let bytes = file.read()?;
-            if !bytes.is_empty() {
-                return Ok((file.stem(), bytes.len() as u64));
+            let len = file.content_len()?;
+            if len > 0 {
+                return Ok((file.stem(), len));
             }
         }
         Err(io::Error::other(
