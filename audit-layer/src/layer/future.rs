@@ -16,10 +16,10 @@ use tokio::time::Sleep;
 
 use super::record::InFlight;
 use crate::actor::Actor;
-use crate::error::{AuditError, panic_message};
+use crate::error::panic_message;
 use crate::event::AuditEvent;
 use crate::policy::{Durability, Overflow};
-use crate::trail::{Ack, Item, Reserve, Shared, TryEnqueue};
+use crate::trail::{Ack, Item, Reserve, Shared, Synced, TryEnqueue};
 
 /// The header set on a response replaced by 503 because its event could not be made durable.
 pub const AUDIT_ERROR_HEADER: &str = "x-audit-error";
@@ -54,7 +54,7 @@ pin_project! {
         // The response is ready; the queue was full.
         Enqueueing { reserve: Reserve, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
         // The event is queued; the response waits for its sync.
-        Syncing { ack: oneshot::Receiver<Result<(), AuditError>>, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
+        Syncing { ack: oneshot::Receiver<Synced>, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
         Done,
     }
 }
@@ -154,7 +154,11 @@ where
                     output,
                 } => {
                     let synced = match Pin::new(ack).poll(cx) {
-                        Poll::Ready(Ok(Ok(()))) => true,
+                        Poll::Ready(Ok(Synced { result, event })) => {
+                            // Freed here, on the thread that allocated it.
+                            drop(event);
+                            result.is_ok()
+                        }
                         Poll::Ready(_) => false,
                         Poll::Pending => match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
                             Some(Poll::Ready(())) => false,
@@ -229,10 +233,7 @@ enum Step {
     /// Answer 503: the event could not be made durable.
     Unavailable,
     Wait(Reserve, Option<Pin<Box<Sleep>>>),
-    Sync(
-        oneshot::Receiver<Result<(), AuditError>>,
-        Option<Pin<Box<Sleep>>>,
-    ),
+    Sync(oneshot::Receiver<Synced>, Option<Pin<Box<Sleep>>>),
 }
 
 /// A request's event until it is in the queue.

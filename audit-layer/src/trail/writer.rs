@@ -29,7 +29,7 @@ use futures_util::future::join_all;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{Ack, Counters, Item, WriterState};
+use super::{Ack, Counters, Item, Synced, WriterState};
 use crate::error::{AuditError, panic_message};
 use crate::event::AuditEvent;
 use crate::sink::{BoxFuture, Sink, SinkError};
@@ -86,7 +86,7 @@ pub(crate) struct Writer {
     /// response leaves.
     durable_upto: u64,
     /// Requests waiting for their event to be synced, by global index.
-    acks: VecDeque<(u64, Ack)>,
+    acks: VecDeque<Waiting>,
     /// Flush requests: answer once every event before the ticket is written.
     waiters: Vec<(u64, Reply)>,
     received: Vec<Item>,
@@ -94,6 +94,15 @@ pub(crate) struct Writer {
     state: watch::Sender<WriterState>,
     settings: WriterSettings,
     last_flush: Instant,
+}
+
+/// A request waiting for its event to be synced.
+struct Waiting {
+    /// The event's global index.
+    index: u64,
+    ack: Ack,
+    /// The event, once every sink has it (written, maybe not yet synced).
+    event: Option<AuditEvent>,
 }
 
 struct SinkSlot {
@@ -351,7 +360,11 @@ impl Writer {
                     let index = self.base + self.pending.len() as u64;
                     if let Some(ack) = ack {
                         self.durable_upto = index + 1;
-                        self.acks.push_back((index, ack));
+                        self.acks.push_back(Waiting {
+                            index,
+                            ack,
+                            event: None,
+                        });
                     }
                     self.pending.push(*event);
                 }
@@ -463,16 +476,29 @@ impl Writer {
             .unwrap_or(self.accepted());
         let done = (written - self.base) as usize;
         if done > 0 {
-            self.pending.drain(..done);
+            // Events someone waits for go back with the answer; the rest are freed here.
+            let mut waiting = self.acks.partition_point(|w| w.index < self.base);
+            for (index, event) in (self.base..).zip(self.pending.drain(..done)) {
+                match self.acks.get_mut(waiting) {
+                    Some(w) if w.index == index => {
+                        w.event = Some(event);
+                        waiting += 1;
+                    }
+                    _ => drop(event),
+                }
+            }
             self.base = written;
             self.counters
                 .written
                 .fetch_add(done as u64, Ordering::Relaxed);
             metrics::counter!("audit_events_written_total").increment(done as u64);
         }
-        while self.acks.front().is_some_and(|(index, _)| *index < synced) {
-            if let Some((_, ack)) = self.acks.pop_front() {
-                let _ = ack.send(Ok(()));
+        while self.acks.front().is_some_and(|w| w.index < synced) {
+            if let Some(w) = self.acks.pop_front() {
+                let _ = w.ack.send(Synced {
+                    result: Ok(()),
+                    event: w.event,
+                });
             }
         }
         let accepted = self.accepted();
@@ -551,8 +577,11 @@ impl Writer {
                 }
             }
         }
-        for (_, ack) in self.acks.drain(..) {
-            let _ = ack.send(result.clone());
+        for w in self.acks.drain(..) {
+            let _ = w.ack.send(Synced {
+                result: result.clone(),
+                event: w.event,
+            });
         }
         for (_, waiter) in self.waiters.drain(..) {
             let _ = waiter.send(result.clone());
