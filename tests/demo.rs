@@ -298,6 +298,18 @@ async fn demo_admin_routes_are_sensitive_handlers() {
         serde_json::json!([{"field": "role", "old": "viewer", "new": "admin"}])
     );
 
+    // The role change to admin raised one alert, right after it; dave's creation as an
+    // editor raised none.
+    let grants = find("security.privilege.grant");
+    assert_eq!(grants.len(), 1, "{grants:#?}");
+    assert_eq!(grants[0]["category"], "alert");
+    assert_eq!(grants[0]["target"], "user:2");
+    assert_eq!(grants[0]["actor"]["name"], "alice");
+    assert_eq!(grants[0]["details"]["role"], "admin");
+    assert_eq!(grants[0]["details"]["event"], change["id"]);
+    let after_change = events.iter().position(|e| e["id"] == change["id"]).unwrap();
+    assert_eq!(events[after_change + 1]["id"], grants[0]["id"]);
+
     let create = find("user.create")[0];
     assert_eq!(create["target"], "user:4");
     assert!(create.get("before").is_none());
@@ -334,6 +346,34 @@ async fn demo_admin_routes_are_sensitive_handlers() {
     for secret in ["bob-new-password", "dave-password-1", "$argon2"] {
         assert!(!text.contains(secret), "{secret} leaked into the trail");
     }
+}
+
+#[tokio::test]
+async fn demo_raises_bruteforce_alerts_for_failed_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), &[]);
+    let addr = demo.addr;
+    // Five failures for carol: one alert for her username. Five more, for names nobody
+    // has, from the same address: ten from it, one alert for the address.
+    let usernames = ["carol"; 5].into_iter().map(str::to_owned);
+    for username in usernames.chain((0..5).map(|n| format!("nobody{n}"))) {
+        let body = format!(r#"{{"username":"{username}","password":"guess"}}"#);
+        assert_eq!(send(addr, "POST", "/login", &[], &body).await.0, 401);
+    }
+    assert!(demo.terminate().success());
+
+    let events = read_trail(dir.path());
+    let alerts: Vec<_> = events
+        .iter()
+        .filter(|e| e["action"] == "security.bruteforce")
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[0]["category"], "alert");
+    assert_eq!(alerts[0]["target"], "username:carol");
+    assert_eq!(alerts[0]["details"]["failures"], 5);
+    assert_eq!(alerts[1]["target"], "ip:127.0.0.1");
+    assert_eq!(alerts[1]["details"]["failures"], 10);
+    assert!(!serde_json::to_string(&events).unwrap().contains("guess"));
 }
 
 #[test]

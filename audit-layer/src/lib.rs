@@ -43,6 +43,7 @@
 //! - [`redact`]: what is never recorded, and bounds.
 //! - [`trail`]: the queue, the writer, flush and shutdown.
 //! - [`sink`]: where events go.
+//! - [`detect`]: detectors that raise `alert` events (brute-force logins, privilege grants).
 //!
 //! # Cargo features
 //!
@@ -63,6 +64,7 @@ pub mod checkpoint;
 pub mod client_ip;
 pub mod clock;
 pub mod context;
+pub mod detect;
 pub mod error;
 pub mod event;
 pub mod layer;

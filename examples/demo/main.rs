@@ -32,9 +32,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use audit_layer::chain::ChainKey;
 use audit_layer::checkpoint::CheckpointKey;
+use audit_layer::detect::{BruteForce, PrivilegeGrant};
 use audit_layer::{
     AuditContext, AuditTrail, Category, Health, JsonlFileSink, NatsSink, Outcome, PostgresSink,
     Sink as _,
@@ -50,6 +52,14 @@ use serde::Deserialize;
 use crate::auth::{CurrentUser, SESSION_COOKIE};
 use crate::shutdown::shutdown_signal;
 use crate::store::{SEEDED_USERS, Store};
+
+/// The alert thresholds (DEMO.md, "Alerts"): failed logins per username and per source IP
+/// within the window raise `security.bruteforce`; a role change to one of the privileged
+/// roles raises `security.privilege.grant`.
+const FAILED_LOGINS_PER_USERNAME: u32 = 5;
+const FAILED_LOGINS_PER_SOURCE_IP: u32 = 10;
+const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+const PRIVILEGED_ROLES: [&str; 1] = ["admin"];
 
 /// What handlers share.
 #[derive(Debug)]
@@ -169,6 +179,13 @@ async fn run() -> Result<(), String> {
         .map_err(|e| format!("DEMO_TRUSTED_PROXIES: {e}"))?
         .skip_paths(["/health", "/metrics"])
         .label("service", "audit-demo")
+        .detector(
+            BruteForce::new("auth.login")
+                .per_username(FAILED_LOGINS_PER_USERNAME)
+                .per_source_ip(FAILED_LOGINS_PER_SOURCE_IP)
+                .within(FAILED_LOGIN_WINDOW),
+        )
+        .detector(PrivilegeGrant::new(PRIVILEGED_ROLES))
         .build()
         .map_err(|e| e.to_string())?;
     let audit = Arc::new(audit);

@@ -12,6 +12,7 @@ use super::{AuditTrail, Counters, Shared, StopHandle, WriterState};
 use crate::actor::{ResolveActor, SharedResolver};
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::config::Config;
+use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
 use crate::policy::{Durability, FailurePolicy};
@@ -24,6 +25,7 @@ use crate::sink::Sink;
 pub struct AuditTrailBuilder {
     config: Config,
     sinks: Vec<Box<dyn Sink>>,
+    detectors: Vec<Box<dyn Detector>>,
     queue_capacity: usize,
     writer: WriterSettings,
 }
@@ -33,6 +35,7 @@ impl AuditTrailBuilder {
         Self {
             config: Config::default(),
             sinks: Vec::new(),
+            detectors: Vec::new(),
             queue_capacity: 8192,
             writer: WriterSettings::default(),
         }
@@ -41,6 +44,14 @@ impl AuditTrailBuilder {
     /// Adds a sink. Every event goes to every sink, in the same order.
     pub fn sink(mut self, sink: impl Sink) -> Self {
         self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Adds a detector: it sees every event the trail accepts, on the writer thread, and
+    /// the alerts it raises are recorded right after the event that raised them. See
+    /// [`detect`](crate::detect).
+    pub fn detector(mut self, detector: impl Detector) -> Self {
+        self.detectors.push(Box::new(detector));
         self
     }
 
@@ -260,10 +271,15 @@ impl AuditTrailBuilder {
             state_tx,
             WriterSettings {
                 max_pending: self.queue_capacity.max(self.writer.batch_size),
+                sync_alerts: self.config.durability.level(Category::Alert, None, None)
+                    == Durability::Synced,
                 ..self.writer
             },
         );
-        writer.spawn(finished_tx).map_err(ConfigError::Writer)?;
+        writer
+            .with_detectors(self.detectors)
+            .spawn(finished_tx)
+            .map_err(ConfigError::Writer)?;
         let shared = Arc::new(Shared {
             config: self.config,
             queue,
@@ -293,6 +309,10 @@ impl fmt::Debug for AuditTrailBuilder {
             .field(
                 "sinks",
                 &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "detectors",
+                &self.detectors.iter().map(|d| d.name()).collect::<Vec<_>>(),
             )
             .field("queue_capacity", &self.queue_capacity)
             .field("writer", &self.writer)

@@ -30,12 +30,15 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::{Ack, Counters, Item, Synced, WriterState};
+use crate::detect::Detector;
 use crate::error::{AuditError, panic_message};
-use crate::event::AuditEvent;
+use crate::event::{AuditEvent, Category};
 use crate::sink::{BoxFuture, Sink, SinkError};
 
 #[derive(Clone, Debug)]
 pub(crate) struct WriterSettings {
+    /// Alerts are synced in the round that raises them (the durability of `alert` events).
+    pub(crate) sync_alerts: bool,
     pub(crate) batch_size: usize,
     pub(crate) max_pending: usize,
     pub(crate) backoff_initial: Duration,
@@ -55,6 +58,7 @@ pub(crate) struct WriterSettings {
 impl Default for WriterSettings {
     fn default() -> Self {
         Self {
+            sync_alerts: true,
             batch_size: 512,
             max_pending: 8192,
             backoff_initial: Duration::from_millis(50),
@@ -90,6 +94,9 @@ pub(crate) struct Writer {
     /// Flush requests: answer once every event before the ticket is written.
     waiters: Vec<(u64, Reply)>,
     received: Vec<Item>,
+    detectors: Vec<Box<dyn Detector>>,
+    /// The alerts the detectors raise about one event, before they are accepted.
+    alerts: Vec<AuditEvent>,
     counters: Arc<Counters>,
     state: watch::Sender<WriterState>,
     settings: WriterSettings,
@@ -272,11 +279,19 @@ impl Writer {
             acks: VecDeque::new(),
             waiters: Vec::new(),
             received: Vec::with_capacity(settings.batch_size),
+            detectors: Vec::new(),
+            alerts: Vec::new(),
             counters,
             state,
             settings,
             last_flush: now,
         }
+    }
+
+    /// The detectors that see each accepted event.
+    pub(crate) fn with_detectors(mut self, detectors: Vec<Box<dyn Detector>>) -> Self {
+        self.detectors = detectors;
+        self
     }
 
     /// Starts the writer on its own thread; `finished` is signalled when it has stopped.
@@ -354,7 +369,9 @@ impl Writer {
 
     fn take_received(&mut self) {
         metrics::histogram!("audit_batch_size").record(self.received.len() as f64);
-        for item in self.received.drain(..) {
+        // Taken out while detectors look at each event; put back to keep its capacity.
+        let mut received = std::mem::take(&mut self.received);
+        for item in received.drain(..) {
             match item {
                 Item::Event(event, ack) => {
                     let index = self.base + self.pending.len() as u64;
@@ -367,6 +384,7 @@ impl Writer {
                         });
                     }
                     self.pending.push(*event);
+                    self.detect();
                 }
                 Item::Flush(reply) => {
                     let ticket = self.base + self.pending.len() as u64;
@@ -374,8 +392,55 @@ impl Writer {
                 }
             }
         }
+        self.received = received;
         metrics::gauge!("audit_queue_depth")
             .set((self.items.max_capacity() - self.items.capacity()) as f64);
+    }
+
+    /// Shows the event just accepted to every detector. Their alerts are accepted right
+    /// after it (and synced this round, unless alerts are configured as batched); alerts
+    /// themselves are not shown to detectors.
+    fn detect(&mut self) {
+        let Some(event) = self.pending.last() else {
+            return;
+        };
+        if self.detectors.is_empty() || event.category == Category::Alert {
+            return;
+        }
+        for detector in &mut self.detectors {
+            let raised = self.alerts.len();
+            let observed = panic::catch_unwind(AssertUnwindSafe(|| {
+                detector.observe(event, &mut self.alerts)
+            }));
+            if let Err(payload) = observed {
+                // A detector's bug must not stop the trail, nor lose the event it looked at.
+                self.alerts.truncate(raised);
+                tracing::error!(
+                    target: "audit",
+                    detector = detector.name(),
+                    panic = panic_message(payload.as_ref()),
+                    "an audit detector panicked; it is skipped for this event"
+                );
+            }
+            let count = self.alerts.len() - raised;
+            if count > 0 {
+                metrics::counter!("audit_alerts_total", "detector" => detector.name().to_owned())
+                    .increment(count as u64);
+            }
+        }
+        for mut alert in self.alerts.drain(..) {
+            alert.category = Category::Alert;
+            tracing::warn!(
+                target: "audit",
+                action = %alert.action,
+                reason = alert.reason.as_deref().unwrap_or_default(),
+                "audit alert"
+            );
+            self.pending.push(alert);
+            if self.settings.sync_alerts {
+                self.durable_upto = self.base + self.pending.len() as u64;
+            }
+        }
     }
 
     /// Events dropped or refused while the trail could not take them are recorded as one

@@ -1,0 +1,402 @@
+//! Detectors: failed logins and privilege grants found in the trail's events, recorded as
+//! `alert` events right after the event that raised them.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use audit_layer::detect::{BRUTEFORCE, BruteForce, Detector, PRIVILEGE_GRANT, PrivilegeGrant};
+use audit_layer::event::Change;
+use audit_layer::testing::FaultySink;
+use audit_layer::{
+    Actor, AuditContext, AuditEvent, AuditTrail, Category, Health, MemorySink, Outcome, Source,
+    Timestamp,
+};
+use axum::body::Body;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use common::{memory_trail, request_from};
+use serde::Deserialize;
+use serde_json::json;
+use tower::ServiceExt;
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+}
+
+/// A login that always fails, recorded as the demo records it.
+async fn failing_login(audit: AuditContext, Json(body): Json<Login>) -> StatusCode {
+    audit.set_action("auth.login");
+    audit.set_category(Category::Auth);
+    audit.detail("username", body.username);
+    audit.set_outcome(Outcome::Failure);
+    StatusCode::UNAUTHORIZED
+}
+
+async fn fail_login(app: &Router, peer: &str, username: &str) {
+    let request = request_from(peer, "POST", "/login")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "username": username }).to_string()))
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+fn alerts(sink: &MemorySink) -> Vec<AuditEvent> {
+    sink.events_where(|e| e.category == Category::Alert)
+}
+
+/// A failed login at `seconds` past an arbitrary start, from `ip`.
+fn failure_at(seconds: u64, username: &str, ip: &str) -> AuditEvent {
+    let time = Timestamp::from_unix_micros(1_800_000_000_000_000 + seconds * 1_000_000);
+    let mut event = AuditEvent::at(
+        time,
+        Category::Auth,
+        "auth.login",
+        Outcome::Failure,
+        Actor::anonymous(),
+    )
+    .with_detail("username", username);
+    let mut source = Source::default();
+    source.ip = Some(ip.parse::<IpAddr>().expect("ip"));
+    event.source = Some(source);
+    event
+}
+
+#[tokio::test]
+async fn five_failed_logins_for_one_username_raise_one_bruteforce_alert() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(BruteForce::new("auth.login"))
+        .build()
+        .expect("trail");
+    let app = Router::new()
+        .route("/login", post(failing_login))
+        .layer(trail.layer());
+
+    // From five addresses, so that only the per-username count can reach its threshold.
+    for n in 0..4 {
+        fail_login(&app, &format!("192.0.2.{n}:4000"), "alice").await;
+    }
+    trail.flush().await.expect("flush");
+    assert!(alerts(&sink).is_empty(), "four failures are not an attack");
+
+    fail_login(&app, "192.0.2.4:4000", "Alice").await;
+    trail.flush().await.expect("flush");
+    let events = sink.events();
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.action, BRUTEFORCE);
+    assert_eq!(alert.category, Category::Alert);
+    assert_eq!(alert.target.as_deref(), Some("username:alice"));
+    let details = alert.details.as_ref().expect("details");
+    assert_eq!(details["username"], "alice");
+    assert_eq!(details["failures"], 5);
+    assert_eq!(details["window_seconds"], 60.0);
+    // The alert names the five failures, and is written right after the last of them.
+    let failures: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "auth.login")
+        .map(|e| json!(e.id.to_string()))
+        .collect();
+    assert_eq!(details["events"], json!(failures));
+    let position = events.iter().position(|e| e.id == alert.id).expect("alert");
+    assert_eq!(events[position - 1].id.to_string(), failures[4]);
+    assert_eq!(
+        alert.source.as_ref().and_then(|s| s.ip),
+        Some("192.0.2.4".parse().expect("ip"))
+    );
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn ten_failures_from_one_address_raise_one_alert_whatever_the_usernames() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(BruteForce::new("auth.login"))
+        .build()
+        .expect("trail");
+    let app = Router::new()
+        .route("/login", post(failing_login))
+        .layer(trail.layer());
+    for n in 0..10 {
+        fail_login(&app, "203.0.113.9:5000", &format!("user{n}")).await;
+    }
+    trail.flush().await.expect("flush");
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].target.as_deref(), Some("ip:203.0.113.9"));
+    let details = alerts[0].details.as_ref().expect("details");
+    assert_eq!(details["source_ip"], "203.0.113.9");
+    assert_eq!(details["failures"], 10);
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn only_failures_inside_the_window_count_and_each_alert_takes_as_many_again() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(
+            BruteForce::new("auth.login")
+                .per_username(3)
+                .per_source_ip(0)
+                .within(Duration::from_secs(60)),
+        )
+        .build()
+        .expect("trail");
+    // Two early failures leave the window before the third arrives.
+    for (at, ip) in [(0, "192.0.2.1"), (10, "192.0.2.2"), (75, "192.0.2.3")] {
+        trail
+            .record(failure_at(at, "bob", ip))
+            .await
+            .expect("record");
+    }
+    trail.flush().await.expect("flush");
+    assert!(alerts(&sink).is_empty(), "{:#?}", alerts(&sink));
+
+    // 75, 80, 90: three inside 60 s. Then 91 and 92 are two of the next three.
+    for at in [80, 90, 91, 92] {
+        trail
+            .record(failure_at(at, "bob", "192.0.2.4"))
+            .await
+            .expect("record");
+    }
+    trail.flush().await.expect("flush");
+    assert_eq!(alerts(&sink).len(), 1, "{:#?}", alerts(&sink));
+    trail
+        .record(failure_at(93, "bob", "192.0.2.4"))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    assert_eq!(alerts(&sink).len(), 2, "{:#?}", alerts(&sink));
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn successes_other_actions_and_counts_turned_off_raise_nothing() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(
+            BruteForce::new("auth.login")
+                .per_source_ip(0)
+                .per_username(2),
+        )
+        .build()
+        .expect("trail");
+    for at in 0..5 {
+        let mut success = failure_at(at, "carol", "192.0.2.1");
+        success.outcome = Outcome::Success;
+        trail.record(success).await.expect("record");
+        let mut other = failure_at(at, "carol", "192.0.2.1");
+        other.action = "auth.password.change".into();
+        trail.record(other).await.expect("record");
+        // No username: only the (turned off) per-address count could see it.
+        let mut nameless = failure_at(at, "", "192.0.2.1");
+        nameless.details = None;
+        trail.record(nameless).await.expect("record");
+    }
+    trail.flush().await.expect("flush");
+    assert!(alerts(&sink).is_empty(), "{:#?}", alerts(&sink));
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn the_tracked_keys_are_bounded() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(
+            BruteForce::new("auth.login")
+                .per_username(2)
+                .per_source_ip(0)
+                .max_tracked(2),
+        )
+        .build()
+        .expect("trail");
+    // a and b fill the table; c, with neither expired, makes every count start again.
+    for name in ["a", "b", "c", "a"] {
+        trail
+            .record(failure_at(1, name, "192.0.2.1"))
+            .await
+            .expect("record");
+    }
+    trail.flush().await.expect("flush");
+    assert!(alerts(&sink).is_empty(), "a's first failure was forgotten");
+    trail
+        .record(failure_at(2, "c", "192.0.2.1"))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].target.as_deref(), Some("username:c"));
+    trail.shutdown().await.expect("shutdown");
+}
+
+fn role_change(old: serde_json::Value, new: serde_json::Value) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        Category::Sensitive,
+        "user.role.change",
+        Outcome::Success,
+        Actor::user("1").with_name("alice"),
+    )
+    .with_target("user:2");
+    event.changes = Some(vec![Change::value("role", Some(old), Some(new))]);
+    event
+}
+
+#[tokio::test]
+async fn a_role_change_to_admin_raises_a_privilege_grant() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(PrivilegeGrant::new(["admin"]))
+        .build()
+        .expect("trail");
+    let grant = role_change(json!("viewer"), json!("Admin"));
+    trail.record(grant.clone()).await.expect("record");
+    trail.flush().await.expect("flush");
+
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.action, PRIVILEGE_GRANT);
+    assert_eq!(alert.category, Category::Alert);
+    assert_eq!(alert.target.as_deref(), Some("user:2"));
+    assert_eq!(alert.actor.id, "1", "the actor is who granted it");
+    let details = alert.details.as_ref().expect("details");
+    assert_eq!(details["role"], "admin");
+    assert_eq!(details["old"], "viewer");
+    assert_eq!(details["event"], grant.id.to_string());
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn only_new_privileged_roles_of_successful_changes_raise_a_grant() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(PrivilegeGrant::new(["admin"]))
+        .build()
+        .expect("trail");
+    let quiet = [
+        role_change(json!("admin"), json!("viewer")),
+        role_change(json!("viewer"), json!("editor")),
+        role_change(json!(["admin"]), json!(["admin", "editor"])),
+        {
+            let mut denied = role_change(json!("viewer"), json!("admin"));
+            denied.outcome = Outcome::Denied;
+            denied
+        },
+        {
+            let mut redacted = role_change(json!("viewer"), json!("admin"));
+            redacted.changes = Some(vec![Change::redacted("role")]);
+            redacted
+        },
+        {
+            let mut other_field = role_change(json!("viewer"), json!("admin"));
+            other_field.changes = Some(vec![Change::value(
+                "nickname",
+                Some(json!("x")),
+                Some(json!("admin")),
+            )]);
+            other_field
+        },
+    ];
+    for event in quiet {
+        trail.record(event).await.expect("record");
+    }
+    trail.flush().await.expect("flush");
+    assert!(alerts(&sink).is_empty(), "{:#?}", alerts(&sink));
+
+    // A list that gains the role, and a creation (no old value) in a nested field.
+    trail
+        .record(role_change(json!(["editor"]), json!(["editor", "admin"])))
+        .await
+        .expect("record");
+    let mut created = AuditEvent::new(
+        Category::Sensitive,
+        "user.create",
+        Outcome::Success,
+        Actor::user("1"),
+    );
+    created.changes = Some(vec![Change::value(
+        "profile.role",
+        None,
+        Some(json!("admin")),
+    )]);
+    trail.record(created).await.expect("record");
+    trail.flush().await.expect("flush");
+    assert_eq!(alerts(&sink).len(), 2, "{:#?}", alerts(&sink));
+    trail.shutdown().await.expect("shutdown");
+}
+
+/// A detector with a bug.
+struct Panicking;
+
+impl Detector for Panicking {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+
+    fn observe(&mut self, _event: &AuditEvent, alerts: &mut Vec<AuditEvent>) {
+        alerts.push(AuditEvent::new(
+            Category::Alert,
+            "half.done",
+            Outcome::Success,
+            Actor::anonymous(),
+        ));
+        panic!("a detector bug");
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_detector_loses_no_event_and_stops_no_other_detector() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(Panicking)
+        .detector(PrivilegeGrant::new(["admin"]))
+        .build()
+        .expect("trail");
+    let grant = role_change(json!("viewer"), json!("admin"));
+    trail.record(grant.clone()).await.expect("record");
+    trail.flush().await.expect("flush");
+    assert!(sink.events().iter().any(|e| e.id == grant.id));
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].action, PRIVILEGE_GRANT);
+    assert_eq!(trail.health(), Health::Healthy);
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn an_alert_is_synced_in_the_round_that_raises_it() {
+    let memory = MemorySink::new();
+    let (sink, faults) = FaultySink::new(memory.clone());
+    let trail = AuditTrail::builder()
+        .sink(sink)
+        .sync_interval(Duration::from_secs(3600))
+        .detector(PrivilegeGrant::new(["admin"]))
+        .build()
+        .expect("trail");
+    trail
+        .record(role_change(json!("viewer"), json!("editor")))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    let syncs = faults.syncs();
+    trail
+        .record(role_change(json!("viewer"), json!("admin")))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    assert_eq!(alerts(&memory).len(), 1);
+    assert!(
+        faults.syncs() > syncs,
+        "the alert was not synced: {} syncs before, {} after",
+        syncs,
+        faults.syncs()
+    );
+    trail.shutdown().await.expect("shutdown");
+}
