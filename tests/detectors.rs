@@ -400,3 +400,38 @@ async fn an_alert_is_synced_in_the_round_that_raises_it() {
     );
     trail.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn a_full_table_forgets_expired_keys_first() {
+    let (builder, sink) = memory_trail();
+    let trail = builder
+        .detector(
+            BruteForce::new("auth.login")
+                .per_username(2)
+                .per_source_ip(0)
+                .max_tracked(4)
+                .within(Duration::from_secs(60)),
+        )
+        .build()
+        .expect("trail");
+    // a and b leave the window; the fifth key makes room by forgetting them, and c keeps
+    // its count.
+    for (at, name) in [
+        (0, "a"),
+        (0, "b"),
+        (100, "c"),
+        (100, "d"),
+        (100, "e"),
+        (101, "c"),
+    ] {
+        trail
+            .record(failure_at(at, name, "192.0.2.1"))
+            .await
+            .expect("record");
+    }
+    trail.flush().await.expect("flush");
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].target.as_deref(), Some("username:c"));
+    trail.shutdown().await.expect("shutdown");
+}

@@ -85,7 +85,8 @@ const DEFAULT_MAX_TRACKED: usize = 100_000;
 ///
 /// Memory is bounded: at most [`max_tracked`](Self::max_tracked) usernames and as many IPs
 /// are tracked at once. Past that, keys whose last failure left the window are forgotten
-/// first; if none has, every count of that kind starts again, and a warning is logged.
+/// first; if that frees less than a quarter of the table, every count of that kind starts
+/// again, and a warning is logged.
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     action: Cow<'static, str>,
@@ -241,7 +242,9 @@ impl<K: Hash + Eq> Window<K> {
         if !self.keys.contains_key(&key) && self.keys.len() >= self.max_tracked {
             self.keys
                 .retain(|_, times| times.back().is_some_and(|(t, _)| *t > since));
-            if self.keys.len() >= self.max_tracked {
+            // Unless a quarter of the table is free again, start over: otherwise keys that
+            // expire one at a time would make every new key scan the whole table.
+            if self.keys.len() > self.max_tracked / 4 * 3 {
                 tracing::warn!(
                     target: "audit",
                     tracked = self.keys.len(),
