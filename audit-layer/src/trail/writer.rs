@@ -384,7 +384,9 @@ impl Writer {
                         });
                     }
                     self.pending.push(*event);
-                    self.detect();
+                    if !self.detectors.is_empty() {
+                        self.detect();
+                    }
                 }
                 Item::Flush(reply) => {
                     let ticket = self.base + self.pending.len() as u64;
@@ -404,7 +406,7 @@ impl Writer {
         let Some(event) = self.pending.last() else {
             return;
         };
-        if self.detectors.is_empty() || event.category == Category::Alert {
+        if event.category == Category::Alert {
             return;
         }
         for detector in &mut self.detectors {
@@ -541,15 +543,19 @@ impl Writer {
             .unwrap_or(self.accepted());
         let done = (written - self.base) as usize;
         if done > 0 {
-            // Events someone waits for go back with the answer; the rest are freed here.
-            let mut waiting = self.acks.partition_point(|w| w.index < self.base);
-            for (index, event) in (self.base..).zip(self.pending.drain(..done)) {
-                match self.acks.get_mut(waiting) {
-                    Some(w) if w.index == index => {
-                        w.event = Some(event);
-                        waiting += 1;
+            if self.acks.is_empty() {
+                self.pending.drain(..done);
+            } else {
+                // Events someone waits for go back with the answer; the rest are freed here.
+                let mut waiting = self.acks.partition_point(|w| w.index < self.base);
+                for (index, event) in (self.base..).zip(self.pending.drain(..done)) {
+                    match self.acks.get_mut(waiting) {
+                        Some(w) if w.index == index => {
+                            w.event = Some(event);
+                            waiting += 1;
+                        }
+                        _ => drop(event),
                     }
-                    _ => drop(event),
                 }
             }
             self.base = written;
