@@ -4,7 +4,8 @@
 //! tell it from the noise.
 //!
 //! - `bare` / `audited`: `GET /hello` on a bare router, and on the same router with the
-//!   layer and a chained file trail;
+//!   layer and a chained file trail; `audited-detectors`: the same with the demo's two
+//!   detectors (`BruteForce` and `PrivilegeGrant`), which look at each event;
 //! - `sensitive-bare` / `sensitive`: `POST /settings/{id}` unaudited, and as a
 //!   `#[sensitive]` handler whose event is "synced" before the response, by a sink that
 //!   keeps nothing: a sink that kept the events (`MemorySink`) would add a copy of each, and
@@ -19,6 +20,7 @@
 //!
 //! Run without callgrind (as `cargo bench` does) it serves a few requests of each and exits.
 
+use audit_layer::detect::{BruteForce, PrivilegeGrant};
 use audit_layer::{AuditTrail, JsonlFileSink};
 use axum::Router;
 use axum::routing::get;
@@ -38,7 +40,13 @@ async fn serve(app: &Router, n: u64, method: Method, uri: &str) {
 }
 
 /// What can be measured, as the first argument.
-const MODES: [&str; 4] = ["bare", "audited", "sensitive-bare", "sensitive"];
+const MODES: [&str; 5] = [
+    "bare",
+    "audited",
+    "audited-detectors",
+    "sensitive-bare",
+    "sensitive",
+];
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
@@ -58,12 +66,17 @@ fn main() {
             let bump = (Method::POST, "/settings/7");
             match mode.as_str() {
                 "bare" => serve(&router, n, hello.0, hello.1).await,
-                "audited" => {
+                "audited" | "audited-detectors" => {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let trail = AuditTrail::builder()
-                        .sink(JsonlFileSink::new(dir.path()).expect("sink"))
-                        .build()
-                        .expect("trail");
+                    let mut builder =
+                        AuditTrail::builder().sink(JsonlFileSink::new(dir.path()).expect("sink"));
+                    if mode == "audited-detectors" {
+                        // The demo's two: each GET is looked at, and raises nothing.
+                        builder = builder
+                            .detector(BruteForce::new("auth.login"))
+                            .detector(PrivilegeGrant::new(["admin"]));
+                    }
+                    let trail = builder.build().expect("trail");
                     serve(&router.clone().layer(trail.layer()), n, hello.0, hello.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }
