@@ -1,5 +1,5 @@
-//! The trail's own throughput: serializing and chaining events, each sink, and
-//! verification.
+//! The trail's own throughput: serializing and chaining events, each sink, verification,
+//! and the detectors.
 //!
 //! `cargo bench --bench pipeline`
 //!
@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use audit_layer::chain::{GENESIS, link_hash};
+use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
 use audit_layer::verify::{VerifyOptions, verify_trail};
 use audit_layer::{
     Actor, AuditEvent, Category, JsonlFileSink, MemorySink, NatsSink, Outcome, PostgresSink, Sink,
@@ -211,5 +212,45 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
     group.finish();
 }
 
-criterion_group!(benches, pipeline);
+/// What a detector costs the writer per event: the demo's two on ordinary requests, and the
+/// brute-force detector under a spray of failed logins for usernames that never repeat (its
+/// worst case: a key per event, and its table filling up and starting over).
+fn detectors(c: &mut Criterion) {
+    let mut group = c.benchmark_group("detectors");
+    group.throughput(Throughput::Elements(1));
+    let request = event();
+    let mut alerts = Vec::new();
+    group.bench_function("demo_pair_on_a_request", |b| {
+        let mut brute_force = BruteForce::new("auth.login");
+        let mut grant = PrivilegeGrant::new(["admin"]);
+        b.iter(|| {
+            brute_force.observe(&request, &mut alerts);
+            grant.observe(&request, &mut alerts);
+        });
+        assert!(alerts.is_empty());
+    });
+    group.bench_function("bruteforce_spray_of_new_usernames", |b| {
+        let mut detector = BruteForce::new("auth.login").max_tracked(10_000);
+        let mut failures = (0u64..).map(|n| {
+            AuditEvent::new(
+                Category::Auth,
+                "auth.login",
+                Outcome::Failure,
+                Actor::anonymous(),
+            )
+            .with_detail("username", format!("user{n}"))
+        });
+        b.iter_batched(
+            || failures.next().expect("endless"),
+            |failure| {
+                detector.observe(&failure, &mut alerts);
+                failure
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, pipeline, detectors);
 criterion_main!(benches);
