@@ -36,7 +36,8 @@
 //!
 //! Detectors look at what the trail records, so what they see is already redacted and
 //! bounded. Their alerts are only as timely as the events: an event is seen when its request
-//! completes.
+//! completes. Their counts live in memory: a restart starts them again, and events a
+//! failure policy dropped (recorded as an `audit.gap`) are not seen.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
