@@ -64,8 +64,9 @@ pub trait Detector: Send + 'static {
     /// A short name, for logs and the `audit_alerts_total` metric.
     fn name(&self) -> &str;
 
-    /// Looks at one event; pushes the alerts it raises (category
-    /// [`Alert`](Category::Alert)) onto `alerts`. Alerts are not shown to detectors.
+    /// Looks at one event; pushes the alerts it raises onto `alerts`. They are recorded
+    /// with category [`Alert`](Category::Alert), whatever category they were given, and are
+    /// not shown to detectors.
     fn observe(&mut self, event: &AuditEvent, alerts: &mut Vec<AuditEvent>);
 }
 

@@ -299,7 +299,8 @@ pub(crate) struct Synced {
     /// The event, once every sink has it: it goes back to be freed on the request's
     /// thread, where it was allocated. Freed on the writer's thread instead, its few dozen
     /// allocations each take glibc's slow path for a foreign arena, under that arena's lock
-    /// (a tenth of the server's time for a durable POST, by `perf`).
+    /// (7.6% of a durable POST's server time in a `perf` profile; BENCHMARKS.md, fourth
+    /// round).
     pub(crate) event: Option<AuditEvent>,
 }
 
