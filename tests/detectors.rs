@@ -435,3 +435,50 @@ async fn a_full_table_forgets_expired_keys_first() {
     assert_eq!(alerts[0].target.as_deref(), Some("username:c"));
     trail.shutdown().await.expect("shutdown");
 }
+
+/// A detector of its own, as an application writes one: every `export` is worth a look.
+struct Exports;
+
+impl Detector for Exports {
+    fn name(&self) -> &str {
+        "exports"
+    }
+
+    fn observe(&mut self, event: &AuditEvent, alerts: &mut Vec<AuditEvent>) {
+        if event.action == "user.export" {
+            // Given the wrong category on purpose: the trail records it as an alert.
+            alerts.push(
+                AuditEvent::new(
+                    Category::Request,
+                    "security.export",
+                    Outcome::Success,
+                    event.actor.clone(),
+                )
+                .with_detail("event", event.id.to_string()),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_applications_own_detector_raises_alerts() {
+    let (builder, sink) = memory_trail();
+    let trail = builder.detector(Exports).build().expect("trail");
+    let export = AuditEvent::new(
+        Category::Sensitive,
+        "user.export",
+        Outcome::Success,
+        Actor::user("1"),
+    );
+    trail.record(export.clone()).await.expect("record");
+    trail.flush().await.expect("flush");
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].action, "security.export");
+    assert_eq!(alerts[0].category, Category::Alert);
+    assert_eq!(
+        alerts[0].details.as_ref().expect("details")["event"],
+        export.id.to_string()
+    );
+    trail.shutdown().await.expect("shutdown");
+}
