@@ -3,7 +3,10 @@
 //! A [`Detector`] sees every event the trail accepts, in the order it writes them, on the
 //! trail's writer thread: never on the request path, and without locks. The alerts it raises
 //! are events of category [`Alert`](Category::Alert), chained and written right after the
-//! event that raised them, and synced at once, as the durability of alerts asks.
+//! event that raised them, and synced at once, as the durability of alerts asks. The
+//! built-in detectors date an alert with the time of the event that raised it, so that
+//! `audit detect`, which replays a stored trail through them, finds the same alerts at the
+//! same times.
 //!
 //! Two detectors come with the crate:
 //!
@@ -143,7 +146,8 @@ impl BruteForce {
             Key::Username(name) => (format!("username:{name}"), format!("username {name:?}")),
             Key::SourceIp(ip) => (format!("ip:{ip}"), format!("source IP {ip}")),
         };
-        let mut alert = AuditEvent::new(
+        let mut alert = AuditEvent::at(
+            trigger.time,
             Category::Alert,
             BRUTEFORCE,
             Outcome::Failure,
@@ -337,7 +341,8 @@ impl Detector for PrivilegeGrant {
                 if !holds(change.new.as_ref(), role) || holds(change.old.as_ref(), role) {
                     continue;
                 }
-                let mut alert = AuditEvent::new(
+                let mut alert = AuditEvent::at(
+                    event.time,
                     Category::Alert,
                     PRIVILEGE_GRANT,
                     Outcome::Success,

@@ -4,6 +4,7 @@
 //! audit verify ./audit-log [--key chain.key] [--public-key signing.pub]
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
+//! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin
 //! ```
 //!
 //! Exit status: 0 when all is well, 1 when verification finds a fault, 2 for any other
@@ -16,12 +17,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use audit_layer::AuditEvent;
 use audit_layer::chain::ChainKey;
 use audit_layer::checkpoint::PublicKey;
+use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
 use audit_layer::query::{self, Filter};
 use audit_layer::sink::GENERATED_PUBLIC_KEY;
 use audit_layer::verify::{VerifyOptions, verify_trail};
 use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize as _;
 
 #[derive(Parser)]
 #[command(
@@ -91,6 +95,30 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
+    /// Replays the trail through the brute-force and privilege-grant detectors and prints
+    /// the alerts they raise, dated as their triggers; the trail is not changed.
+    Detect {
+        /// The trail directory.
+        dir: PathBuf,
+        /// The action of a login: its failures (outcome failure or denied) are counted.
+        #[arg(long, default_value = "auth.login")]
+        login_action: String,
+        /// Failed logins for one username that raise an alert (0 turns this count off).
+        #[arg(long, default_value_t = 5)]
+        per_username: u32,
+        /// Failed logins from one source IP that raise an alert (0 turns this count off).
+        #[arg(long, default_value_t = 10)]
+        per_ip: u32,
+        /// The window the failures must fall within, in seconds.
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// A role whose grant raises an alert; repeat it for several.
+        #[arg(long, default_values_t = ["admin".to_owned()])]
+        privileged: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,6 +165,26 @@ fn main() -> ExitCode {
             lines,
             format,
         } => tail(&dir, follow, lines, format).map(|()| ExitCode::SUCCESS),
+        Command::Detect {
+            dir,
+            login_action,
+            per_username,
+            per_ip,
+            window,
+            privileged,
+            format,
+        } => {
+            let detectors: Vec<Box<dyn Detector>> = vec![
+                Box::new(
+                    BruteForce::new(login_action)
+                        .per_username(per_username)
+                        .per_source_ip(per_ip)
+                        .within(Duration::from_secs(window)),
+                ),
+                Box::new(PrivilegeGrant::new(privileged)),
+            ];
+            detect(&dir, detectors, format).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|error| {
         eprintln!("audit: {error}");
@@ -277,6 +325,60 @@ fn run_query(dir: &Path, filter: &Filter, format: Format) -> Result<(), String> 
         Some(error) => Err(error.to_string()),
         None => out.flush().or_else(ignore_broken_pipe),
     }
+}
+
+/// Shows every event of the trail to the detectors, in trail order, and prints their
+/// alerts. Events the trail recorded as alerts are not shown, as the trail's writer does not
+/// show them; lines that are not events (a damaged trail) are counted and skipped.
+fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> Result<(), String> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if format == Format::Table {
+        writeln!(out, "{}", query::table_header()).map_err(|e| e.to_string())?;
+    }
+    let (mut events, mut skipped, mut raised) = (0u64, 0u64, 0u64);
+    let mut alerts = Vec::new();
+    let mut failure = None;
+    query::for_each_event(dir, |_, value| {
+        if value["category"] == "alert" {
+            return ControlFlow::Continue(());
+        }
+        let Ok(event) = AuditEvent::deserialize(value) else {
+            skipped += 1;
+            return ControlFlow::Continue(());
+        };
+        events += 1;
+        for detector in &mut detectors {
+            detector.observe(&event, &mut alerts);
+        }
+        for alert in alerts.drain(..) {
+            raised += 1;
+            let written = serde_json::to_value(&alert)
+                .map_err(io::Error::other)
+                .and_then(|value| {
+                    let line = value.to_string();
+                    print_event(&mut out, &line, &value, format)
+                });
+            if let Err(error) = written {
+                failure = Some(error);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    match failure {
+        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        Some(error) => return Err(error.to_string()),
+        None => out.flush().or_else(ignore_broken_pipe)?,
+    }
+    let skipped = if skipped > 0 {
+        format!(" ({skipped} unreadable line(s) skipped: run `audit verify`)")
+    } else {
+        String::new()
+    };
+    eprintln!("{raised} alert(s) from {events} event(s){skipped}");
+    Ok(())
 }
 
 fn ignore_broken_pipe(error: io::Error) -> Result<(), String> {
