@@ -264,6 +264,11 @@ async fn demo_admin_routes_are_sensitive_handlers() {
     assert_eq!(status, 200);
     assert!(page.contains("verified: "), "{page}");
     assert!(page.contains("user.role.change"), "{page}");
+    // bob's promotion raised an alert, shown in its own section above the events.
+    let (alerts, events_part) = page.split_once("Newest events").expect("two sections");
+    assert!(alerts.contains("Alerts (1)"), "{page}");
+    assert!(alerts.contains("security.privilege.grant"), "{page}");
+    assert!(events_part.contains("security.privilege.grant"), "{page}");
     assert!(demo.terminate().success());
 
     let events = read_trail(dir.path());

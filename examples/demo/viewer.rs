@@ -1,4 +1,4 @@
-//! `GET /admin/audit`: the newest events of the trail, and whether it verifies.
+//! `GET /admin/audit`: the newest alerts and events of the trail, and whether it verifies.
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
@@ -13,7 +13,7 @@ use axum::response::{Html, IntoResponse, Response};
 use crate::AppState;
 use crate::auth::Admin;
 
-/// How many of the newest events the page shows.
+/// How many of the newest events, and of the newest alerts, the page shows.
 const SHOWN: usize = 200;
 
 pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) -> Response {
@@ -28,28 +28,42 @@ pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) 
             Err(fault) => format!("VERIFICATION FAILED: {fault}"),
         };
         let mut newest = std::collections::VecDeque::with_capacity(SHOWN);
+        let mut alerts = std::collections::VecDeque::with_capacity(SHOWN);
         query::for_each_event(&dir, |_, event| {
+            let row = query::table_row(event);
+            if event["category"] == "alert" {
+                if alerts.len() == SHOWN {
+                    alerts.pop_front();
+                }
+                alerts.push_back(row.clone());
+            }
             if newest.len() == SHOWN {
                 newest.pop_front();
             }
-            newest.push_back(query::table_row(event));
+            newest.push_back(row);
             ControlFlow::Continue(())
         })
-        .map(|()| (status, newest))
+        .map(|()| (status, alerts, newest))
     })
     .await;
     match page {
-        Ok(Ok((status, rows))) => {
+        Ok(Ok((status, alerts, rows))) => {
             let mut html = String::from(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
                  <title>audit trail</title></head><body><h1>Audit trail</h1>",
             );
+            let header = escape(&query::table_header());
+            let _ = writeln!(html, "<p>{}</p>", escape(&status));
+            // What the detectors raised (`security.*`), newest first, above everything else.
             let _ = writeln!(
                 html,
-                "<p>{}</p><pre>{}",
-                escape(&status),
-                escape(&query::table_header())
+                "<h2 id=\"alerts\">Alerts ({})</h2><pre>{header}",
+                alerts.len()
             );
+            for row in alerts.iter().rev() {
+                let _ = writeln!(html, "{}", escape(row));
+            }
+            let _ = writeln!(html, "</pre><h2>Newest events</h2><pre>{header}");
             for row in rows.iter().rev() {
                 let _ = writeln!(html, "{}", escape(row));
             }
