@@ -46,6 +46,19 @@ async fn fail_login(app: &Router, peer: &str, username: &str) {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// A trail with one detector, writing to memory.
+fn watched(detector: impl Detector) -> (AuditTrail, MemorySink) {
+    let (builder, sink) = memory_trail();
+    (builder.detector(detector).build().expect("trail"), sink)
+}
+
+/// A login route behind the trail's layer.
+fn login_app(trail: &AuditTrail) -> Router {
+    Router::new()
+        .route("/login", post(failing_login))
+        .layer(trail.layer())
+}
+
 fn alerts(sink: &MemorySink) -> Vec<AuditEvent> {
     sink.events_where(|e| e.category == Category::Alert)
 }
@@ -69,14 +82,8 @@ fn failure_at(seconds: u64, username: &str, ip: &str) -> AuditEvent {
 
 #[tokio::test]
 async fn five_failed_logins_for_one_username_raise_one_bruteforce_alert() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(BruteForce::new("auth.login"))
-        .build()
-        .expect("trail");
-    let app = Router::new()
-        .route("/login", post(failing_login))
-        .layer(trail.layer());
+    let (trail, sink) = watched(BruteForce::new("auth.login"));
+    let app = login_app(&trail);
 
     // From five addresses, so that only the per-username count can reach its threshold.
     for n in 0..4 {
@@ -116,14 +123,8 @@ async fn five_failed_logins_for_one_username_raise_one_bruteforce_alert() {
 
 #[tokio::test]
 async fn ten_failures_from_one_address_raise_one_alert_whatever_the_usernames() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(BruteForce::new("auth.login"))
-        .build()
-        .expect("trail");
-    let app = Router::new()
-        .route("/login", post(failing_login))
-        .layer(trail.layer());
+    let (trail, sink) = watched(BruteForce::new("auth.login"));
+    let app = login_app(&trail);
     for n in 0..10 {
         fail_login(&app, "203.0.113.9:5000", &format!("user{n}")).await;
     }
@@ -139,16 +140,12 @@ async fn ten_failures_from_one_address_raise_one_alert_whatever_the_usernames() 
 
 #[tokio::test]
 async fn only_failures_inside_the_window_count_and_each_alert_takes_as_many_again() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(
-            BruteForce::new("auth.login")
-                .per_username(3)
-                .per_source_ip(0)
-                .within(Duration::from_secs(60)),
-        )
-        .build()
-        .expect("trail");
+    let (trail, sink) = watched(
+        BruteForce::new("auth.login")
+            .per_username(3)
+            .per_source_ip(0)
+            .within(Duration::from_secs(60)),
+    );
     // Two early failures leave the window before the third arrives.
     for (at, ip) in [(0, "192.0.2.1"), (10, "192.0.2.2"), (75, "192.0.2.3")] {
         trail
@@ -179,15 +176,11 @@ async fn only_failures_inside_the_window_count_and_each_alert_takes_as_many_agai
 
 #[tokio::test]
 async fn successes_other_actions_and_counts_turned_off_raise_nothing() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(
-            BruteForce::new("auth.login")
-                .per_source_ip(0)
-                .per_username(2),
-        )
-        .build()
-        .expect("trail");
+    let (trail, sink) = watched(
+        BruteForce::new("auth.login")
+            .per_source_ip(0)
+            .per_username(2),
+    );
     for at in 0..5 {
         let mut success = failure_at(at, "carol", "192.0.2.1");
         success.outcome = Outcome::Success;
@@ -207,16 +200,12 @@ async fn successes_other_actions_and_counts_turned_off_raise_nothing() {
 
 #[tokio::test]
 async fn the_tracked_keys_are_bounded() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(
-            BruteForce::new("auth.login")
-                .per_username(2)
-                .per_source_ip(0)
-                .max_tracked(2),
-        )
-        .build()
-        .expect("trail");
+    let (trail, sink) = watched(
+        BruteForce::new("auth.login")
+            .per_username(2)
+            .per_source_ip(0)
+            .max_tracked(2),
+    );
     // a and b fill the table; c, with neither expired, makes every count start again.
     for name in ["a", "b", "c", "a"] {
         trail
@@ -251,11 +240,7 @@ fn role_change(old: serde_json::Value, new: serde_json::Value) -> AuditEvent {
 
 #[tokio::test]
 async fn a_role_change_to_admin_raises_a_privilege_grant() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(PrivilegeGrant::new(["admin"]))
-        .build()
-        .expect("trail");
+    let (trail, sink) = watched(PrivilegeGrant::new(["admin"]));
     let grant = role_change(json!("viewer"), json!("Admin"));
     trail.record(grant.clone()).await.expect("record");
     trail.flush().await.expect("flush");
@@ -276,11 +261,7 @@ async fn a_role_change_to_admin_raises_a_privilege_grant() {
 
 #[tokio::test]
 async fn only_new_privileged_roles_of_successful_changes_raise_a_grant() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(PrivilegeGrant::new(["admin"]))
-        .build()
-        .expect("trail");
+    let (trail, sink) = watched(PrivilegeGrant::new(["admin"]));
     let quiet = [
         role_change(json!("admin"), json!("viewer")),
         role_change(json!("viewer"), json!("editor")),
@@ -404,17 +385,13 @@ async fn an_alert_is_synced_in_the_round_that_raises_it() {
 
 #[tokio::test]
 async fn a_full_table_forgets_expired_keys_first() {
-    let (builder, sink) = memory_trail();
-    let trail = builder
-        .detector(
-            BruteForce::new("auth.login")
-                .per_username(2)
-                .per_source_ip(0)
-                .max_tracked(4)
-                .within(Duration::from_secs(60)),
-        )
-        .build()
-        .expect("trail");
+    let (trail, sink) = watched(
+        BruteForce::new("auth.login")
+            .per_username(2)
+            .per_source_ip(0)
+            .max_tracked(4)
+            .within(Duration::from_secs(60)),
+    );
     // a and b leave the window; the fifth key makes room by forgetting them, and c keeps
     // its count.
     for (at, name) in [
@@ -463,8 +440,7 @@ impl Detector for Exports {
 
 #[tokio::test]
 async fn an_applications_own_detector_raises_alerts() {
-    let (builder, sink) = memory_trail();
-    let trail = builder.detector(Exports).build().expect("trail");
+    let (trail, sink) = watched(Exports);
     let export = AuditEvent::new(
         Category::Sensitive,
         "user.export",
