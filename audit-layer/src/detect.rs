@@ -43,8 +43,9 @@
 //! failure policy dropped (recorded as an `audit.gap`) are not seen.
 
 use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -88,15 +89,19 @@ const DEFAULT_MAX_TRACKED: usize = 100_000;
 /// proxies. Time is the events' own time, so a replayed or test trail is judged as it
 /// happened.
 ///
-/// Memory is bounded: at most [`max_tracked`](Self::max_tracked) usernames and as many IPs
-/// are tracked at once. Past that, keys whose last failure left the window are forgotten
+/// Memory is bounded: at most [`max_tracked`](Self::max_tracked) usernames (kept as 64-bit
+/// hashes, however long they are) and as many IPs are tracked at once, each with at most a
+/// threshold's worth of recent failures. Past that, keys whose last failure left the window are forgotten
 /// first; if that frees less than a quarter of the table, every count of that kind starts
 /// again, and a warning is logged.
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     action: Cow<'static, str>,
     window: Duration,
-    by_username: Window<String>,
+    /// Keyed by a hash of the lower-cased username: a username may be kilobytes long, and
+    /// the table must stay small whatever an attacker sends.
+    by_username: Window<u64>,
+    username_hasher: RandomState,
     by_source_ip: Window<IpAddr>,
 }
 
@@ -108,6 +113,7 @@ impl BruteForce {
             action: action.into(),
             window: Duration::from_secs(60),
             by_username: Window::new(Some(5)),
+            username_hasher: RandomState::new(),
             by_source_ip: Window::new(Some(10)),
         }
     }
@@ -192,7 +198,8 @@ impl Detector for BruteForce {
         let window = u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX);
         if let Some(name) = username(event) {
             let name = name.to_lowercase();
-            if let Some(failures) = self.by_username.hit(name.clone(), at, window, event.id) {
+            let key = self.username_hasher.hash_one(&name);
+            if let Some(failures) = self.by_username.hit(key, at, window, event.id) {
                 alerts.push(self.alert(event, Key::Username(&name), failures));
             }
         }
