@@ -556,3 +556,34 @@ fn audit_detect_on_a_missing_trail_is_one_clear_line() {
     assert!(err.starts_with("audit: /nonexistent/audit-log"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[tokio::test]
+async fn a_long_username_is_counted_whole_and_shown_cut() {
+    let (trail, sink) = watched(BruteForce::new("auth.login").per_source_ip(0));
+    let long = "x".repeat(4000);
+    let other = format!("{}y", "x".repeat(3999));
+    for at in 0..4 {
+        trail
+            .record(failure_at(at, &long, "192.0.2.1"))
+            .await
+            .expect("record");
+    }
+    // Same first 200 bytes, another username: it does not add to the first one's count.
+    trail
+        .record(failure_at(4, &other, "192.0.2.1"))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    assert!(alerts(&sink).is_empty(), "{:#?}", alerts(&sink));
+    trail
+        .record(failure_at(5, &long, "192.0.2.1"))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    let alerts = alerts(&sink);
+    assert_eq!(alerts.len(), 1);
+    let target = alerts[0].target.as_deref().expect("target");
+    assert!(target.starts_with("username:xxxx"), "{target}");
+    assert!(target.len() <= 256, "{} bytes", target.len());
+    trail.shutdown().await.expect("shutdown");
+}

@@ -53,6 +53,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event::{AuditEvent, Category, Outcome};
+use crate::redact::bound;
 
 /// The action of a [`BruteForce`] alert.
 pub const BRUTEFORCE: &str = "security.bruteforce";
@@ -74,6 +75,9 @@ pub trait Detector: Send + 'static {
     fn observe(&mut self, event: &AuditEvent, alerts: &mut Vec<AuditEvent>);
 }
 
+/// The longest username an alert shows, in bytes: a target stays within its bound.
+const SHOWN_USERNAME: usize = 200;
+
 /// The keys a [`BruteForce`] detector tracks at most, per kind, by default.
 const DEFAULT_MAX_TRACKED: usize = 100_000;
 
@@ -91,9 +95,10 @@ const DEFAULT_MAX_TRACKED: usize = 100_000;
 ///
 /// Memory is bounded: at most [`max_tracked`](Self::max_tracked) usernames (kept as 64-bit
 /// hashes, however long they are) and as many IPs are tracked at once, each with at most a
-/// threshold's worth of recent failures. Past that, keys whose last failure left the window are forgotten
-/// first; if that frees less than a quarter of the table, every count of that kind starts
-/// again, and a warning is logged.
+/// threshold's worth of recent failures. Past that, keys whose last failure left the window
+/// are forgotten first; if that frees less than a quarter of the table, every count of that
+/// kind starts again, and a warning is logged. An alert shows at most the first 200 bytes
+/// of a username.
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     action: Cow<'static, str>,
@@ -200,7 +205,8 @@ impl Detector for BruteForce {
             let name = name.to_lowercase();
             let key = self.username_hasher.hash_one(&name);
             if let Some(failures) = self.by_username.hit(key, at, window, event.id) {
-                alerts.push(self.alert(event, Key::Username(&name), failures));
+                let shown = bound(&name, SHOWN_USERNAME);
+                alerts.push(self.alert(event, Key::Username(&shown), failures));
             }
         }
         if let Some(ip) = event.source.as_ref().and_then(|s| s.ip)
