@@ -288,8 +288,8 @@ async fn run() -> Result<(), String> {
             .map_err(|e| format!("audit shutdown: {e}"))?;
         let stats = trail.stats();
         println!(
-            "audit accepted={} written={} lost={} syncs={}",
-            stats.accepted, stats.written, stats.lost, stats.syncs
+            "audit accepted={} written={} lost={} syncs={} queue_full={}",
+            stats.accepted, stats.written, stats.lost, stats.syncs, stats.queue_full
         );
     }
     if let Some(services) = services {

@@ -113,6 +113,8 @@ async fn a_sensitive_response_waits_until_its_event_is_synced() {
     faults.resume();
     assert_eq!(pending.await.unwrap(), StatusCode::OK);
     assert!(stored.events_of("money.transfer").len() == 1);
+    // Waiting for a sync is not waiting for room: the queue never filled.
+    assert_eq!(audit.stats().queue_full, 0);
     audit.shutdown().await.unwrap();
 }
 
@@ -260,6 +262,11 @@ async fn drop_with_gap_drops_ordinary_events_and_records_the_gap() {
     let stats = audit.stats();
     assert!(stats.dropped >= 20, "{stats:?}");
     assert_eq!(stats.refused, 1);
+    // Every loss the policy allowed met a full queue first, and says so.
+    assert!(
+        stats.queue_full >= stats.dropped + stats.refused,
+        "{stats:?}"
+    );
 
     faults.resume();
     audit.shutdown().await.unwrap();
@@ -341,7 +348,9 @@ async fn block_waits_for_room_without_losing_anything() {
     }
     audit.shutdown().await.unwrap();
     assert_eq!(stored.events_of("http.request").len(), 5);
-    assert_eq!(audit.stats().dropped, 0);
+    let stats = audit.stats();
+    assert_eq!(stats.dropped, 0);
+    assert!(stats.queue_full >= 3, "requests waited for room: {stats:?}");
 }
 
 #[tokio::test]

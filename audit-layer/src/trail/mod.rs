@@ -275,6 +275,9 @@ pub struct AuditStats {
     pub refused: u64,
     /// Syncs of sinks (with group commit, far fewer than durable events).
     pub syncs: u64,
+    /// Events that found the queue full: their requests waited for room, or the failure
+    /// policy dropped or refused them. Above zero, the trail did not keep up at some point.
+    pub queue_full: u64,
 }
 
 /// What travels from the layer to the writer.
@@ -347,6 +350,7 @@ pub(crate) struct Counters {
     pub(crate) dropped: AtomicU64,
     pub(crate) refused: AtomicU64,
     pub(crate) syncs: AtomicU64,
+    pub(crate) queue_full: AtomicU64,
     pub(crate) gap: Mutex<Gap>,
 }
 
@@ -373,11 +377,15 @@ impl Shared {
                 self.sent(urgent);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(Item::Event(event, ack))) => Err(TryEnqueue::Full(
-                event,
-                ack,
-                Box::pin(self.queue.clone().reserve_owned()),
-            )),
+            Err(mpsc::error::TrySendError::Full(Item::Event(event, ack))) => {
+                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("audit_queue_full_total").increment(1);
+                Err(TryEnqueue::Full(
+                    event,
+                    ack,
+                    Box::pin(self.queue.clone().reserve_owned()),
+                ))
+            }
             Err(mpsc::error::TrySendError::Closed(Item::Event(event, _))) => {
                 self.lost(&event);
                 Ok(())
@@ -537,6 +545,7 @@ impl Shared {
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             refused: self.counters.refused.load(Ordering::Relaxed),
             syncs: self.counters.syncs.load(Ordering::Relaxed),
+            queue_full: self.counters.queue_full.load(Ordering::Relaxed),
         }
     }
 }
