@@ -259,8 +259,9 @@ impl<K: Hash + Eq> Window<K> {
         let threshold = usize::try_from(self.threshold?).unwrap_or(usize::MAX);
         let since = at.saturating_sub(window);
         if !self.keys.contains_key(&key) && self.keys.len() >= self.max_tracked {
+            // Not just the last pushed: failures arrive a little out of time order.
             self.keys
-                .retain(|_, times| times.back().is_some_and(|(t, _)| *t > since));
+                .retain(|_, times| times.iter().any(|(t, _)| *t > since));
             // Unless a quarter of the table is free again, start over: otherwise keys that
             // expire one at a time would make every new key scan the whole table.
             if self.keys.len() > self.max_tracked / 4 * 3 {
