@@ -29,9 +29,11 @@ pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) 
         };
         let mut newest = std::collections::VecDeque::with_capacity(SHOWN);
         let mut alerts = std::collections::VecDeque::with_capacity(SHOWN);
+        let mut alert_count = 0usize;
         query::for_each_event(&dir, |_, event| {
             let row = query::table_row(event);
             if event["category"] == "alert" {
+                alert_count += 1;
                 if alerts.len() == SHOWN {
                     alerts.pop_front();
                 }
@@ -43,11 +45,11 @@ pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) 
             newest.push_back(row);
             ControlFlow::Continue(())
         })
-        .map(|()| (status, alerts, newest))
+        .map(|()| (status, (alert_count, alerts), newest))
     })
     .await;
     match page {
-        Ok(Ok((status, alerts, rows))) => {
+        Ok(Ok((status, (alert_count, alerts), rows))) => {
             let mut html = String::from(
                 "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
                  <title>audit trail</title></head><body><h1>Audit trail</h1>",
@@ -57,8 +59,7 @@ pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) 
             // What the detectors raised (`security.*`), newest first, above everything else.
             let _ = writeln!(
                 html,
-                "<h2 id=\"alerts\">Alerts ({})</h2><pre>{header}",
-                alerts.len()
+                "<h2 id=\"alerts\">Alerts ({alert_count})</h2><pre>{header}"
             );
             for row in alerts.iter().rev() {
                 let _ = writeln!(html, "{}", escape(row));
