@@ -40,6 +40,10 @@ async fn demo_records_requests_logins_and_flushes_on_sigterm() {
         banner.contains("alice / alice-password / admin"),
         "{banner}"
     );
+    assert!(
+        banner.contains("alerts: 5 failed logins for one username or 10 from one IP within 60 s"),
+        "{banner}"
+    );
     let addr = demo.addr;
 
     assert_eq!(

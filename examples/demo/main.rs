@@ -239,6 +239,13 @@ async fn run() -> Result<(), String> {
         println!("  {name} / {password} / {}", role.as_str());
     }
     println!(
+        "alerts: {FAILED_LOGINS_PER_USERNAME} failed logins for one username or \
+         {FAILED_LOGINS_PER_SOURCE_IP} from one IP within {} s -> security.bruteforce; \
+         a grant of {} -> security.privilege.grant",
+        FAILED_LOGIN_WINDOW.as_secs(),
+        PRIVILEGED_ROLES.join(", ")
+    );
+    println!(
         "verify the trail: cargo run --bin audit -- verify {}",
         settings.audit_dir.display()
     );
