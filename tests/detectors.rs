@@ -543,6 +543,20 @@ async fn audit_detect_replays_a_stored_trail_and_finds_what_live_detectors_found
     assert_eq!(code, 0, "{err}");
     assert!(only.is_empty(), "{only:#?}");
     assert!(err.contains("0 alert(s) from"), "{err}");
+
+    // For people: a header and a row per alert.
+    let output = std::process::Command::new(audit_binary())
+        .args(["detect", quiet.path().to_str().expect("utf-8")])
+        .args(["--format", "table"])
+        .output()
+        .expect("run audit");
+    assert!(output.status.success());
+    let table = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<_> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[0].starts_with("TIME"), "{table}");
+    assert!(lines[1].contains(BRUTEFORCE) && lines[1].contains("username:dave"));
+    assert!(lines[2].contains(PRIVILEGE_GRANT) && lines[2].contains("user:2"));
 }
 
 #[test]
