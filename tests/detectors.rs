@@ -10,8 +10,8 @@ use audit_layer::detect::{BRUTEFORCE, BruteForce, Detector, PRIVILEGE_GRANT, Pri
 use audit_layer::event::Change;
 use audit_layer::testing::FaultySink;
 use audit_layer::{
-    Actor, AuditContext, AuditEvent, AuditTrail, Category, Health, JsonlFileSink, MemorySink,
-    Outcome, Source, Timestamp,
+    Actor, AuditContext, AuditEvent, AuditTrail, Category, Durability, Health, JsonlFileSink,
+    MemorySink, Outcome, Source, Timestamp,
 };
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -352,13 +352,14 @@ async fn a_panicking_detector_loses_no_event_and_stops_no_other_detector() {
     trail.shutdown().await.expect("shutdown");
 }
 
-#[tokio::test]
-async fn an_alert_is_synced_in_the_round_that_raises_it() {
+/// Syncs by the sink before and after an alert, with alerts at `durability`.
+async fn syncs_around_an_alert(durability: Durability) -> (u64, u64) {
     let memory = MemorySink::new();
     let (sink, faults) = FaultySink::new(memory.clone());
     let trail = AuditTrail::builder()
         .sink(sink)
         .sync_interval(Duration::from_secs(3600))
+        .durability(Category::Alert, durability)
         .detector(PrivilegeGrant::new(["admin"]))
         .build()
         .expect("trail");
@@ -374,13 +375,24 @@ async fn an_alert_is_synced_in_the_round_that_raises_it() {
         .expect("record");
     trail.flush().await.expect("flush");
     assert_eq!(alerts(&memory).len(), 1);
-    assert!(
-        faults.syncs() > syncs,
-        "the alert was not synced: {} syncs before, {} after",
-        syncs,
-        faults.syncs()
-    );
+    let after = faults.syncs();
     trail.shutdown().await.expect("shutdown");
+    (syncs, after)
+}
+
+#[tokio::test]
+async fn an_alert_is_synced_in_the_round_that_raises_it() {
+    let (before, after) = syncs_around_an_alert(Durability::Synced).await;
+    assert!(
+        after > before,
+        "the alert was not synced: {before} syncs, then {after}"
+    );
+}
+
+#[tokio::test]
+async fn batched_alerts_wait_for_the_sync_interval() {
+    let (before, after) = syncs_around_an_alert(Durability::Batched).await;
+    assert_eq!(before, after, "a batched alert was synced at once");
 }
 
 #[tokio::test]
