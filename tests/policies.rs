@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use audit_layer::testing::{Faults, FaultySink};
 use audit_layer::verify::{VerifyOptions, verify_trail};
 use audit_layer::{
-    AUDIT_ERROR_HEADER, AuditContext, AuditTrail, AuditTrailBuilder, BoxError, FailurePolicy,
-    Health, JsonlFileSink, MemorySink, Overflow, Snapshot, sensitive,
+    AUDIT_ERROR_HEADER, Actor, AuditContext, AuditEvent, AuditTrail, AuditTrailBuilder, BoxError,
+    Category, FailurePolicy, Health, JsonlFileSink, MemorySink, Outcome, Overflow, Snapshot,
+    sensitive,
 };
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -351,6 +352,35 @@ async fn block_waits_for_room_without_losing_anything() {
     let stats = audit.stats();
     assert_eq!(stats.dropped, 0);
     assert!(stats.queue_full >= 3, "requests waited for room: {stats:?}");
+}
+
+#[tokio::test]
+async fn a_recorded_event_that_waits_for_room_is_counted() {
+    let (audit, stored, faults) = faulty(|b| b.queue_capacity(1).batch_size(1));
+    audit.flush().await.unwrap();
+    faults.stall();
+    let event = || {
+        AuditEvent::new(
+            Category::System,
+            "job.run",
+            Outcome::Success,
+            Actor::service("job"),
+        )
+    };
+    // The first is taken by the stalled writer, the second fills the queue.
+    audit.record(event()).await.unwrap();
+    audit.record(event()).await.unwrap();
+    let third = audit.record(event());
+    tokio::pin!(third);
+    tokio::select! {
+        _ = &mut third => panic!("recorded into a full queue without waiting"),
+        () = tokio::time::sleep(Duration::from_millis(300)) => {}
+    }
+    assert!(audit.stats().queue_full >= 1, "{:?}", audit.stats());
+    faults.resume();
+    third.await.unwrap();
+    audit.shutdown().await.unwrap();
+    assert_eq!(stored.events_of("job.run").len(), 3);
 }
 
 #[tokio::test]

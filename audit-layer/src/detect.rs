@@ -157,35 +157,28 @@ impl BruteForce {
             Key::Username(name) => (format!("username:{name}"), format!("username {name:?}")),
             Key::SourceIp(ip) => (format!("ip:{ip}"), format!("source IP {ip}")),
         };
-        let mut alert = AuditEvent::at(
-            trigger.time,
-            Category::Alert,
-            BRUTEFORCE,
-            Outcome::Failure,
-            trigger.actor.clone(),
-        )
-        .with_target(target)
-        .with_reason(format!(
-            "{} failed `{}` for {what} within {} s",
-            failures.len(),
-            self.action,
-            self.window.as_secs_f64()
-        ))
-        .with_detail("detector", "bruteforce")
-        .with_detail("failures", failures.len())
-        .with_detail("window_seconds", self.window.as_secs_f64())
-        .with_detail(
-            "events",
-            failures
-                .iter()
-                .map(|id| Value::String(id.to_string()))
-                .collect::<Vec<_>>(),
-        );
+        let mut alert = alert_about(trigger, BRUTEFORCE, Outcome::Failure)
+            .with_target(target)
+            .with_reason(format!(
+                "{} failed `{}` for {what} within {} s",
+                failures.len(),
+                self.action,
+                self.window.as_secs_f64()
+            ))
+            .with_detail("detector", "bruteforce")
+            .with_detail("failures", failures.len())
+            .with_detail("window_seconds", self.window.as_secs_f64())
+            .with_detail(
+                "events",
+                failures
+                    .iter()
+                    .map(|id| Value::String(id.to_string()))
+                    .collect::<Vec<_>>(),
+            );
         match key {
             Key::Username(name) => alert = alert.with_detail("username", name),
             Key::SourceIp(ip) => alert = alert.with_detail("source_ip", ip.to_string()),
         }
-        alert.source = trigger.source.clone();
         alert
     }
 }
@@ -222,6 +215,20 @@ impl Detector for BruteForce {
 enum Key<'a> {
     Username(&'a str),
     SourceIp(IpAddr),
+}
+
+/// An alert about `trigger`: dated as it (so that a replay finds it at the same time), with
+/// its actor and source.
+fn alert_about(trigger: &AuditEvent, action: &'static str, outcome: Outcome) -> AuditEvent {
+    let mut alert = AuditEvent::at(
+        trigger.time,
+        Category::Alert,
+        action,
+        outcome,
+        trigger.actor.clone(),
+    );
+    alert.source = trigger.source.clone();
+    alert
 }
 
 /// The username a failed login was for.
@@ -355,26 +362,19 @@ impl Detector for PrivilegeGrant {
                 if !holds(change.new.as_ref(), role) || holds(change.old.as_ref(), role) {
                     continue;
                 }
-                let mut alert = AuditEvent::at(
-                    event.time,
-                    Category::Alert,
-                    PRIVILEGE_GRANT,
-                    Outcome::Success,
-                    event.actor.clone(),
-                )
-                .with_reason(format!(
-                    "`{}` gave the role {role:?} (field `{}`)",
-                    event.action, change.field
-                ))
-                .with_detail("detector", "privilege_grant")
-                .with_detail("role", role.as_str())
-                .with_detail("field", change.field.as_str())
-                .with_detail("old", change.old.clone().unwrap_or(Value::Null))
-                .with_detail("new", change.new.clone().unwrap_or(Value::Null))
-                .with_detail("action", event.action.as_ref())
-                .with_detail("event", event.id.to_string());
+                let mut alert = alert_about(event, PRIVILEGE_GRANT, Outcome::Success)
+                    .with_reason(format!(
+                        "`{}` gave the role {role:?} (field `{}`)",
+                        event.action, change.field
+                    ))
+                    .with_detail("detector", "privilege_grant")
+                    .with_detail("role", role.as_str())
+                    .with_detail("field", change.field.as_str())
+                    .with_detail("old", change.old.clone().unwrap_or(Value::Null))
+                    .with_detail("new", change.new.clone().unwrap_or(Value::Null))
+                    .with_detail("action", event.action.as_ref())
+                    .with_detail("event", event.id.to_string());
                 alert.target.clone_from(&event.target);
-                alert.source = event.source.clone();
                 if let Some(request_id) = event.request_id() {
                     alert = alert.with_detail("request_id", request_id);
                 }

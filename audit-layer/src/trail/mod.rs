@@ -275,8 +275,9 @@ pub struct AuditStats {
     pub refused: u64,
     /// Syncs of sinks (with group commit, far fewer than durable events).
     pub syncs: u64,
-    /// Events that found the queue full: their requests waited for room, or the failure
-    /// policy dropped or refused them. Above zero, the trail did not keep up at some point.
+    /// Events that found the queue full: their sender (a request, or
+    /// [`AuditTrail::record`]) waited for room, or the failure policy dropped or refused
+    /// them. Above zero, the trail did not keep up at some point.
     pub queue_full: u64,
 }
 
@@ -378,8 +379,7 @@ impl Shared {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(Item::Event(event, ack))) => {
-                self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("audit_queue_full_total").increment(1);
+                self.count_queue_full();
                 Err(TryEnqueue::Full(
                     event,
                     ack,
@@ -491,7 +491,19 @@ impl Shared {
 
     /// Waits for room, then enqueues.
     pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        match self.queue.send(Item::Event(Box::new(event), None)).await {
+        let item = match self.queue.try_send(Item::Event(Box::new(event), None)) {
+            Ok(()) => {
+                self.sent(false);
+                return Ok(());
+            }
+            Err(mpsc::error::TrySendError::Full(item)) => {
+                self.count_queue_full();
+                item
+            }
+            // The send below fails the same way, and says so.
+            Err(mpsc::error::TrySendError::Closed(item)) => item,
+        };
+        match self.queue.send(item).await {
             Ok(()) => {
                 self.sent(false);
                 Ok(())
@@ -502,6 +514,12 @@ impl Shared {
             }
             Err(_) => Err(AuditError::Closed),
         }
+    }
+
+    /// An event found the queue full (its sender waits, or the policy lets it go).
+    fn count_queue_full(&self) {
+        self.counters.queue_full.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("audit_queue_full_total").increment(1);
     }
 
     /// An event that arrived after shutdown: never silent, it is logged in full.
