@@ -148,8 +148,21 @@ pub(crate) fn link_hash_parts(
     seq: u64,
     event: &[&[u8]],
 ) -> LinkHash {
-    let mut seq_text = itoa_buffer();
-    let seq_text = format_u64(seq, &mut seq_text);
+    link_hash_of(
+        key,
+        prev_hash,
+        itoa::Buffer::new().format(seq).as_bytes(),
+        event,
+    )
+}
+
+/// [`link_hash_parts`] with the sequence number already in decimal.
+fn link_hash_of(
+    key: Option<&ChainKey>,
+    prev_hash: &[u8],
+    seq_text: &[u8],
+    event: &[&[u8]],
+) -> LinkHash {
     let digest: [u8; 32] = match key {
         Some(key) => {
             let mut mac = key.mac.clone();
@@ -184,24 +197,6 @@ fn feed(
     }
 }
 
-fn itoa_buffer() -> [u8; 20] {
-    [0; 20]
-}
-
-/// Formats `value` in decimal into `buf`, returning the digits.
-pub(crate) fn format_u64(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    &buf[start..]
-}
-
 /// Appends one chained line (with its newline) and returns its hash. `write_members`
 /// appends the event's JSON without its opening brace (`"schema":...}`), which the chain
 /// fields replace.
@@ -216,9 +211,10 @@ pub(crate) fn append_line<E>(
     write_members: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<LinkHash, E> {
     let start = out.len();
-    let mut seq_text = itoa_buffer();
+    let mut seq_buf = itoa::Buffer::new();
+    let seq_text = seq_buf.format(seq).as_bytes();
     out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(format_u64(seq, &mut seq_text));
+    out.extend_from_slice(seq_text);
     out.extend_from_slice(b",\"prev_hash\":\"");
     out.extend_from_slice(prev_hash.as_bytes());
     out.extend_from_slice(b"\",\"hash\":\"");
@@ -230,7 +226,12 @@ pub(crate) fn append_line<E>(
         out.truncate(start);
         return Err(error);
     }
-    let hash = link_hash_parts(key, prev_hash.as_bytes(), seq, &[b"{", &out[members_at..]]);
+    let hash = link_hash_of(
+        key,
+        prev_hash.as_bytes(),
+        seq_text,
+        &[b"{", &out[members_at..]],
+    );
     out[hash_at..hash_at + hash.as_bytes().len()].copy_from_slice(hash.as_bytes());
     out.push(b'\n');
     Ok(hash)
@@ -350,16 +351,6 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-    }
-
-    #[test]
-    fn format_u64_edges() {
-        let mut buf = itoa_buffer();
-        assert_eq!(format_u64(0, &mut buf), b"0");
-        assert_eq!(
-            format_u64(u64::MAX, &mut buf),
-            u64::MAX.to_string().as_bytes()
-        );
     }
 
     #[test]

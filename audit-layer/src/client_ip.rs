@@ -28,7 +28,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
-use http::header::FORWARDED;
+use http::header::{FORWARDED, HeaderName};
 use ipnet::IpNet;
 
 use crate::error::ConfigError;
@@ -92,6 +92,10 @@ pub(crate) struct ClientAddr {
     pub(crate) port: Option<u16>,
     pub(crate) forwarded: Option<Vec<String>>,
 }
+
+/// A `HeaderName`, not a `&str`: looked up on every request, a string would be parsed into a
+/// name each time.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Resolves the client of a request from its peer and headers. Never fails: anything
 /// unusable falls back to the peer.
@@ -157,8 +161,8 @@ struct Chain<'a> {
 impl<'a> Chain<'a> {
     fn read(headers: &'a HeaderMap, header: ForwardedHeader) -> Option<Self> {
         let name = match header {
-            ForwardedHeader::XForwardedFor => "x-forwarded-for",
-            ForwardedHeader::Forwarded => FORWARDED.as_str(),
+            ForwardedHeader::XForwardedFor => &X_FORWARDED_FOR,
+            ForwardedHeader::Forwarded => &FORWARDED,
         };
         let mut chain = Chain {
             entries: Vec::new(),

@@ -91,7 +91,8 @@ pub(crate) mod limits {
 /// The list of secret names, matched as the [module docs](self) describe.
 #[derive(Clone, Debug)]
 pub struct SecretNames {
-    /// Entries, lower case, separators removed.
+    /// Entries, lower case, separators removed, shortest first: a name is compared only
+    /// with the entries its length allows.
     squashed: Vec<String>,
     /// Exactly [`DEFAULT_SECRET_NAMES`], as `default()` makes it.
     is_default: bool,
@@ -129,7 +130,10 @@ impl SecretNames {
         for name in names {
             let squashed = squash(name.as_ref());
             if !squashed.is_empty() && !self.squashed.contains(&squashed) {
-                self.squashed.push(squashed);
+                let at = self
+                    .squashed
+                    .partition_point(|entry| entry.len() <= squashed.len());
+                self.squashed.insert(at, squashed);
                 self.is_default = false;
             }
         }
@@ -142,8 +146,13 @@ impl SecretNames {
 
     /// Whether `name` names a secret. `name` may be percent-encoded, as in a query string.
     pub fn is_secret(&self, name: &str) -> bool {
-        // Called for every query parameter of every request: names of usual length are
-        // squashed on the stack.
+        // Called for every query parameter of every request. Most names are lower-case
+        // letters and digits (`page`, `q`, `limit`): one word, encoding nothing, their own
+        // squashed form, compared as they are.
+        if is_squashed(name) {
+            return self.matches_squashed(name);
+        }
+        // Names of usual length are squashed on the stack.
         let decoded = decode_component(name);
         let mut buf = [0; 64];
         let squashed = match squash_into(&decoded, &mut buf) {
@@ -153,12 +162,8 @@ impl SecretNames {
         if self.matches_squashed(&squashed) {
             return true;
         }
-        // Lower-case letters and digits only (most names): one word, its own squashed form,
-        // which has just been compared with every entry.
-        if decoded
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        {
+        // Decoded to one lower-case word: its own squashed form, just compared.
+        if is_squashed(&decoded) {
             return false;
         }
         self.matches_a_word(&decoded)
@@ -166,13 +171,20 @@ impl SecretNames {
 
     /// Whether a name, squashed, equals an entry or contains one of five letters or more.
     fn matches_squashed(&self, squashed: &str) -> bool {
-        // The length test first: setting up a substring search costs more than most names.
-        self.squashed.iter().any(|entry| {
-            entry == squashed
-                || (entry.len() >= 5
-                    && squashed.len() > entry.len()
-                    && squashed.contains(entry.as_str()))
-        })
+        // Entries are sorted by length: those of the name's length may equal it, shorter
+        // ones of five letters or more may be in it, longer ones can be neither.
+        let len = squashed.len();
+        let shorter = self.squashed.partition_point(|entry| entry.len() < len);
+        let candidates = &self.squashed[..shorter];
+        let longer = shorter + self.squashed[shorter..].partition_point(|entry| entry.len() == len);
+        self.squashed[shorter..longer]
+            .iter()
+            .any(|entry| entry == squashed)
+            || candidates
+                .iter()
+                .rev()
+                .take_while(|entry| entry.len() >= MIN_CONTAINED_LEN)
+                .any(|entry| squashed.contains(entry.as_str()))
     }
 
     /// Whether one of a name's words equals an entry.
@@ -183,6 +195,15 @@ impl SecretNames {
                 .any(|entry| entry.eq_ignore_ascii_case(word))
         })
     }
+}
+
+/// The shortest entry matched inside a longer squashed name.
+const MIN_CONTAINED_LEN: usize = 5;
+
+/// Whether `name` is already its own squashed form: ASCII lower-case letters and digits.
+fn is_squashed(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Lower case, ASCII letters and digits only.
@@ -228,7 +249,8 @@ fn words(name: &str) -> impl Iterator<Item = &str> + '_ {
 
 /// Decodes `+` and percent escapes of a query component, lossily.
 fn decode_component(text: &str) -> Cow<'_, str> {
-    if !text.contains(['%', '+']) {
+    // Byte by byte: a `char` pattern costs more than the short names it scans.
+    if !text.bytes().any(|b| b == b'%' || b == b'+') {
         return Cow::Borrowed(text);
     }
     let plus_decoded = text.replace('+', " ");
@@ -344,6 +366,22 @@ mod tests {
                 names.matches_squashed(&name) || names.matches_a_word(&name),
                 "{}", name
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Entries are searched by length: the answer must be that of comparing the name
+        /// with every entry, whatever lengths a custom list holds.
+        #[test]
+        fn searching_by_length_gets_the_answer_of_every_entry(
+            entries in proptest::collection::vec("[a-e]{1,7}", 0..12),
+            name in "[a-e]{0,10}",
+        ) {
+            let names = SecretNames::new(&entries);
+            let every_entry = names.squashed.iter().any(|entry| {
+                *entry == name || (entry.len() >= 5 && name.len() > entry.len() && name.contains(entry.as_str()))
+            });
+            proptest::prop_assert_eq!(names.matches_squashed(&name), every_entry, "{} in {:?}", name, entries);
         }
     }
 

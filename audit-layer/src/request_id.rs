@@ -18,6 +18,7 @@
 //! ```
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::time::SystemTime;
 
 use http::HeaderValue;
@@ -30,13 +31,21 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The id of one request, in the request extensions of every audited request.
 ///
-/// With the `axum` feature it is also an extractor.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct RequestId(
-    /// Kept as a header value (always a valid id, so always ASCII): the response header and
-    /// every clone share its bytes instead of copying them.
-    HeaderValue,
-);
+/// With the `axum` feature it is also an extractor. Two ids are equal when their text is.
+#[derive(Clone)]
+pub struct RequestId(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// A generated UUID, hyphenated, lower case: kept inline, so that the clones a request
+    /// makes (extensions, response) do not allocate.
+    Generated([u8; UUID_TEXT_LEN]),
+    /// A client's id, always acceptable (so ASCII): the header value shares the request's
+    /// bytes instead of copying them.
+    Client(HeaderValue),
+}
+
+const UUID_TEXT_LEN: usize = 36;
 
 impl RequestId {
     /// A fresh UUID v7 id.
@@ -45,9 +54,9 @@ impl RequestId {
     }
 
     fn from_uuid(id: Uuid) -> Self {
-        let mut buf = Uuid::encode_buffer();
-        let text = id.hyphenated().encode_lower(&mut buf);
-        Self(HeaderValue::from_bytes(text.as_bytes()).unwrap_or(HeaderValue::from_static("-")))
+        let mut text = [0; UUID_TEXT_LEN];
+        id.hyphenated().encode_lower(&mut text);
+        Self(Repr::Generated(text))
     }
 
     /// Whether a client-supplied id may be kept as is.
@@ -63,19 +72,49 @@ impl RequestId {
     /// id: a request that brings no id of its own is known by its event's).
     pub(crate) fn from_header_or(value: Option<&HeaderValue>, fresh: Uuid) -> Self {
         match value {
-            Some(value) if value.to_str().is_ok_and(Self::is_acceptable) => Self(value.clone()),
+            Some(value) if value.to_str().is_ok_and(Self::is_acceptable) => {
+                Self(Repr::Client(value.clone()))
+            }
             _ => Self::from_uuid(fresh),
         }
     }
 
     /// The id as text.
     pub fn as_str(&self) -> &str {
-        // Only acceptable ids and UUIDs are ever stored: ASCII, so this never falls back.
-        self.0.to_str().unwrap_or_default()
+        // Only acceptable ids and UUIDs are ever stored: ASCII, so neither falls back.
+        match &self.0 {
+            Repr::Generated(text) => std::str::from_utf8(text).unwrap_or_default(),
+            Repr::Client(value) => value.to_str().unwrap_or_default(),
+        }
     }
 
     pub(crate) fn header_value(&self) -> HeaderValue {
-        self.0.clone()
+        match &self.0 {
+            Repr::Generated(text) => {
+                HeaderValue::from_bytes(text).unwrap_or(HeaderValue::from_static("-"))
+            }
+            Repr::Client(value) => value.clone(),
+        }
+    }
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RequestId {}
+
+impl Hash for RequestId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
     }
 }
 
@@ -131,5 +170,20 @@ mod tests {
         let exact = "a".repeat(128);
         let value = HeaderValue::from_str(&exact).unwrap();
         assert_eq!(from_header(&value).as_str(), exact);
+    }
+
+    #[test]
+    fn generated_and_client_ids_compare_by_text() {
+        let fresh = Uuid::now_v7();
+        let generated = RequestId::from_header_or(None, fresh);
+        let text = HeaderValue::from_str(&fresh.to_string()).unwrap();
+        let client = RequestId::from_header_or(Some(&text), Uuid::now_v7());
+        assert_eq!(generated, client);
+        assert_eq!(generated.header_value(), client.header_value());
+        assert_eq!(
+            format!("{generated:?}"),
+            format!("RequestId({:?})", fresh.to_string())
+        );
+        assert_ne!(generated, RequestId::generate());
     }
 }

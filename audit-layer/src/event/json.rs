@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::{AuditEvent, RequestInfo, ResponseInfo, Source, Timestamp};
 use crate::actor::{Actor, ActorKind};
-use crate::chain::format_u64;
 
 /// Appends `event` as one JSON object (no newline).
 pub(crate) fn write_event(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
@@ -330,8 +329,7 @@ fn string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) -> serde_json::
 }
 
 fn number(out: &mut Vec<u8>, value: u64) {
-    let mut buf = [0; 20];
-    out.extend_from_slice(format_u64(value, &mut buf));
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 fn uuid(out: &mut Vec<u8>, id: &Uuid) {
