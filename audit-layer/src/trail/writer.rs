@@ -114,6 +114,9 @@ struct Waiting {
 
 struct SinkSlot {
     sink: Box<dyn Sink>,
+    /// The sink's name as a metric label, made once: metrics are recorded every round, and
+    /// cloning a shared string does not allocate.
+    label: metrics::SharedString,
     /// Global index of the first event this sink has not been given.
     written: u64,
     /// Global index of the first event this sink has not synced.
@@ -136,8 +139,7 @@ impl SinkSlot {
     fn fail(&mut self, error: &str, settings: &WriterSettings, counters: &Counters, what: &str) {
         self.failures += 1;
         counters.write_errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("audit_sink_errors_total", "sink" => self.sink.name().to_owned())
-            .increment(1);
+        metrics::counter!("audit_sink_errors_total", "sink" => self.label.clone()).increment(1);
         let exponent = self.failures.saturating_sub(1).min(16);
         let backoff = settings
             .backoff_initial
@@ -183,7 +185,7 @@ impl SinkSlot {
             let batch = &round.pending[start..end];
             match guarded(|| self.sink.write_batch(batch)).await {
                 Ok(()) => {
-                    metrics::histogram!("audit_write_seconds", "sink" => self.sink.name().to_owned())
+                    metrics::histogram!("audit_write_seconds", "sink" => self.label.clone())
                         .record(started.elapsed().as_secs_f64());
                     // A write after a failed sync does not mean the sink works again:
                     // the sync that follows will tell.
@@ -214,7 +216,7 @@ impl SinkSlot {
         let started = std::time::Instant::now();
         match guarded(|| self.sink.sync()).await {
             Ok(()) => {
-                metrics::histogram!("audit_sync_seconds", "sink" => self.sink.name().to_owned())
+                metrics::histogram!("audit_sync_seconds", "sink" => self.label.clone())
                     .record(started.elapsed().as_secs_f64());
                 round.counters.syncs.fetch_add(1, Ordering::Relaxed);
                 self.synced = self.written;
@@ -264,6 +266,7 @@ impl Writer {
             sinks: sinks
                 .into_iter()
                 .map(|sink| SinkSlot {
+                    label: metrics::SharedString::from_shared(Arc::from(sink.name())),
                     sink,
                     written: 0,
                     synced: 0,
@@ -575,7 +578,7 @@ impl Writer {
         let accepted = self.accepted();
         for slot in &self.sinks {
             // How far behind each sink is: a slow database or broker shows here first.
-            metrics::gauge!("audit_sink_pending_events", "sink" => slot.sink.name().to_owned())
+            metrics::gauge!("audit_sink_pending_events", "sink" => slot.label.clone())
                 .set((accepted - slot.written) as f64);
         }
         let failing = self
