@@ -175,12 +175,11 @@ impl SecretNames {
         // ones of five letters or more may be in it, longer ones can be neither.
         let len = squashed.len();
         let shorter = self.squashed.partition_point(|entry| entry.len() < len);
-        let candidates = &self.squashed[..shorter];
-        let longer = shorter + self.squashed[shorter..].partition_point(|entry| entry.len() == len);
-        self.squashed[shorter..longer]
+        let same = shorter + self.squashed[shorter..].partition_point(|entry| entry.len() == len);
+        self.squashed[shorter..same]
             .iter()
             .any(|entry| entry == squashed)
-            || candidates
+            || self.squashed[..shorter]
                 .iter()
                 .rev()
                 .take_while(|entry| entry.len() >= MIN_CONTAINED_LEN)
@@ -379,9 +378,16 @@ mod tests {
         ) {
             let names = SecretNames::new(&entries);
             let every_entry = names.squashed.iter().any(|entry| {
-                *entry == name || (entry.len() >= 5 && name.len() > entry.len() && name.contains(entry.as_str()))
+                *entry == name
+                    || (entry.len() >= 5
+                        && name.len() > entry.len()
+                        && name.contains(entry.as_str()))
             });
-            proptest::prop_assert_eq!(names.matches_squashed(&name), every_entry, "{} in {:?}", name, entries);
+            proptest::prop_assert_eq!(
+                names.matches_squashed(&name),
+                every_entry,
+                "{} in {:?}", name, entries
+            );
         }
     }
 
