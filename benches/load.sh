@@ -10,7 +10,9 @@
 #                                        # (AUDIT_TEST_POSTGRES_URL / AUDIT_TEST_NATS_URL)
 #   ALLOCATOR=mimalloc benches/load.sh   # every server on mimalloc instead of glibc's malloc
 #
-# Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
+# Needs wrk (Debian: apt-get install wrk). Where `perf stat` can count instructions, the
+# table also gives the server's instructions per request (user and kernel): a figure that
+# moves far less than CPU time with a shared host's load. Traffic goes to 127.0.0.1 only, bounded by
 # ROUNDS x 6 runs (8 with SERVICES=1) x (DURATION + 1 s warm-up).
 set -euo pipefail
 
@@ -41,6 +43,12 @@ cleanup() {
 trap cleanup EXIT
 
 TICKS=$(getconf CLK_TCK)
+# Whether perf can count this user's processes' instructions (perf_event_paranoid, a VM
+# that exposes no counters).
+PERF=0
+if command -v perf >/dev/null && perf stat -x, -e instructions -o /dev/null true 2>/dev/null; then
+    PERF=1
+fi
 PORT=3100
 
 # utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat,
@@ -72,9 +80,23 @@ run_one() { # workload mode round
     local url="http://127.0.0.1:$PORT$path"
     local warm measured before after
     warm=$(drive "$workload" "$WARMUP" "$url")
+    # Instructions the server retires (user and kernel) while wrk measures: unlike CPU
+    # time, they hardly move with the host's hour. Left out where perf cannot count them.
+    local counting=
+    if [[ $PERF == 1 ]]; then
+        perf stat -x, -e instructions -p "$SERVER_PID" -o "$WORK/instructions" &
+        counting=$!
+    fi
     before=$(cpu_ticks "$SERVER_PID")
     measured=$(drive "$workload" "$DURATION" "$url")
     after=$(cpu_ticks "$SERVER_PID")
+    local instructions=-
+    if [[ -n $counting ]]; then
+        kill -INT "$counting"
+        wait "$counting" || true
+        instructions=$(awk -F, '$3 ~ /^instructions/ && $1 ~ /^[0-9]+$/ { print $1 }' "$WORK/instructions")
+        instructions=${instructions:--}
+    fi
     local rss_kb
     rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
     kill -TERM "$SERVER_PID"
@@ -99,9 +121,10 @@ run_one() { # workload mode round
     awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \
         -v p50="$(field p50_us "$measured")" -v p99="$(field p99_us "$measured")" \
         -v cpu=$((after - before)) -v ticks="$TICKS" -v ev="$events" -v ans="$answered" \
-        -v rss="$rss_kb" -v err="$errors" -v syncs="${syncs:-0}" 'BEGIN {
-            printf "%s %s %s %.0f %s %s %.1f %s %s %s %s %s\n", w, m, r, n / (d / 1e6), p50, p99,
-                cpu / ticks * 1e6 / n, ev, ans, rss, err, syncs
+        -v rss="$rss_kb" -v err="$errors" -v syncs="${syncs:-0}" -v ins="$instructions" 'BEGIN {
+            printf "%s %s %s %.0f %s %s %.1f %s %s %s %s %s %s\n", w, m, r, n / (d / 1e6), p50, p99,
+                cpu / ticks * 1e6 / n, ev, ans, rss, err, syncs,
+                (ins == "-") ? "-" : sprintf("%.0f", ins / n)
         }' >>"$RESULTS"
     echo "round $round  $workload  $mode: $(tail -n1 "$RESULTS" | cut -d' ' -f4) req/s" >&2
 }
@@ -123,8 +146,8 @@ column_of() { # workload mode column
 echo
 echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, wrk -t$THREADS, allocator: ${ALLOCATOR:-glibc malloc}; medians over rounds"
 echo
-echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | events written / requests answered | events per sync | errors | peak RSS (MiB) |"
-echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | server instructions per request | events written / requests answered | events per sync | errors | peak RSS (MiB) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for workload in "${WORKLOADS[@]}"; do
     bare_rps=$(column_of "$workload" bare 4 | median)
     for mode in "${MODES[@]}"; do
@@ -132,6 +155,8 @@ for workload in "${WORKLOADS[@]}"; do
         p50=$(column_of "$workload" "$mode" 5 | median)
         p99=$(column_of "$workload" "$mode" 6 | median)
         cpu=$(column_of "$workload" "$mode" 7 | median)
+        instructions=$(column_of "$workload" "$mode" 13 | { grep -v -- - || true; })
+        [[ -n $instructions ]] && instructions=$(median <<<"$instructions")
         if [[ $mode == bare ]]; then
             written="-"
         else
@@ -147,9 +172,10 @@ for workload in "${WORKLOADS[@]}"; do
         rss=$(column_of "$workload" "$mode" 10 | sort -n | tail -n1)
         awk -v w="$workload" -v m="$mode" -v rps="$rps" -v bare="$bare_rps" -v p50="$p50" \
             -v p99="$p99" -v cpu="$cpu" -v wr="$written" -v err="$errors" -v rss="$rss" \
-            -v ps="$per_sync" 'BEGIN {
-                printf "| %s | %s | %.0f | %.2fx | %s | %s | %.1f | %s | %s | %s | %.1f |\n",
-                    w, m, rps, rps / bare, p50, p99, cpu, wr, ps, err, rss / 1024
+            -v ps="$per_sync" -v ins="$instructions" 'BEGIN {
+                printf "| %s | %s | %.0f | %.2fx | %s | %s | %.1f | %s | %s | %s | %s | %.1f |\n",
+                    w, m, rps, rps / bare, p50, p99, cpu,
+                    (ins == "") ? "-" : sprintf("%.0f", ins), wr, ps, err, rss / 1024
             }'
     done
 done
