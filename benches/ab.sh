@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two builds of examples/load_server: the same setup (audit by default) served by an
 # old and a new binary in alternating rounds, so that the host's drift hits both alike.
-# Prints requests/s and server CPU per request for each run, then the medians of each build.
+# Prints requests/s, server CPU and (where perf can count them) server instructions per request
+# for each run, then the medians of each build.
 # Use an even number of rounds: each build then runs first in half of them.
 #
 #   git worktree add /tmp/old <rev>
@@ -19,13 +20,16 @@ DURATION=${DURATION:-5}
 WORKLOAD=${WORKLOAD:-get}
 MODE=${MODE:-audit}
 LUA="$(dirname "$0")/load.lua"
+# As in load.sh (load.lua picks the POST's path itself).
+URL_PATH=/hello
+[[ $WORKLOAD == post ]] && URL_PATH=/settings/0
 RUNS=$(mktemp)
-trap 'rm -f "$RUNS"' EXIT
+trap 'rm -f "$RUNS" "$RUNS.instructions"' EXIT
 TICKS=$(getconf CLK_TCK)
 PORT=4300
 
-# utime + stime of a process, in clock ticks.
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+# shellcheck source=benches/server_stats.sh
+source "$(dirname "$0")/server_stats.sh"
 
 for round in $(seq "$ROUNDS"); do
     # Which build runs first alternates (old new, new old, ...): on this host, swapping the
@@ -43,19 +47,28 @@ for round in $(seq "$ROUNDS"); do
             (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
             sleep 0.1
         done
-        LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d1s -s "$LUA" "http://127.0.0.1:$PORT/" >/dev/null
+        LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d1s -s "$LUA" "http://127.0.0.1:$PORT$URL_PATH" >/dev/null
+        start_counting "$pid" "$RUNS.instructions"
         before=$(cpu_ticks "$pid")
         result=$(LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d"$DURATION"s -s "$LUA" \
-            "http://127.0.0.1:$PORT/" | grep '^RESULT')
+            "http://127.0.0.1:$PORT$URL_PATH" | grep '^RESULT')
         after=$(cpu_ticks "$pid")
+        stop_counting "$RUNS.instructions"
         kill "$pid"
         wait "$pid" 2>/dev/null || true
         rm -rf "$dir"
         requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$result")
+        non2xx=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' <<<"$result")
+        if [[ $non2xx != 0 ]]; then
+            echo "ab.sh: $non2xx answers were not 2xx: not the workload meant" >&2
+            exit 1
+        fi
         awk -v r="$round" -v w="$which" -v n="$requests" -v d="$DURATION" \
             -v c=$((after - before)) -v t="$TICKS" -v m="$MODE" -v l="$WORKLOAD" \
-            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request\n",
-                     r, w, m, l, n / d, c / t * 1e6 / n }' | tee -a "$RUNS"
+            -v i="$INSTRUCTIONS" \
+            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request, %s instructions/request\n",
+                     r, w, m, l, n / d, c / t * 1e6 / n, (i == "-") ? "-" : sprintf("%.0f", i / n) }' \
+            | tee -a "$RUNS"
     done
 done
 
@@ -64,5 +77,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 for which in old new; do
     rps=$(awk -v w="$which" '$3 == w { print $6 }' "$RUNS" | median)
     cpu=$(awk -v w="$which" '$3 == w { print $8 }' "$RUNS" | median)
-    printf '%s: median %.0f requests/s, %.2f us CPU/request over %d rounds\n' "$which" "$rps" "$cpu" "$ROUNDS"
+    instructions=$(awk -v w="$which" '$3 == w && $11 != "-" { print $11 }' "$RUNS")
+    [[ -n $instructions ]] && instructions=$(median <<<"$instructions") || instructions=-
+    printf '%s: median %.0f requests/s, %.2f us CPU/request, %s instructions/request over %d rounds\n' \
+        "$which" "$rps" "$cpu" "$instructions" "$ROUNDS"
 done

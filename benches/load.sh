@@ -43,17 +43,10 @@ cleanup() {
 trap cleanup EXIT
 
 TICKS=$(getconf CLK_TCK)
-# Whether perf can count this user's processes' instructions (perf_event_paranoid, a VM
-# that exposes no counters).
-PERF=0
-if command -v perf >/dev/null && perf stat -x, -e instructions -o /dev/null true 2>/dev/null; then
-    PERF=1
-fi
+# shellcheck source=benches/server_stats.sh
+source benches/server_stats.sh
 PORT=3100
 
-# utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/PID/stat,
-# counted after the command name, which may hold spaces).
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 # One wrk run; prints its RESULT line.
 drive() { # workload seconds url
@@ -80,23 +73,11 @@ run_one() { # workload mode round
     local url="http://127.0.0.1:$PORT$path"
     local warm measured before after
     warm=$(drive "$workload" "$WARMUP" "$url")
-    # Instructions the server retires (user and kernel) while wrk measures: unlike CPU
-    # time, they hardly move with the host's hour. Left out where perf cannot count them.
-    local counting=
-    if [[ $PERF == 1 ]]; then
-        perf stat -x, -e instructions -p "$SERVER_PID" -o "$WORK/instructions" &
-        counting=$!
-    fi
+    start_counting "$SERVER_PID" "$WORK/instructions"
     before=$(cpu_ticks "$SERVER_PID")
     measured=$(drive "$workload" "$DURATION" "$url")
     after=$(cpu_ticks "$SERVER_PID")
-    local instructions=-
-    if [[ -n $counting ]]; then
-        kill -INT "$counting"
-        wait "$counting" || true
-        instructions=$(awk -F, '$3 ~ /^instructions/ && $1 ~ /^[0-9]+$/ { print $1 }' "$WORK/instructions")
-        instructions=${instructions:--}
-    fi
+    stop_counting "$WORK/instructions"
     local rss_kb
     rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$SERVER_PID/status")
     kill -TERM "$SERVER_PID"
@@ -121,7 +102,7 @@ run_one() { # workload mode round
     awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \
         -v p50="$(field p50_us "$measured")" -v p99="$(field p99_us "$measured")" \
         -v cpu=$((after - before)) -v ticks="$TICKS" -v ev="$events" -v ans="$answered" \
-        -v rss="$rss_kb" -v err="$errors" -v syncs="${syncs:-0}" -v ins="$instructions" 'BEGIN {
+        -v rss="$rss_kb" -v err="$errors" -v syncs="${syncs:-0}" -v ins="$INSTRUCTIONS" 'BEGIN {
             printf "%s %s %s %.0f %s %s %.1f %s %s %s %s %s %s\n", w, m, r, n / (d / 1e6), p50, p99,
                 cpu / ticks * 1e6 / n, ev, ans, rss, err, syncs,
                 (ins == "-") ? "-" : sprintf("%.0f", ins / n)
