@@ -10,10 +10,10 @@
 #                                        # (AUDIT_TEST_POSTGRES_URL / AUDIT_TEST_NATS_URL)
 #   ALLOCATOR=mimalloc benches/load.sh   # every server on mimalloc instead of glibc's malloc
 #
-# Needs wrk (Debian: apt-get install wrk). Where `perf stat` can count instructions, the
-# table also gives the server's instructions per request (user and kernel): a figure that
-# moves far less than CPU time with a shared host's load. Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs (8 with SERVICES=1) x (DURATION + 1 s warm-up).
+# Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
+# ROUNDS x 6 runs (8 with SERVICES=1) x (DURATION + 1 s warm-up). Where `perf stat` can count
+# them, the table also gives the server's instructions per request (user and kernel): a
+# figure that moves far less than CPU time with a shared host's load.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -46,7 +46,6 @@ TICKS=$(getconf CLK_TCK)
 # shellcheck source=benches/server_stats.sh
 source benches/server_stats.sh
 PORT=3100
-
 
 # One wrk run; prints its RESULT line.
 drive() { # workload seconds url
