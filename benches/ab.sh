@@ -24,7 +24,9 @@ LUA="$(dirname "$0")/load.lua"
 URL_PATH=/hello
 [[ $WORKLOAD == post ]] && URL_PATH=/settings/0
 RUNS=$(mktemp)
-trap 'rm -f "$RUNS" "$RUNS.instructions"' EXIT
+pid=
+# A run cut short (Ctrl-C, a non-2xx stop) leaves no server behind.
+trap 'rm -f "$RUNS" "$RUNS.instructions"; [[ -z $pid ]] || kill "$pid" 2>/dev/null || true' EXIT
 TICKS=$(getconf CLK_TCK)
 PORT=4300
 
@@ -56,6 +58,7 @@ for round in $(seq "$ROUNDS"); do
         stop_counting "$RUNS.instructions"
         kill "$pid"
         wait "$pid" 2>/dev/null || true
+        pid=
         rm -rf "$dir"
         requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$result")
         non2xx=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' <<<"$result")
