@@ -76,7 +76,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// - `sync` makes written events durable; `flush` is called periodically; `close` once, at
 ///   shutdown, after the last batch.
 pub trait Sink: Send + 'static {
-    /// A short name for logs and errors (`jsonl:/var/log/audit`).
+    /// A short name for logs, errors and metric labels (`jsonl:/var/log/audit`). The
+    /// trail reads it once, when it is built, for its metric labels: keep it fixed.
     fn name(&self) -> &str;
 
     /// Stores a batch of events.
