@@ -8,12 +8,15 @@
 #   ROUNDS=5 DURATION=10 CONNECTIONS=64 benches/load.sh
 #   SERVICES=1 benches/load.sh           # also audit-services: file trail + PostgreSQL + NATS
 #                                        # (AUDIT_TEST_POSTGRES_URL / AUDIT_TEST_NATS_URL)
+#   PREALLOCATE=1 benches/load.sh        # also audit-prealloc: the audit trail's file
+#                                        # zero-filled 1 MiB ahead (JsonlFileSinkBuilder::preallocate)
 #   ALLOCATOR=mimalloc benches/load.sh   # every server on mimalloc instead of glibc's malloc
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs (8 with SERVICES=1) x (DURATION + 1 s warm-up). Where `perf stat` can count
-# them, the table also gives the server's instructions per request (user and kernel): a
-# figure that moves far less than CPU time with a shared host's load.
+# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1) x (DURATION + 1 s
+# warm-up). Where `perf stat` can count them, the table also gives the server's
+# instructions per request (user and kernel): a figure that moves far less than CPU time
+# with a shared host's load.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -22,6 +25,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-1}
 WARMUP=1
 MODES=(bare trace audit)
+[[ ${PREALLOCATE:-0} == 1 ]] && MODES+=(audit-prealloc)
 [[ ${SERVICES:-0} == 1 ]] && MODES+=(audit-services)
 WORKLOADS=(get post)
 
@@ -59,7 +63,9 @@ run_one() { # workload mode round
     local workload=$1 mode=$2 round=$3
     local dir="$WORK/$mode-$workload-$round" log="$WORK/$mode-$workload-$round.log"
     PORT=$((PORT + 1))
-    "$SERVER" "$mode" --addr "127.0.0.1:$PORT" --dir "$dir" >"$log" 2>&1 &
+    local server_args=("$mode")
+    [[ $mode == audit-prealloc ]] && server_args=(audit --preallocate 1048576)
+    "$SERVER" "${server_args[@]}" --addr "127.0.0.1:$PORT" --dir "$dir" >"$log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
         grep -q '^listening on' "$log" && break
@@ -144,7 +150,7 @@ for workload in "${WORKLOADS[@]}"; do
         fi
         errors=$(column_of "$workload" "$mode" 11 | total)
         per_sync="-"
-        if [[ $mode == audit ]]; then
+        if [[ $mode == audit || $mode == audit-prealloc ]]; then
             per_sync=$(awk -v e="$(column_of "$workload" "$mode" 8 | total)" \
                 -v s="$(column_of "$workload" "$mode" 12 | total)" \
                 'BEGIN { if (s > 0) printf "%.1f", e / s; else print "-" }')

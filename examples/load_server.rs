@@ -1,14 +1,16 @@
 //! The server that `benches/load.sh` drives: one hello-world axum app, served three ways.
 //!
 //! ```text
-//! cargo run --release --example load_server -- <bare|trace|audit|audit-services> [--addr HOST:PORT] [--dir DIR]
+//! cargo run --release --example load_server -- <bare|trace|audit|audit-services> [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES]
 //! ```
 //!
 //! - `bare`: the router alone;
 //! - `trace`: what teams use today for access logs: tower-http's `TraceLayer` (spans and
 //!   responses at INFO, so every request writes a line) with a JSON `tracing-subscriber`
 //!   writing to a file through `tracing-appender::non_blocking`;
-//! - `audit`: the audit layer with a chained, checkpointed JSON Lines trail;
+//! - `audit`: the audit layer with a chained, checkpointed JSON Lines trail (with
+//!   `--preallocate BYTES`, its file zero-filled that far ahead:
+//!   `JsonlFileSinkBuilder::preallocate`);
 //! - `audit-services`: the same trail plus the PostgreSQL and NATS sinks, at
 //!   `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a
 //!   table and a stream of the run's own, removed at exit.
@@ -181,9 +183,17 @@ async fn set_value_audited(
     Json(settings.set(id, body.value))
 }
 
-fn parse_args() -> Result<(Mode, SocketAddr, PathBuf), String> {
-    const USAGE: &str =
-        "usage: load_server <bare|trace|audit|audit-services> [--addr HOST:PORT] [--dir DIR]";
+/// What the command line asks for.
+struct Args {
+    mode: Mode,
+    addr: SocketAddr,
+    dir: PathBuf,
+    preallocate: u64,
+}
+
+fn parse_args() -> Result<Args, String> {
+    const USAGE: &str = "usage: load_server <bare|trace|audit|audit-services> [--addr HOST:PORT] \
+         [--dir DIR] [--preallocate BYTES]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("bare") => Mode::Bare,
@@ -194,6 +204,7 @@ fn parse_args() -> Result<(Mode, SocketAddr, PathBuf), String> {
     };
     let mut addr = "127.0.0.1:3100".to_owned();
     let mut dir = PathBuf::from("./load-server-out");
+    let mut preallocate = 0;
     while let Some(arg) = args.next() {
         let value = args
             .next()
@@ -201,11 +212,21 @@ fn parse_args() -> Result<(Mode, SocketAddr, PathBuf), String> {
         match arg.as_str() {
             "--addr" => addr = value,
             "--dir" => dir = PathBuf::from(value),
+            "--preallocate" => {
+                preallocate = value
+                    .parse()
+                    .map_err(|e| format!("--preallocate `{value}`: {e}"))?;
+            }
             _ => return Err(format!("unknown argument `{arg}`; {USAGE}")),
         }
     }
     let addr = addr.parse().map_err(|e| format!("--addr `{addr}`: {e}"))?;
-    Ok((mode, addr, dir))
+    Ok(Args {
+        mode,
+        addr,
+        dir,
+        preallocate,
+    })
 }
 
 #[tokio::main]
@@ -220,7 +241,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), String> {
-    let (mode, addr, dir) = parse_args()?;
+    let Args {
+        mode,
+        addr,
+        dir,
+        preallocate,
+    } = parse_args()?;
     let settings = Settings::default();
     let plain = Router::new().route("/hello", get(hello));
 
@@ -252,7 +278,10 @@ async fn run() -> Result<(), String> {
                 )
         }
         Mode::Audit | Mode::AuditServices => {
-            let sink = JsonlFileSink::new(&dir).map_err(|e| format!("audit sink: {e}"))?;
+            let sink = JsonlFileSink::builder(&dir)
+                .preallocate(preallocate)
+                .open()
+                .map_err(|e| format!("audit sink: {e}"))?;
             let mut builder = AuditTrail::builder().sink(sink);
             if let Some(services) = &services {
                 builder = services.add_sinks(builder)?;

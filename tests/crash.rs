@@ -41,8 +41,19 @@ fn request(method: &str, path: &str, headers: &[String], body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_answered_sensitive_event() {
+    sigkill_under_load(&[]).await;
+}
+
+/// The same with the file zero-filled ahead of its last line: the crash leaves the zeros,
+/// which the restart cuts off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_with_a_preallocated_file_loses_no_answered_sensitive_event() {
+    sigkill_under_load(&[("AUDIT_PREALLOCATE", "1048576")]).await;
+}
+
+async fn sigkill_under_load(env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = Demo::start(dir.path(), &[]);
+    let mut demo = Demo::start(dir.path(), env);
     let addr = demo.addr;
     let (status, body) = try_send(
         addr,
@@ -106,8 +117,15 @@ async fn sigkill_under_load_loses_no_answered_sensitive_event() {
         answered.len()
     );
 
+    if !env.is_empty() {
+        // The killed server's file was zero-filled ahead: at least the preallocated MiB.
+        let files = common::trail_files(dir.path());
+        let size = std::fs::metadata(files.last().unwrap()).unwrap().len();
+        assert!(size >= 1 << 20, "{size} bytes");
+    }
+
     // Restart on the same trail: it recovers, continues the chain and stops cleanly.
-    let demo = Demo::start(dir.path(), &[]);
+    let demo = Demo::start(dir.path(), env);
     assert!(demo.terminate().success());
 
     let recorded: HashSet<String> = read_trail(dir.path())

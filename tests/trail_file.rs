@@ -167,6 +167,125 @@ fn zeroed_blocks_after_a_crash_are_recovered_too() {
     assert_eq!(report.events, 2, "the event and the recovery record");
 }
 
+/// The size of the trail's one file, and whether it ends in a newline (not in zeros).
+fn only_file(dir: &Path) -> (u64, Vec<u8>) {
+    let files = trail_files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let bytes = fs::read(&files[0]).unwrap();
+    (bytes.len() as u64, bytes)
+}
+
+#[test]
+fn preallocated_zeros_stay_out_of_the_trail_and_are_cut_off_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .preallocate(64 * 1024)
+        .open()
+        .unwrap();
+    write(&mut sink, &[event("a", "x"), event("b", "y")]);
+    write(&mut sink, &[event("c", "z")]);
+    runtime().block_on(sink.sync()).unwrap();
+
+    // While the sink is open, the file ends in the zeros the next lines will go over...
+    let (size, bytes) = only_file(dir.path());
+    assert!(size >= 64 * 1024, "preallocated: {size} bytes");
+    let lines_end = bytes.iter().rposition(|b| *b == b'\n').unwrap() + 1;
+    assert!(bytes[lines_end..].iter().all(|b| *b == 0));
+    // ...which verify, queries and the line count leave out.
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.events, 3);
+    let actions: Vec<_> = all_events(dir.path())
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(actions, ["a", "b", "c"]);
+    assert_eq!(
+        audit_layer::query::lines_end(&trail_files(dir.path())[0]).unwrap(),
+        lines_end as u64
+    );
+
+    close(sink);
+    let (size, bytes) = only_file(dir.path());
+    assert_eq!(size, lines_end as u64, "closed: plain JSON Lines");
+    assert_eq!(bytes.last(), Some(&b'\n'));
+    assert_eq!(verify_trail(dir.path(), &options(&key)).unwrap().events, 3);
+}
+
+#[test]
+fn zeros_a_crash_left_preallocated_are_cut_off_at_the_next_start_with_nothing_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .preallocate(16 * 1024)
+        .open()
+        .unwrap();
+    write(&mut sink, &[event("a", "x"), event("b", "y")]);
+    // A crash: the sink is gone without closing, its zeros still in the file.
+    drop(sink);
+    assert!(only_file(dir.path()).0 >= 16 * 1024);
+
+    // Reopened without preallocation: the zeros go, the chain continues after `b`.
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut sink, &[event("c", "z")]);
+    close(sink);
+    let (size, bytes) = only_file(dir.path());
+    assert_eq!(bytes.last(), Some(&b'\n'));
+    assert!(size < 16 * 1024);
+    let events = all_events(dir.path());
+    let actions: Vec<_> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["a", "b", "c"],
+        "zeros are not a torn line to record"
+    );
+    let seqs: Vec<_> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [0, 1, 2]);
+    assert!(
+        !fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".torn")),
+        "nothing was moved aside"
+    );
+    assert_eq!(verify_trail(dir.path(), &options(&key)).unwrap().events, 3);
+}
+
+#[test]
+fn zeros_after_the_lines_of_a_closed_file_are_reported_by_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .preallocate(4 * 1024)
+        .open()
+        .unwrap();
+    write(&mut sink, &[event("a", "x")]);
+    clock.advance(Duration::from_secs(86_400));
+    write(&mut sink, &[event("next-day", "x")]);
+    close(sink);
+    let files = trail_files(dir.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    // Rotation cut the first file's zeros off: only the file being written may have them.
+    assert_eq!(fs::read(&files[0]).unwrap().last(), Some(&b'\n'));
+    verify_trail(dir.path(), &options(&key)).unwrap();
+
+    let mut bytes = fs::read(&files[0]).unwrap();
+    bytes.extend_from_slice(&[0u8; 512]);
+    fs::write(&files[0], &bytes).unwrap();
+    let fault = verify_trail(dir.path(), &options(&key)).unwrap_err();
+    assert!(
+        matches!(fault.kind, FaultKind::Inserted | FaultKind::Modified),
+        "{fault}"
+    );
+}
+
 #[test]
 fn files_rotate_by_size_and_by_day_and_gzip_when_closed() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,4 +592,52 @@ fn the_audit_command_tails_and_follows() {
     let output = follower.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("late.arrival"), "{text}");
+}
+
+#[test]
+fn the_audit_command_follows_lines_written_over_preallocated_zeros() {
+    let (dir, key) = sample_trail();
+    let trail = dir.path().to_str().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock)
+        .preallocate(32 * 1024)
+        .open()
+        .unwrap();
+    write(&mut sink, &[event("before.follow", "bob")]);
+    runtime().block_on(sink.sync()).unwrap();
+
+    let mut follower = Command::new(audit_binary())
+        .args(["tail", trail, "-f", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    // The file's size does not change: these lines go over the zeros.
+    let size = fs::metadata(&trail_files(dir.path())[0]).unwrap().len();
+    write(&mut sink, &[event("over.zeros", "bob")]);
+    write(&mut sink, &[event("over.zeros.again", "bob")]);
+    runtime().block_on(sink.sync()).unwrap();
+    assert_eq!(
+        fs::metadata(&trail_files(dir.path())[0]).unwrap().len(),
+        size
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    follower.kill().unwrap();
+    let output = follower.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let actions: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        ["before.follow", "over.zeros", "over.zeros.again"],
+        "{text}"
+    );
+    close(sink);
 }

@@ -59,6 +59,14 @@ impl TrailFile {
     }
 }
 
+/// The content of a file without the zero bytes a file sink preallocated after its last
+/// line ([`JsonlFileSinkBuilder::preallocate`](crate::JsonlFileSinkBuilder::preallocate)):
+/// the space the next lines will overwrite, which holds no data.
+pub(crate) fn without_padding(bytes: &[u8]) -> &[u8] {
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
 /// `audit-YYYY-MM-DD.jsonl` or `audit-YYYY-MM-DD.N.jsonl`.
 pub(crate) fn file_name(day: &str, part: u32) -> String {
     if part == 0 {

@@ -131,6 +131,13 @@ pub fn trail_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files::list(dir)?.into_iter().map(|f| f.path).collect())
 }
 
+/// Where the lines of a trail file end: its size, less any zeros preallocated after them
+/// (see [`JsonlFileSinkBuilder::preallocate`](crate::JsonlFileSinkBuilder::preallocate)).
+pub fn lines_end(path: &Path) -> io::Result<u64> {
+    let bytes = std::fs::read(path)?;
+    Ok(files::without_padding(&bytes).len() as u64)
+}
+
 /// Calls `visit` with each line of the trail (without its newline) and its JSON, in trail
 /// order, until it returns `Break`. Lines that are not JSON are passed with `Value::Null`,
 /// so that a damaged trail still reads (verify it to find out what is wrong).
@@ -140,7 +147,8 @@ pub fn for_each_event(
 ) -> io::Result<()> {
     for file in files::list(dir)? {
         let bytes = file.read()?;
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let content = files::without_padding(&bytes);
+        for line in content.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let text = String::from_utf8_lossy(line);
             let value = serde_json::from_str(&text).unwrap_or(Value::Null);
             if visit(&text, &value).is_break() {

@@ -19,7 +19,9 @@
 //!   `audit.<category>.<action>`;
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
-//!   (a demo signing key is generated in the trail directory otherwise).
+//!   (a demo signing key is generated in the trail directory otherwise);
+//! - `AUDIT_PREALLOCATE`: bytes to zero-fill the trail file ahead of its last line, for
+//!   faster syncs (`0`, off).
 
 mod admin;
 mod auth;
@@ -283,6 +285,12 @@ fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
     if let Ok(hex) = std::env::var("AUDIT_CHAIN_KEY") {
         sink =
             sink.chain_key(ChainKey::from_hex(&hex).map_err(|e| format!("AUDIT_CHAIN_KEY: {e}"))?);
+    }
+    if let Ok(bytes) = std::env::var("AUDIT_PREALLOCATE") {
+        sink =
+            sink.preallocate(bytes.parse().map_err(|e| {
+                format!("AUDIT_PREALLOCATE: `{bytes}` is not a number of bytes: {e}")
+            })?);
     }
     sink.open()
         .map_err(|e| format!("cannot use audit directory {}: {e}", dir.display()))

@@ -419,45 +419,66 @@ fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), St
     if !follow {
         return Ok(());
     }
-    // Follow: remember where each file ended, and print what is appended, in trail order.
-    let mut positions: std::collections::HashMap<PathBuf, u64> = query::trail_files(dir)
-        .map_err(describe)?
-        .into_iter()
-        .filter_map(|f| f.metadata().ok().map(|m| (f, m.len())))
-        .collect();
+    // Follow: remember where each file's lines ended, and print what is appended, in trail
+    // order. The file being written may end in preallocated zeros: its lines end before
+    // them, and new lines go over them without changing the file's size.
+    let mut positions = std::collections::HashMap::new();
+    for file in query::trail_files(dir).map_err(describe)? {
+        let end = query::lines_end(&file).map_err(describe)?;
+        positions.insert(file, end);
+    }
     loop {
         std::thread::sleep(Duration::from_millis(250));
         for file in query::trail_files(dir).map_err(describe)? {
             if file.extension().is_some_and(|e| e == "gz") {
                 continue;
             }
-            let start = positions.get(&file).copied().unwrap_or(0);
+            let mut start = positions.get(&file).copied().unwrap_or(0);
             let len = file.metadata().map_or(start, |m| m.len());
-            if len <= start {
-                continue;
+            let mut handle = None;
+            let mut chunk = FOLLOW_CHUNK;
+            while start < len {
+                let handle = match &mut handle {
+                    Some(handle) => handle,
+                    None => handle.insert(std::fs::File::open(&file).map_err(describe)?),
+                };
+                handle.seek(SeekFrom::Start(start)).map_err(describe)?;
+                let mut fresh = Vec::new();
+                (&mut *handle)
+                    .take((len - start).min(chunk))
+                    .read_to_end(&mut fresh)
+                    .map_err(describe)?;
+                // Only complete lines, before any zeros; a line still being written is read
+                // next time.
+                let data = fresh
+                    .iter()
+                    .position(|b| *b == 0)
+                    .map_or(&fresh[..], |zero| &fresh[..zero]);
+                let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let printed = data[..complete]
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .try_for_each(|line| {
+                        let text = String::from_utf8_lossy(line);
+                        let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                        print_event(&mut out, &text, &event, format)
+                    })
+                    .and_then(|()| out.flush());
+                if let Err(error) = printed {
+                    return ignore_broken_pipe(error);
+                }
+                start += complete as u64;
+                if complete == 0 && data.len() as u64 == chunk {
+                    // A line longer than the chunk: read more of it at once.
+                    chunk *= 2;
+                } else if data.len() < fresh.len() || complete == 0 {
+                    break;
+                }
             }
-            let mut handle = std::fs::File::open(&file).map_err(describe)?;
-            handle.seek(SeekFrom::Start(start)).map_err(describe)?;
-            let mut fresh = Vec::new();
-            handle
-                .take(len - start)
-                .read_to_end(&mut fresh)
-                .map_err(describe)?;
-            // Only complete lines; a line still being written is read next time.
-            let complete = fresh.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-            let printed = fresh[..complete]
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .try_for_each(|line| {
-                    let text = String::from_utf8_lossy(line);
-                    let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                    print_event(&mut out, &text, &event, format)
-                })
-                .and_then(|()| out.flush());
-            if let Err(error) = printed {
-                return ignore_broken_pipe(error);
-            }
-            positions.insert(file, start + complete as u64);
+            positions.insert(file, start);
         }
     }
 }
+
+/// How much of a followed file `audit tail -f` reads at a time.
+const FOLLOW_CHUNK: u64 = 256 * 1024;

@@ -44,14 +44,18 @@ struct ActiveFile {
     part: u32,
     path: PathBuf,
     handle: File,
+    /// The end of the last line: where the next write goes.
     len: u64,
+    /// The file's size: above `len` when zeros were preallocated after it.
+    size: u64,
 }
 
 impl ActiveFile {
-    /// Opens (or creates) a trail file for appending.
+    /// Opens (or creates) a trail file to continue it. A file left with preallocated zeros
+    /// has had them cut off at start ([`trim_padding`]).
     fn open(dir: &Path, day: &str, part: u32) -> io::Result<Self> {
         let path = dir.join(files::file_name(day, part));
-        let handle = open_append(&path)?;
+        let handle = open_private(&path, false)?;
         let len = handle.metadata()?.len();
         Ok(Self {
             day: day.to_owned(),
@@ -59,11 +63,51 @@ impl ActiveFile {
             path,
             handle,
             len,
+            size: len,
         })
     }
 
     fn stem(&self) -> String {
         files::file_name(&self.day, self.part)
+    }
+
+    /// Appends `bytes` after the last line. Lines are written at their offset, not through
+    /// `O_APPEND`, so that they can go over preallocated zeros.
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        write_all_at(&self.handle, bytes, self.len)?;
+        self.len += bytes.len() as u64;
+        self.size = self.size.max(self.len);
+        Ok(())
+    }
+
+    /// Zero-fills the file up to `target` bytes if it is shorter: writes that follow, up to
+    /// there, do not change its size.
+    fn preallocate(&mut self, target: u64) -> io::Result<()> {
+        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+        while self.size < target {
+            let chunk = (target - self.size).min(ZEROS.len() as u64) as usize;
+            write_all_at(&self.handle, &ZEROS[..chunk], self.size)?;
+            self.size += chunk as u64;
+        }
+        Ok(())
+    }
+
+    /// Cuts off the preallocated zeros, if any, and syncs the file: what it holds is then
+    /// plain JSON Lines.
+    fn close(&mut self) -> io::Result<()> {
+        if self.size > self.len {
+            self.cut_to(self.len)?;
+        }
+        self.handle.sync_all()
+    }
+
+    /// Cuts the file back to `len`: a failed write's partial line, or the zeros after the
+    /// last line when the file is closed.
+    fn cut_to(&mut self, len: u64) -> io::Result<()> {
+        self.handle.set_len(len)?;
+        self.len = len;
+        self.size = len;
+        Ok(())
     }
 }
 
@@ -83,7 +127,7 @@ impl FileTrail {
 
         let mut trail_files = files::list(&dir)?;
         while let Some(last) = trail_files.last() {
-            if last.gzipped || fs::metadata(&last.path)?.len() > 0 {
+            if last.gzipped || trim_padding(&last.path)? > 0 {
                 break;
             }
             // An empty file left by a crash right after a rotation.
@@ -226,18 +270,30 @@ impl FileTrail {
             return Err(io::Error::other("no trail file is open"));
         };
         let prefix: &[u8] = if self.needs_newline { b"\n" } else { b"" };
-        let written = current
-            .handle
-            .write_all(prefix)
-            .and_then(|()| current.handle.write_all(&self.buf));
+        let end = current.len + (prefix.len() + self.buf.len()) as u64;
+        let preallocate = self.settings.preallocate;
+        let len = current.len;
+        let written = if preallocate > 0 && end > current.size {
+            // Up to the rotation size: beyond it, the zeros would only be cut off again.
+            current.preallocate((end + preallocate).min(self.settings.rotate_bytes.max(end)))
+        } else {
+            Ok(())
+        }
+        .and_then(|()| current.append(prefix))
+        .and_then(|()| current.append(&self.buf));
         if let Err(error) = written {
-            // Undo the partial batch so the retry does not duplicate it.
-            if current.handle.set_len(current.len).is_err() {
+            // Undo the partial batch (and any zeros written for it) so the retry does not
+            // duplicate it.
+            if current.cut_to(len).is_err() {
+                // The partial batch could not be removed: the next write goes after where it
+                // would have ended, on a new line, leaving one damaged line that verify
+                // reports (its events are written again by the retry).
+                current.len = end;
+                current.size = current.size.max(end);
                 self.needs_newline = true;
             }
             return Err(error);
         }
-        current.len += (prefix.len() + self.buf.len()) as u64;
         self.needs_newline = false;
         self.unsealed += seq - self.next_seq;
         self.next_seq = seq;
@@ -282,8 +338,11 @@ impl FileTrail {
     fn rotate_to(&mut self, day: &str, part: u32) -> io::Result<()> {
         // Seal the file being closed: its last checkpoint records its whole content.
         self.checkpoint()?;
-        if let Some(old) = self.current.take() {
-            old.handle.sync_all()?;
+        if let Some(mut old) = self.current.take() {
+            if let Err(error) = old.close() {
+                self.current = Some(old);
+                return Err(error);
+            }
             if self.settings.gzip {
                 compress(&old.path)?;
             }
@@ -319,8 +378,8 @@ impl FileTrail {
             self.append_chained_with(&own, false)?;
         }
         self.checkpoint()?;
-        if let Some(current) = &self.current {
-            current.handle.sync_all()?;
+        if let Some(current) = &mut self.current {
+            current.close()?;
         }
         Ok(())
     }
@@ -367,7 +426,7 @@ impl FileTrail {
         let mut line = serde_json::to_vec(&checkpoint)?;
         line.push(b'\n');
         let path = self.dir.join(CHECKPOINTS);
-        let mut file = open_append(&path)?;
+        let mut file = open_private(&path, true)?;
         file.write_all(&line)?;
         file.sync_data()?;
         self.last_checkpoint = Some(checkpoint);
@@ -619,6 +678,31 @@ fn move_aside(path: &Path, bytes: &[u8], now: SystemTime) -> io::Result<String> 
     Ok(name)
 }
 
+/// Cuts off the zeros a file sink preallocated after the last line of `path` and returns
+/// the length that remains. They hold no data, so nothing is recorded.
+fn trim_padding(path: &Path) -> io::Result<u64> {
+    let bytes = fs::read(path)?;
+    let len = files::without_padding(&bytes).len();
+    if len < bytes.len() {
+        truncate(path, len as u64)?;
+    }
+    Ok(len as u64)
+}
+
+/// Writes all of `bytes` at `offset`.
+#[cfg(unix)]
+fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+/// Writes all of `bytes` at `offset`.
+#[cfg(not(unix))]
+fn write_all_at(mut file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(offset))?;
+    file.write_all(bytes)
+}
+
 fn truncate(path: &Path, len: u64) -> io::Result<()> {
     let file = OpenOptions::new().write(true).open(path)?;
     file.set_len(len)?;
@@ -670,9 +754,10 @@ fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
     Ok(key)
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
+/// Opens `path` to write, creating it (mode `0600`): appending, or at offsets.
+fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.append(true).create(true);
+    options.append(append).write(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
