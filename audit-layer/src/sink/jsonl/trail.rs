@@ -48,6 +48,9 @@ struct ActiveFile {
     len: u64,
     /// The file's size: above `len` when zeros were preallocated after it.
     size: u64,
+    /// Zero-filling failed (a disk too full for the zeros may still hold the lines): not
+    /// tried again for this file.
+    preallocation_failed: bool,
 }
 
 impl ActiveFile {
@@ -64,6 +67,7 @@ impl ActiveFile {
             handle,
             len,
             size: len,
+            preallocation_failed: false,
         })
     }
 
@@ -273,14 +277,19 @@ impl FileTrail {
         let end = current.len + (prefix.len() + self.buf.len()) as u64;
         let preallocate = self.settings.preallocate;
         let len = current.len;
-        let written = if preallocate > 0 && end > current.size {
+        if preallocate > 0 && end > current.size && !current.preallocation_failed {
             // Up to the rotation size: beyond it, the zeros would only be cut off again.
-            current.preallocate((end + preallocate).min(self.settings.rotate_bytes.max(end)))
-        } else {
-            Ok(())
+            let target = (end + preallocate).min(self.settings.rotate_bytes.max(end));
+            if let Err(error) = current.preallocate(target) {
+                // Only an optimization: the lines are written all the same.
+                tracing::warn!(target: "audit", file = %current.path.display(), %error, "could not zero-fill the trail file ahead; writing it without");
+                current.preallocation_failed = true;
+                let _ = current.cut_to(len);
+            }
         }
-        .and_then(|()| current.append(prefix))
-        .and_then(|()| current.append(&self.buf));
+        let written = current
+            .append(prefix)
+            .and_then(|()| current.append(&self.buf));
         if let Err(error) = written {
             // Undo the partial batch (and any zeros written for it) so the retry does not
             // duplicate it.
