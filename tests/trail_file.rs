@@ -167,6 +167,18 @@ fn zeroed_blocks_after_a_crash_are_recovered_too() {
     assert_eq!(report.events, 2, "the event and the recovery record");
 }
 
+/// A sink on a new trail whose file is zero-filled `bytes` ahead.
+fn preallocated(bytes: u64) -> (tempfile::TempDir, CheckpointKey, ManualClock, JsonlFileSink) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let sink = builder(dir.path(), &key, &clock)
+        .preallocate(bytes)
+        .open()
+        .unwrap();
+    (dir, key, clock, sink)
+}
+
 /// The size of the trail's one file, and whether it ends in a newline (not in zeros).
 fn only_file(dir: &Path) -> (u64, Vec<u8>) {
     let files = trail_files(dir);
@@ -177,13 +189,7 @@ fn only_file(dir: &Path) -> (u64, Vec<u8>) {
 
 #[test]
 fn preallocated_zeros_stay_out_of_the_trail_and_are_cut_off_at_close() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
-    let mut sink = builder(dir.path(), &key, &clock)
-        .preallocate(64 * 1024)
-        .open()
-        .unwrap();
+    let (dir, key, _clock, mut sink) = preallocated(64 * 1024);
     write(&mut sink, &[event("a", "x"), event("b", "y")]);
     write(&mut sink, &[event("c", "z")]);
     runtime().block_on(sink.sync()).unwrap();
@@ -215,13 +221,7 @@ fn preallocated_zeros_stay_out_of_the_trail_and_are_cut_off_at_close() {
 
 #[test]
 fn zeros_a_crash_left_preallocated_are_cut_off_at_the_next_start_with_nothing_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
-    let mut sink = builder(dir.path(), &key, &clock)
-        .preallocate(16 * 1024)
-        .open()
-        .unwrap();
+    let (dir, key, clock, mut sink) = preallocated(16 * 1024);
     write(&mut sink, &[event("a", "x"), event("b", "y")]);
     // A crash: the sink is gone without closing, its zeros still in the file.
     drop(sink);
@@ -259,13 +259,7 @@ fn zeros_a_crash_left_preallocated_are_cut_off_at_the_next_start_with_nothing_lo
 
 #[test]
 fn zeros_after_the_lines_of_a_closed_file_are_reported_by_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
-    let mut sink = builder(dir.path(), &key, &clock)
-        .preallocate(4 * 1024)
-        .open()
-        .unwrap();
+    let (dir, key, clock, mut sink) = preallocated(4 * 1024);
     write(&mut sink, &[event("a", "x")]);
     clock.advance(Duration::from_secs(86_400));
     write(&mut sink, &[event("next-day", "x")]);
@@ -560,13 +554,9 @@ fn the_audit_command_queries_with_filters() {
     assert!(out.is_empty(), "no event has a source address");
 }
 
-#[test]
-fn the_audit_command_tails_and_follows() {
-    let (dir, key) = sample_trail();
-    let trail = dir.path().to_str().unwrap();
-    let (code, out, _) = audit(&["tail", trail, "-n", "2"]);
-    assert_eq!(code, 0);
-    let actions: Vec<String> = out
+/// The `action` of each JSON line `audit tail` printed.
+fn actions_of(output: &str) -> Vec<String> {
+    output
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
@@ -574,7 +564,16 @@ fn the_audit_command_tails_and_follows() {
                 .unwrap()
                 .to_owned()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn the_audit_command_tails_and_follows() {
+    let (dir, key) = sample_trail();
+    let trail = dir.path().to_str().unwrap();
+    let (code, out, _) = audit(&["tail", trail, "-n", "2"]);
+    assert_eq!(code, 0);
+    let actions = actions_of(&out);
     assert_eq!(actions, ["auth.login", "config.update"]);
 
     let mut follower = Command::new(audit_binary())
@@ -625,15 +624,7 @@ fn the_audit_command_follows_lines_written_over_preallocated_zeros() {
     follower.kill().unwrap();
     let output = follower.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
-    let actions: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let actions = actions_of(&text);
     assert_eq!(
         actions,
         ["before.follow", "over.zeros", "over.zeros.again"],
