@@ -424,8 +424,11 @@ fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), St
     // them, and new lines go over them without changing the file's size.
     let mut positions = std::collections::HashMap::new();
     for file in query::trail_files(dir).map_err(describe)? {
-        let end = query::lines_end(&file).map_err(describe)?;
-        positions.insert(file, end);
+        // Closed, compressed files are not followed.
+        if file.extension().is_none_or(|e| e != "gz") {
+            let end = query::lines_end(&file).map_err(describe)?;
+            positions.insert(file, end);
+        }
     }
     loop {
         std::thread::sleep(Duration::from_millis(250));
