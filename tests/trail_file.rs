@@ -259,6 +259,28 @@ fn zeros_a_crash_left_preallocated_are_cut_off_at_the_next_start_with_nothing_lo
 }
 
 #[test]
+fn sealed_lines_overwritten_with_zeros_are_reported_as_truncation() {
+    let (dir, key, _clock, mut sink) = preallocated(4 * 1024);
+    write(
+        &mut sink,
+        &[event("a", "x"), event("b", "y"), event("c", "z")],
+    );
+    close(sink);
+    let file = &trail_files(dir.path())[0];
+    let mut bytes = fs::read(file).unwrap();
+    // The last line becomes zeros, as preallocated space would be.
+    let last_line = bytes[..bytes.len() - 1]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .unwrap()
+        + 1;
+    bytes[last_line..].fill(0);
+    fs::write(file, &bytes).unwrap();
+    let fault = verify_trail(dir.path(), &options(&key)).unwrap_err();
+    assert_eq!(fault.kind, FaultKind::Truncated, "{fault}");
+}
+
+#[test]
 fn zeros_after_the_lines_of_a_closed_file_are_reported_by_verify() {
     let (dir, key, clock, mut sink) = preallocated(4 * 1024);
     write(&mut sink, &[event("a", "x")]);

@@ -19,6 +19,11 @@
 //! Without a public key the checkpoints' signatures are not checked, only their consistency
 //! with the trail: pass the public key from a place an attacker cannot write.
 //!
+//! Zero bytes after the last line of the last file are skipped: the space a sink with
+//! [`preallocate`](crate::JsonlFileSinkBuilder::preallocate) zero-filled ahead, which holds
+//! no data (lines overwritten with zeros there are a truncation, reported as one when a
+//! checkpoint covers them). After any other file's lines, zeros are reported.
+//!
 //! # Example
 //!
 //! ```
