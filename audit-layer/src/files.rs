@@ -67,6 +67,26 @@ pub(crate) fn without_padding(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
+/// [`without_padding`]'s length for a file on disk, read back from its end: only the zeros
+/// and the last line's tail are read.
+pub(crate) fn lines_end(path: &Path) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = fs::File::open(path)?;
+    let mut end = file.metadata()?.len();
+    let mut buf = vec![0; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(last) = chunk.iter().rposition(|b| *b != 0) {
+            return Ok(start + last as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
 /// `audit-YYYY-MM-DD.jsonl` or `audit-YYYY-MM-DD.N.jsonl`.
 pub(crate) fn file_name(day: &str, part: u32) -> String {
     if part == 0 {

@@ -134,22 +134,7 @@ pub fn trail_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// Where the lines of a trail file end: its size, less any zeros preallocated after them
 /// (see [`JsonlFileSinkBuilder::preallocate`](crate::JsonlFileSinkBuilder::preallocate)).
 pub fn lines_end(path: &Path) -> io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    // Read backwards from the end: only the zeros and the last line's tail are read.
-    let mut file = std::fs::File::open(path)?;
-    let mut end = file.metadata()?.len();
-    let mut buf = vec![0; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(chunk)?;
-        if let Some(last) = chunk.iter().rposition(|b| *b != 0) {
-            return Ok(start + last as u64 + 1);
-        }
-        end = start;
-    }
-    Ok(0)
+    files::lines_end(path)
 }
 
 /// Calls `visit` with each line of the trail (without its newline) and its JSON, in trail

@@ -690,12 +690,11 @@ fn move_aside(path: &Path, bytes: &[u8], now: SystemTime) -> io::Result<String> 
 /// Cuts off the zeros a file sink preallocated after the last line of `path` and returns
 /// the length that remains. They hold no data, so nothing is recorded.
 fn trim_padding(path: &Path) -> io::Result<u64> {
-    let bytes = fs::read(path)?;
-    let len = files::without_padding(&bytes).len();
-    if len < bytes.len() {
-        truncate(path, len as u64)?;
+    let len = files::lines_end(path)?;
+    if len < fs::metadata(path)?.len() {
+        truncate(path, len)?;
     }
-    Ok(len as u64)
+    Ok(len)
 }
 
 /// Writes all of `bytes` at `offset`.
