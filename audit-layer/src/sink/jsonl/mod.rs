@@ -185,7 +185,10 @@ impl JsonlFileSinkBuilder {
     /// The file being written then ends in zero bytes until it is closed: they are cut off
     /// at rotation and shutdown, and at the next start after a crash. `audit verify`,
     /// `audit tail` and [`crate::query`] skip them; tools that follow a file by its size
-    /// (`tail -f`) do not see new lines until the file is closed.
+    /// (`tail -f`) do not see new lines until the file is closed. Lines are then written at
+    /// their offset rather than appended: two processes misconfigured onto one directory
+    /// would overwrite each other's lines, where without preallocation they interleave them
+    /// (either way the chain breaks, and verify reports it).
     pub fn preallocate(mut self, bytes: u64) -> Self {
         self.preallocate = bytes;
         self

@@ -51,14 +51,19 @@ struct ActiveFile {
     /// Zero-filling failed (a disk too full for the zeros may still hold the lines): not
     /// tried again for this file.
     preallocation_failed: bool,
+    /// Lines are written at their offset, to go over preallocated zeros; otherwise through
+    /// `O_APPEND`, so that two processes misconfigured onto one directory interleave their
+    /// lines (which verify reports) instead of overwriting each other's.
+    positioned: bool,
 }
 
 impl ActiveFile {
     /// Opens (or creates) a trail file to continue it. A file left with preallocated zeros
-    /// has had them cut off at start ([`trim_padding`]).
-    fn open(dir: &Path, day: &str, part: u32) -> io::Result<Self> {
+    /// has had them cut off at start ([`trim_padding`]). `positioned` for a sink that
+    /// preallocates.
+    fn open(dir: &Path, day: &str, part: u32, positioned: bool) -> io::Result<Self> {
         let path = dir.join(files::file_name(day, part));
-        let handle = open_private(&path, false)?;
+        let handle = open_private(&path, !positioned)?;
         let len = handle.metadata()?.len();
         Ok(Self {
             day: day.to_owned(),
@@ -68,6 +73,7 @@ impl ActiveFile {
             len,
             size: len,
             preallocation_failed: false,
+            positioned,
         })
     }
 
@@ -75,10 +81,13 @@ impl ActiveFile {
         files::file_name(&self.day, self.part)
     }
 
-    /// Appends `bytes` after the last line. Lines are written at their offset, not through
-    /// `O_APPEND`, so that they can go over preallocated zeros.
+    /// Appends `bytes` after the last line.
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        write_all_at(&self.handle, bytes, self.len)?;
+        if self.positioned {
+            write_all_at(&self.handle, bytes, self.len)?;
+        } else {
+            (&self.handle).write_all(bytes)?;
+        }
         self.len += bytes.len() as u64;
         self.size = self.size.max(self.len);
         Ok(())
@@ -179,7 +188,12 @@ impl FileTrail {
         }
         let unsealed = next_seq.saturating_sub(sealed_to.map_or(0, |s| s + 1));
         let current = match trail_files.last() {
-            Some(last) if !last.gzipped => Some(ActiveFile::open(&dir, &last.day, last.part)?),
+            Some(last) if !last.gzipped => Some(ActiveFile::open(
+                &dir,
+                &last.day,
+                last.part,
+                settings.preallocate > 0,
+            )?),
             _ => None,
         };
         let now = settings.clock.now();
@@ -294,11 +308,14 @@ impl FileTrail {
             // Undo the partial batch (and any zeros written for it) so the retry does not
             // duplicate it.
             if current.cut_to(len).is_err() {
-                // The partial batch could not be removed: the next write goes after where it
-                // would have ended, on a new line, leaving one damaged line that verify
-                // reports (its events are written again by the retry).
-                current.len = end;
-                current.size = current.size.max(end);
+                // The partial batch could not be removed: the next write starts a new line
+                // after it (at the file's end through `O_APPEND`; at offsets, after where the
+                // batch would have ended), leaving one damaged line that verify reports. Its
+                // events are written again by the retry.
+                if current.positioned {
+                    current.len = end;
+                    current.size = current.size.max(end);
+                }
                 self.needs_newline = true;
             }
             return Err(error);
@@ -356,7 +373,12 @@ impl FileTrail {
                 compress(&old.path)?;
             }
         }
-        self.current = Some(ActiveFile::open(&self.dir, day, part)?);
+        self.current = Some(ActiveFile::open(
+            &self.dir,
+            day,
+            part,
+            self.settings.preallocate > 0,
+        )?);
         self.retention_sweep()
     }
 
