@@ -79,8 +79,9 @@ pub(crate) fn lines_end(path: &Path) -> io::Result<u64> {
         let chunk = &mut buf[..(end - start) as usize];
         file.seek(SeekFrom::Start(start))?;
         file.read_exact(chunk)?;
-        if let Some(last) = chunk.iter().rposition(|b| *b != 0) {
-            return Ok(start + last as u64 + 1);
+        let kept = without_padding(chunk).len();
+        if kept > 0 {
+            return Ok(start + kept as u64);
         }
         end = start;
     }

@@ -422,10 +422,11 @@ fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), St
     // Follow: remember where each file's lines ended, and print what is appended, in trail
     // order. The file being written may end in preallocated zeros: its lines end before
     // them, and new lines go over them without changing the file's size.
+    // Closed, compressed files are not followed.
+    let followed = |file: &PathBuf| file.extension().is_none_or(|e| e != "gz");
     let mut positions = std::collections::HashMap::new();
     for file in query::trail_files(dir).map_err(describe)? {
-        // Closed, compressed files are not followed.
-        if file.extension().is_none_or(|e| e != "gz") {
+        if followed(&file) {
             let end = query::lines_end(&file).map_err(describe)?;
             positions.insert(file, end);
         }
@@ -433,54 +434,61 @@ fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), St
     loop {
         std::thread::sleep(Duration::from_millis(250));
         for file in query::trail_files(dir).map_err(describe)? {
-            if file.extension().is_some_and(|e| e == "gz") {
+            if !followed(&file) {
                 continue;
             }
-            let mut start = positions.get(&file).copied().unwrap_or(0);
+            let start = positions.get(&file).copied().unwrap_or(0);
             let len = file.metadata().map_or(start, |m| m.len());
-            let mut handle = None;
-            let mut chunk = FOLLOW_CHUNK;
-            while start < len {
-                let handle = match &mut handle {
-                    Some(handle) => handle,
-                    None => handle.insert(std::fs::File::open(&file).map_err(describe)?),
-                };
-                handle.seek(SeekFrom::Start(start)).map_err(describe)?;
-                let mut fresh = Vec::new();
-                (&mut *handle)
-                    .take((len - start).min(chunk))
-                    .read_to_end(&mut fresh)
-                    .map_err(describe)?;
-                // Only complete lines, before any zeros; a line still being written is read
-                // next time.
-                let data = fresh
-                    .iter()
-                    .position(|b| *b == 0)
-                    .map_or(&fresh[..], |zero| &fresh[..zero]);
-                let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                let printed = data[..complete]
-                    .split(|b| *b == b'\n')
-                    .filter(|l| !l.is_empty())
-                    .try_for_each(|line| {
-                        let text = String::from_utf8_lossy(line);
-                        let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                        print_event(&mut out, &text, &event, format)
-                    })
-                    .and_then(|()| out.flush());
-                if let Err(error) = printed {
-                    return ignore_broken_pipe(error);
-                }
-                start += complete as u64;
-                if complete == 0 && data.len() as u64 == chunk {
-                    // A line longer than the chunk: read more of it at once.
-                    chunk *= 2;
-                } else if data.len() < fresh.len() || complete == 0 {
-                    break;
-                }
+            if len <= start {
+                continue;
             }
-            positions.insert(file, start);
+            let fresh = complete_lines_after(&file, start, len).map_err(describe)?;
+            let printed = fresh
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .try_for_each(|line| {
+                    let text = String::from_utf8_lossy(line);
+                    let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+                    print_event(&mut out, &text, &event, format)
+                })
+                .and_then(|()| out.flush());
+            if let Err(error) = printed {
+                return ignore_broken_pipe(error);
+            }
+            positions.insert(file, start + fresh.len() as u64);
         }
     }
+}
+
+/// The complete lines of `path` after offset `start`, up to its size `len`, stopping at
+/// preallocated zeros; a line still being written is left for the next call. Read a chunk
+/// at a time, so that a file zero-filled far ahead is not read to its end.
+fn complete_lines_after(path: &Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut lines = Vec::new();
+    let mut at = start;
+    let mut chunk = FOLLOW_CHUNK;
+    while at < len {
+        file.seek(SeekFrom::Start(at))?;
+        let mut fresh = Vec::new();
+        (&mut file)
+            .take((len - at).min(chunk))
+            .read_to_end(&mut fresh)?;
+        let data = fresh
+            .iter()
+            .position(|b| *b == 0)
+            .map_or(&fresh[..], |zero| &fresh[..zero]);
+        let complete = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        lines.extend_from_slice(&data[..complete]);
+        at += complete as u64;
+        if complete == 0 && data.len() as u64 == chunk {
+            // A line longer than the chunk: read more of it at once.
+            chunk *= 2;
+        } else if data.len() < fresh.len() || complete == 0 {
+            break;
+        }
+    }
+    Ok(lines)
 }
 
 /// How much of a followed file `audit tail -f` reads at a time.

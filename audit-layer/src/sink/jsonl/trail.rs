@@ -48,22 +48,23 @@ struct ActiveFile {
     len: u64,
     /// The file's size: above `len` when zeros were preallocated after it.
     size: u64,
+    /// How far ahead of its lines the file is zero-filled
+    /// ([`JsonlFileSinkBuilder::preallocate`]). When above 0, lines are written at their
+    /// offset, to go over the zeros; otherwise through `O_APPEND`, so that two processes
+    /// misconfigured onto one directory interleave their lines (which verify reports)
+    /// instead of overwriting each other's.
+    preallocate: u64,
     /// Zero-filling failed (a disk too full for the zeros may still hold the lines): not
     /// tried again for this file.
     preallocation_failed: bool,
-    /// Lines are written at their offset, to go over preallocated zeros; otherwise through
-    /// `O_APPEND`, so that two processes misconfigured onto one directory interleave their
-    /// lines (which verify reports) instead of overwriting each other's.
-    positioned: bool,
 }
 
 impl ActiveFile {
     /// Opens (or creates) a trail file to continue it. A file left with preallocated zeros
-    /// has had them cut off at start ([`trim_padding`]). `positioned` for a sink that
-    /// preallocates.
-    fn open(dir: &Path, day: &str, part: u32, positioned: bool) -> io::Result<Self> {
+    /// has had them cut off at start ([`trim_padding`]).
+    fn open(dir: &Path, day: &str, part: u32, preallocate: u64) -> io::Result<Self> {
         let path = dir.join(files::file_name(day, part));
-        let handle = open_private(&path, !positioned)?;
+        let handle = open_private(&path, preallocate == 0)?;
         let len = handle.metadata()?.len();
         Ok(Self {
             day: day.to_owned(),
@@ -72,8 +73,8 @@ impl ActiveFile {
             handle,
             len,
             size: len,
+            preallocate,
             preallocation_failed: false,
-            positioned,
         })
     }
 
@@ -83,7 +84,7 @@ impl ActiveFile {
 
     /// Appends `bytes` after the last line.
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.positioned {
+        if self.preallocate > 0 {
             write_all_at(&self.handle, bytes, self.len)?;
         } else {
             (&self.handle).write_all(bytes)?;
@@ -93,9 +94,23 @@ impl ActiveFile {
         Ok(())
     }
 
-    /// Zero-fills the file up to `target` bytes if it is shorter: writes that follow, up to
-    /// there, do not change its size.
-    fn preallocate(&mut self, target: u64) -> io::Result<()> {
+    /// Before lines that will end at `end`: zero-fills the file that far and its
+    /// preallocation beyond, up to `limit` (the rotation size: beyond it, the zeros would
+    /// only be cut off again), so that writes up to there do not change its size. Only an
+    /// optimization: if the zeros cannot be written, the file goes on without them.
+    fn zero_fill_for(&mut self, end: u64, limit: u64) {
+        if self.preallocate == 0 || self.preallocation_failed || end <= self.size {
+            return;
+        }
+        let (len, target) = (self.len, (end + self.preallocate).min(limit.max(end)));
+        if let Err(error) = self.write_zeros_to(target) {
+            tracing::warn!(target: "audit", file = %self.path.display(), %error, "could not zero-fill the trail file ahead; writing it without");
+            self.preallocation_failed = true;
+            let _ = self.cut_to(len);
+        }
+    }
+
+    fn write_zeros_to(&mut self, target: u64) -> io::Result<()> {
         static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
         while self.size < target {
             let chunk = (target - self.size).min(ZEROS.len() as u64) as usize;
@@ -192,7 +207,7 @@ impl FileTrail {
                 &dir,
                 &last.day,
                 last.part,
-                settings.preallocate > 0,
+                settings.preallocate,
             )?),
             _ => None,
         };
@@ -288,19 +303,9 @@ impl FileTrail {
             return Err(io::Error::other("no trail file is open"));
         };
         let prefix: &[u8] = if self.needs_newline { b"\n" } else { b"" };
-        let end = current.len + (prefix.len() + self.buf.len()) as u64;
-        let preallocate = self.settings.preallocate;
         let len = current.len;
-        if preallocate > 0 && end > current.size && !current.preallocation_failed {
-            // Up to the rotation size: beyond it, the zeros would only be cut off again.
-            let target = (end + preallocate).min(self.settings.rotate_bytes.max(end));
-            if let Err(error) = current.preallocate(target) {
-                // Only an optimization: the lines are written all the same.
-                tracing::warn!(target: "audit", file = %current.path.display(), %error, "could not zero-fill the trail file ahead; writing it without");
-                current.preallocation_failed = true;
-                let _ = current.cut_to(len);
-            }
-        }
+        let end = len + (prefix.len() + self.buf.len()) as u64;
+        current.zero_fill_for(end, self.settings.rotate_bytes);
         let written = current
             .append(prefix)
             .and_then(|()| current.append(&self.buf));
@@ -312,7 +317,7 @@ impl FileTrail {
                 // after it (at the file's end through `O_APPEND`; at offsets, after where the
                 // batch would have ended), leaving one damaged line that verify reports. Its
                 // events are written again by the retry.
-                if current.positioned {
+                if current.preallocate > 0 {
                     current.len = end;
                     current.size = current.size.max(end);
                 }
@@ -377,7 +382,7 @@ impl FileTrail {
             &self.dir,
             day,
             part,
-            self.settings.preallocate > 0,
+            self.settings.preallocate,
         )?);
         self.retention_sweep()
     }
