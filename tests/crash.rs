@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::demo::{Demo, audit_binary, read_trail};
+use common::demo::{Demo, audit_binary, demo_binary, read_trail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One request; `None` when the server is gone (the point of this test).
@@ -100,7 +100,24 @@ async fn sigkill_under_load(env: &[(&str, &str)]) {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(750)).await;
+    // A second server on the same trail is refused, and says who holds it.
+    let second = std::process::Command::new(demo_binary())
+        .env("DEMO_ADDR", "127.0.0.1:0")
+        .env("AUDIT_DIR", dir.path())
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "audit.lock is held (by process {})",
+            demo.child.id()
+        )),
+        "{stderr}"
+    );
+    tokio::time::sleep(Duration::from_millis(750)).await;
     demo.child.kill().unwrap(); // SIGKILL
     demo.child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

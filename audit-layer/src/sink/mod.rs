@@ -53,7 +53,9 @@ pub mod nats;
 pub mod postgres;
 mod tracing;
 
-pub use self::jsonl::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder};
+pub use self::jsonl::{
+    GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE,
+};
 pub use self::memory::MemorySink;
 #[cfg(feature = "nats")]
 pub use self::nats::{NatsSink, NatsSinkBuilder};

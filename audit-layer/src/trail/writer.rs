@@ -614,7 +614,7 @@ impl Writer {
     }
 
     /// Shutdown: take everything still queued, deliver and sync it (retrying up to the
-    /// shutdown timeout), close the sinks, and answer.
+    /// shutdown timeout), close and drop the sinks, and answer.
     async fn finish(mut self, reply: Option<Reply>) {
         self.items.close();
         while let Some(item) = self.items.recv().await {
@@ -651,6 +651,9 @@ impl Writer {
                 }
             }
         }
+        // Dropped before anyone hears of the shutdown: a sink's resources (a trail
+        // directory's lock, a pool's connections) are free once `shutdown()` returns.
+        self.sinks.clear();
         for w in self.acks.drain(..) {
             let _ = w.ack.send(Synced {
                 result: result.clone(),

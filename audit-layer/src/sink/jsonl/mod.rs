@@ -7,6 +7,10 @@
 //!   chain continues across files and restarts.
 //! - **Checkpoints**: every N events or T seconds, at each rotation and at shutdown, a signed
 //!   checkpoint goes to `checkpoints.jsonl` ([`crate::checkpoint`]).
+//! - **One writer**: the sink holds an exclusive lock on `audit.lock` in the directory while
+//!   it is open; a second sink on the same directory, in this process or another, fails to
+//!   open ([`std::io::ErrorKind::ResourceBusy`]). The kernel releases the lock when the
+//!   process ends, so a crash leaves nothing to remove.
 //! - **Recovery**: a torn last line left by a crash is moved aside into a `.torn` file at
 //!   start, and a `system` event `audit.recovery` records it.
 //! - **Preallocation** (off by default): the file being written can be zero-filled ahead
@@ -63,6 +67,8 @@ use self::trail::FileTrail;
 pub const GENERATED_KEY: &str = "signing.key";
 /// The name of the generated signing key's public half in a trail directory.
 pub const GENERATED_PUBLIC_KEY: &str = "signing.pub";
+/// The name of the lock file that keeps a trail directory to one writing sink at a time.
+pub const LOCK_FILE: &str = "audit.lock";
 
 /// Appends events as chained JSON Lines to the files of one trail directory.
 pub struct JsonlFileSink {
@@ -72,8 +78,9 @@ pub struct JsonlFileSink {
 impl JsonlFileSink {
     /// A sink writing into `dir` with the default settings (see [`JsonlFileSinkBuilder`]).
     ///
-    /// Fails if the directory cannot be created, is not a directory, or holds a trail that
-    /// cannot be continued, so that a misconfiguration is reported at start-up.
+    /// Fails if the directory cannot be created, is not a directory, is being written by
+    /// another sink ([`std::io::ErrorKind::ResourceBusy`]), or holds a trail that cannot be
+    /// continued, so that a misconfiguration is reported at start-up.
     pub fn new(dir: impl AsRef<Path>) -> io::Result<Self> {
         Self::builder(dir).open()
     }
@@ -186,9 +193,8 @@ impl JsonlFileSinkBuilder {
     /// at rotation and shutdown, and at the next start after a crash. `audit verify`,
     /// `audit tail` and [`crate::query`] skip them; tools that follow a file by its size
     /// (`tail -f`) do not see new lines until the file is closed. Lines are then written at
-    /// their offset rather than appended: two processes misconfigured onto one directory
-    /// would overwrite each other's lines, where without preallocation they interleave them
-    /// (either way the chain breaks, and verify reports it).
+    /// their offset rather than appended, which is safe because the directory has one
+    /// writer: a second sink on it fails to open (see [`LOCK_FILE`]).
     pub fn preallocate(mut self, bytes: u64) -> Self {
         self.preallocate = bytes;
         self

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder};
+use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder, LOCK_FILE};
 use crate::actor::Actor;
 use crate::chain::{self, ChainKey, LinkHash, parse_line};
 use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
@@ -36,6 +36,8 @@ pub(super) struct FileTrail {
     buf: Vec<u8>,
     /// A failed write may have left a partial line that could not be removed.
     needs_newline: bool,
+    /// The directory's writer lock ([`lock_dir`]), released when the sink is dropped.
+    _lock: Option<File>,
 }
 
 /// The file being appended to.
@@ -50,9 +52,10 @@ struct ActiveFile {
     size: u64,
     /// How far ahead of its lines the file is zero-filled
     /// ([`JsonlFileSinkBuilder::preallocate`]). When above 0, lines are written at their
-    /// offset, to go over the zeros; otherwise through `O_APPEND`, so that two processes
-    /// misconfigured onto one directory interleave their lines (which verify reports)
-    /// instead of overwriting each other's.
+    /// offset, to go over the zeros; otherwise through `O_APPEND`. Both are safe because
+    /// the directory lock keeps it to one writer; appending is kept where it is enough, so
+    /// that even a writer that bypassed the lock (a filesystem that cannot lock) would
+    /// interleave lines, which verify reports, rather than overwrite them.
     preallocate: u64,
     /// Zero-filling failed (a disk too full for the zeros may still hold the lines): not
     /// tried again for this file.
@@ -143,6 +146,8 @@ impl FileTrail {
     pub(super) fn open(settings: JsonlFileSinkBuilder) -> io::Result<Self> {
         let dir = settings.dir.clone();
         create_private_dir(&dir)?;
+        // Before anything reads or repairs the files: they may be another writer's.
+        let lock = lock_dir(&dir)?;
         let signer = match &settings.signing_key {
             Some(key) => key.clone(),
             None => load_or_generate_key(&dir)?,
@@ -226,6 +231,7 @@ impl FileTrail {
             system_events: Vec::new(),
             buf: Vec::with_capacity(64 * 1024),
             needs_newline: false,
+            _lock: lock,
             settings,
         };
         if trail.settings.gzip {
@@ -769,6 +775,55 @@ fn compress(path: &Path) -> io::Result<()> {
     write_private(&tmp_path, &encoder.finish()?)?;
     fs::rename(&tmp_path, &gz_path)?;
     fs::remove_file(path)
+}
+
+/// Takes the directory's writer lock: an exclusive lock on its `audit.lock` file, which
+/// the kernel releases when the file is closed, so a process that crashed leaves nothing
+/// to clean up. A second writer, in this process or another, would fork the chain (or, with
+/// preallocation, write over the first one's lines), so it is refused with
+/// [`io::ErrorKind::ResourceBusy`]. Where the platform has no file locks
+/// ([`io::ErrorKind::Unsupported`]), the sink opens without the lock and warns; any other
+/// failure to lock (a network filesystem refusing locks) is an error, found at start-up
+/// rather than guessed around.
+fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = open_private(&path, false)?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the error the next writer gets.
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(Some(file))
+        }
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = match holder.trim() {
+                pid if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!(" (by process {pid})")
+                }
+                _ => String::new(),
+            };
+            Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{} is held{holder}: another sink is writing this trail directory, and two \
+                     writers would fork its chain; give each process a directory of its own",
+                    path.display()
+                ),
+            ))
+        }
+        Err(fs::TryLockError::Error(error)) if error.kind() == io::ErrorKind::Unsupported => {
+            tracing::warn!(target: "audit", dir = %dir.display(), %error, "cannot lock the trail directory on this filesystem: make sure one process only writes it");
+            Ok(None)
+        }
+        Err(fs::TryLockError::Error(error)) => Err(io::Error::new(
+            error.kind(),
+            format!(
+                "cannot lock the trail directory's {}: {error}",
+                path.display()
+            ),
+        )),
+    }
 }
 
 fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
