@@ -253,6 +253,47 @@ fn zeroed_blocks_after_a_crash_are_recovered_too() {
     assert_eq!(report.events, 2, "the event and the recovery record");
 }
 
+/// A long file whose garbage tail is longer than the first 64 KiB the sink reads back: it
+/// reads further back until it finds the last complete line, and moves aside exactly what
+/// follows it.
+#[test]
+fn a_torn_tail_longer_than_one_read_is_found_and_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let events: Vec<_> = (0..400).map(|_| event("a", "x")).collect();
+    write(&mut sink, &events);
+    drop(sink);
+    let file = &trail_files(dir.path())[0];
+    let good = fs::metadata(file).unwrap().len();
+    assert!(good > 128 * 1024, "{good} bytes: more than one read");
+    let mut garbage = vec![0u8; 150 * 1024];
+    garbage.push(b'\n');
+    garbage.extend_from_slice(b"{\"seq\":400,\"prev_hash\":\"");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .unwrap()
+        .write_all(&garbage)
+        .unwrap();
+
+    let sink = builder(dir.path(), &key, &clock).open().unwrap();
+    close(sink);
+    let recovery = all_events(dir.path())
+        .into_iter()
+        .find(|e| e["action"] == "audit.recovery")
+        .expect("a recovery event");
+    assert_eq!(recovery["details"]["offset"], good);
+    assert_eq!(recovery["details"]["torn_bytes"], garbage.len() as u64);
+    let torn = dir
+        .path()
+        .join(recovery["details"]["moved_to"].as_str().unwrap());
+    assert_eq!(fs::read(torn).unwrap(), garbage);
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.events, 401, "the events and the recovery record");
+}
+
 /// A sink on a new trail whose file is zero-filled `bytes` ahead.
 fn preallocated(bytes: u64) -> (tempfile::TempDir, CheckpointKey, ManualClock, JsonlFileSink) {
     let dir = tempfile::tempdir().unwrap();

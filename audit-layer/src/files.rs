@@ -5,7 +5,7 @@
 //! The trail's order is (day, part).
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -47,6 +47,47 @@ impl TrailFile {
         )
     }
 
+    /// The first line that is not empty, without its newline: read from the start, not
+    /// the whole file.
+    pub(crate) fn first_line(&self) -> io::Result<Option<Vec<u8>>> {
+        let file = fs::File::open(&self.path)?;
+        let mut reader: Box<dyn BufRead> = if self.gzipped {
+            Box::new(BufReader::new(GzDecoder::new(file)))
+        } else {
+            Box::new(BufReader::new(file))
+        };
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(None);
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if !line.is_empty() {
+                return Ok(Some(line));
+            }
+        }
+    }
+
+    /// The last line that is not empty, without its newline. A plain file is read back from
+    /// its end ([`read_back`]); a gzipped one has to be decompressed whole.
+    pub(crate) fn last_line(&self) -> io::Result<Option<Vec<u8>>> {
+        fn last(bytes: &[u8]) -> Option<&[u8]> {
+            bytes.split(|b| *b == b'\n').rfind(|l| !l.is_empty())
+        }
+        if self.gzipped {
+            return Ok(last(&self.read()?).map(<[u8]>::to_vec));
+        }
+        // Enough once a newline comes before the last line.
+        let (_, tail) = read_back(&self.path, |tail, _| {
+            let lines = &tail[..tail.iter().rposition(|b| *b != b'\n').map_or(0, |i| i + 1)];
+            lines.contains(&b'\n')
+        })?;
+        Ok(last(&tail).map(<[u8]>::to_vec))
+    }
+
     /// The whole content, decompressed.
     pub(crate) fn read(&self) -> io::Result<Vec<u8>> {
         let raw = fs::read(&self.path)?;
@@ -70,7 +111,6 @@ pub(crate) fn without_padding(bytes: &[u8]) -> &[u8] {
 /// [`without_padding`]'s length for a file on disk, read back from its end: only the zeros
 /// and the last line's tail are read.
 pub(crate) fn lines_end(path: &Path) -> io::Result<u64> {
-    use std::io::{Seek, SeekFrom};
     let mut file = fs::File::open(path)?;
     let mut end = file.metadata()?.len();
     let mut buf = vec![0; 64 * 1024];
@@ -86,6 +126,29 @@ pub(crate) fn lines_end(path: &Path) -> io::Result<u64> {
         end = start;
     }
     Ok(0)
+}
+
+/// The end of a plain file, read back from its end: 64 KiB, then twice as much each time,
+/// until `enough(tail, at_start)` says the bytes read suffice or the whole file is read
+/// (`at_start`). Returns where the bytes start, and the bytes. At start-up the sink needs
+/// only the last lines of a file that may hold 64 MiB.
+pub(crate) fn read_back(
+    path: &Path,
+    mut enough: impl FnMut(&[u8], bool) -> bool,
+) -> io::Result<(u64, Vec<u8>)> {
+    let mut file = fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut want: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(want);
+        let mut tail = vec![0; (len - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut tail)?;
+        if enough(&tail, start == 0) || start == 0 {
+            return Ok((start, tail));
+        }
+        want = want.saturating_mul(2);
+    }
 }
 
 /// `audit-YYYY-MM-DD.jsonl` or `audit-YYYY-MM-DD.N.jsonl`.

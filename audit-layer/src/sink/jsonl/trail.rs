@@ -598,9 +598,8 @@ fn day_end(day: &str) -> Option<SystemTime> {
 /// The seq of the last event of the trail and its hash.
 fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, LinkHash)>> {
     for file in trail_files.iter().rev() {
-        let bytes = file.read()?;
-        if let Some(line) = bytes.split(|b| *b == b'\n').rfind(|l| !l.is_empty()) {
-            let parsed = parse_line(line).ok_or_else(|| {
+        if let Some(line) = file.last_line()? {
+            let parsed = parse_line(&line).ok_or_else(|| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -633,52 +632,58 @@ fn first_event(trail_files: &[TrailFile]) -> io::Result<Option<u64>> {
 
 /// The first and last seq of a file.
 fn seq_range(file: &TrailFile) -> io::Result<Option<(u64, u64)>> {
-    let bytes = file.read()?;
-    let mut lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
-    let first = lines.next().and_then(parse_line).map(|l| l.seq);
-    let last = bytes
-        .split(|b| *b == b'\n')
-        .rfind(|l| !l.is_empty())
-        .and_then(parse_line)
-        .map(|l| l.seq);
-    Ok(first.zip(last))
+    let seq = |line: Option<Vec<u8>>| line.as_deref().and_then(parse_line).map(|l| l.seq);
+    Ok(seq(file.first_line()?).zip(seq(file.last_line()?)))
 }
 
 /// Moves an unterminated or unreadable tail of the last file aside into a `.torn` file and
-/// returns the `audit.recovery` event that records it.
+/// returns the `audit.recovery` event that records it. Reads the file back from its end,
+/// only as far as its last complete audit line.
 fn recover_torn_tail(file: &TrailFile, now: SystemTime) -> io::Result<Option<AuditEvent>> {
-    let bytes = fs::read(&file.path)?;
-    let mut good = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    // After a crash a file can also end in whole lines of garbage (zeroed blocks).
-    while good > 0 {
-        let start = bytes[..good - 1]
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map_or(0, |i| i + 1);
-        if parse_line(&bytes[start..good - 1]).is_some() {
-            break;
-        }
-        good = start;
-    }
-    if good == bytes.len() {
+    let (start, tail) = files::read_back(&file.path, |tail, at_start| {
+        complete_lines_end(tail, at_start).is_some()
+    })?;
+    let good = complete_lines_end(&tail, true).unwrap_or(0);
+    if good == tail.len() {
         return Ok(None);
     }
-    let torn = move_aside(&file.path, &bytes[good..], now)?;
-    truncate(&file.path, good as u64)?;
+    let torn = move_aside(&file.path, &tail[good..], now)?;
+    let offset = start + good as u64;
+    truncate(&file.path, offset)?;
+    let torn_bytes = (tail.len() - good) as u64;
     let reason = format!(
-        "{} ended with {} byte(s) that are not a complete audit line (a write cut short by a \
-         crash); they were moved to {torn}",
+        "{} ended with {torn_bytes} byte(s) that are not a complete audit line (a write cut \
+         short by a crash); they were moved to {torn}",
         file.name(),
-        bytes.len() - good
     );
     tracing::warn!(target: "audit", "{reason}");
     Ok(Some(
         system_event("audit.recovery", Outcome::Success, reason, now)
             .with_detail("file", file.name())
-            .with_detail("offset", good as u64)
-            .with_detail("torn_bytes", (bytes.len() - good) as u64)
+            .with_detail("offset", offset)
+            .with_detail("torn_bytes", torn_bytes)
             .with_detail("moved_to", torn),
     ))
+}
+
+/// Where the last complete audit line of `tail` (the end of a file) ends: after a crash a
+/// file can end in a partial line, and also in whole lines of garbage (zeroed blocks).
+/// `None` when `tail` does not reach back far enough to tell; with `at_start` (`tail` is
+/// the whole file) it always tells, `Some(0)` when no line is an audit line.
+fn complete_lines_end(tail: &[u8], at_start: bool) -> Option<usize> {
+    let line_start = |end: usize| match tail[..end].iter().rposition(|b| *b == b'\n') {
+        Some(i) => Some(i + 1),
+        None => at_start.then_some(0),
+    };
+    let mut good = line_start(tail.len())?;
+    while good > 0 {
+        let start = line_start(good - 1)?;
+        if parse_line(&tail[start..good - 1]).is_some() {
+            return Some(good);
+        }
+        good = start;
+    }
+    Some(0)
 }
 
 /// The same for the checkpoints file.
