@@ -1,5 +1,5 @@
 //! A crash (SIGKILL) under load loses no sensitive event whose response was sent, and the
-//! trail verifies after a restart.
+//! trail verifies after a restart; a disk too small for preallocation loses nothing either.
 
 mod common;
 
@@ -165,5 +165,53 @@ async fn sigkill_under_load(env: &[(&str, &str)]) {
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A disk with no room for the preallocated zeros (here, a file size limit of 512 KiB
+/// against 1 MiB of preallocation): the sink writes the file without them, and every
+/// request is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_cannot_be_zero_filled_is_written_without_the_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    // Beyond the limit a write fails with EFBIG; ignored, SIGXFSZ would kill the process.
+    let mut command = std::process::Command::new("bash");
+    command.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 512; exec \"$0\"",
+        demo_binary().to_str().unwrap(),
+    ]);
+    let demo = Demo::start_command(command, dir.path(), &[("AUDIT_PREALLOCATE", "1048576")]);
+    for i in 0..20 {
+        let id_header = format!("X-Request-Id: small-disk-{i}");
+        let (status, _) = try_send(demo.addr, request("GET", "/hello", &[id_header], ""))
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+    }
+    // While the demo runs, the file holds its lines and no zeros.
+    let file = common::trail_files(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.len() < 512 * 1024, "{} bytes", bytes.len());
+    assert_eq!(bytes.last(), Some(&b'\n'), "no zeros after the last line");
+    assert!(demo.terminate().success());
+
+    let recorded = read_trail(dir.path())
+        .iter()
+        .filter(|e| {
+            e["request"]["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("small-disk-"))
+        })
+        .count();
+    assert_eq!(recorded, 20);
+    let output = std::process::Command::new(audit_binary())
+        .args(["verify", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
     );
 }

@@ -49,7 +49,16 @@ pub struct Demo {
 impl Demo {
     /// Starts the demo on a free loopback port with its trail in `audit_dir`.
     pub fn start(audit_dir: &Path, extra_env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(demo_binary());
+        Self::start_command(Command::new(demo_binary()), audit_dir, extra_env)
+    }
+
+    /// The same, run by `command`: the demo's binary, or a shell that sets limits and
+    /// `exec`s it ([`demo_binary`]).
+    pub fn start_command(
+        mut command: Command,
+        audit_dir: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
         command
             .env("DEMO_ADDR", "127.0.0.1:0")
             .env("AUDIT_DIR", audit_dir)
