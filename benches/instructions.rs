@@ -32,6 +32,9 @@ mod common;
 mod settings;
 
 async fn serve(app: &Router, n: u64, method: Method, uri: &str) {
+    // As `axum::serve` does for each connection: handlers become routes once, not once per
+    // request (a layered handler would otherwise be cloned and layered for each).
+    let app = app.clone().with_state(());
     for _ in 0..n {
         let request = common::request(method.clone(), uri);
         let response = app.clone().oneshot(request).await.expect("infallible");
