@@ -26,6 +26,20 @@ async fn try_send(addr: SocketAddr, request: String) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// `audit verify DIR` passes.
+fn assert_verifies(dir: &std::path::Path) {
+    let output = std::process::Command::new(audit_binary())
+        .args(["verify", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 fn request(method: &str, path: &str, headers: &[String], body: &str) -> String {
     let mut text = format!("{method} {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n");
     for header in headers {
@@ -156,16 +170,7 @@ async fn sigkill_under_load(env: &[(&str, &str)]) {
         "answered 2xx but not in the trail: {missing:?}"
     );
 
-    let output = std::process::Command::new(audit_binary())
-        .args(["verify", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_verifies(dir.path());
 }
 
 /// A disk with no room for the preallocated zeros (here, a file size limit of 512 KiB
@@ -189,9 +194,21 @@ async fn a_file_that_cannot_be_zero_filled_is_written_without_the_zeros() {
             .unwrap();
         assert_eq!(status, 200);
     }
-    // While the demo runs, the file holds its lines and no zeros.
-    let file = common::trail_files(dir.path()).pop().unwrap();
-    let bytes = std::fs::read(&file).unwrap();
+    // While the demo runs, the file holds its lines and no zeros (once the writer, which
+    // gathers events for a few milliseconds, has written the last request's).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bytes = loop {
+        let written = common::trail_files(dir.path())
+            .pop()
+            .map(|file| std::fs::read(file).unwrap());
+        match written {
+            Some(bytes) if String::from_utf8_lossy(&bytes).contains("small-disk-19") => {
+                break bytes;
+            }
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ => panic!("the last request's event was not written within 10 s"),
+        }
+    };
     assert!(bytes.len() < 512 * 1024, "{} bytes", bytes.len());
     assert_eq!(bytes.last(), Some(&b'\n'), "no zeros after the last line");
     assert!(demo.terminate().success());
@@ -205,13 +222,5 @@ async fn a_file_that_cannot_be_zero_filled_is_written_without_the_zeros() {
         })
         .count();
     assert_eq!(recorded, 20);
-    let output = std::process::Command::new(audit_binary())
-        .args(["verify", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert_verifies(dir.path());
 }

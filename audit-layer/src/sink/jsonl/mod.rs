@@ -206,7 +206,8 @@ impl JsonlFileSinkBuilder {
         self
     }
 
-    /// Opens the trail: creates the directory, recovers from a crash, continues the chain.
+    /// Opens the trail: creates the directory, takes its lock ([`LOCK_FILE`]), recovers from
+    /// a crash, continues the chain.
     pub fn open(self) -> io::Result<JsonlFileSink> {
         Ok(JsonlFileSink {
             trail: FileTrail::open(self)?,
