@@ -35,6 +35,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A new, empty trail directory, a signing key and a clock at `START`.
+fn empty_trail_dir() -> (tempfile::TempDir, CheckpointKey, ManualClock) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = CheckpointKey::generate().unwrap();
+    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    (dir, key, clock)
+}
+
 fn builder(dir: &Path, key: &CheckpointKey, clock: &ManualClock) -> JsonlFileSinkBuilder {
     JsonlFileSink::builder(dir)
         .signing_key(key.clone())
@@ -62,9 +70,7 @@ fn all_events(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn the_chain_continues_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     for round in 0..3 {
         let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
         write(&mut sink, &[event("a", "x"), event("b", "y")]);
@@ -98,9 +104,7 @@ fn directory_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// anything there; once the first is gone, the directory opens again.
 #[test]
 fn a_trail_directory_takes_one_writing_sink_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut first = builder(dir.path(), &key, &clock).open().unwrap();
     write(&mut first, &[event("a", "x")]);
     // A partial line, as if a write were under way: a second writer's recovery would move it
@@ -145,9 +149,7 @@ fn a_trail_directory_takes_one_writing_sink_at_a_time() {
 /// once, by a restart in the same process.
 #[test]
 fn a_trail_directory_is_free_as_soon_as_shutdown_returns() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let runtime = runtime();
     // The race it guards against (the lock released just after `shutdown()` returns) shows
     // within a few hundred rounds.
@@ -167,9 +169,7 @@ fn a_trail_directory_is_free_as_soon_as_shutdown_returns() {
 /// Events a crash left unsealed are sealed as soon as the trail opens again.
 #[test]
 fn events_a_crash_left_unsealed_are_sealed_at_the_next_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let open = || {
         builder(dir.path(), &key, &clock)
             .checkpoint_every(1_000, Duration::from_secs(3_600))
@@ -193,9 +193,7 @@ fn events_a_crash_left_unsealed_are_sealed_at_the_next_start() {
 
 #[test]
 fn a_torn_last_line_is_moved_aside_and_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
     write(&mut sink, &[event("a", "x"), event("b", "y")]);
     // A crash: the process dies in the middle of a write, without closing.
@@ -236,9 +234,7 @@ fn a_torn_last_line_is_moved_aside_and_recorded() {
 
 #[test]
 fn zeroed_blocks_after_a_crash_are_recovered_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
     write(&mut sink, &[event("a", "x")]);
     drop(sink);
@@ -258,9 +254,7 @@ fn zeroed_blocks_after_a_crash_are_recovered_too() {
 /// follows it.
 #[test]
 fn a_torn_tail_longer_than_one_read_is_found_and_moved_aside() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
     let events: Vec<_> = (0..400).map(|_| event("a", "x")).collect();
     write(&mut sink, &events);
@@ -296,9 +290,7 @@ fn a_torn_tail_longer_than_one_read_is_found_and_moved_aside() {
 
 /// A sink on a new trail whose file is zero-filled `bytes` ahead.
 fn preallocated(bytes: u64) -> (tempfile::TempDir, CheckpointKey, ManualClock, JsonlFileSink) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let sink = builder(dir.path(), &key, &clock)
         .preallocate(bytes)
         .open()
@@ -432,9 +424,7 @@ fn zeros_after_the_lines_of_a_closed_file_are_reported_by_verify() {
 
 #[test]
 fn files_rotate_by_size_and_by_day_and_gzip_when_closed() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock)
         .rotate_bytes(600)
         .gzip(true)
@@ -473,9 +463,7 @@ fn files_rotate_by_size_and_by_day_and_gzip_when_closed() {
 
 #[test]
 fn retention_purges_old_sealed_files_and_the_trail_still_verifies() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let retention = |b: JsonlFileSinkBuilder| b.retention(Some(Duration::from_secs(30 * 86_400)));
     let mut sink = retention(builder(dir.path(), &key, &clock)).open().unwrap();
     write(&mut sink, &[event("old-1", "x"), event("old-2", "x")]);
@@ -519,9 +507,7 @@ fn retention_purges_old_sealed_files_and_the_trail_still_verifies() {
 
 #[test]
 fn retention_by_size_keeps_the_newest_and_never_unsealed_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock)
         .rotate_bytes(400)
         .retention(None)
@@ -549,9 +535,7 @@ fn retention_by_size_keeps_the_newest_and_never_unsealed_files() {
 
 #[test]
 fn a_checkpoint_is_written_when_the_interval_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock)
         .checkpoint_every(1_000, Duration::from_secs(60))
         .open()
@@ -575,9 +559,7 @@ fn a_checkpoint_is_written_when_the_interval_passes() {
 
 #[test]
 fn a_torn_checkpoint_line_is_recovered() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
     write(&mut sink, &[event("a", "x")]);
     close(sink);
@@ -597,9 +579,7 @@ fn a_torn_checkpoint_line_is_recovered() {
 
 /// A trail with a few events of different actors, actions and outcomes.
 fn sample_trail() -> (tempfile::TempDir, CheckpointKey) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
+    let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
     write(
         &mut sink,
