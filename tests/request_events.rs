@@ -685,3 +685,82 @@ async fn a_client_that_hangs_up_gives_a_cancelled_event() {
     assert_eq!(event.request.unwrap().path, "/slow");
     audit.shutdown().await.unwrap();
 }
+
+/// The layer writes each event into the memory of one already written (its box and string
+/// buffers): nothing of the earlier event may show through, whatever the later one lacks.
+#[tokio::test]
+async fn an_event_written_into_an_earlier_ones_memory_keeps_nothing_of_it() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = app(&audit);
+
+    // Every reused string present and long...
+    let rich = request_from("192.0.2.10:50000", "POST", "/users/7?page=2&token=abc")
+        .header("user-agent", "a-rather-long-user-agent/1.0 (with details)")
+        .header("x-request-id", "client-chosen-request-id-0001")
+        .header("content-type", "application/json")
+        .extension(Actor::user("alice-with-a-long-id"))
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(
+        app.clone().oneshot(rich).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    audit.flush().await.unwrap();
+
+    // ...then each absent or shorter, one request at a time, once the one before is written.
+    for (uri, user_agent) in [("/nowhere", None), ("/hello?a=1", Some("ua"))] {
+        let mut request = request_from("192.0.2.10:50000", "GET", uri);
+        if let Some(user_agent) = user_agent {
+            request = request.header("user-agent", user_agent);
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let header_id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        audit.flush().await.unwrap();
+
+        let event = sink.request_events().pop().unwrap();
+        let source = event.source.as_ref().unwrap();
+        let request = event.request.as_ref().unwrap();
+        assert_eq!(source.user_agent.as_deref(), user_agent, "{uri}");
+        assert_eq!(request.id, header_id);
+        assert_eq!(
+            request.id,
+            event.id.to_string(),
+            "a generated id: the event's"
+        );
+        assert_eq!(request.method, "GET");
+        assert_eq!(event.actor, Actor::anonymous());
+        assert!(event.target.is_none() && event.details.is_none() && event.labels.is_empty());
+        if uri == "/nowhere" {
+            assert_eq!(request.path, "/nowhere");
+            assert_eq!(request.route, None);
+            assert_eq!(request.query, None);
+            assert_eq!(event.status(), Some(404));
+        } else {
+            assert_eq!(request.path, "/hello");
+            assert_eq!(request.route.as_deref(), Some("/hello"));
+            assert_eq!(request.query.as_deref(), Some("a=1"));
+            assert_eq!(event.status(), Some(200));
+        }
+    }
+
+    // And the rich event itself was stored whole, before its memory was reused.
+    let first = &sink.request_events()[0];
+    let request = first.request.as_ref().unwrap();
+    assert_eq!(request.path, "/users/7");
+    assert_eq!(request.route.as_deref(), Some("/users/{id}"));
+    assert_eq!(request.query.as_deref(), Some("page=2&token=[REDACTED]"));
+    assert_eq!(request.id, "client-chosen-request-id-0001");
+    assert_eq!(first.actor.id, "alice-with-a-long-id");
+    assert_eq!(
+        first.source.as_ref().unwrap().user_agent.as_deref(),
+        Some("a-rather-long-user-agent/1.0 (with details)")
+    );
+}

@@ -793,3 +793,39 @@ async fn redactions_inside_options_vecs_and_maps_of_auditable_types_apply() {
         "{changes}"
     );
 }
+
+/// A sensitive event's memory goes back to its request once synced, and the next request's
+/// event is written into it: none of the states, changes or target may show through.
+#[tokio::test]
+async fn the_next_event_keeps_nothing_of_a_sensitive_one_before_it() {
+    let f = fixture();
+    let (_, change) = f
+        .call("PUT", "/users/2/role", Some(json!({"role": "admin"})), true)
+        .await;
+    assert!(change.before.is_some() && change.after.is_some() && change.changes.is_some());
+
+    let (status, event) = f.call("GET", "/nowhere", None, false).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(event.category, Category::Request);
+    assert_eq!(event.action, "http.request");
+    assert_eq!(event.outcome, Outcome::Failure);
+    assert!(event.actor.is_anonymous());
+    assert_eq!(event.actor.id, "anonymous");
+    let request = event.request.as_ref().unwrap();
+    assert_eq!(request.path, "/nowhere");
+    assert_eq!(request.route, None);
+    assert_eq!(request.query, None);
+    assert_eq!(request.id, event.id.to_string());
+    assert_eq!(event.source.as_ref().unwrap().user_agent, None);
+    for (field, present) in [
+        ("target", event.target.is_some()),
+        ("reason", event.reason.is_some()),
+        ("details", event.details.is_some()),
+        ("before", event.before.is_some()),
+        ("after", event.after.is_some()),
+        ("changes", event.changes.is_some()),
+        ("labels", !event.labels.is_empty()),
+    ] {
+        assert!(!present, "{field} of the sensitive event showed through");
+    }
+}

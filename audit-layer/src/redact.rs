@@ -260,10 +260,13 @@ fn decode_component(text: &str) -> Cow<'_, str> {
     )
 }
 
-/// The query string with the value of every secret parameter replaced by [`REDACTED`],
-/// bounded to `max` bytes. Parameter names and the other values are kept as received.
-pub(crate) fn redact_query(query: &str, names: &SecretNames, max: usize) -> String {
-    let mut out = String::with_capacity(query.len().min(max + 16));
+/// Appends the query string to `out` (which must be empty), with the value of every secret
+/// parameter replaced by [`REDACTED`], bounded to `max` bytes. Parameter names and the other
+/// values are kept as received. Written into the caller's buffer: the layer reuses one per
+/// request.
+pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNames, max: usize) {
+    debug_assert!(out.is_empty());
+    out.reserve(query.len().min(max + 16));
     for (i, pair) in query.split('&').enumerate() {
         if i > 0 {
             out.push('&');
@@ -281,7 +284,11 @@ pub(crate) fn redact_query(query: &str, names: &SecretNames, max: usize) -> Stri
             break;
         }
     }
-    bound_string(out, max)
+    if out.len() > max {
+        let end = cut_point(out, max);
+        out.truncate(end);
+        out.push_str(TRUNCATED);
+    }
 }
 
 /// `text` cut to at most `max` bytes (at a character boundary), ending with [`TRUNCATED`]
@@ -293,6 +300,16 @@ pub(crate) fn bound(text: &str, max: usize) -> String {
     cut(text, max)
 }
 
+/// Like [`bound`], appending to `out` instead of allocating.
+pub(crate) fn bound_into(out: &mut String, text: &str, max: usize) {
+    if text.len() <= max {
+        out.push_str(text);
+    } else {
+        out.push_str(&text[..cut_point(text, max)]);
+        out.push_str(TRUNCATED);
+    }
+}
+
 /// Like [`bound`], reusing the allocation when nothing is cut.
 pub(crate) fn bound_string(text: String, max: usize) -> String {
     if text.len() <= max {
@@ -302,15 +319,21 @@ pub(crate) fn bound_string(text: String, max: usize) -> String {
 }
 
 fn cut(text: &str, max: usize) -> String {
-    let keep = max.saturating_sub(TRUNCATED.len());
-    let mut end = keep.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = cut_point(text, max);
     let mut out = String::with_capacity(end + TRUNCATED.len());
     out.push_str(&text[..end]);
     out.push_str(TRUNCATED);
     out
+}
+
+/// Where to cut `text` so that it and [`TRUNCATED`] fit in `max` bytes: a character
+/// boundary.
+fn cut_point(text: &str, max: usize) -> usize {
+    let mut end = max.saturating_sub(TRUNCATED.len()).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 /// Bounds every string of a JSON value in place, and cuts nesting deeper than the limit.
@@ -461,6 +484,12 @@ mod tests {
         assert!(!names.is_secret("password"));
         names.extend(["otp"]);
         assert!(names.is_secret("otp_code"));
+    }
+
+    fn redact_query(query: &str, names: &SecretNames, max: usize) -> String {
+        let mut out = String::new();
+        redact_query_into(&mut out, query, names, max);
+        out
     }
 
     #[test]

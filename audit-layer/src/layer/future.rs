@@ -19,7 +19,7 @@ use crate::actor::Actor;
 use crate::error::panic_message;
 use crate::event::AuditEvent;
 use crate::policy::{Durability, Overflow};
-use crate::trail::{Ack, Item, Reserve, Shared, Synced, TryEnqueue};
+use crate::trail::{Ack, Item, Reserve, Shared, SpareEvents, Synced, TryEnqueue};
 
 /// The header set on a response replaced by 503 because its event could not be made durable.
 pub const AUDIT_ERROR_HEADER: &str = "x-audit-error";
@@ -54,7 +54,7 @@ pin_project! {
         // The response is ready; the queue was full.
         Enqueueing { reserve: Reserve, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
         // The event is queued; the response waits for its sync.
-        Syncing { ack: oneshot::Receiver<Synced>, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
+        Syncing { ack: oneshot::Receiver<Synced>, deadline: Option<Pin<Box<Sleep>>>, spares: Arc<SpareEvents>, output: Option<F::Output> },
         Done,
     }
 }
@@ -151,12 +151,16 @@ where
                 StateProj::Syncing {
                     ack,
                     deadline,
+                    spares,
                     output,
                 } => {
                     let synced = match Pin::new(ack).poll(cx) {
                         Poll::Ready(Ok(Synced { result, event })) => {
-                            // Freed here, on the thread that allocated it.
-                            drop(event);
+                            // Emptied here, on the thread that allocated what it holds,
+                            // and kept for the next request.
+                            if let Some(event) = event {
+                                spares.put_back(event);
+                            }
                             result.is_ok()
                         }
                         Poll::Ready(_) => false,
@@ -185,9 +189,10 @@ where
                     deadline,
                     output: Some(output),
                 }),
-                Step::Sync(ack, deadline) => this.state.set(State::Syncing {
+                Step::Sync(ack, deadline, spares) => this.state.set(State::Syncing {
                     ack,
                     deadline,
+                    spares,
                     output: Some(output),
                 }),
             }
@@ -233,7 +238,12 @@ enum Step {
     /// Answer 503: the event could not be made durable.
     Unavailable,
     Wait(Reserve, Option<Pin<Box<Sleep>>>),
-    Sync(oneshot::Receiver<Synced>, Option<Pin<Box<Sleep>>>),
+    /// Wait for the sync; then give the event's memory back to these spares.
+    Sync(
+        oneshot::Receiver<Synced>,
+        Option<Pin<Box<Sleep>>>,
+        Arc<SpareEvents>,
+    ),
 }
 
 /// A request's event until it is in the queue.
@@ -354,7 +364,11 @@ impl EventGuard {
         };
         match shared.try_enqueue(event, ack) {
             Ok(()) => match synced {
-                Some(synced) => Step::Sync(synced, sync_deadline(&shared)),
+                Some(synced) => Step::Sync(
+                    synced,
+                    sync_deadline(&shared),
+                    Arc::clone(&shared.spare_events),
+                ),
                 None => Step::Respond,
             },
             Err(TryEnqueue::Full(event, ack, reserve)) => {
@@ -430,7 +444,11 @@ impl EventGuard {
         if plan.durable {
             let (ack, synced) = oneshot::channel();
             shared.send_with(permit, event, Some(ack));
-            Step::Sync(synced, sync_deadline(&shared))
+            Step::Sync(
+                synced,
+                sync_deadline(&shared),
+                Arc::clone(&shared.spare_events),
+            )
         } else {
             shared.send_with(permit, event, None);
             Step::Respond

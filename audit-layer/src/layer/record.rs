@@ -10,24 +10,25 @@ use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Extensions, HeaderValue, Method, StatusCode};
 
-use crate::actor::{Actor, ActorKind, SharedResolver};
+use crate::actor::{ANONYMOUS_ID, Actor, ActorKind, SharedResolver};
 use crate::client_ip;
 use crate::context::AuditContext;
 use crate::error::panic_message;
 use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
-use crate::redact::{bound, bound_json, bound_string, limits, redact_query};
+use crate::redact::{bound, bound_into, bound_json, bound_string, limits, redact_query_into};
 use crate::request_id::RequestId;
-use crate::trail::Shared;
+use crate::trail::{EventStrings, Shared, Spare};
 
 /// The default action of a request event.
 pub(crate) const HTTP_REQUEST: &str = "http.request";
 
 /// A request on its way through the inner service.
 ///
-/// Its event is allocated once, when the request arrives, and completed in place: the
-/// response future and the queue then move a pointer, not the event's few hundred bytes.
+/// Its event is filled once, when the request arrives, in the memory of an event already
+/// written when there is one (see `trail::spare`), and completed in place: the response
+/// future and the queue then move a pointer, not the event's few hundred bytes.
 pub(crate) struct InFlight {
     pub(crate) shared: Arc<Shared>,
     start: Instant,
@@ -56,24 +57,43 @@ impl InFlight {
             &config.trusted_proxies,
             config.forwarded_header,
         );
+        // The memory of an event already written, when there is one: its strings are
+        // written into buffers it kept, without allocating.
+        let Spare {
+            mut event,
+            strings:
+                EventStrings {
+                    request_id: mut request_id_text,
+                    mut path,
+                    route: mut route_text,
+                    query: mut query_text,
+                    user_agent: mut user_agent_text,
+                    actor_id,
+                },
+        } = shared.spare_events.take();
         let source = Source {
             ip: client.ip,
             port: client.port,
-            user_agent: parts
-                .headers
-                .get(USER_AGENT)
-                .map(|v| header_text(v, limits::USER_AGENT)),
+            user_agent: parts.headers.get(USER_AGENT).map(|value| {
+                header_text_into(&mut user_agent_text, value, limits::USER_AGENT);
+                user_agent_text
+            }),
             forwarded: client.forwarded,
         };
+        request_id_text.push_str(request_id.as_str());
+        bound_into(&mut path, parts.uri.path(), limits::PATH);
         let request = RequestInfo {
-            id: request_id.as_str().to_owned(),
+            id: request_id_text,
             method: method_name(&parts.method),
-            path: bound(parts.uri.path(), limits::PATH),
-            route: matched_route(&parts.extensions).map(|r| bound(r, limits::ROUTE)),
-            query: parts
-                .uri
-                .query()
-                .map(|q| redact_query(q, &config.secret_names, limits::QUERY)),
+            path,
+            route: matched_route(&parts.extensions).map(|route| {
+                bound_into(&mut route_text, route, limits::ROUTE);
+                route_text
+            }),
+            query: parts.uri.query().map(|query| {
+                redact_query_into(&mut query_text, query, &config.secret_names, limits::QUERY);
+                query_text
+            }),
             headers: config
                 .recorded_headers
                 .iter()
@@ -101,15 +121,16 @@ impl InFlight {
                 let value = parts.headers.get(config.actor_header.as_ref()?)?;
                 Some(Actor::user(header_text(value, limits::ACTOR_FIELD)))
             });
-        let event = Box::new(AuditEvent {
+        *event = AuditEvent {
             schema: Cow::Borrowed(SCHEMA),
             id,
             time: Timestamp::from(now),
             category: Category::Request,
             action: Cow::Borrowed(HTTP_REQUEST),
             outcome: Outcome::Success,
-            // Set when the request completes; an empty id does not allocate.
-            actor: Actor::new(String::new(), ActorKind::Anonymous),
+            // Set when the request completes: an empty buffer, kept for the anonymous
+            // actor's id.
+            actor: Actor::new(actor_id, ActorKind::Anonymous),
             source: Some(source),
             request: Some(request),
             response: None,
@@ -120,7 +141,7 @@ impl InFlight {
             before: None,
             after: None,
             changes: None,
-        });
+        };
 
         let context = AuditContext::new(Arc::clone(&shared));
         parts.extensions.insert(context.clone());
@@ -175,12 +196,13 @@ impl InFlight {
     ) -> Box<AuditEvent> {
         let duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let notes = self.context.take();
-        let actor = response_actor
-            .or(notes.actor)
-            .or(self.request_actor)
-            .unwrap_or_else(Actor::anonymous);
-
         let mut event = self.event;
+        match response_actor.or(notes.actor).or(self.request_actor) {
+            Some(actor) => event.actor = bound_actor(actor),
+            // `Actor::anonymous()`, in the buffer `begin` left.
+            None => event.actor.id.push_str(ANONYMOUS_ID),
+        }
+
         for (key, value) in notes.labels.into_iter().take(limits::LABELS) {
             event.labels.insert(
                 bound_string(key, limits::LABEL_KEY),
@@ -202,7 +224,6 @@ impl InFlight {
             event.action = bound_cow(action, limits::ACTION);
         }
         event.outcome = notes.outcome.unwrap_or(outcome);
-        event.actor = bound_actor(actor);
         event.response = Some(ResponseInfo {
             status: status.map(|s| s.as_u16()),
             duration_us,
@@ -271,9 +292,16 @@ fn method_name(method: &Method) -> Cow<'static, str> {
 
 /// A header value as text (invalid UTF-8 replaced), bounded.
 fn header_text(value: &HeaderValue, max: usize) -> String {
+    let mut text = String::new();
+    header_text_into(&mut text, value, max);
+    text
+}
+
+/// Like [`header_text`], appending to `out`.
+fn header_text_into(out: &mut String, value: &HeaderValue, max: usize) {
     let bytes = value.as_bytes();
     let bytes = &bytes[..bytes.len().min(max * 2)];
-    bound_string(String::from_utf8_lossy(bytes).into_owned(), max)
+    bound_into(out, &String::from_utf8_lossy(bytes), max);
 }
 
 fn bound_cow(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {

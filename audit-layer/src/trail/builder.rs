@@ -276,6 +276,7 @@ impl AuditTrailBuilder {
                 ..self.writer
             },
         );
+        let spare_events = writer.spare_events();
         writer
             .with_detectors(self.detectors)
             .spawn(finished_tx)
@@ -287,6 +288,7 @@ impl AuditTrailBuilder {
             counters,
             state: state.clone(),
             sensitive_routes: std::sync::Mutex::default(),
+            spare_events,
         });
         // Starting the trail is itself an event (OWASP: audit start and stop). The queue is
         // empty and at least one slot long, so this cannot wait.

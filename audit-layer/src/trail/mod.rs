@@ -51,9 +51,11 @@ use crate::layer::AuditLayer;
 
 mod builder;
 mod gap;
+mod spare;
 mod writer;
 
 use self::gap::Gap;
+pub(crate) use self::spare::{EventStrings, Spare, SpareEvents};
 
 pub use self::builder::AuditTrailBuilder;
 
@@ -300,12 +302,12 @@ pub(crate) type Ack = oneshot::Sender<Synced>;
 #[derive(Debug)]
 pub(crate) struct Synced {
     pub(crate) result: Result<(), AuditError>,
-    /// The event, once every sink has it: it goes back to be freed on the request's
-    /// thread, where it was allocated. Freed on the writer's thread instead, its few dozen
-    /// allocations each take glibc's slow path for a foreign arena, under that arena's lock
-    /// (7.6% of a durable POST's server time in a `perf` profile; BENCHMARKS.md, fourth
-    /// round).
-    pub(crate) event: Option<AuditEvent>,
+    /// The event, once every sink has it: it goes back to be emptied on the request's
+    /// thread, where what it holds was allocated, and kept there as a spare. Freed on the
+    /// writer's thread instead, its few dozen allocations each take glibc's slow path for a
+    /// foreign arena, under that arena's lock (7.6% of a durable POST's server time in a
+    /// `perf` profile; BENCHMARKS.md, fourth round).
+    pub(crate) event: Option<Box<AuditEvent>>,
 }
 
 /// What the writer tells the handle.
@@ -340,6 +342,8 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Receiver<WriterState>,
     /// Routes served by sensitive handlers, learned as they are called.
     pub(crate) sensitive_routes: Mutex<BTreeSet<SensitiveRouteInfo>>,
+    /// The memory of written events, for the next requests' events.
+    pub(crate) spare_events: Arc<SpareEvents>,
 }
 
 #[derive(Debug, Default)]

@@ -29,6 +29,7 @@ use futures_util::future::join_all;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::spare::{Recycler, SpareEvents};
 use super::{Ack, Counters, Item, Synced, WriterState};
 use crate::detect::Detector;
 use crate::error::{AuditError, panic_message};
@@ -94,6 +95,8 @@ pub(crate) struct Writer {
     /// Flush requests: answer once every event before the ticket is written.
     waiters: Vec<(u64, Reply)>,
     received: Vec<Item>,
+    /// Hands the memory of written events back to the layer.
+    recycler: Recycler,
     detectors: Vec<Box<dyn Detector>>,
     /// The alerts the detectors raise about one event, before they are accepted.
     alerts: Vec<AuditEvent>,
@@ -109,7 +112,7 @@ struct Waiting {
     index: u64,
     ack: Ack,
     /// The event, once every sink has it (written, maybe not yet synced).
-    event: Option<AuditEvent>,
+    event: Option<Box<AuditEvent>>,
 }
 
 struct SinkSlot {
@@ -282,6 +285,7 @@ impl Writer {
             acks: VecDeque::new(),
             waiters: Vec::new(),
             received: Vec::with_capacity(settings.batch_size),
+            recycler: Recycler::new(Arc::default()),
             detectors: Vec::new(),
             alerts: Vec::new(),
             counters,
@@ -289,6 +293,11 @@ impl Writer {
             settings,
             last_flush: now,
         }
+    }
+
+    /// Where the layer finds the memory of the events this writer is done with.
+    pub(crate) fn spare_events(&self) -> Arc<SpareEvents> {
+        self.recycler.spare_events()
     }
 
     /// The detectors that see each accepted event.
@@ -386,7 +395,7 @@ impl Writer {
                             event: None,
                         });
                     }
-                    self.pending.push(*event);
+                    self.pending.push(self.recycler.unbox(event));
                     if !self.detectors.is_empty() {
                         self.detect();
                     }
@@ -546,21 +555,19 @@ impl Writer {
             .unwrap_or(self.accepted());
         let done = (written - self.base) as usize;
         if done > 0 {
-            if self.acks.is_empty() {
-                self.pending.drain(..done);
-            } else {
-                // Events someone waits for go back with the answer; the rest are freed here.
-                let mut waiting = self.acks.partition_point(|w| w.index < self.base);
-                for (index, event) in (self.base..).zip(self.pending.drain(..done)) {
-                    match self.acks.get_mut(waiting) {
-                        Some(w) if w.index == index => {
-                            w.event = Some(event);
-                            waiting += 1;
-                        }
-                        _ => drop(event),
+            // Events someone waits for go back with the answer; the memory of the rest goes
+            // back to the layer.
+            let mut waiting = self.acks.partition_point(|w| w.index < self.base);
+            for (index, event) in (self.base..).zip(self.pending.drain(..done)) {
+                match self.acks.get_mut(waiting) {
+                    Some(w) if w.index == index => {
+                        w.event = Some(self.recycler.rebox(event));
+                        waiting += 1;
                     }
+                    _ => self.recycler.recycle(event),
                 }
             }
+            self.recycler.hand_back(self.pending.len());
             self.base = written;
             self.counters
                 .written
