@@ -127,12 +127,31 @@ impl AuditEvent {
         outcome: Outcome,
         actor: Actor,
     ) -> Self {
-        Self {
-            schema: Cow::Borrowed(SCHEMA),
-            id: event_id(SystemTime::now()),
+        Self::with_id(
+            event_id(SystemTime::now()),
             time,
             category,
-            action: action.into(),
+            action.into(),
+            outcome,
+            actor,
+        )
+    }
+
+    /// An event with this id and nothing beyond the fields given.
+    pub(crate) fn with_id(
+        id: Uuid,
+        time: Timestamp,
+        category: Category,
+        action: Cow<'static, str>,
+        outcome: Outcome,
+        actor: Actor,
+    ) -> Self {
+        Self {
+            schema: Cow::Borrowed(SCHEMA),
+            id,
+            time,
+            category,
+            action,
             outcome,
             actor,
             source: None,

@@ -12,7 +12,6 @@
 //! event anew.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
@@ -20,7 +19,7 @@ use std::time::UNIX_EPOCH;
 use uuid::Uuid;
 
 use crate::actor::{Actor, ActorKind};
-use crate::event::{AuditEvent, Category, Outcome, SCHEMA, Timestamp};
+use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 
 /// How many spares are kept: more than the events the writer takes in one round (512 by
 /// default), so that a round's events can all come back, and few enough that the memory
@@ -139,25 +138,14 @@ fn keep(buffer: &mut String, from: &mut String) {
 
 /// An event with nothing in it, which allocates nothing: what a spare's box holds.
 pub(crate) fn empty_event() -> AuditEvent {
-    AuditEvent {
-        schema: Cow::Borrowed(SCHEMA),
-        id: Uuid::nil(),
-        time: Timestamp::from(UNIX_EPOCH),
-        category: Category::Request,
-        action: Cow::Borrowed(""),
-        outcome: Outcome::Success,
-        actor: Actor::new(String::new(), ActorKind::Anonymous),
-        source: None,
-        request: None,
-        response: None,
-        target: None,
-        reason: None,
-        labels: BTreeMap::new(),
-        details: None,
-        before: None,
-        after: None,
-        changes: None,
-    }
+    AuditEvent::with_id(
+        Uuid::nil(),
+        Timestamp::from(UNIX_EPOCH),
+        Category::Request,
+        Cow::Borrowed(""),
+        Outcome::Success,
+        Actor::new(String::new(), ActorKind::Anonymous),
+    )
 }
 
 /// The writer's side: keeps the boxes of the events it takes, and pairs them with the
@@ -226,6 +214,8 @@ impl Recycler {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::event::{RequestInfo, Source};
 
