@@ -764,3 +764,76 @@ async fn an_event_written_into_an_earlier_ones_memory_keeps_nothing_of_it() {
         Some("a-rather-long-user-agent/1.0 (with details)")
     );
 }
+
+/// Requests of every shape at once, on several threads, while the writer hands the memory of
+/// their events back: each event holds its own request's strings, and nothing of another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_events_of_every_shape_each_hold_only_their_own_request() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = app(&audit);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..4_000u32 {
+        let app = app.clone();
+        tasks.spawn(async move {
+            // Present or absent, short or long, by turns that do not line up.
+            let mut uri = format!("/users/{i}");
+            if i.is_multiple_of(2) {
+                uri.push_str(&format!("?page={i}&token=t{i}"));
+            }
+            let mut request = request_from("192.0.2.10:1", "POST", &uri)
+                .header("content-type", "application/json");
+            if i.is_multiple_of(3) {
+                request = request.header(
+                    "user-agent",
+                    format!("agent/{}", "x".repeat((i % 50) as usize)),
+                );
+            }
+            if i.is_multiple_of(5) {
+                request = request.header("x-request-id", format!("client-{i}"));
+            }
+            if i.is_multiple_of(7) {
+                request = request.extension(Actor::user(format!("user-{i}")));
+            }
+            let response = app
+                .oneshot(request.body(Body::from("{}")).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::CREATED);
+            response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        });
+    }
+    let mut header_ids = std::collections::HashSet::new();
+    while let Some(id) = tasks.join_next().await {
+        header_ids.insert(id.unwrap());
+    }
+    audit.flush().await.unwrap();
+
+    let events = sink.request_events();
+    assert_eq!(events.len(), 4_000);
+    for event in &events {
+        let request = event.request.as_ref().unwrap();
+        let i: u32 = request.path["/users/".len()..].parse().unwrap();
+        assert_eq!(request.route.as_deref(), Some("/users/{id}"));
+        let expected_query = (i.is_multiple_of(2)).then(|| format!("page={i}&token=[REDACTED]"));
+        assert_eq!(request.query, expected_query, "request {i}");
+        let expected_agent =
+            (i.is_multiple_of(3)).then(|| format!("agent/{}", "x".repeat((i % 50) as usize)));
+        assert_eq!(event.source.as_ref().unwrap().user_agent, expected_agent);
+        if i.is_multiple_of(5) {
+            assert_eq!(request.id, format!("client-{i}"));
+        } else {
+            assert_eq!(request.id, event.id.to_string(), "request {i}");
+        }
+        assert!(header_ids.contains(&request.id));
+        if i.is_multiple_of(7) {
+            assert_eq!(event.actor, Actor::user(format!("user-{i}")));
+        } else {
+            assert_eq!(event.actor, Actor::anonymous(), "request {i}");
+        }
+    }
+    audit.shutdown().await.unwrap();
+}
