@@ -14,7 +14,7 @@
 # valgrind runs one thread at a time; `--fair-sched=yes` hands the CPU round in turn, so that
 # the writer thread keeps up with the requests as it does on real cores (with the default,
 # the busy request thread takes the lock back at once and the writer runs seldom: then
-# two requests in three found no spare event to reuse, against none natively).
+# two requests in three found no spare event to reuse, against one in seventy natively).
 #
 # valgrind does not emulate the CPU's SHA extensions, so under callgrind sha2 runs its
 # portable code: the chain's SHA-256 is printed apart, as it costs far fewer instructions on

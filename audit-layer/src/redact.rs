@@ -260,12 +260,11 @@ fn decode_component(text: &str) -> Cow<'_, str> {
     )
 }
 
-/// Appends the query string to `out` (which must be empty), with the value of every secret
-/// parameter replaced by [`REDACTED`], bounded to `max` bytes. Parameter names and the other
-/// values are kept as received. Written into the caller's buffer: the layer reuses one per
-/// request.
+/// Appends the query string to `out`, with the value of every secret parameter replaced by
+/// [`REDACTED`], bounded to `max` bytes. Parameter names and the other values are kept as
+/// received. Written into the caller's buffer: the layer reuses one per request.
 pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNames, max: usize) {
-    debug_assert!(out.is_empty());
+    let start = out.len();
     out.reserve(query.len().min(max + 16));
     for (i, pair) in query.split('&').enumerate() {
         if i > 0 {
@@ -280,12 +279,12 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
             // A bare `name` has no value to hide.
             _ => out.push_str(pair),
         }
-        if out.len() > max {
+        if out.len() - start > max {
             break;
         }
     }
-    if out.len() > max {
-        let end = cut_point(out, max);
+    if out.len() - start > max {
+        let end = start + cut_point(&out[start..], max);
         out.truncate(end);
         out.push_str(TRUNCATED);
     }
@@ -490,6 +489,23 @@ mod tests {
         let mut out = String::new();
         redact_query_into(&mut out, query, names, max);
         out
+    }
+
+    #[test]
+    fn the_query_is_appended_and_bounded_on_its_own() {
+        let names = SecretNames::default();
+        let mut out = "kept:".to_owned();
+        redact_query_into(&mut out, "a=1&token=x", &names, 2048);
+        assert_eq!(out, "kept:a=1&token=[REDACTED]");
+        let mut out = "kept:".to_owned();
+        redact_query_into(&mut out, &format!("a={}", "é".repeat(3000)), &names, 2048);
+        assert!(out.starts_with("kept:a=éé"));
+        assert!(out.ends_with(TRUNCATED));
+        assert!(out.len() - "kept:".len() <= 2048);
+
+        let mut out = "kept:".to_owned();
+        bound_into(&mut out, &"é".repeat(100), 51);
+        assert_eq!(&out["kept:".len()..], bound(&"é".repeat(100), 51));
     }
 
     #[test]
