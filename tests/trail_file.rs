@@ -4,65 +4,19 @@
 mod common;
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use audit_layer::checkpoint::CheckpointKey;
-use audit_layer::verify::{FaultKind, VerifyOptions, verify_trail};
+use audit_layer::verify::{FaultKind, verify_trail};
 use audit_layer::{
-    Actor, AuditEvent, AuditTrail, Category, JsonlFileSink, JsonlFileSinkBuilder, ManualClock,
-    Outcome, Sink,
+    Actor, AuditEvent, Category, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, Outcome, Sink,
 };
 use common::demo::audit_binary;
+use common::trail::{START, builder, close, empty_trail_dir, event, options, runtime, write};
 use common::trail_files;
-
-const START: u64 = 1_790_000_000; // 2026-09-21
-
-fn event(action: &'static str, actor: &str) -> AuditEvent {
-    AuditEvent::new(
-        Category::Request,
-        action,
-        Outcome::Success,
-        Actor::user(actor),
-    )
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-}
-
-/// A new, empty trail directory, a signing key and a clock at `START`.
-fn empty_trail_dir() -> (tempfile::TempDir, CheckpointKey, ManualClock) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = CheckpointKey::generate().unwrap();
-    let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
-    (dir, key, clock)
-}
-
-fn builder(dir: &Path, key: &CheckpointKey, clock: &ManualClock) -> JsonlFileSinkBuilder {
-    JsonlFileSink::builder(dir)
-        .signing_key(key.clone())
-        .clock(clock.clone())
-}
-
-fn write(sink: &mut JsonlFileSink, events: &[AuditEvent]) {
-    runtime().block_on(sink.write_batch(events)).unwrap();
-}
-
-fn close(mut sink: JsonlFileSink) {
-    runtime().block_on(sink.close()).unwrap();
-}
-
-fn options(key: &CheckpointKey) -> VerifyOptions {
-    VerifyOptions {
-        public_key: Some(key.public_key()),
-        ..VerifyOptions::default()
-    }
-}
 
 fn all_events(dir: &Path) -> Vec<serde_json::Value> {
     common::demo::read_trail(dir)
@@ -84,86 +38,6 @@ fn the_chain_continues_across_restarts() {
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4, 5]);
-}
-
-/// Every file of a directory and its bytes.
-fn directory_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut contents: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| {
-            let entry = entry.unwrap();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            (name, fs::read(entry.path()).unwrap())
-        })
-        .collect();
-    contents.sort();
-    contents
-}
-
-/// A second sink on a directory being written is refused before it reads or repairs
-/// anything there; once the first is gone, the directory opens again.
-#[test]
-fn a_trail_directory_takes_one_writing_sink_at_a_time() {
-    let (dir, key, clock) = empty_trail_dir();
-    let mut first = builder(dir.path(), &key, &clock).open().unwrap();
-    write(&mut first, &[event("a", "x")]);
-    // A partial line, as if a write were under way: a second writer's recovery would move it
-    // aside.
-    let file = &trail_files(dir.path())[0];
-    fs::OpenOptions::new()
-        .append(true)
-        .open(file)
-        .unwrap()
-        .write_all(b"{\"seq\":1")
-        .unwrap();
-    let before = directory_contents(dir.path());
-
-    let error = builder(dir.path(), &key, &clock).open().unwrap_err();
-    assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
-    let message = error.to_string();
-    assert!(
-        message.contains(&dir.path().display().to_string()),
-        "{message}"
-    );
-    assert!(
-        message.contains(&format!("by process {}", std::process::id())),
-        "{message}"
-    );
-    assert_eq!(
-        directory_contents(dir.path()),
-        before,
-        "nothing was touched"
-    );
-
-    drop(first);
-    let second = builder(dir.path(), &key, &clock).open().unwrap();
-    close(second);
-    let report = verify_trail(dir.path(), &options(&key)).unwrap();
-    assert_eq!(
-        report.events, 2,
-        "the event and the recovery of the partial line"
-    );
-}
-
-/// `shutdown()` returns once the sinks are dropped: the directory can be opened again at
-/// once, by a restart in the same process.
-#[test]
-fn a_trail_directory_is_free_as_soon_as_shutdown_returns() {
-    let (dir, key, clock) = empty_trail_dir();
-    let runtime = runtime();
-    // The race it guards against (the lock released just after `shutdown()` returns) shows
-    // within a few hundred rounds.
-    const ROUNDS: u64 = 150;
-    for _ in 0..ROUNDS {
-        let trail = AuditTrail::builder()
-            .sink(builder(dir.path(), &key, &clock).open().unwrap())
-            .build()
-            .unwrap();
-        runtime.block_on(trail.shutdown()).unwrap();
-    }
-    let report = verify_trail(dir.path(), &options(&key)).unwrap();
-    assert_eq!(report.events, 2 * ROUNDS, "each round's start and stop");
-    assert_eq!(report.unsealed, 0);
 }
 
 /// Events a crash left unsealed are sealed as soon as the trail opens again.

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod services;
+pub mod trail;
 
 use std::net::SocketAddr;
 use std::time::Duration;

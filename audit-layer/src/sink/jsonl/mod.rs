@@ -10,7 +10,9 @@
 //! - **One writer**: the sink holds an exclusive lock on `audit.lock` in the directory while
 //!   it is open; a second sink on the same directory, in this process or another, fails to
 //!   open ([`std::io::ErrorKind::ResourceBusy`]). The kernel releases the lock when the
-//!   process ends, so a crash leaves nothing to remove.
+//!   process ends, so a crash leaves nothing to remove. A lock held by this same process is
+//!   waited for up to a quarter of a second first: a child process being started keeps a
+//!   copy of the lock until it runs its program, which would otherwise fail a restart.
 //! - **Recovery**: a torn last line left by a crash is moved aside into a `.torn` file at
 //!   start, and a `system` event `audit.recovery` records it.
 //! - **Preallocation** (off by default): the file being written can be zero-filled ahead

@@ -1,0 +1,110 @@
+//! The trail directory's writer lock, in a test binary of its own.
+//!
+//! The lock is `flock`, held by an open file description: a child process started by
+//! another thread shares the descriptor from its fork until its exec closes it, and holds
+//! the lock that long after the sink that took it is gone. These tests check that the lock
+//! is free the moment a sink is dropped or `shutdown()` returns, so no test here starts a
+//! process (the file-trail tests run the `audit` command).
+
+mod common;
+
+use std::fs;
+use std::io::{self, Write};
+
+use audit_layer::AuditTrail;
+use audit_layer::sink::LOCK_FILE;
+use audit_layer::verify::verify_trail;
+use common::trail::{
+    builder, close, directory_contents, empty_trail_dir, event, options, runtime, write,
+};
+use common::trail_files;
+
+/// A second sink on a directory being written is refused before it reads or repairs
+/// anything there; once the first is gone, the directory opens again.
+#[test]
+fn a_trail_directory_takes_one_writing_sink_at_a_time() {
+    let (dir, key, clock) = empty_trail_dir();
+    let mut first = builder(dir.path(), &key, &clock).open().unwrap();
+    write(&mut first, &[event("a", "x")]);
+    // A partial line, as if a write were under way: a second writer's recovery would move it
+    // aside.
+    let file = &trail_files(dir.path())[0];
+    fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .unwrap()
+        .write_all(b"{\"seq\":1")
+        .unwrap();
+    let before = directory_contents(dir.path());
+
+    let error = builder(dir.path(), &key, &clock).open().unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("by process {}", std::process::id())),
+        "{message}"
+    );
+    assert_eq!(
+        directory_contents(dir.path()),
+        before,
+        "nothing was touched"
+    );
+
+    drop(first);
+    let second = builder(dir.path(), &key, &clock).open().unwrap();
+    close(second);
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(
+        report.events, 2,
+        "the event and the recovery of the partial line"
+    );
+}
+
+/// `shutdown()` returns once the sinks are dropped: the directory can be opened again at
+/// once, by a restart in the same process.
+#[test]
+fn a_trail_directory_is_free_as_soon_as_shutdown_returns() {
+    let (dir, key, clock) = empty_trail_dir();
+    let runtime = runtime();
+    // The race it guards against (the lock released just after `shutdown()` returns) shows
+    // within a few hundred rounds.
+    const ROUNDS: u64 = 150;
+    for round in 0..ROUNDS {
+        let trail = AuditTrail::builder()
+            .sink(builder(dir.path(), &key, &clock).open().unwrap())
+            .build()
+            .unwrap();
+        runtime.block_on(trail.shutdown()).unwrap();
+        // Probed directly: opening a sink would wait out a lock this process holds.
+        let lock = fs::File::open(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(
+            lock.try_lock().is_ok(),
+            "round {round}: the directory is still locked after shutdown() returned"
+        );
+    }
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.events, 2 * ROUNDS, "each round's start and stop");
+    assert_eq!(report.unsealed, 0);
+}
+
+/// A lock this process holds is waited for a moment before it is refused: a child process
+/// being started holds a copy of the lock until its exec, and a restart should not fail for
+/// that instant. (A lock held for good is refused, as above.)
+#[test]
+fn a_lock_this_process_lets_go_of_within_a_moment_is_waited_for() {
+    let (dir, key, clock) = empty_trail_dir();
+    let first = builder(dir.path(), &key, &clock).open().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        close(first);
+    });
+    let second = builder(dir.path(), &key, &clock).open().unwrap();
+    release.join().unwrap();
+    close(second);
+    let report = verify_trail(dir.path(), &options(&key)).unwrap();
+    assert_eq!(report.unsealed, 0);
+}
