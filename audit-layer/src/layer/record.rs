@@ -1,6 +1,7 @@
 //! What the layer captures when a request arrives, and how it becomes an event.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use http::header::USER_AGENT;
 use http::request::Parts;
-use http::{Extensions, HeaderValue, Method, StatusCode};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 use crate::actor::{ANONYMOUS_ID, Actor, ActorKind, SharedResolver};
 use crate::client_ip;
@@ -94,23 +95,7 @@ impl InFlight {
                 redact_query_into(&mut query_text, query, &config.secret_names, limits::QUERY);
                 query_text
             }),
-            headers: config
-                .recorded_headers
-                .iter()
-                .filter_map(|name| {
-                    let mut values = parts.headers.get_all(name).iter();
-                    let first = values.next()?;
-                    let mut text = header_text(first, limits::HEADER_VALUE);
-                    for more in values {
-                        text.push_str(", ");
-                        text.push_str(&header_text(more, limits::HEADER_VALUE));
-                    }
-                    Some((
-                        name.as_str().to_owned(),
-                        bound_string(text, limits::HEADER_VALUE),
-                    ))
-                })
-                .collect(),
+            headers: recorded_headers(&config.recorded_headers, &parts.headers),
         };
         let request_actor = parts
             .extensions
@@ -238,6 +223,30 @@ impl InFlight {
         event.changes = notes.changes;
         event
     }
+}
+
+/// The values of the headers the configuration records, by name.
+fn recorded_headers(names: &[HeaderName], headers: &HeaderMap) -> BTreeMap<String, String> {
+    // Most trails record none: skip building the map (which costs even when empty).
+    if names.is_empty() {
+        return BTreeMap::new();
+    }
+    names
+        .iter()
+        .filter_map(|name| {
+            let mut values = headers.get_all(name).iter();
+            let first = values.next()?;
+            let mut text = header_text(first, limits::HEADER_VALUE);
+            for more in values {
+                text.push_str(", ");
+                text.push_str(&header_text(more, limits::HEADER_VALUE));
+            }
+            Some((
+                name.as_str().to_owned(),
+                bound_string(text, limits::HEADER_VALUE),
+            ))
+        })
+        .collect()
 }
 
 /// The resolver's actor. The resolver is the application's code: one that panics is
