@@ -422,7 +422,11 @@ pub struct ResponseInfo {
 /// `1970-01-01T00:00:00.000000Z` or `9999-12-31T23:59:59.999999Z` on construction, so that
 /// every timestamp can be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(SystemTime);
+pub struct Timestamp {
+    /// Microseconds since the Unix epoch: what every event's encoding needs, kept rather
+    /// than worked out again from a `SystemTime` for each.
+    unix_micros: u64,
+}
 
 /// 9999-12-31T23:59:59.999999Z, in microseconds since the Unix epoch.
 const MAX_UNIX_MICROS: u64 = 253_402_300_799_999_999;
@@ -445,19 +449,19 @@ impl Timestamp {
 
     /// The time as a [`SystemTime`].
     pub fn as_system_time(self) -> SystemTime {
-        self.0
+        UNIX_EPOCH + Duration::from_micros(self.unix_micros)
     }
 
     /// Microseconds since the Unix epoch (0 for times before it).
     pub fn unix_micros(self) -> u64 {
-        self.0
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        self.unix_micros
     }
 
     /// The time `micros` after the Unix epoch (clamped to the end of year 9999).
     pub fn from_unix_micros(micros: u64) -> Self {
-        Self(UNIX_EPOCH + Duration::from_micros(micros.min(MAX_UNIX_MICROS)))
+        Self {
+            unix_micros: micros.min(MAX_UNIX_MICROS),
+        }
     }
 
     /// The RFC 3339 text (`2026-11-22T17:54:18.123456Z`): always 27 ASCII bytes.
