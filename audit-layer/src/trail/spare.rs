@@ -23,9 +23,9 @@ use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 
 /// How many spares are kept: twice the events the writer takes in one round (512 by
 /// default), since requests go on taking spares while a round is written (with 512, the
-/// allocations bench counted 1.5 to 3 more allocations per request), and few enough that the memory
-/// they hold stays bounded: an event is 592 bytes and its kept strings 3 KiB at most, so
-/// about 1 MiB with typical strings and 4 MiB at most.
+/// allocations bench counted 1.5 to 3 more allocations per request); and few enough that
+/// the memory they hold stays bounded: an event is 592 bytes and its kept strings 3 KiB at
+/// most, so about 1 MiB with typical strings and 4 MiB at most.
 const MAX_SPARES: usize = 1024;
 
 /// A string buffer that grew past this many bytes is freed rather than kept: one long
