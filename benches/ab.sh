@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A/B of two builds of examples/load_server: the same setup (audit by default) served by an
-# old and a new binary in alternating rounds, so that the host's drift hits both alike.
-# Prints requests/s, server CPU and (where perf can count them) server instructions per request
-# for each run, then the medians of each build.
+# old and a new binary in alternating rounds, so that the host's drift hits both alike; or of
+# two setups of one build (OLD_MODE / NEW_MODE).
+# Prints requests/s, p99 latency, server CPU and (where perf can count them) server
+# instructions per request for each run, then the medians of each side.
 # Use an even number of rounds: each build then runs first in half of them.
 #
 #   git worktree add /tmp/old <rev>
@@ -10,6 +11,7 @@
 #   cargo build --release --example load_server
 #   benches/ab.sh /tmp/old-target/release/examples/load_server target/release/examples/load_server
 #   ROUNDS=3 WORKLOAD=post MODE=audit benches/ab.sh OLD NEW
+#   OLD_MODE=audit-discard NEW_MODE=audit benches/ab.sh BIN BIN   # what the file sink adds
 #
 # Needs wrk. Traffic goes to 127.0.0.1 only: ROUNDS x 2 runs of 1 s warm-up + DURATION s.
 set -euo pipefail
@@ -19,6 +21,8 @@ ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5}
 WORKLOAD=${WORKLOAD:-get}
 MODE=${MODE:-audit}
+OLD_MODE=${OLD_MODE:-$MODE}
+NEW_MODE=${NEW_MODE:-$MODE}
 LUA="$(dirname "$0")/load.lua"
 # As in load.sh (load.lua picks the POST's path itself).
 URL_PATH=/hello
@@ -39,11 +43,11 @@ for round in $(seq "$ROUNDS"); do
     order="old new"
     (( round % 2 == 0 )) && order="new old"
     for which in $order; do
-        server=$OLD
-        [[ $which == new ]] && server=$NEW
+        server=$OLD mode=$OLD_MODE
+        [[ $which == new ]] && server=$NEW mode=$NEW_MODE
         PORT=$((PORT + 1))
         dir=$(mktemp -d)
-        "$server" "$MODE" --addr "127.0.0.1:$PORT" --dir "$dir" >/dev/null 2>&1 &
+        "$server" "$mode" --addr "127.0.0.1:$PORT" --dir "$dir" >/dev/null 2>&1 &
         pid=$!
         for _ in $(seq 50); do
             (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -62,15 +66,16 @@ for round in $(seq "$ROUNDS"); do
         rm -rf "$dir"
         requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$result")
         non2xx=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' <<<"$result")
+        p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$result")
         if [[ $non2xx != 0 ]]; then
             echo "ab.sh: $non2xx answers were not 2xx: not the workload meant" >&2
             exit 1
         fi
         awk -v r="$round" -v w="$which" -v n="$requests" -v d="$DURATION" \
-            -v c=$((after - before)) -v t="$TICKS" -v m="$MODE" -v l="$WORKLOAD" \
-            -v i="$INSTRUCTIONS" \
-            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request, %s instructions/request\n",
-                     r, w, m, l, n / d, c / t * 1e6 / n, (i == "-") ? "-" : sprintf("%.0f", i / n) }' \
+            -v c=$((after - before)) -v t="$TICKS" -v m="$mode" -v l="$WORKLOAD" \
+            -v i="$INSTRUCTIONS" -v p="$p99" \
+            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request, %s instructions/request, p99 %d us\n",
+                     r, w, m, l, n / d, c / t * 1e6 / n, (i == "-") ? "-" : sprintf("%.0f", i / n), p }' \
             | tee -a "$RUNS"
     done
 done
@@ -80,8 +85,9 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 for which in old new; do
     rps=$(awk -v w="$which" '$3 == w { print $6 }' "$RUNS" | median)
     cpu=$(awk -v w="$which" '$3 == w { print $8 }' "$RUNS" | median)
+    p99=$(awk -v w="$which" '$3 == w { print $14 }' "$RUNS" | median)
     instructions=$(awk -v w="$which" '$3 == w && $11 != "-" { print $11 }' "$RUNS")
     [[ -n $instructions ]] && instructions=$(median <<<"$instructions") || instructions=-
-    printf '%s: median %.0f requests/s, %.2f us CPU/request, %s instructions/request over %d rounds\n' \
-        "$which" "$rps" "$cpu" "$instructions" "$ROUNDS"
+    printf '%s: median %.0f requests/s, %.2f us CPU/request, %s instructions/request, p99 %.0f us over %d rounds\n' \
+        "$which" "$rps" "$cpu" "$instructions" "$p99" "$ROUNDS"
 done

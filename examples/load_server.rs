@@ -1,7 +1,8 @@
 //! The server that `benches/load.sh` drives: one hello-world axum app, served three ways.
 //!
 //! ```text
-//! cargo run --release --example load_server -- <bare|trace|audit|audit-services> [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES]
+//! cargo run --release --example load_server -- <bare|trace|audit|audit-discard|audit-services>
+//!     [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS]
 //! ```
 //!
 //! - `bare`: the router alone;
@@ -10,7 +11,11 @@
 //!   writing to a file through `tracing-appender::non_blocking`;
 //! - `audit`: the audit layer with a chained, checkpointed JSON Lines trail (with
 //!   `--preallocate BYTES`, its file zero-filled that far ahead:
-//!   `JsonlFileSinkBuilder::preallocate`);
+//!   `JsonlFileSinkBuilder::preallocate`; with `--write-delay MICROS`, the trail's
+//!   `AuditTrailBuilder::write_delay` instead of its default);
+//! - `audit-discard`: a measuring aid, not a setup to run: the audit layer, queue and writer
+//!   with a sink that stores nothing, so that what the file sink adds is the difference from
+//!   `audit` (`OLD_MODE=audit-discard NEW_MODE=audit benches/ab.sh BIN BIN`);
 //! - `audit-services`: the same trail plus the PostgreSQL and NATS sinks, at
 //!   `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a
 //!   table and a stream of the run's own, removed at exit.
@@ -36,10 +41,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use audit_layer::{
-    AuditTrail, AuditTrailBuilder, Auditable, BoxError, JsonlFileSink, NatsSink, PostgresSink,
-    Snapshot, sensitive,
+    AuditEvent, AuditTrail, AuditTrailBuilder, Auditable, BoxError, BoxFuture, JsonlFileSink,
+    NatsSink, PostgresSink, Sink, SinkError, Snapshot, sensitive,
 };
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -56,7 +62,26 @@ enum Mode {
     Bare,
     Trace,
     Audit,
+    AuditDiscard,
     AuditServices,
+}
+
+/// The sink of `audit-discard`: takes every batch and keeps none of it.
+struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn name(&self) -> &str {
+        "discard"
+    }
+
+    fn write_batch<'a>(
+        &'a mut self,
+        events: &'a [AuditEvent],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        // Looked at, so that the optimizer cannot leave out what builds the events.
+        std::hint::black_box(events);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Where `audit-services` delivers, named for this run only.
@@ -189,22 +214,25 @@ struct Args {
     addr: SocketAddr,
     dir: PathBuf,
     preallocate: u64,
+    write_delay: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
-    const USAGE: &str = "usage: load_server <bare|trace|audit|audit-services> [--addr HOST:PORT] \
-         [--dir DIR] [--preallocate BYTES]";
+    const USAGE: &str = "usage: load_server <bare|trace|audit|audit-discard|audit-services> \
+         [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("bare") => Mode::Bare,
         Some("trace") => Mode::Trace,
         Some("audit") => Mode::Audit,
+        Some("audit-discard") => Mode::AuditDiscard,
         Some("audit-services") => Mode::AuditServices,
         _ => return Err(USAGE.to_owned()),
     };
     let mut addr = "127.0.0.1:3100".to_owned();
     let mut dir = PathBuf::from("./load-server-out");
     let mut preallocate = 0;
+    let mut write_delay = None;
     while let Some(arg) = args.next() {
         let value = args
             .next()
@@ -217,6 +245,12 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("--preallocate `{value}`: {e}"))?;
             }
+            "--write-delay" => {
+                let micros = value
+                    .parse()
+                    .map_err(|e| format!("--write-delay `{value}`: {e}"))?;
+                write_delay = Some(Duration::from_micros(micros));
+            }
             _ => return Err(format!("unknown argument `{arg}`; {USAGE}")),
         }
     }
@@ -226,6 +260,7 @@ fn parse_args() -> Result<Args, String> {
         addr,
         dir,
         preallocate,
+        write_delay,
     })
 }
 
@@ -246,6 +281,7 @@ async fn run() -> Result<(), String> {
         addr,
         dir,
         preallocate,
+        write_delay,
     } = parse_args()?;
     let settings = Settings::default();
     let plain = Router::new().route("/hello", get(hello));
@@ -277,12 +313,20 @@ async fn run() -> Result<(), String> {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
         }
-        Mode::Audit | Mode::AuditServices => {
-            let sink = JsonlFileSink::builder(&dir)
-                .preallocate(preallocate)
-                .open()
-                .map_err(|e| format!("audit sink: {e}"))?;
-            let mut builder = AuditTrail::builder().sink(sink);
+        Mode::Audit | Mode::AuditDiscard | Mode::AuditServices => {
+            let mut builder = AuditTrail::builder();
+            builder = if mode == Mode::AuditDiscard {
+                builder.sink(DiscardSink)
+            } else {
+                let sink = JsonlFileSink::builder(&dir)
+                    .preallocate(preallocate)
+                    .open()
+                    .map_err(|e| format!("audit sink: {e}"))?;
+                builder.sink(sink)
+            };
+            if let Some(delay) = write_delay {
+                builder = builder.write_delay(delay);
+            }
             if let Some(services) = &services {
                 builder = services.add_sinks(builder)?;
             }

@@ -441,6 +441,57 @@ async fn long_values_are_cut_with_a_marker() {
 }
 
 #[tokio::test]
+async fn header_text_that_is_not_utf8_is_kept_with_replacement_characters() {
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .trust_actor_header("x-user")
+        .unwrap()
+        .build()
+        .unwrap();
+    // Long enough to be cut, with a multi-byte character across the cut and bytes that are
+    // not UTF-8 before it.
+    let mut long_agent = b"agent\xff/".to_vec();
+    long_agent.extend("é".repeat(400).as_bytes());
+    for (agent, user, expected_agent, expected_user) in [
+        (
+            &b"agent\xff/1.0"[..],
+            &b"\xc3mallory"[..],
+            "agent\u{fffd}/1.0".to_owned(),
+            "\u{fffd}mallory",
+        ),
+        (
+            &long_agent,
+            b"plain",
+            format!("agent\u{fffd}/{}", "é".repeat(400)),
+            "plain",
+        ),
+    ] {
+        let request = request_from("192.0.2.10:1", "GET", "/hello")
+            .header("user-agent", http::HeaderValue::from_bytes(agent).unwrap())
+            .header("x-user", http::HeaderValue::from_bytes(user).unwrap())
+            .body(Body::empty())
+            .unwrap();
+        app(&audit).oneshot(request).await.unwrap();
+        audit.flush().await.unwrap();
+        let event = only_event(&sink);
+        sink.take();
+        let recorded = event.source.unwrap().user_agent.unwrap();
+        if expected_agent.len() <= 512 {
+            assert_eq!(recorded, expected_agent);
+        } else {
+            // Cut at a character boundary, within the bound, with its marker.
+            assert!(recorded.len() <= 512, "{}", recorded.len());
+            let kept = recorded.strip_suffix("...[truncated]").unwrap();
+            assert!(
+                expected_agent.starts_with(kept) && kept.len() > 400,
+                "{recorded}"
+            );
+        }
+        assert_eq!(event.actor.id, expected_user);
+    }
+    audit.shutdown().await.unwrap();
+}
+#[tokio::test]
 async fn skipped_paths_and_routes_are_not_recorded() {
     let (builder, sink) = memory_trail();
     let audit = builder

@@ -354,6 +354,35 @@ mod tests {
     }
 
     #[test]
+    fn a_link_hashes_the_previous_hash_the_sequence_and_the_event_in_one_text() {
+        use sha2::Digest;
+        let expected = |prev: &[u8], seq: u64, event: &[u8]| {
+            let mut text = prev.to_vec();
+            text.extend_from_slice(format!("\n{seq}\n").as_bytes());
+            text.extend_from_slice(event);
+            hex::encode(Sha256::digest(&text))
+        };
+        let long_prev = "f".repeat(200);
+        let long_event = format!("{{\"a\":\"{}\"}}", "x".repeat(300));
+        for prev in [GENESIS, "", "ab", long_prev.as_str()] {
+            for seq in [0, 7, u64::MAX] {
+                for event in ["{}", "{\"schema\":\"audit/1\"}", long_event.as_str()] {
+                    let (first, rest) = event.as_bytes().split_at(1);
+                    let want = expected(prev.as_bytes(), seq, event.as_bytes());
+                    // Whole, split as the verifier splits a line, and in many small pieces.
+                    assert_eq!(link_hash(None, prev, seq, event.as_bytes()).as_str(), want);
+                    let parts = [first, rest];
+                    let hash = link_hash_parts(None, prev.as_bytes(), seq, &parts);
+                    assert_eq!(hash.as_str(), want);
+                    let bytes: Vec<&[u8]> = event.as_bytes().chunks(7).collect();
+                    let hash = link_hash_parts(None, prev.as_bytes(), seq, &bytes);
+                    assert_eq!(hash.as_str(), want, "{prev} {seq} {event}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn keyed_hashes_depend_on_the_key() {
         let a = ChainKey::new(b"a".to_vec());
         let b = ChainKey::from_hex("62").unwrap();

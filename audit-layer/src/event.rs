@@ -92,19 +92,21 @@ pub struct AuditEvent {
     pub changes: Option<Vec<Change>>,
 }
 
-/// A UUID v7 created at `time`, so that an event's id and time come from one clock reading.
+/// A UUID v7 created at `time`, so that an event's id and time come from one clock reading
+/// (and one conversion to time since the epoch).
 ///
 /// The counter that orders ids within a millisecond is per thread: request threads never
 /// contend for a lock, as they would for `Uuid::now_v7`'s process-wide one.
-pub(crate) fn event_id(time: SystemTime) -> Uuid {
+pub(crate) fn event_id(time: Timestamp) -> Uuid {
     thread_local! {
         static CONTEXT: ContextV7 = const { ContextV7::new() };
     }
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let micros = time.unix_micros();
     Uuid::new_v7(uuid::Timestamp::from_unix(
         ThreadLocalContext::new(&CONTEXT),
-        since_epoch.as_secs(),
-        since_epoch.subsec_nanos(),
+        micros / 1_000_000,
+        // Below a million microseconds: at most 999,999,000 nanoseconds.
+        (micros % 1_000_000) as u32 * 1_000,
     ))
 }
 
@@ -128,7 +130,7 @@ impl AuditEvent {
         actor: Actor,
     ) -> Self {
         Self::with_id(
-            event_id(SystemTime::now()),
+            event_id(Timestamp::now()),
             time,
             category,
             action.into(),
@@ -556,7 +558,7 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 std::thread::spawn(|| {
-                    let now = SystemTime::now();
+                    let now = Timestamp::now();
                     (0..10_000).map(|_| event_id(now)).collect::<Vec<_>>()
                 })
             })

@@ -19,12 +19,11 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::time::SystemTime;
 
 use http::HeaderValue;
 use uuid::Uuid;
 
-use crate::event::event_id;
+use crate::event::{Timestamp, event_id};
 
 /// The longest request id kept from a client, in bytes.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -50,7 +49,7 @@ const UUID_TEXT_LEN: usize = 36;
 impl RequestId {
     /// A fresh UUID v7 id.
     pub fn generate() -> Self {
-        Self::from_uuid(event_id(SystemTime::now()))
+        Self::from_uuid(event_id(Timestamp::now()))
     }
 
     fn from_uuid(id: Uuid) -> Self {
