@@ -4,7 +4,7 @@
 # two setups of one build (OLD_MODE / NEW_MODE).
 # Prints requests/s, p99 latency, server CPU and (where perf can count them) server
 # instructions per request for each run, then the medians of each side.
-# Use an even number of rounds: each build then runs first in half of them.
+# Use an even number of rounds: each side then runs first in half of them.
 #
 #   git worktree add /tmp/old <rev>
 #   (cd /tmp/old && CARGO_TARGET_DIR=/tmp/old-target cargo build --release --example load_server)

@@ -1,4 +1,5 @@
-//! The server that `benches/load.sh` drives: one hello-world axum app, served three ways.
+//! The server that `benches/load.sh` and `benches/ab.sh` drive: one hello-world axum app,
+//! served several ways.
 //!
 //! ```text
 //! cargo run --release --example load_server -- <bare|trace|audit|audit-discard|audit-services>
