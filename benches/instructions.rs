@@ -6,6 +6,8 @@
 //! - `bare` / `audited`: `GET /hello` on a bare router, and on the same router with the
 //!   layer and a chained file trail; `audited-detectors`: the same with the demo's two
 //!   detectors (`BruteForce` and `PrivilegeGrant`), which look at each event;
+//!   `audited-discard`: the layer, queue and writer with a sink that keeps nothing, so that
+//!   the file sink's share is the difference from `audited`;
 //! - `sensitive-bare` / `sensitive`: `POST /settings/{id}` unaudited, and as a
 //!   `#[sensitive]` handler whose event is "synced" before the response, by a sink that
 //!   keeps nothing: a sink that kept the events (`MemorySink`) would add a copy of each, and
@@ -43,10 +45,11 @@ async fn serve(app: &Router, n: u64, method: Method, uri: &str) {
 }
 
 /// What can be measured, as the first argument.
-const MODES: [&str; 5] = [
+const MODES: [&str; 6] = [
     "bare",
     "audited",
     "audited-detectors",
+    "audited-discard",
     "sensitive-bare",
     "sensitive",
 ];
@@ -80,6 +83,14 @@ fn main() {
                             .detector(PrivilegeGrant::new(["admin"]));
                     }
                     let trail = builder.build().expect("trail");
+                    serve(&router.clone().layer(trail.layer()), n, hello.0, hello.1).await;
+                    trail.shutdown().await.expect("shutdown");
+                }
+                "audited-discard" => {
+                    let trail = AuditTrail::builder()
+                        .sink(settings::Discard)
+                        .build()
+                        .expect("trail");
                     serve(&router.clone().layer(trail.layer()), n, hello.0, hello.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }

@@ -6,8 +6,10 @@
 #   benches/instructions.sh              # 2,000 and 12,000 requests per setup
 #   TOP=25 benches/instructions.sh       # and, for each, the 25 functions auditing adds most to
 #
-# GET /hello with a chained file trail, and a sensitive POST (state loaded before and after,
-# diffed, redacted; the event "synced" by a sink that keeps nothing, before the response).
+# GET /hello with a chained file trail (and with a sink that keeps nothing, which splits the
+# layer's and its pipeline's share from the file sink's), and a sensitive POST (state loaded
+# before and after, diffed, redacted; the event "synced" by a sink that keeps nothing, before
+# the response).
 # Each setup runs twice, with N1 and N2 requests; the difference divided by N2 - N1 is the
 # cost per request without start-up and shutdown. Needs valgrind (apt-get install valgrind).
 #
@@ -68,6 +70,7 @@ top_functions() { # audited-mode bare-mode
 read -r bare _ <<<"$(per_request bare)"
 read -r audited sha <<<"$(per_request audited)"
 read -r detectors _ <<<"$(per_request audited-detectors)"
+read -r discard _ <<<"$(per_request audited-discard)"
 read -r sensitive_bare _ <<<"$(per_request sensitive-bare)"
 read -r sensitive _ <<<"$(per_request sensitive)"
 echo "instructions per request (callgrind; $N1 and $N2 requests per setup)"
@@ -77,6 +80,8 @@ printf '  audited, file trail, both threads:  %8d\n' "$audited"
 printf '  added by auditing:                  %8d\n' "$((audited - bare))"
 printf '    of which SHA-256 (portable code): %8d\n' "$sha"
 printf '    the rest:                         %8d\n' "$((audited - bare - sha))"
+printf '      with a sink that keeps nothing: %8d\n' "$((discard - bare))"
+printf '      the file sink, SHA-256 aside:   %8d\n' "$((audited - sha - discard))"
 printf '  then added by the demo'"'"'s detectors: %8d\n' "$((detectors - audited))"
 echo "POST /settings/{id}, sensitive, \"synced\" by a sink that keeps nothing"
 printf '  unaudited handler:                  %8d\n' "$sensitive_bare"

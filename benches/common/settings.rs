@@ -69,8 +69,9 @@ pub(crate) fn router(trail: Option<&AuditTrail>) -> Router {
     }
 }
 
-/// The sink the sensitive benches "sync" to: it takes every event and keeps none, so that
-/// they measure the layer, not a sink (a `MemorySink` would copy each event and keep it).
+/// The sink the sensitive benches "sync" to, and the instruction count's `audited-discard`
+/// writes to: it takes every event and keeps none, so that they measure the layer, not a sink
+/// (a `MemorySink` would copy each event and keep it).
 pub(crate) struct Discard;
 
 impl Sink for Discard {
