@@ -304,8 +304,7 @@ pub(crate) fn bound_into(out: &mut String, text: &str, max: usize) {
     if text.len() <= max {
         out.push_str(text);
     } else {
-        out.push_str(&text[..cut_point(text, max)]);
-        out.push_str(TRUNCATED);
+        push_cut(out, text, max);
     }
 }
 
@@ -318,11 +317,15 @@ pub(crate) fn bound_string(text: String, max: usize) -> String {
 }
 
 fn cut(text: &str, max: usize) -> String {
-    let end = cut_point(text, max);
-    let mut out = String::with_capacity(end + TRUNCATED.len());
-    out.push_str(&text[..end]);
-    out.push_str(TRUNCATED);
+    let mut out = String::with_capacity(max.min(text.len()) + TRUNCATED.len());
+    push_cut(&mut out, text, max);
     out
+}
+
+/// Appends `text` cut to fit `max` bytes with [`TRUNCATED`] after it.
+fn push_cut(out: &mut String, text: &str, max: usize) {
+    out.push_str(&text[..cut_point(text, max)]);
+    out.push_str(TRUNCATED);
 }
 
 /// Where to cut `text` so that it and [`TRUNCATED`] fit in `max` bytes: a character
