@@ -20,6 +20,7 @@ NEW=$2
 ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5}
 WORKLOAD=${WORKLOAD:-get}
+CONNECTIONS=${CONNECTIONS:-32}
 MODE=${MODE:-audit}
 OLD_MODE=${OLD_MODE:-$MODE}
 NEW_MODE=${NEW_MODE:-$MODE}
@@ -53,10 +54,10 @@ for round in $(seq "$ROUNDS"); do
             (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
             sleep 0.1
         done
-        LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d1s -s "$LUA" "http://127.0.0.1:$PORT$URL_PATH" >/dev/null
+        LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c"$CONNECTIONS" -d1s -s "$LUA" "http://127.0.0.1:$PORT$URL_PATH" >/dev/null
         start_counting "$pid" "$RUNS.instructions"
         before=$(cpu_ticks "$pid")
-        result=$(LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c32 -d"$DURATION"s -s "$LUA" \
+        result=$(LOAD_WORKLOAD=$WORKLOAD wrk -t1 -c"$CONNECTIONS" -d"$DURATION"s -s "$LUA" \
             "http://127.0.0.1:$PORT$URL_PATH" | grep '^RESULT')
         after=$(cpu_ticks "$pid")
         stop_counting "$RUNS.instructions"
@@ -67,15 +68,16 @@ for round in $(seq "$ROUNDS"); do
         requests=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$result")
         non2xx=$(sed -n 's/.*non2xx=\([0-9]*\).*/\1/p' <<<"$result")
         p99=$(sed -n 's/.*p99_us=\([0-9]*\).*/\1/p' <<<"$result")
+        p50=$(sed -n 's/.*p50_us=\([0-9]*\).*/\1/p' <<<"$result")
         if [[ $non2xx != 0 ]]; then
             echo "ab.sh: $non2xx answers were not 2xx: not the workload meant" >&2
             exit 1
         fi
         awk -v r="$round" -v w="$which" -v n="$requests" -v d="$DURATION" \
             -v c=$((after - before)) -v t="$TICKS" -v m="$mode" -v l="$WORKLOAD" \
-            -v i="$INSTRUCTIONS" -v p="$p99" \
-            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request, %s instructions/request, p99 %d us\n",
-                     r, w, m, l, n / d, c / t * 1e6 / n, (i == "-") ? "-" : sprintf("%.0f", i / n), p }' \
+            -v i="$INSTRUCTIONS" -v p="$p99" -v p50="$p50" \
+            'BEGIN { printf "round %d %-3s %s %s: %.0f requests/s, %.2f us CPU/request, %s instructions/request, p99 %d us, p50 %d us\n",
+                     r, w, m, l, n / d, c / t * 1e6 / n, (i == "-") ? "-" : sprintf("%.0f", i / n), p, p50 }' \
             | tee -a "$RUNS"
     done
 done
@@ -86,8 +88,9 @@ for which in old new; do
     rps=$(awk -v w="$which" '$3 == w { print $6 }' "$RUNS" | median)
     cpu=$(awk -v w="$which" '$3 == w { print $8 }' "$RUNS" | median)
     p99=$(awk -v w="$which" '$3 == w { print $14 }' "$RUNS" | median)
+    p50=$(awk -v w="$which" '$3 == w { print $17 }' "$RUNS" | median)
     instructions=$(awk -v w="$which" '$3 == w && $11 != "-" { print $11 }' "$RUNS")
     [[ -n $instructions ]] && instructions=$(median <<<"$instructions") || instructions=-
-    printf '%s: median %.0f requests/s, %.2f us CPU/request, %s instructions/request, p99 %.0f us over %d rounds\n' \
-        "$which" "$rps" "$cpu" "$instructions" "$p99" "$ROUNDS"
+    printf '%s: median %.0f requests/s, %.2f us CPU/request, %s instructions/request, p99 %.0f us, p50 %.0f us over %d rounds\n' \
+        "$which" "$rps" "$cpu" "$instructions" "$p99" "$p50" "$ROUNDS"
 done

@@ -11,10 +11,14 @@
 #   PREALLOCATE=1 benches/load.sh        # also audit-prealloc: the audit trail's file
 #                                        # zero-filled 1 MiB ahead (JsonlFileSinkBuilder::preallocate)
 #   ALLOCATOR=mimalloc benches/load.sh   # every server on mimalloc instead of glibc's malloc
+#   PACED=1 benches/load.sh              # also get-paced: GET /hello on PACED_CONNECTIONS
+#                                        # (default 8) connections, each waiting PACE_MS
+#                                        # (default 1) ms after each answer: latency at a
+#                                        # steady load below saturation
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1) x (DURATION + 1 s
-# warm-up). Where `perf stat` can count them, the table also gives the server's
+# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, a third as many more with
+# PACED=1) x (DURATION + 1 s warm-up). Where `perf stat` can count them, the table also gives the server's
 # instructions per request (user and kernel): a figure that moves far less than CPU time
 # with a shared host's load.
 set -euo pipefail
@@ -28,6 +32,9 @@ MODES=(bare trace audit)
 [[ ${PREALLOCATE:-0} == 1 ]] && MODES+=(audit-prealloc)
 [[ ${SERVICES:-0} == 1 ]] && MODES+=(audit-services)
 WORKLOADS=(get post)
+[[ ${PACED:-0} == 1 ]] && WORKLOADS+=(get-paced)
+PACED_CONNECTIONS=${PACED_CONNECTIONS:-8}
+export LOAD_PACE_MS=${PACE_MS:-1}
 
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "load.sh: wrk not found (Debian: apt-get install wrk)" >&2; exit 1; }
@@ -53,7 +60,9 @@ PORT=3100
 
 # One wrk run; prints its RESULT line.
 drive() { # workload seconds url
-    LOAD_WORKLOAD=$1 wrk -t"$THREADS" -c"$CONNECTIONS" -d"$2"s -s "$LUA" "$3" | grep '^RESULT'
+    local connections=$CONNECTIONS
+    [[ $1 == get-paced ]] && connections=$PACED_CONNECTIONS
+    LOAD_WORKLOAD=$1 wrk -t"$THREADS" -c"$connections" -d"$2"s -s "$LUA" "$3" | grep '^RESULT'
 }
 field() { # name line
     sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$2"
@@ -130,7 +139,9 @@ column_of() { # workload mode column
 }
 
 echo
-echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, wrk -t$THREADS, allocator: ${ALLOCATOR:-glibc malloc}; medians over rounds"
+paced=
+[[ ${PACED:-0} == 1 ]] && paced=" (get-paced: $PACED_CONNECTIONS connections, ${LOAD_PACE_MS} ms between a connection's answer and its next request)"
+echo "$ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections$paced, wrk -t$THREADS, allocator: ${ALLOCATOR:-glibc malloc}; medians over rounds"
 echo
 echo "| workload | setup | requests/s | ratio to bare | p50 (us) | p99 (us) | server CPU per request (us) | server instructions per request | events written / requests answered | events per sync | errors | peak RSS (MiB) |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
