@@ -2,7 +2,7 @@
 # A/B of two builds of examples/load_server: the same setup (audit by default) served by an
 # old and a new binary in alternating rounds, so that the host's drift hits both alike; or of
 # two setups of one build (OLD_MODE / NEW_MODE).
-# Prints requests/s, p99 latency, server CPU and (where perf can count them) server
+# Prints requests/s, p99 and p50 latency, server CPU and (where perf can count them) server
 # instructions per request for each run, then the medians of each side.
 # Use an even number of rounds: each side then runs first in half of them.
 #
@@ -12,6 +12,8 @@
 #   benches/ab.sh /tmp/old-target/release/examples/load_server target/release/examples/load_server
 #   ROUNDS=3 WORKLOAD=post MODE=audit benches/ab.sh OLD NEW
 #   OLD_MODE=audit-discard NEW_MODE=audit benches/ab.sh BIN BIN   # what the file sink adds
+#   WORKLOAD=get-paced CONNECTIONS=8 OLD_MODE=bare NEW_MODE=audit benches/ab.sh BIN BIN
+#                                    # latency below saturation (see load.lua)
 #
 # Needs wrk. Traffic goes to 127.0.0.1 only: ROUNDS x 2 runs of 1 s warm-up + DURATION s.
 set -euo pipefail
