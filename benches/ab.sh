@@ -13,7 +13,7 @@
 #   ROUNDS=3 WORKLOAD=post MODE=audit benches/ab.sh OLD NEW
 #   OLD_MODE=audit-discard NEW_MODE=audit benches/ab.sh BIN BIN   # what the file sink adds
 #   WORKLOAD=get-paced CONNECTIONS=8 OLD_MODE=bare NEW_MODE=audit benches/ab.sh BIN BIN
-#                                    # latency below saturation (see load.lua)
+#                                    # latency below saturation (see load.lua; PACE_MS=1)
 #
 # Needs wrk. Traffic goes to 127.0.0.1 only: ROUNDS x 2 runs of 1 s warm-up + DURATION s.
 set -euo pipefail
@@ -23,6 +23,8 @@ ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-5}
 WORKLOAD=${WORKLOAD:-get}
 CONNECTIONS=${CONNECTIONS:-32}
+export LOAD_PACE_MS=${PACE_MS:-1}
+[[ $LOAD_PACE_MS =~ ^[0-9]+$ ]] || { echo "ab.sh: PACE_MS must be a whole number of milliseconds, not '$LOAD_PACE_MS'" >&2; exit 1; }
 MODE=${MODE:-audit}
 OLD_MODE=${OLD_MODE:-$MODE}
 NEW_MODE=${NEW_MODE:-$MODE}

@@ -22,6 +22,8 @@ end
 
 if workload == "get-paced" then
   local pace = tonumber(os.getenv("LOAD_PACE_MS") or "1")
+  assert(pace and pace >= 0 and pace == math.floor(pace),
+    "LOAD_PACE_MS must be a whole number of milliseconds, not " .. tostring(os.getenv("LOAD_PACE_MS")))
   delay = function()
     return pace
   end

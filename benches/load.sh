@@ -17,10 +17,10 @@
 #                                        # steady load below saturation
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, a third as many more with
-# PACED=1) x (DURATION + 1 s warm-up). Where `perf stat` can count them, the table also gives the server's
-# instructions per request (user and kernel): a figure that moves far less than CPU time
-# with a shared host's load.
+# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, and half as many more
+# with PACED=1) x (DURATION + 1 s warm-up). Where `perf stat` can count them, the table also
+# gives the server's instructions per request (user and kernel): a figure that moves far
+# less than CPU time with a shared host's load.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -35,6 +35,7 @@ WORKLOADS=(get post)
 [[ ${PACED:-0} == 1 ]] && WORKLOADS+=(get-paced)
 PACED_CONNECTIONS=${PACED_CONNECTIONS:-8}
 export LOAD_PACE_MS=${PACE_MS:-1}
+[[ $LOAD_PACE_MS =~ ^[0-9]+$ ]] || { echo "load.sh: PACE_MS must be a whole number of milliseconds, not '$LOAD_PACE_MS'" >&2; exit 1; }
 
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "load.sh: wrk not found (Debian: apt-get install wrk)" >&2; exit 1; }
