@@ -159,6 +159,25 @@ async fn ordinary_events_are_written_after_the_write_delay_without_a_flush() {
 }
 
 #[tokio::test]
+async fn a_trickle_of_ordinary_events_is_written_in_few_batches() {
+    // 30 requests about 5 ms apart, with a 20 ms write delay: gathering for the delay alone
+    // would write a batch every 20 ms, eight or nine in all. At this rate 64 events take
+    // longer than five delays, so the writer gathers for 100 ms: three or four batches.
+    let (audit, stored, faults) = faulty(|b| b.write_delay(Duration::from_millis(20)));
+    let app = app(&audit, AppState::default());
+    let writes_before = faults.writes();
+    for _ in 0..30 {
+        assert_eq!(call(&app, "GET", "/hello").await.status(), StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    audit.flush().await.unwrap();
+    assert_eq!(stored.events_of("http.request").len(), 30);
+    let batches = faults.writes() - writes_before;
+    assert!(batches <= 5, "30 events 5 ms apart took {batches} batches");
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn concurrent_sensitive_requests_share_syncs() {
     let (audit, stored, faults) = faulty(|b| b);
     let app = app(&audit, AppState::default());

@@ -74,6 +74,30 @@ impl Default for WriterSettings {
     }
 }
 
+/// The events a round of the writer should hold: below this, a round's fixed cost (its
+/// wake-up, timer and `write` call, about 28 us of CPU on the machine of `BENCHMARKS.md`)
+/// outweighs the events' own.
+const ROUND_EVENTS: u32 = 64;
+
+/// How many times the write delay a round may gather for while events arrive slowly.
+const MAX_GATHER_STRETCH: u32 = 5;
+
+/// How long the next round gathers ordinary events, from how many the last round took
+/// (`received`) and over how long they arrived (`received_over`): the time
+/// [`ROUND_EVENTS`] take at that rate, at least the write delay and at most
+/// [`MAX_GATHER_STRETCH`] times it.
+///
+/// At a few thousand requests a second, a 2 ms delay would wake the writer 500 times a
+/// second for a dozen events each; stretched, about 100 times. At high rates the write
+/// delay stands, which keeps each batch small enough to stay in the cache. The rate, not
+/// the count alone, decides: a round stretched to take 64 events must not make the next
+/// one short again.
+fn gather_time(write_delay: Duration, received: usize, received_over: Duration) -> Duration {
+    let received = u32::try_from(received).unwrap_or(u32::MAX).max(1);
+    (received_over.saturating_mul(ROUND_EVENTS) / received)
+        .clamp(write_delay, write_delay.saturating_mul(MAX_GATHER_STRETCH))
+}
+
 type Reply = oneshot::Sender<Result<(), AuditError>>;
 
 pub(crate) struct Writer {
@@ -104,6 +128,9 @@ pub(crate) struct Writer {
     state: watch::Sender<WriterState>,
     settings: WriterSettings,
     last_flush: Instant,
+    /// When the last round took its events from the queue: with the number it took, the
+    /// rate at which events arrive, which sets how long the next round gathers.
+    last_receive: Instant,
 }
 
 /// A request waiting for its event to be synced.
@@ -292,6 +319,7 @@ impl Writer {
             state,
             settings,
             last_flush: now,
+            last_receive: now,
         }
     }
 
@@ -332,6 +360,7 @@ impl Writer {
             let room = self.settings.max_pending.saturating_sub(self.pending.len());
             let retry_at = self.next_retry();
             let mut received = 0;
+            let mut received_over = Duration::ZERO;
             tokio::select! {
                 biased;
                 reply = &mut self.stop => {
@@ -345,6 +374,9 @@ impl Writer {
                         return;
                     }
                     received = count;
+                    let now = Instant::now();
+                    received_over = now.saturating_duration_since(self.last_receive);
+                    self.last_receive = now;
                     self.take_received();
                 }
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {}
@@ -356,26 +388,31 @@ impl Writer {
             self.periodic_flush().await;
             self.settle();
             if received > 0 && received < self.settings.batch_size {
-                self.gather().await;
+                self.gather(gather_time(
+                    self.settings.write_delay,
+                    received,
+                    received_over,
+                ))
+                .await;
             }
         }
     }
 
-    /// Lets ordinary events gather for the write delay, unless something urgent arrives.
+    /// Lets ordinary events gather for `time` (see [`gather_time`]), unless something
+    /// urgent arrives.
     ///
     /// While the writer is not waiting on the queue, a send does not wake its thread: at a
     /// high rate that saves a wake-up (a syscall and a context switch) per event. Senders
     /// notify `wake` for what must not wait: an event whose response waits for its sync, a
     /// flush, a queue past half full.
-    async fn gather(&mut self) {
-        if self.settings.write_delay.is_zero() || !self.acks.is_empty() || !self.waiters.is_empty()
-        {
+    async fn gather(&mut self, time: Duration) {
+        if time.is_zero() || !self.acks.is_empty() || !self.waiters.is_empty() {
             return;
         }
         tokio::select! {
             biased;
             () = self.wake.notified() => {}
-            () = tokio::time::sleep(self.settings.write_delay) => {}
+            () = tokio::time::sleep(time) => {}
         }
     }
 
@@ -732,4 +769,61 @@ fn panicked(payload: Box<dyn std::any::Any + Send>) -> SinkError {
         "the sink panicked: {}",
         panic_message(payload.as_ref())
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_full_round_gathers_for_the_write_delay() {
+        assert_eq!(gather_time(2 * MS, 64, 2 * MS), 2 * MS);
+        assert_eq!(gather_time(2 * MS, 500, 2 * MS), 2 * MS);
+    }
+
+    #[test]
+    fn a_stretched_round_stays_stretched_while_the_rate_holds() {
+        // 64 events over 10 ms: the next round gathers 10 ms again, not 2.
+        assert_eq!(gather_time(2 * MS, 64, 10 * MS), 10 * MS);
+        assert_eq!(gather_time(2 * MS, 48, 6 * MS), 8 * MS);
+    }
+
+    #[test]
+    fn a_slow_trickle_stretches_the_wait_to_the_time_a_full_round_takes() {
+        // 16 events in 2 ms: 64 take 8 ms.
+        assert_eq!(gather_time(2 * MS, 16, 2 * MS), 8 * MS);
+        // 32 events in 3 ms: 6 ms.
+        assert_eq!(gather_time(2 * MS, 32, 3 * MS), 6 * MS);
+    }
+
+    #[test]
+    fn the_stretch_is_bounded_by_five_write_delays() {
+        // One event after an hour of silence.
+        assert_eq!(gather_time(2 * MS, 1, Duration::from_secs(3600)), 10 * MS);
+        assert_eq!(gather_time(20 * MS, 3, 2 * MS * 1000), 100 * MS);
+    }
+
+    #[test]
+    fn a_quick_partial_round_still_gathers_for_the_write_delay() {
+        // 32 events in 0.5 ms: 64 would take 1 ms, less than the delay.
+        assert_eq!(gather_time(2 * MS, 32, MS / 2), 2 * MS);
+    }
+
+    #[test]
+    fn no_write_delay_means_no_gathering() {
+        assert_eq!(
+            gather_time(Duration::ZERO, 1, Duration::from_secs(1)),
+            Duration::ZERO
+        );
+        assert_eq!(gather_time(Duration::ZERO, 100, MS), Duration::ZERO);
+    }
+
+    #[test]
+    fn extreme_settings_saturate_instead_of_panicking() {
+        assert_eq!(gather_time(Duration::MAX, 1, Duration::MAX), Duration::MAX);
+        assert_eq!(gather_time(2 * MS, 0, Duration::MAX), 10 * MS);
+        assert_eq!(gather_time(2 * MS, usize::MAX, MS), 2 * MS);
+    }
 }
