@@ -75,7 +75,7 @@ impl Default for WriterSettings {
 }
 
 /// The events a round of the writer should hold: below this, a round's fixed cost (its
-/// wake-up, timer and `write` call, about 28 us of CPU on the machine of `BENCHMARKS.md`)
+/// wake-up, timer and `write` call, 25 to 28 us of CPU on the machine of `BENCHMARKS.md`)
 /// outweighs the events' own.
 const ROUND_EVENTS: u32 = 64;
 
