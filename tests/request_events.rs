@@ -481,7 +481,9 @@ async fn header_text_that_is_not_utf8_is_kept_with_replacement_characters() {
         } else {
             // Cut at a character boundary, within the bound, with its marker.
             assert!(recorded.len() <= 512, "{}", recorded.len());
-            let kept = recorded.strip_suffix("...[truncated]").unwrap();
+            let kept = recorded
+                .strip_suffix(audit_layer::redact::TRUNCATED)
+                .unwrap();
             assert!(
                 expected_agent.starts_with(kept) && kept.len() > 400,
                 "{recorded}"
@@ -491,6 +493,7 @@ async fn header_text_that_is_not_utf8_is_kept_with_replacement_characters() {
     }
     audit.shutdown().await.unwrap();
 }
+
 #[tokio::test]
 async fn skipped_paths_and_routes_are_not_recorded() {
     let (builder, sink) = memory_trail();
