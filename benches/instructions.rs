@@ -44,6 +44,14 @@ async fn serve(app: &Router, n: u64, method: Method, uri: &str) {
     }
 }
 
+/// A trail whose sink keeps nothing (see [`settings::Discard`]).
+fn discard_trail() -> AuditTrail {
+    AuditTrail::builder()
+        .sink(settings::Discard)
+        .build()
+        .expect("trail")
+}
+
 /// What can be measured, as the first argument.
 const MODES: [&str; 6] = [
     "bare",
@@ -87,19 +95,13 @@ fn main() {
                     trail.shutdown().await.expect("shutdown");
                 }
                 "audited-discard" => {
-                    let trail = AuditTrail::builder()
-                        .sink(settings::Discard)
-                        .build()
-                        .expect("trail");
+                    let trail = discard_trail();
                     serve(&router.clone().layer(trail.layer()), n, hello.0, hello.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }
                 "sensitive-bare" => serve(&settings::router(None), n, bump.0, bump.1).await,
                 "sensitive" => {
-                    let trail = AuditTrail::builder()
-                        .sink(settings::Discard)
-                        .build()
-                        .expect("trail");
+                    let trail = discard_trail();
                     serve(&settings::router(Some(&trail)), n, bump.0, bump.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }
