@@ -4,6 +4,9 @@
 # counted after the command name, which may hold spaces).
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
+# stime alone: the CPU the kernel spends for the process (its sockets, syscalls, wake-ups).
+kernel_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $13}'; }
+
 # Instructions a process retires (user and kernel), counted by `perf stat`: unlike CPU time,
 # they hardly move with a shared host's load. COUNT_INSTRUCTIONS is 0 where perf cannot
 # count them (not installed, perf_event_paranoid, a VM that exposes no counters).

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example load_server -- <bare|trace|audit|audit-discard|audit-services>
 //!     [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS]
+//!     [--busy-ns NANOS]
 //! ```
 //!
 //! - `bare`: the router alone;
@@ -17,6 +18,10 @@
 //! - `audit-discard`: a measuring aid, not a setup to run: the audit layer, queue and writer
 //!   with a sink that stores nothing, so that what the file sink adds is the difference from
 //!   `audit` (`OLD_MODE=audit-discard NEW_MODE=audit benches/ab.sh BIN BIN`);
+//! - `--busy-ns NANOS`, with any mode, another measuring aid: `GET /hello` first spins for
+//!   that long, so that a known cost of the application's own code can be compared, end to
+//!   end, with what a layer adds (`OLD_ARGS="--busy-ns 1500" OLD_MODE=bare NEW_MODE=audit
+//!   benches/ab.sh BIN BIN`);
 //! - `audit-services`: the same trail plus the PostgreSQL and NATS sinks, at
 //!   `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a
 //!   table and a stream of the run's own, removed at exit.
@@ -41,8 +46,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use audit_layer::{
     AuditEvent, AuditTrail, AuditTrailBuilder, Auditable, BoxError, BoxFuture, JsonlFileSink,
@@ -186,7 +192,18 @@ impl Snapshot<Settings> for Setting {
     }
 }
 
+/// `--busy-ns`: how long `GET /hello` spins before it answers (0: not at all).
+static BUSY_NS: AtomicU64 = AtomicU64::new(0);
+
 async fn hello() -> &'static str {
+    let busy = BUSY_NS.load(Ordering::Relaxed);
+    if busy > 0 {
+        // Spins rather than sleeps: the point is CPU spent on the request's thread.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_nanos(busy) {
+            std::hint::spin_loop();
+        }
+    }
     "hello"
 }
 
@@ -216,11 +233,13 @@ struct Args {
     dir: PathBuf,
     preallocate: u64,
     write_delay: Option<Duration>,
+    busy_ns: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
     const USAGE: &str = "usage: load_server <bare|trace|audit|audit-discard|audit-services> \
-         [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS]";
+         [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS] \
+         [--busy-ns NANOS]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("bare") => Mode::Bare,
@@ -234,6 +253,7 @@ fn parse_args() -> Result<Args, String> {
     let mut dir = PathBuf::from("./load-server-out");
     let mut preallocate = 0;
     let mut write_delay = None;
+    let mut busy_ns = 0;
     while let Some(arg) = args.next() {
         let value = args
             .next()
@@ -252,6 +272,11 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|e| format!("--write-delay `{value}`: {e}"))?;
                 write_delay = Some(Duration::from_micros(micros));
             }
+            "--busy-ns" => {
+                busy_ns = value
+                    .parse()
+                    .map_err(|e| format!("--busy-ns `{value}`: {e}"))?;
+            }
             _ => return Err(format!("unknown argument `{arg}`; {USAGE}")),
         }
     }
@@ -262,6 +287,7 @@ fn parse_args() -> Result<Args, String> {
         dir,
         preallocate,
         write_delay,
+        busy_ns,
     })
 }
 
@@ -283,7 +309,9 @@ async fn run() -> Result<(), String> {
         dir,
         preallocate,
         write_delay,
+        busy_ns,
     } = parse_args()?;
+    BUSY_NS.store(busy_ns, Ordering::Relaxed);
     let settings = Settings::default();
     let plain = Router::new().route("/hello", get(hello));
 
