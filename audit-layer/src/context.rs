@@ -143,12 +143,14 @@ impl AuditContext {
         self.lock().reason = Some(reason.into());
     }
 
-    /// Adds a label; it wins over a trail-wide label of the same key.
+    /// Adds a label; it wins over a trail-wide label of the same key. Under a secret name
+    /// (`session_token`) its value is recorded as `[REDACTED]`.
     pub fn label(&self, key: impl Into<String>, value: impl Into<String>) {
         self.lock().labels.insert(key.into(), value.into());
     }
 
-    /// Adds one entry to the event's `details`.
+    /// Adds one entry to the event's `details`. Fields named like secrets, here or at any
+    /// depth of `value`, are recorded as `[REDACTED]`; strings and nesting are bounded.
     pub fn detail(&self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
         self.lock()
             .details

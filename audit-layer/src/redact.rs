@@ -1,7 +1,7 @@
 //! Redaction and bounds: what keeps secrets and oversized values out of the trail.
 //!
-//! A name (query parameter, JSON field, header) is a secret name when, compared without
-//! regard to case:
+//! A name (query parameter, JSON field, label, changed field's path, header) is a secret
+//! name when, compared without regard to case:
 //!
 //! - one of its words equals an entry of the list (words are split at `_ - . [ ]`, spaces and
 //!   camelCase humps, so `client_secret`, `api-key` and `refreshToken` match), or
@@ -11,6 +11,12 @@
 //! Short entries (`key`, `pwd`, `auth`, `card`, `cvv`) match only as whole words, so `monkey`
 //! is not redacted; a name that is over-redacted costs a little context, a secret that is not
 //! costs an incident.
+//!
+//! Every event passes through it, whoever filled it: the layer redacts the query it
+//! captures; a handler's labels and `details` are redacted as its request's event is
+//! completed; snapshots when they are taken; and an event that application code builds
+//! whole is redacted and bounded, every part of it, by
+//! [`AuditTrail::record`](crate::AuditTrail::record).
 //!
 //! # Example
 //!
@@ -29,6 +35,10 @@
 use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
+
+use crate::actor::Actor;
+use crate::event::{AuditEvent, Change};
+use crate::request_id::MAX_REQUEST_ID_LEN;
 
 /// The value that replaces a secret.
 pub const REDACTED: &str = "[REDACTED]";
@@ -370,6 +380,131 @@ pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
         }
         Value::Array(items) => items.iter_mut().for_each(|v| redact_json(v, names)),
         _ => {}
+    }
+}
+
+/// A label's value as recorded: [`REDACTED`] under a secret name, else bounded.
+pub(crate) fn label_value(key: &str, value: String, names: &SecretNames) -> String {
+    if names.is_secret(key) {
+        REDACTED.to_owned()
+    } else {
+        bound_string(value, limits::LABEL_VALUE)
+    }
+}
+
+/// `details` as recorded: secret-named fields redacted at any depth, strings and nesting
+/// bounded.
+pub(crate) fn recorded_details(
+    details: serde_json::Map<String, serde_json::Value>,
+    names: &SecretNames,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut value = serde_json::Value::Object(details);
+    redact_json(&mut value, names);
+    bound_json(&mut value, 0);
+    match value {
+        serde_json::Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// `text` bounded to `max` bytes, kept borrowed when it fits.
+pub(crate) fn bound_cow(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
+    match text {
+        Cow::Owned(s) => Cow::Owned(bound_string(s, max)),
+        Cow::Borrowed(s) if s.len() > max => Cow::Owned(bound(s, max)),
+        borrowed => borrowed,
+    }
+}
+
+/// An actor with every field bounded.
+pub(crate) fn bound_actor(mut actor: Actor) -> Actor {
+    actor.id = bound_string(actor.id, limits::ACTOR_FIELD);
+    actor.name = actor.name.map(|n| bound_string(n, limits::ACTOR_FIELD));
+    actor.roles.truncate(limits::ACTOR_ROLES);
+    for role in &mut actor.roles {
+        *role = bound_string(std::mem::take(role), limits::ACTOR_FIELD);
+    }
+    actor
+}
+
+/// Redacts and bounds an event that application code built whole
+/// ([`AuditTrail::record`](crate::AuditTrail::record)): what the layer does to each part of
+/// a request event as it captures it, done to every part. Free text (`target`, `reason`)
+/// is bounded only: no name says what in it is secret.
+pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
+    fn bound_in_place(text: &mut String, max: usize) {
+        if text.len() > max {
+            *text = cut(text, max);
+        }
+    }
+    fn redact_value(value: &mut serde_json::Value, names: &SecretNames) {
+        redact_json(value, names);
+        bound_json(value, 0);
+    }
+
+    event.action = bound_cow(std::mem::take(&mut event.action), limits::ACTION);
+    event.actor = bound_actor(std::mem::replace(&mut event.actor, Actor::anonymous()));
+    if let Some(source) = &mut event.source {
+        if let Some(user_agent) = &mut source.user_agent {
+            bound_in_place(user_agent, limits::USER_AGENT);
+        }
+        if let Some(forwarded) = &mut source.forwarded {
+            forwarded.truncate(limits::FORWARDED_ENTRIES);
+            for entry in forwarded {
+                bound_in_place(entry, limits::FORWARDED_ENTRY);
+            }
+        }
+    }
+    if let Some(request) = &mut event.request {
+        bound_in_place(&mut request.id, MAX_REQUEST_ID_LEN);
+        request.method = bound_cow(std::mem::take(&mut request.method), limits::ACTION);
+        bound_in_place(&mut request.path, limits::PATH);
+        if let Some(route) = &mut request.route {
+            bound_in_place(route, limits::ROUTE);
+        }
+        if let Some(query) = &mut request.query {
+            let mut redacted = String::new();
+            redact_query_into(&mut redacted, query, names, limits::QUERY);
+            *query = redacted;
+        }
+        request.headers.retain(|name, _| {
+            let name = name.to_ascii_lowercase();
+            !FORBIDDEN_HEADERS.contains(&name.as_str()) && !names.is_secret(&name)
+        });
+        for value in request.headers.values_mut() {
+            bound_in_place(value, limits::HEADER_VALUE);
+        }
+    }
+    if let Some(target) = &mut event.target {
+        bound_in_place(target, limits::TARGET);
+    }
+    if let Some(reason) = &mut event.reason {
+        bound_in_place(reason, limits::REASON);
+    }
+    event.labels = std::mem::take(&mut event.labels)
+        .into_iter()
+        .take(limits::LABELS)
+        .map(|(key, value)| {
+            let value = label_value(&key, value, names);
+            (bound_string(key, limits::LABEL_KEY), value)
+        })
+        .collect();
+    event.details = event
+        .details
+        .take()
+        .map(|details| recorded_details(details, names));
+    for state in [&mut event.before, &mut event.after].into_iter().flatten() {
+        redact_value(state, names);
+    }
+    for change in event.changes.iter_mut().flatten() {
+        // A dotted path is split into words too: `user.password` is a secret name.
+        if names.is_secret(&change.field) {
+            *change = Change::redacted(std::mem::take(&mut change.field));
+        } else {
+            for value in [&mut change.old, &mut change.new].into_iter().flatten() {
+                redact_value(value, names);
+            }
+        }
     }
 }
 

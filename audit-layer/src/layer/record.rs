@@ -18,7 +18,10 @@ use crate::error::panic_message;
 use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
-use crate::redact::{bound, bound_into, bound_json, bound_string, limits, redact_query_into};
+use crate::redact::{
+    bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits, recorded_details,
+    redact_query_into,
+};
 use crate::request_id::RequestId;
 use crate::trail::{EventStrings, Shared, Spare};
 
@@ -188,20 +191,14 @@ impl InFlight {
             None => event.actor.id.push_str(ANONYMOUS_ID),
         }
 
+        let names = &self.shared.config.secret_names;
         for (key, value) in notes.labels.into_iter().take(limits::LABELS) {
-            event.labels.insert(
-                bound_string(key, limits::LABEL_KEY),
-                bound_string(value, limits::LABEL_VALUE),
-            );
+            let value = label_value(&key, value, names);
+            event
+                .labels
+                .insert(bound_string(key, limits::LABEL_KEY), value);
         }
-        event.details = notes.details.map(|map| {
-            let mut value = serde_json::Value::Object(map);
-            bound_json(&mut value, 0);
-            match value {
-                serde_json::Value::Object(map) => map,
-                _ => serde_json::Map::new(),
-            }
-        });
+        event.details = notes.details.map(|map| recorded_details(map, names));
         if let Some(category) = notes.category {
             event.category = category;
         }
@@ -316,22 +313,4 @@ fn header_text_into(out: &mut String, value: &HeaderValue, max: usize) {
         Ok(text) => bound_into(out, text, max),
         Err(_) => bound_into(out, &String::from_utf8_lossy(bytes), max),
     }
-}
-
-fn bound_cow(text: Cow<'static, str>, max: usize) -> Cow<'static, str> {
-    match text {
-        Cow::Owned(s) => Cow::Owned(bound_string(s, max)),
-        Cow::Borrowed(s) if s.len() > max => Cow::Owned(bound(s, max)),
-        borrowed => borrowed,
-    }
-}
-
-fn bound_actor(mut actor: Actor) -> Actor {
-    actor.id = bound_string(actor.id, limits::ACTOR_FIELD);
-    actor.name = actor.name.map(|n| bound_string(n, limits::ACTOR_FIELD));
-    actor.roles.truncate(limits::ACTOR_ROLES);
-    for role in &mut actor.roles {
-        *role = bound_string(std::mem::take(role), limits::ACTOR_FIELD);
-    }
-    actor
 }

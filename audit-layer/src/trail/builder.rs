@@ -16,7 +16,7 @@ use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
 use crate::policy::{Durability, FailurePolicy};
-use crate::redact::{FORBIDDEN_HEADERS, SecretNames, bound, limits};
+use crate::redact::{FORBIDDEN_HEADERS, REDACTED, SecretNames, bound, limits};
 use crate::sink::Sink;
 
 /// Configures and starts an [`AuditTrail`]. Every method takes and returns the builder;
@@ -145,7 +145,8 @@ impl AuditTrailBuilder {
         Ok(self)
     }
 
-    /// Adds a label to every event (`service`, `region`, ...).
+    /// Adds a label to every event (`service`, `region`, ...). Under a secret name (see
+    /// [`secret_names`](Self::secret_names)) its value is recorded as `[REDACTED]`.
     pub fn label(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.config.labels.insert(
             bound(key.as_ref(), limits::LABEL_KEY),
@@ -249,7 +250,14 @@ impl AuditTrailBuilder {
     }
 
     /// Starts the writer thread and returns the trail's handle.
-    pub fn build(self) -> Result<AuditTrail, ConfigError> {
+    pub fn build(mut self) -> Result<AuditTrail, ConfigError> {
+        // Redacted here rather than in `label`, which may come before `secret_names`.
+        let names = &self.config.secret_names;
+        for (key, value) in &mut self.config.labels {
+            if names.is_secret(key) {
+                *value = REDACTED.to_owned();
+            }
+        }
         if self.sinks.is_empty() {
             return Err(ConfigError::NoSink);
         }

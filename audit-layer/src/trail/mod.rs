@@ -89,6 +89,11 @@ impl AuditTrail {
 
     /// Records an event that is not a request's (a background job, a system event), waiting
     /// for room in the queue if it is full.
+    ///
+    /// The event is redacted and bounded as the layer's own are: secret-named labels,
+    /// `details`, `before`/`after` fields, changed fields and query parameters become
+    /// `[REDACTED]`, credential headers are dropped, and every string is cut to its bound.
+    /// Free text (`target`, `reason`) is only bounded: keep secrets out of it.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.shared.record(event).await
     }
@@ -493,8 +498,10 @@ impl Shared {
         }
     }
 
-    /// Waits for room, then enqueues.
-    pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+    /// Redacts and bounds an event built by application code, waits for room, then
+    /// enqueues.
+    pub(crate) async fn record(&self, mut event: AuditEvent) -> Result<(), AuditError> {
+        crate::redact::sanitize_event(&mut event, &self.config.secret_names);
         let item = match self.queue.try_send(Item::Event(Box::new(event), None)) {
             Ok(()) => {
                 self.sent(false);

@@ -1,0 +1,207 @@
+//! No secret reaches a record, whoever fills the event: the layer (query, headers; see
+//! `request_events.rs`), the handler (labels, details), or application code that builds an
+//! event whole and records it.
+
+mod common;
+
+use audit_layer::event::Change;
+use audit_layer::{Actor, AuditContext, AuditEvent, Category, MemorySink, Outcome, RequestInfo};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post;
+use common::{memory_trail, only_event, request_from};
+use serde_json::json;
+use tower::ServiceExt;
+
+const REDACTED: &str = audit_layer::redact::REDACTED;
+
+/// Every event the sink holds, as the JSON text a sink writes.
+fn trail_text(sink: &MemorySink) -> String {
+    sink.events()
+        .iter()
+        .map(|event| serde_json::to_string(event).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_no_leak(text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
+
+#[tokio::test]
+async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacted() {
+    let (builder, sink) = memory_trail();
+    // A trail-wide label named like a secret, set before the list that makes it one.
+    let audit = builder
+        .label("deploy_token", "TRAIL-SECRET")
+        .label("service", "billing")
+        .redact_also(["pin"])
+        .label("pin", "TRAIL-PIN")
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/login",
+            post(|audit: AuditContext| async move {
+                audit.label("session_token", "LABEL-SECRET");
+                audit.label("tenant", "acme");
+                audit.detail("password", "DETAIL-SECRET");
+                audit.detail(
+                    "user",
+                    json!({
+                        "name": "bob",
+                        "apiKey": "NESTED-SECRET",
+                        "devices": [{"refresh_token": "ARRAY-SECRET", "model": "phone"}],
+                    }),
+                );
+                "ok"
+            }),
+        )
+        .layer(audit.layer());
+    app.oneshot(
+        request_from("192.0.2.10:1", "POST", "/login")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    audit.flush().await.unwrap();
+
+    let event = only_event(&sink);
+    assert_eq!(event.labels["deploy_token"], REDACTED);
+    assert_eq!(event.labels["pin"], REDACTED);
+    assert_eq!(event.labels["session_token"], REDACTED);
+    assert_eq!(event.labels["service"], "billing");
+    assert_eq!(event.labels["tenant"], "acme");
+    let details = serde_json::Value::Object(event.details.clone().unwrap());
+    assert_eq!(
+        details,
+        json!({
+            "password": REDACTED,
+            "user": {
+                "name": "bob",
+                "apiKey": REDACTED,
+                "devices": [{"refresh_token": REDACTED, "model": "phone"}],
+            },
+        })
+    );
+    assert_no_leak(
+        &trail_text(&sink),
+        &[
+            "TRAIL-SECRET",
+            "TRAIL-PIN",
+            "LABEL-SECRET",
+            "DETAIL-SECRET",
+            "NESTED-SECRET",
+            "ARRAY-SECRET",
+        ],
+    );
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_recorded_by_application_code_are_redacted_and_bounded() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let mut event = AuditEvent::new(
+        Category::Sensitive,
+        "user.credentials.rotate",
+        Outcome::Success,
+        Actor::service("x".repeat(1000)),
+    );
+    event.target = Some("t".repeat(1000));
+    event.labels.insert("api_key".into(), "LABEL-SECRET".into());
+    event.labels.insert("job".into(), "rotate".into());
+    event.details = Some(
+        json!({"token": "DETAIL-SECRET", "db": {"password": "NESTED-SECRET", "host": "db1"}})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    event.before = Some(json!({"name": "bob", "password": "BEFORE-SECRET"}));
+    event.after = Some(json!({"name": "bob", "password": "AFTER-SECRET"}));
+    event.changes = Some(vec![
+        Change::value(
+            "credentials.password",
+            Some(json!("OLD-SECRET")),
+            Some(json!("NEW-SECRET")),
+        ),
+        Change::value(
+            "profile",
+            Some(json!({"secret": "OLD-NESTED-SECRET", "city": "Oslo"})),
+            Some(json!({"secret": "NEW-NESTED-SECRET", "city": "Bergen"})),
+        ),
+    ]);
+    let mut request = RequestInfo::default();
+    request.id = "req-1".into();
+    request.method = "POST".into();
+    request.path = "/jobs/rotate".into();
+    request.query = Some("token=QUERY-SECRET&page=2".into());
+    request
+        .headers
+        .insert("Authorization".into(), "Bearer HEADER-SECRET".into());
+    request
+        .headers
+        .insert("x-api-key".into(), "KEY-SECRET".into());
+    request.headers.insert("x-tenant".into(), "acme".into());
+    event.request = Some(request);
+    audit.record(event).await.unwrap();
+    audit.flush().await.unwrap();
+
+    let events = sink.events();
+    let event = events
+        .iter()
+        .find(|e| e.action == "user.credentials.rotate")
+        .expect("the recorded event");
+    assert_eq!(event.labels["api_key"], REDACTED);
+    assert_eq!(event.labels["job"], "rotate");
+    let details = serde_json::Value::Object(event.details.clone().unwrap());
+    assert_eq!(
+        details,
+        json!({"token": REDACTED, "db": {"password": REDACTED, "host": "db1"}})
+    );
+    assert_eq!(
+        event.before,
+        Some(json!({"name": "bob", "password": REDACTED}))
+    );
+    assert_eq!(
+        event.after,
+        Some(json!({"name": "bob", "password": REDACTED}))
+    );
+    let changes = event.changes.as_ref().unwrap();
+    assert_eq!(changes[0], Change::redacted("credentials.password"));
+    assert_eq!(
+        changes[1],
+        Change::value(
+            "profile",
+            Some(json!({"secret": REDACTED, "city": "Oslo"})),
+            Some(json!({"secret": REDACTED, "city": "Bergen"})),
+        )
+    );
+    let request = event.request.as_ref().unwrap();
+    assert_eq!(request.query.as_deref(), Some("token=[REDACTED]&page=2"));
+    assert_eq!(request.headers.len(), 1);
+    assert_eq!(request.headers["x-tenant"], "acme");
+    // Bounded as a request event's fields are.
+    assert!(event.actor.id.len() <= 256 && event.actor.id.ends_with("...[truncated]"));
+    let target = event.target.as_deref().unwrap();
+    assert!(target.len() <= 256 && target.ends_with("...[truncated]"));
+    assert_no_leak(
+        &trail_text(&sink),
+        &[
+            "LABEL-SECRET",
+            "DETAIL-SECRET",
+            "NESTED-SECRET",
+            "BEFORE-SECRET",
+            "AFTER-SECRET",
+            "OLD-SECRET",
+            "NEW-SECRET",
+            "QUERY-SECRET",
+            "HEADER-SECRET",
+            "KEY-SECRET",
+        ],
+    );
+    audit.shutdown().await.unwrap();
+}
