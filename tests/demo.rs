@@ -439,6 +439,11 @@ async fn demo_also_delivers_to_postgres_and_nats_when_asked() {
         .filter(|event| event["request"]["id"] == request_id.as_str())
         .collect();
     assert_eq!(in_file.len(), 1);
+    // The route names its parameter so that the path keeps it (see the demo's router).
+    assert_eq!(
+        in_file[0]["request"]["path"],
+        "/admin/config/session_ttl_minutes"
+    );
     let id = in_file[0]["id"].as_str().unwrap().to_owned();
 
     // A sensitive event is acknowledged only once every sink has it, so it is there now.

@@ -8,8 +8,8 @@ use audit_layer::event::Change;
 use audit_layer::{Actor, AuditContext, AuditEvent, Category, MemorySink, Outcome, RequestInfo};
 use axum::Router;
 use axum::body::Body;
-use axum::routing::post;
-use common::{memory_trail, only_event, request_from};
+use axum::routing::{get, post};
+use common::{get as get_request, memory_trail, only_event, request_from};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -202,6 +202,72 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "HEADER-SECRET",
             "KEY-SECRET",
         ],
+    );
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn path_segments_named_like_secrets_by_their_route_are_redacted() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    // The layer on a nested router sees the path without `/api`; the event keeps the path
+    // the client sent.
+    let api = Router::new()
+        .route("/invites/{invite_token}", get(|| async { "ok" }))
+        .route("/users/{id}", get(|| async { "ok" }))
+        .layer(audit.layer());
+    let app = Router::new()
+        .route("/password-reset/{token}", get(|| async { "ok" }))
+        .route("/downloads/{*signature}", get(|| async { "ok" }))
+        .layer(audit.layer())
+        .nest("/api", api);
+    for uri in [
+        "/password-reset/RESET-SECRET?lang=en",
+        "/downloads/SIGNED/URL-SECRET",
+        "/api/invites/INVITE-SECRET",
+        "/api/users/7",
+    ] {
+        let response = app.clone().oneshot(get_request(uri)).await.unwrap();
+        assert_eq!(response.status(), 200, "{uri}");
+    }
+    audit.flush().await.unwrap();
+
+    let recorded: Vec<_> = sink
+        .request_events()
+        .into_iter()
+        .map(|event| {
+            let request = event.request.unwrap();
+            (request.path, request.route.unwrap(), request.query)
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        [
+            (
+                "/password-reset/[REDACTED]".to_owned(),
+                "/password-reset/{token}".to_owned(),
+                Some("lang=en".to_owned())
+            ),
+            (
+                "/downloads/[REDACTED]".to_owned(),
+                "/downloads/{*signature}".to_owned(),
+                None
+            ),
+            (
+                "/api/invites/[REDACTED]".to_owned(),
+                "/api/invites/{invite_token}".to_owned(),
+                None
+            ),
+            (
+                "/api/users/7".to_owned(),
+                "/api/users/{id}".to_owned(),
+                None
+            ),
+        ]
+    );
+    assert_no_leak(
+        &trail_text(&sink),
+        &["RESET-SECRET", "URL-SECRET", "INVITE-SECRET"],
     );
     audit.shutdown().await.unwrap();
 }

@@ -498,19 +498,37 @@ async fn header_text_that_is_not_utf8_is_kept_with_replacement_characters() {
 async fn skipped_paths_and_routes_are_not_recorded() {
     let (builder, sink) = memory_trail();
     let audit = builder
-        .skip_paths(["/health", "/users/{id}"])
+        .skip_paths(["/health", "/users/{id}", "/internal/ping"])
         .build()
         .unwrap();
+    // A layer on a nested router sees paths without the prefix; the skip list names them
+    // as clients send them, as the events do.
+    let internal = Router::new()
+        .route("/ping", get(|| async { "pong" }))
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer());
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/users/{id}", get(|| async { "user" }))
         .route("/hello", get(|| async { "hello" }))
-        .layer(audit.layer());
-    for path in ["/health", "/users/3", "/hello"] {
+        .layer(audit.layer())
+        .nest("/internal", internal);
+    for path in [
+        "/health",
+        "/users/3",
+        "/internal/ping",
+        "/hello",
+        "/internal/hello",
+    ] {
         app.clone().oneshot(get_request(path)).await.unwrap();
     }
     audit.flush().await.unwrap();
-    assert_eq!(only_event(&sink).request.unwrap().path, "/hello");
+    let paths: Vec<_> = sink
+        .request_events()
+        .into_iter()
+        .map(|event| event.request.unwrap().path)
+        .collect();
+    assert_eq!(paths, ["/hello", "/internal/hello"]);
     audit.shutdown().await.unwrap();
 }
 

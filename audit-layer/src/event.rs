@@ -392,7 +392,8 @@ pub struct RequestInfo {
     pub id: String,
     /// The HTTP method.
     pub method: Cow<'static, str>,
-    /// The path, bounded.
+    /// The path as the client sent it (before a router stripped a prefix), bounded; the
+    /// segments of route parameters named like secrets (`/reset/{token}`) are redacted.
     pub path: String,
     /// The matched route pattern (`/users/{id}`), when the router reports one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

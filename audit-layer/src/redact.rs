@@ -13,7 +13,9 @@
 //! costs an incident.
 //!
 //! Every event passes through it, whoever filled it: the layer redacts the query it
-//! captures; a handler's labels and `details` are redacted as its request's event is
+//! captures, and the path segments of route parameters with secret names (`{token}`; so a
+//! `{key}` parameter is redacted too: name it for what it holds, `{name}`, or change the
+//! list); a handler's labels and `details` are redacted as its request's event is
 //! completed; snapshots when they are taken; and an event that application code builds
 //! whole is redacted and bounded, every part of it, by
 //! [`AuditTrail::record`](crate::AuditTrail::record).
@@ -383,6 +385,112 @@ pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
     }
 }
 
+/// Appends the request's `path` to `out`, bounded to `max` bytes, with each segment that
+/// the matched `route` gives a secret name (`/password-reset/{token}`) replaced by
+/// [`REDACTED`]; a secret catch-all (`{*secret}`) takes the rest of the path with it.
+///
+/// The route says which segment is which. Where the path does not line up with it (a
+/// router that stripped a prefix the route still holds, and a catch-all besides), the
+/// route itself is written, with its secret parameters redacted and the others left as
+/// `{name}`: some context is lost, no secret is written.
+pub(crate) fn path_into(
+    out: &mut String,
+    path: &str,
+    route: Option<&str>,
+    names: &SecretNames,
+    max: usize,
+) {
+    // Most routes have no parameter at all, and most parameters are not secrets: the
+    // path is copied as it is, after one scan of the route.
+    let Some(route) = route.filter(|route| {
+        route.contains('{')
+            && route
+                .split('/')
+                .any(|s| secret_parameter(s, names).is_some())
+    }) else {
+        bound_into(out, path, max);
+        return;
+    };
+    let start = out.len();
+    let path_segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let route_segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
+    match aligned_offset(&route_segments, &path_segments) {
+        Some(offset) => {
+            for (i, segment) in path_segments.iter().enumerate() {
+                out.push('/');
+                match secret_parameter(route_segments[offset + i], names) {
+                    Some(Parameter::CatchAll) => {
+                        out.push_str(REDACTED);
+                        break;
+                    }
+                    Some(Parameter::Segment) => out.push_str(REDACTED),
+                    None => out.push_str(segment),
+                }
+                // Past the bound nothing more is kept, so nothing more is needed.
+                if out.len() - start > max {
+                    break;
+                }
+            }
+        }
+        None => {
+            for segment in &route_segments {
+                out.push('/');
+                match secret_parameter(segment, names) {
+                    Some(_) => out.push_str(REDACTED),
+                    None => out.push_str(segment),
+                }
+            }
+        }
+    }
+    if out.len() - start > max {
+        let end = start + cut_point(&out[start..], max);
+        out.truncate(end);
+        out.push_str(TRUNCATED);
+    }
+}
+
+/// How a secret route parameter takes its part of the path.
+#[derive(Debug, PartialEq, Eq)]
+enum Parameter {
+    /// `{name}`, or a segment holding one (`{name}.json`): that one segment.
+    Segment,
+    /// `{*name}`: every segment from here on.
+    CatchAll,
+}
+
+/// The kind of `segment` of a route when it holds a parameter with a secret name.
+fn secret_parameter(segment: &str, names: &SecretNames) -> Option<Parameter> {
+    let open = segment.find('{')?;
+    let rest = &segment[open + 1..];
+    let name = &rest[..rest.find('}').unwrap_or(rest.len())];
+    match name.strip_prefix('*') {
+        Some(name) if names.is_secret(name) => Some(Parameter::CatchAll),
+        None if names.is_secret(name) => Some(Parameter::Segment),
+        _ => None,
+    }
+}
+
+/// Where in `route` the path's first segment sits: 0 unless a router stripped a prefix
+/// (axum's `nest`) that the route pattern still holds. The first offset at which every
+/// literal segment matches and the lengths agree.
+fn aligned_offset(route: &[&str], path: &[&str]) -> Option<usize> {
+    (0..route.len()).find(|&offset| {
+        let route = &route[offset..];
+        for (i, pattern) in route.iter().enumerate() {
+            if pattern.contains("{*") {
+                return path.len() > i;
+            }
+            let Some(segment) = path.get(i) else {
+                return false;
+            };
+            if !pattern.contains('{') && pattern != segment {
+                return false;
+            }
+        }
+        path.len() == route.len()
+    })
+}
+
 /// A label's value as recorded: [`REDACTED`] under a secret name, else bounded.
 pub(crate) fn label_value(key: &str, value: String, names: &SecretNames) -> String {
     if names.is_secret(key) {
@@ -690,5 +798,66 @@ mod tests {
                 "nested": {"apiKey": REDACTED, "list": [{"token": REDACTED, "ok": 1}]}
             })
         );
+    }
+
+    fn recorded_path(path: &str, route: Option<&str>, max: usize) -> String {
+        let mut out = String::from("kept:");
+        path_into(&mut out, path, route, &SecretNames::default(), max);
+        // What was there before is left alone.
+        out.strip_prefix("kept:").unwrap().to_owned()
+    }
+
+    #[test]
+    fn path_segments_that_secret_route_parameters_name_are_redacted() {
+        let cases = [
+            // (path, route, recorded)
+            ("/users/7", Some("/users/{id}"), "/users/7"),
+            ("/reset/abc", None, "/reset/abc"),
+            ("/reset/abc", Some("/reset/{token}"), "/reset/[REDACTED]"),
+            (
+                "/users/7/reset/abc/",
+                Some("/users/{id}/reset/{resetToken}/"),
+                "/users/7/reset/[REDACTED]/",
+            ),
+            (
+                "/hooks/abc.json",
+                Some("/hooks/{secret}.json"),
+                "/hooks/[REDACTED]",
+            ),
+            (
+                "/files/a/b/c",
+                Some("/files/{*secret_path}"),
+                "/files/[REDACTED]",
+            ),
+            ("/files/a/b", Some("/files/{*rest}"), "/files/a/b"),
+            // A router that stripped `/api` from the path but not from the route.
+            (
+                "/invites/abc",
+                Some("/api/invites/{invite_token}"),
+                "/invites/[REDACTED]",
+            ),
+            ("/dl/x/y", Some("/api/dl/{*signature}"), "/dl/[REDACTED]"),
+            // Nothing lines up: the route, its secret parameters redacted.
+            (
+                "/a/b/c",
+                Some("/reset/{token}/{id}"),
+                "/reset/[REDACTED]/{id}",
+            ),
+        ];
+        for (path, route, recorded) in cases {
+            assert_eq!(
+                recorded_path(path, route, 2048),
+                recorded,
+                "{path} {route:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_redacted_path_is_bounded_like_any_other() {
+        let long = format!("/reset/abc/{}", "x".repeat(100));
+        let recorded = recorded_path(&long, Some("/reset/{token}/{rest}"), 40);
+        assert_eq!(recorded, format!("/reset/[REDACTED]/xxxxxxxx{TRUNCATED}"));
+        assert!(recorded.len() <= 40);
     }
 }

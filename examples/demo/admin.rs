@@ -93,7 +93,7 @@ pub(crate) struct ConfigValue {
     value: serde_json::Value,
 }
 
-/// `PUT /admin/config/{key}`: 200 with the entry.
+/// `PUT /admin/config/{name}`: 200 with the entry.
 #[sensitive(action = "config.update", resource = ConfigEntry, key = key)]
 pub(crate) async fn update_config(
     _admin: Admin,

@@ -212,7 +212,9 @@ async fn run() -> Result<(), String> {
         .route("/admin/users", post(admin::create_user))
         .route("/admin/users/{id}/role", put(admin::change_role))
         .route("/admin/users/{id}", delete(admin::delete_user))
-        .route("/admin/config/{key}", put(admin::update_config))
+        // `{name}`, not `{key}`: a parameter named `key` counts as a secret (as `?key=` does)
+        // and its segment would be recorded as `[REDACTED]`.
+        .route("/admin/config/{name}", put(admin::update_config))
         .route("/admin/export-users", get(admin::export_users))
         .route("/update-balance", post(admin::update_balance))
         .route("/admin/audit", get(viewer::audit_page))

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use http::header::USER_AGENT;
 use http::request::Parts;
-use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
 use crate::actor::{ANONYMOUS_ID, Actor, ActorKind, SharedResolver};
 use crate::client_ip;
@@ -19,8 +19,8 @@ use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
 use crate::redact::{
-    bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits, recorded_details,
-    redact_query_into,
+    bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits, path_into,
+    recorded_details, redact_query_into,
 };
 use crate::request_id::RequestId;
 use crate::trail::{EventStrings, Shared, Spare};
@@ -85,16 +85,24 @@ impl InFlight {
             forwarded: client.forwarded,
         };
         request_id_text.push_str(request_id.as_str());
-        bound_into(&mut path, parts.uri.path(), limits::PATH);
+        let route = matched_route(&parts.extensions);
+        let uri = client_uri(parts);
+        path_into(
+            &mut path,
+            uri.path(),
+            route,
+            &config.secret_names,
+            limits::PATH,
+        );
         let request = RequestInfo {
             id: request_id_text,
             method: method_name(&parts.method),
             path,
-            route: matched_route(&parts.extensions).map(|route| {
+            route: route.map(|route| {
                 bound_into(&mut route_text, route, limits::ROUTE);
                 route_text
             }),
-            query: parts.uri.query().map(|query| {
+            query: uri.query().map(|query| {
                 redact_query_into(&mut query_text, query, &config.secret_names, limits::QUERY);
                 query_text
             }),
@@ -269,6 +277,18 @@ fn peer_addr(extensions: &Extensions) -> Option<SocketAddr> {
         return Some(*addr);
     }
     extensions.get::<SocketAddr>().copied()
+}
+
+/// The URI as the client sent it: a router may pass the request on with a shorter one
+/// (axum's `nest` strips its prefix, and keeps the original in `OriginalUri`).
+pub(crate) fn client_uri(parts: &Parts) -> &Uri {
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::OriginalUri(uri)) =
+        parts.extensions.get::<axum::extract::OriginalUri>()
+    {
+        return uri;
+    }
+    &parts.uri
 }
 
 /// The route pattern the router matched, if it says.

@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::future::ResponseFuture;
-use super::record::{InFlight, matched_route};
+use super::record::{InFlight, client_uri, matched_route};
 use crate::trail::Shared;
 
 /// Applies [`Audit`] to a service. Built by [`AuditTrail::layer`](crate::AuditTrail::layer).
@@ -90,10 +90,10 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (mut parts, body) = request.into_parts();
-        if self
-            .shared
-            .config
-            .is_skipped(parts.uri.path(), matched_route(&parts.extensions))
+        let config = &self.shared.config;
+        // Most trails skip nothing: the path and route are looked up only when some are.
+        if !config.skip.is_empty()
+            && config.is_skipped(client_uri(&parts).path(), matched_route(&parts.extensions))
         {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
