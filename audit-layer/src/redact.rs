@@ -393,6 +393,7 @@ pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
 /// router that stripped a prefix the route still holds, and a catch-all besides), the
 /// route itself is written, with its secret parameters redacted and the others left as
 /// `{name}`: some context is lost, no secret is written.
+#[inline]
 pub(crate) fn path_into(
     out: &mut String,
     path: &str,
@@ -400,17 +401,26 @@ pub(crate) fn path_into(
     names: &SecretNames,
     max: usize,
 ) {
-    // Most routes have no parameter at all, and most parameters are not secrets: the
-    // path is copied as it is, after one scan of the route.
-    let Some(route) = route.filter(|route| {
-        route.contains('{')
-            && route
-                .split('/')
-                .any(|s| secret_parameter(s, names).is_some())
-    }) else {
+    // Most routes have no parameter at all (a byte loop over a short route is cheaper than
+    // a `str` searcher's setup), and most parameters are not secrets: the path is then
+    // copied as it is.
+    match route {
+        Some(route) if route.bytes().any(|b| b == b'{') => {
+            redacted_path_into(out, path, route, names, max);
+        }
+        _ => bound_into(out, path, max),
+    }
+}
+
+/// [`path_into`] for a route with parameters.
+fn redacted_path_into(out: &mut String, path: &str, route: &str, names: &SecretNames, max: usize) {
+    if !route
+        .split('/')
+        .any(|segment| secret_parameter(segment, names).is_some())
+    {
         bound_into(out, path, max);
         return;
-    };
+    }
     let start = out.len();
     let path_segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let route_segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
