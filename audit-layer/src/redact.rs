@@ -390,9 +390,11 @@ pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
 /// [`REDACTED`]; a secret catch-all (`{*secret}`) takes the rest of the path with it.
 ///
 /// The route says which segment is which. Where the path does not line up with it (a
-/// router that stripped a prefix the route still holds, and a catch-all besides), the
-/// route itself is written, with its secret parameters redacted and the others left as
-/// `{name}`: some context is lost, no secret is written.
+/// middleware rewrote the URI after the router matched it), the route itself is written,
+/// with its secret parameters redacted and the others left as `{name}`: some context is
+/// lost, no secret is written. Lining the two up some other way (a stripped prefix) could
+/// be ambiguous with a catch-all, and ambiguity could put a secret under a name that is
+/// not one.
 #[inline]
 pub(crate) fn path_into(
     out: &mut String,
@@ -424,31 +426,31 @@ fn redacted_path_into(out: &mut String, path: &str, route: &str, names: &SecretN
     let start = out.len();
     let path_segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let route_segments: Vec<&str> = route.trim_start_matches('/').split('/').collect();
-    match aligned_offset(&route_segments, &path_segments) {
-        Some(offset) => {
-            for (i, segment) in path_segments.iter().enumerate() {
-                out.push('/');
-                match secret_parameter(route_segments[offset + i], names) {
-                    Some(Parameter::CatchAll) => {
-                        out.push_str(REDACTED);
-                        break;
-                    }
-                    Some(Parameter::Segment) => out.push_str(REDACTED),
-                    None => out.push_str(segment),
-                }
-                // Past the bound nothing more is kept, so nothing more is needed.
-                if out.len() - start > max {
+    if lines_up(&route_segments, &path_segments) {
+        for (i, segment) in path_segments.iter().enumerate() {
+            out.push('/');
+            // Past a catch-all, path segments have no route segment of their own: they
+            // are its, and were redacted with it or are kept.
+            let pattern = route_segments.get(i).copied().unwrap_or("");
+            match secret_parameter(pattern, names) {
+                Some(Parameter::CatchAll) => {
+                    out.push_str(REDACTED);
                     break;
                 }
+                Some(Parameter::Segment) => out.push_str(REDACTED),
+                None => out.push_str(segment),
+            }
+            // Past the bound nothing more is kept, so nothing more is needed.
+            if out.len() - start > max {
+                break;
             }
         }
-        None => {
-            for segment in &route_segments {
-                out.push('/');
-                match secret_parameter(segment, names) {
-                    Some(_) => out.push_str(REDACTED),
-                    None => out.push_str(segment),
-                }
+    } else {
+        for segment in &route_segments {
+            out.push('/');
+            match secret_parameter(segment, names) {
+                Some(_) => out.push_str(REDACTED),
+                None => out.push_str(segment),
             }
         }
     }
@@ -480,25 +482,21 @@ fn secret_parameter(segment: &str, names: &SecretNames) -> Option<Parameter> {
     }
 }
 
-/// Where in `route` the path's first segment sits: 0 unless a router stripped a prefix
-/// (axum's `nest`) that the route pattern still holds. The first offset at which every
-/// literal segment matches and the lengths agree.
-fn aligned_offset(route: &[&str], path: &[&str]) -> Option<usize> {
-    (0..route.len()).find(|&offset| {
-        let route = &route[offset..];
-        for (i, pattern) in route.iter().enumerate() {
-            if pattern.contains("{*") {
-                return path.len() > i;
-            }
-            let Some(segment) = path.get(i) else {
-                return false;
-            };
-            if !pattern.contains('{') && pattern != segment {
-                return false;
-            }
+/// Whether `path` is what `route` matches, segment by segment: every literal the same,
+/// one segment for each parameter, and at least one for a catch-all.
+fn lines_up(route: &[&str], path: &[&str]) -> bool {
+    for (i, pattern) in route.iter().enumerate() {
+        if pattern.contains("{*") {
+            return path.len() > i;
         }
-        path.len() == route.len()
-    })
+        let Some(segment) = path.get(i) else {
+            return false;
+        };
+        if !pattern.contains('{') && pattern != segment {
+            return false;
+        }
+    }
+    path.len() == route.len()
 }
 
 /// A label's value as recorded: [`REDACTED`] under a secret name, else bounded.
@@ -840,14 +838,24 @@ mod tests {
                 "/files/[REDACTED]",
             ),
             ("/files/a/b", Some("/files/{*rest}"), "/files/a/b"),
-            // A router that stripped `/api` from the path but not from the route.
+            // A secret parameter, then a catch-all that is not: the rest is kept.
+            (
+                "/x/abc/d/e/f",
+                Some("/x/{token}/{*rest}"),
+                "/x/[REDACTED]/d/e/f",
+            ),
+            // Nothing lines up (a path rewritten after the match): the route, its secret
+            // parameters redacted.
             (
                 "/invites/abc",
                 Some("/api/invites/{invite_token}"),
-                "/invites/[REDACTED]",
+                "/api/invites/[REDACTED]",
             ),
-            ("/dl/x/y", Some("/api/dl/{*signature}"), "/dl/[REDACTED]"),
-            // Nothing lines up: the route, its secret parameters redacted.
+            (
+                "/dl/x/y",
+                Some("/api/dl/{*signature}"),
+                "/api/dl/[REDACTED]",
+            ),
             (
                 "/a/b/c",
                 Some("/reset/{token}/{id}"),
@@ -860,6 +868,59 @@ mod tests {
                 recorded,
                 "{path} {route:?}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the route and the path (the layer may see any pair, a rewritten URI
+        /// included), recording the path neither panics nor exceeds its bound.
+        #[test]
+        fn any_path_and_route_are_recorded_within_bounds(
+            route in r"(/([a-z]{1,3}|\{[a-z]{1,3}\}|\{token\}|\{\*[a-z]{1,5}\}|\{\{)){0,6}/?",
+            path in r"(/[a-zA-Z0-9{}*]{0,4}){0,8}/?",
+            max in 0usize..64,
+        ) {
+            let recorded = recorded_path(&path, Some(&route), max);
+            proptest::prop_assert!(recorded.len() <= max.max(TRUNCATED.len()));
+        }
+
+        /// A path that a route matched keeps none of the text of its secret parameters,
+        /// catch-alls included, and all of the rest.
+        #[test]
+        fn a_matched_path_keeps_no_secret_parameter(
+            segments in proptest::collection::vec((0u8..3, "[a-z]{1,3}"), 0..6),
+            catch_all in proptest::option::of(
+                (proptest::bool::ANY, proptest::collection::vec("[a-z]{1,3}", 1..4)),
+            ),
+        ) {
+            let (mut route, mut path, mut kept) = (String::new(), String::new(), String::new());
+            for (i, (kind, text)) in segments.iter().enumerate() {
+                let (pattern, value, shown) = match kind {
+                    0 => (text.clone(), text.clone(), text.clone()),
+                    1 => (format!("{{id{i}}}"), text.clone(), text.clone()),
+                    _ => (format!("{{token{i}}}"), format!("SECRET{text}"), REDACTED.to_owned()),
+                };
+                route += &format!("/{pattern}");
+                path += &format!("/{value}");
+                kept += &format!("/{shown}");
+            }
+            if let Some((secret, rest)) = &catch_all {
+                if *secret {
+                    route += "/{*signature}";
+                    path += &rest.iter().map(|s| format!("/SECRET{s}")).collect::<String>();
+                    kept += &format!("/{REDACTED}");
+                } else {
+                    route += "/{*rest}";
+                    let rest: String = rest.iter().map(|s| format!("/{s}")).collect();
+                    path += &rest;
+                    kept += &rest;
+                }
+            }
+            let recorded = recorded_path(&path, Some(&route), 2048);
+            proptest::prop_assert!(!recorded.contains("SECRET"), "{} from {} {}", recorded, path, route);
+            if route.contains("token") || route.contains("signature") {
+                proptest::prop_assert_eq!(recorded, kept);
+            }
         }
     }
 
