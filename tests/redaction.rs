@@ -137,7 +137,8 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
     let mut request = RequestInfo::default();
     request.id = "req-1".into();
     request.method = "POST".into();
-    request.path = "/jobs/rotate".into();
+    request.path = "/jobs/rotate/PATH-SECRET".into();
+    request.route = Some("/jobs/{job}/{signature}".into());
     request.query = Some("token=QUERY-SECRET&page=2".into());
     request
         .headers
@@ -181,6 +182,7 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
         )
     );
     let request = event.request.as_ref().unwrap();
+    assert_eq!(request.path, "/jobs/rotate/[REDACTED]");
     assert_eq!(request.query.as_deref(), Some("token=[REDACTED]&page=2"));
     assert_eq!(request.headers.len(), 1);
     assert_eq!(request.headers["x-tenant"], "acme");
@@ -201,6 +203,7 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "QUERY-SECRET",
             "HEADER-SECRET",
             "KEY-SECRET",
+            "PATH-SECRET",
         ],
     );
     audit.shutdown().await.unwrap();

@@ -574,7 +574,14 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     if let Some(request) = &mut event.request {
         bound_in_place(&mut request.id, MAX_REQUEST_ID_LEN);
         request.method = bound_cow(std::mem::take(&mut request.method), limits::ACTION);
-        bound_in_place(&mut request.path, limits::PATH);
+        let path = std::mem::take(&mut request.path);
+        path_into(
+            &mut request.path,
+            &path,
+            request.route.as_deref(),
+            names,
+            limits::PATH,
+        );
         if let Some(route) = &mut request.route {
             bound_in_place(route, limits::ROUTE);
         }

@@ -91,8 +91,8 @@ impl AuditTrail {
     /// for room in the queue if it is full.
     ///
     /// The event is redacted and bounded as the layer's own are: secret-named labels,
-    /// `details`, `before`/`after` fields, changed fields and query parameters become
-    /// `[REDACTED]`, credential headers are dropped, and every string is cut to its bound.
+    /// `details`, `before`/`after` fields, changed fields, query parameters and route
+    /// parameters (with `request.route` set) become `[REDACTED]`, credential headers are dropped, and every string is cut to its bound.
     /// Free text (`target`, `reason`) is only bounded: keep secrets out of it.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.shared.record(event).await
