@@ -7,7 +7,8 @@
 //!
 //! # Example
 //!
-//! ```
+#![cfg_attr(feature = "axum", doc = "```")]
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
 //! use audit_layer::{AuditContext, AuditTrail, MemorySink};
 //! use axum::{Router, routing::get};
 //! use tower::ServiceExt;

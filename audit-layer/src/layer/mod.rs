@@ -35,7 +35,8 @@
 //!
 //! # Example
 //!
-//! ```
+#![cfg_attr(feature = "axum", doc = "```")]
+#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
 //! use audit_layer::{AuditTrail, MemorySink, Outcome};
 //! use axum::{Router, body::Body, routing::get};
 //! use http::{Request, StatusCode};

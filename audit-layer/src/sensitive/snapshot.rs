@@ -12,7 +12,8 @@ use crate::error::BoxError;
 ///
 /// `Ok(None)` means the resource does not exist (before a creation, after a deletion).
 ///
-/// ```
+#[cfg_attr(feature = "derive", doc = "```")]
+#[cfg_attr(not(feature = "derive"), doc = "```ignore")]
 /// use audit_layer::{Auditable, BoxError, Snapshot};
 /// use serde::Serialize;
 /// use std::collections::HashMap;
