@@ -15,10 +15,14 @@
 #                                        # (default 8) connections, each waiting PACE_MS
 #                                        # (default 1) ms after each answer: latency at a
 #                                        # steady load below saturation
+#   BUSY_NS=1000 benches/load.sh         # also bare-busy, GET workloads only: the bare router
+#                                        # whose handler first spins BUSY_NS ns, the yardstick
+#                                        # for what the layers add (that much of the
+#                                        # application's own work costs this, here)
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, and half as many more
-# with PACED=1) x (DURATION + 1 s warm-up). Where `perf stat` can count them, the table also
+# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, half as many more
+# with PACED=1, and 1 more per GET workload with BUSY_NS) x (DURATION + 1 s warm-up). Where `perf stat` can count them, the table also
 # gives the server's instructions per request (user and kernel): a figure that moves far
 # less than CPU time with a shared host's load.
 set -euo pipefail
@@ -31,6 +35,10 @@ WARMUP=1
 MODES=(bare trace audit)
 [[ ${PREALLOCATE:-0} == 1 ]] && MODES+=(audit-prealloc)
 [[ ${SERVICES:-0} == 1 ]] && MODES+=(audit-services)
+if [[ -n ${BUSY_NS:-} ]]; then
+    [[ $BUSY_NS =~ ^[0-9]+$ ]] || { echo "load.sh: BUSY_NS must be a whole number of nanoseconds, not '$BUSY_NS'" >&2; exit 1; }
+    MODES+=(bare-busy)
+fi
 WORKLOADS=(get post)
 [[ ${PACED:-0} == 1 ]] && WORKLOADS+=(get-paced)
 PACED_CONNECTIONS=${PACED_CONNECTIONS:-8}
@@ -59,6 +67,11 @@ TICKS=$(getconf CLK_TCK)
 source benches/server_stats.sh
 PORT=3100
 
+# Whether a setup runs for a workload: the busy handler is GET /hello's only.
+runs_for() { # workload mode
+    [[ $2 != bare-busy || $1 != post ]]
+}
+
 # One wrk run; prints its RESULT line.
 drive() { # workload seconds url
     local connections=$CONNECTIONS
@@ -75,6 +88,7 @@ run_one() { # workload mode round
     PORT=$((PORT + 1))
     local server_args=("$mode")
     [[ $mode == audit-prealloc ]] && server_args=(audit --preallocate 1048576)
+    [[ $mode == bare-busy ]] && server_args=(bare --busy-ns "$BUSY_NS")
     "$SERVER" "${server_args[@]}" --addr "127.0.0.1:$PORT" --dir "$dir" >"$log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -128,7 +142,7 @@ run_one() { # workload mode round
 for round in $(seq "$ROUNDS"); do
     for workload in "${WORKLOADS[@]}"; do
         for mode in "${MODES[@]}"; do
-            run_one "$workload" "$mode" "$round"
+            runs_for "$workload" "$mode" && run_one "$workload" "$mode" "$round"
         done
     done
 done
@@ -149,13 +163,16 @@ echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for workload in "${WORKLOADS[@]}"; do
     bare_rps=$(column_of "$workload" bare 4 | median)
     for mode in "${MODES[@]}"; do
+        runs_for "$workload" "$mode" || continue
         rps=$(column_of "$workload" "$mode" 4 | median)
         p50=$(column_of "$workload" "$mode" 5 | median)
         p99=$(column_of "$workload" "$mode" 6 | median)
         cpu=$(column_of "$workload" "$mode" 7 | median)
         instructions=$(column_of "$workload" "$mode" 13 | { grep -v -- - || true; })
         [[ -n $instructions ]] && instructions=$(median <<<"$instructions")
-        if [[ $mode == bare ]]; then
+        label=$mode
+        [[ $mode == bare-busy ]] && label="bare, handler spins $BUSY_NS ns"
+        if [[ $mode == bare* ]]; then
             written="-"
         else
             written="$(column_of "$workload" "$mode" 8 | total) / $(column_of "$workload" "$mode" 9 | total)"
@@ -168,7 +185,7 @@ for workload in "${WORKLOADS[@]}"; do
                 'BEGIN { if (s > 0) printf "%.1f", e / s; else print "-" }')
         fi
         rss=$(column_of "$workload" "$mode" 10 | sort -n | tail -n1)
-        awk -v w="$workload" -v m="$mode" -v rps="$rps" -v bare="$bare_rps" -v p50="$p50" \
+        awk -v w="$workload" -v m="$label" -v rps="$rps" -v bare="$bare_rps" -v p50="$p50" \
             -v p99="$p99" -v cpu="$cpu" -v wr="$written" -v err="$errors" -v rss="$rss" \
             -v ps="$per_sync" -v ins="$instructions" 'BEGIN {
                 printf "| %s | %s | %.0f | %.2fx | %s | %s | %.1f | %s | %s | %s | %s | %.1f |\n",
