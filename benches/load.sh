@@ -21,10 +21,10 @@
 #                                        # application's own work costs this, here)
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
-# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, half as many more
-# with PACED=1, and 1 more per GET workload with BUSY_NS) x (DURATION + 1 s warm-up). Where `perf stat` can count them, the table also
-# gives the server's instructions per request (user and kernel): a figure that moves far
-# less than CPU time with a shared host's load.
+# ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, half as many more with
+# PACED=1, and 1 more per GET workload with BUSY_NS) x (DURATION + 1 s warm-up). Where
+# `perf stat` can count them, the table also gives the server's instructions per request
+# (user and kernel): a figure that moves far less than CPU time with a shared host's load.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
