@@ -549,9 +549,7 @@ pub(crate) fn bound_actor(mut actor: Actor) -> Actor {
 /// is bounded only: no name says what in it is secret.
 pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     fn bound_in_place(text: &mut String, max: usize) {
-        if text.len() > max {
-            *text = cut(text, max);
-        }
+        *text = bound_string(std::mem::take(text), max);
     }
     fn redact_value(value: &mut serde_json::Value, names: &SecretNames) {
         redact_json(value, names);

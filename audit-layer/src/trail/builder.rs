@@ -16,7 +16,7 @@ use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
 use crate::policy::{Durability, FailurePolicy};
-use crate::redact::{FORBIDDEN_HEADERS, REDACTED, SecretNames, bound, limits};
+use crate::redact::{FORBIDDEN_HEADERS, SecretNames, bound, label_value, limits};
 use crate::sink::Sink;
 
 /// Configures and starts an [`AuditTrail`]. Every method takes and returns the builder;
@@ -254,9 +254,7 @@ impl AuditTrailBuilder {
         // Redacted here rather than in `label`, which may come before `secret_names`.
         let names = &self.config.secret_names;
         for (key, value) in &mut self.config.labels {
-            if names.is_secret(key) {
-                *value = REDACTED.to_owned();
-            }
+            *value = label_value(key, std::mem::take(value), names);
         }
         if self.sinks.is_empty() {
             return Err(ConfigError::NoSink);
