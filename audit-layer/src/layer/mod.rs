@@ -26,6 +26,11 @@
 //! [`catch_panics(false)`](crate::AuditTrailBuilder::catch_panics) records the panic and then
 //! lets it unwind, for applications that rely on an outer handler.
 //!
+//! Should capturing the request itself panic (a bug in this crate), the request is served
+//! all the same, and its event records only what no bug could leave unredacted: the method,
+//! the matched route as the path, the connection's peer, the request id, the response; its
+//! `reason` ends with `the audit layer failed to capture the request: <message>`.
+//!
 //! # Where to put the layer
 //!
 //! `Router::layer(audit.layer())` wraps every route and the fallback, and sees the matched

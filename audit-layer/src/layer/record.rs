@@ -1,5 +1,6 @@
 //! What the layer captures when a request arrives, and how it becomes an event.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,8 +20,8 @@ use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
 use crate::redact::{
-    bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits, path_into,
-    recorded_details, redact_query_into,
+    REDACTED, bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits,
+    path_into, recorded_details, redact_query_into,
 };
 use crate::request_id::RequestId;
 use crate::trail::{EventStrings, Shared, Spare};
@@ -42,6 +43,14 @@ pub(crate) struct InFlight {
     request_actor: Option<Actor>,
     context: AuditContext,
     pub(crate) request_id: RequestId,
+    /// Why the request was captured only in part (see [`InFlight::capture_failed`]).
+    capture_error: Option<String>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Makes the next capture on this thread panic halfway, as a bug in it would.
+    pub(crate) static PANIC_IN_CAPTURE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl InFlight {
@@ -75,6 +84,10 @@ impl InFlight {
                     actor_id,
                 },
         } = shared.spare_events.take();
+        #[cfg(test)]
+        if PANIC_IN_CAPTURE.replace(false) {
+            panic!("injected capture fault");
+        }
         let source = Source {
             ip: client.ip,
             port: client.port,
@@ -150,6 +163,72 @@ impl InFlight {
             context,
             request_id,
             shared,
+            capture_error: None,
+        }
+    }
+
+    /// What is left to record of a request whose capture panicked, that is a bug in this
+    /// crate: the request is still served and still recorded, with only what cannot carry
+    /// a secret whatever the bug. Its path is the matched route, or [`REDACTED`]; its source
+    /// the connection's peer; its query, user agent and headers are left out; its reason
+    /// says what happened. The response completes it as usual.
+    pub(crate) fn capture_failed(
+        shared: Arc<Shared>,
+        parts: &mut Parts,
+        payload: &(dyn Any + Send),
+    ) -> Self {
+        let message = panic_message(payload);
+        tracing::error!(
+            target: "audit",
+            panic = message,
+            "capturing a request for its audit event panicked; a partial event is recorded"
+        );
+        let start = Instant::now();
+        let now = Timestamp::now();
+        let id = event_id(now);
+        let config = &shared.config;
+        let request_id =
+            RequestId::from_header_or(parts.headers.get(&config.request_id_header), id);
+        let route = matched_route(&parts.extensions);
+        let peer = peer_addr(&parts.extensions);
+        let mut event = AuditEvent::with_id(
+            id,
+            now,
+            Category::Request,
+            Cow::Borrowed(HTTP_REQUEST),
+            Outcome::Success,
+            // Set when the request completes, as in `begin`.
+            Actor::new(String::new(), ActorKind::Anonymous),
+        );
+        event.source = peer.map(|peer| Source {
+            ip: Some(peer.ip()),
+            port: Some(peer.port()),
+            user_agent: None,
+            forwarded: None,
+        });
+        event.request = Some(RequestInfo {
+            id: request_id.as_str().to_owned(),
+            method: method_name(&parts.method),
+            path: route.map_or_else(|| REDACTED.to_owned(), |route| bound(route, limits::PATH)),
+            route: route.map(|route| bound(route, limits::ROUTE)),
+            query: None,
+            headers: BTreeMap::new(),
+        });
+        event.labels = config.labels.clone();
+
+        let context = AuditContext::new(Arc::clone(&shared));
+        parts.extensions.insert(context.clone());
+        parts.extensions.insert(request_id.clone());
+        Self {
+            start,
+            event: Box::new(event),
+            request_actor: parts.extensions.get::<Actor>().cloned(),
+            context,
+            request_id,
+            capture_error: Some(format!(
+                "the audit layer failed to capture the request: {message}"
+            )),
+            shared,
         }
     }
 
@@ -219,10 +298,11 @@ impl InFlight {
             duration_us,
         });
         event.target = notes.target.map(|t| bound_string(t, limits::TARGET));
-        event.reason = notes
-            .reason
-            .or(reason)
-            .map(|r| bound_string(r, limits::REASON));
+        let reason = match (notes.reason.or(reason), self.capture_error) {
+            (Some(reason), Some(error)) => Some(format!("{reason}; {error}")),
+            (reason, error) => reason.or(error),
+        };
+        event.reason = reason.map(|r| bound_string(r, limits::REASON));
         event.before = notes.before;
         event.after = notes.after;
         event.changes = notes.changes;
@@ -332,5 +412,97 @@ fn header_text_into(out: &mut String, value: &HeaderValue, max: usize) {
     match std::str::from_utf8(bytes) {
         Ok(text) => bound_into(out, text, max),
         Err(_) => bound_into(out, &String::from_utf8_lossy(bytes), max),
+    }
+}
+
+// Through axum: the handler reaches the context as an extractor.
+#[cfg(all(test, feature = "axum"))]
+mod tests {
+    use std::net::SocketAddr;
+
+    use axum::Router;
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::routing::get;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::PANIC_IN_CAPTURE;
+    use crate::{AuditContext, AuditTrail, MemorySink, Outcome};
+
+    /// A bug in capturing a request neither fails it nor loses its event, and the event it
+    /// leaves holds nothing the bug could have left unredacted.
+    #[tokio::test]
+    async fn a_panic_in_capture_still_serves_and_records_the_request() {
+        let sink = MemorySink::new();
+        let trail = AuditTrail::builder()
+            .sink(sink.clone())
+            .label("service", "billing")
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route(
+                "/reset/{token}",
+                get(|context: AuditContext| async move {
+                    context.set_reason("reset requested");
+                    "ok"
+                }),
+            )
+            .layer(trail.layer());
+        let peer: SocketAddr = "203.0.113.9:4711".parse().unwrap();
+        let request = |uri: &str| {
+            Request::builder()
+                .uri(uri)
+                .header("user-agent", "UA-SECRET")
+                .header("x-request-id", "req-7")
+                .extension(ConnectInfo(peer))
+                .body(Body::empty())
+                .unwrap()
+        };
+
+        PANIC_IN_CAPTURE.set(true);
+        let response = app
+            .clone()
+            .oneshot(request("/reset/PATH-SECRET?q=QUERY-SECRET"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-request-id"], "req-7");
+        // The next request is captured as usual.
+        let response = app.oneshot(request("/reset/again")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        trail.flush().await.unwrap();
+
+        let events = sink.request_events();
+        assert_eq!(events.len(), 2, "{events:?}");
+        let partial = &events[0];
+        let request = partial.request.as_ref().unwrap();
+        assert_eq!(request.path, "/reset/{token}");
+        assert_eq!(request.route.as_deref(), Some("/reset/{token}"));
+        assert_eq!(request.id, "req-7");
+        assert_eq!(request.query, None);
+        let source = partial.source.as_ref().unwrap();
+        assert_eq!(source.ip, Some(peer.ip()));
+        assert_eq!(source.user_agent, None);
+        assert_eq!(partial.outcome, Outcome::Success);
+        assert_eq!(partial.response.as_ref().unwrap().status, Some(200));
+        assert_eq!(partial.labels["service"], "billing");
+        assert_eq!(
+            partial.reason.as_deref(),
+            Some(
+                "reset requested; the audit layer failed to capture the request: \
+                 injected capture fault"
+            )
+        );
+        let line = serde_json::to_string(partial).unwrap();
+        assert!(!line.contains("SECRET"), "{line}");
+
+        let full = &events[1];
+        assert_eq!(full.request.as_ref().unwrap().path, "/reset/[REDACTED]");
+        assert_eq!(
+            full.source.as_ref().unwrap().user_agent.as_deref(),
+            Some("UA-SECRET")
+        );
+        assert_eq!(full.reason.as_deref(), Some("reset requested"));
     }
 }

@@ -97,7 +97,14 @@ where
         {
             return ResponseFuture::passthrough(self.inner.call(Request::from_parts(parts, body)));
         }
-        let record = InFlight::begin(Arc::clone(&self.shared), &mut parts);
+        // A bug in capturing must neither fail the request nor lose its event.
+        let shared = &self.shared;
+        let record = panic::catch_unwind(AssertUnwindSafe(|| {
+            InFlight::begin(Arc::clone(shared), &mut parts)
+        }))
+        .unwrap_or_else(|payload| {
+            InFlight::capture_failed(Arc::clone(shared), &mut parts, payload.as_ref())
+        });
         let request = Request::from_parts(parts, body);
         match panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
             Ok(future) => ResponseFuture::running(future, record),
