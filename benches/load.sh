@@ -19,10 +19,16 @@
 #                                        # whose handler first spins BUSY_NS ns, the yardstick
 #                                        # for what the layers add (that much of the
 #                                        # application's own work costs this, here)
+#   FLOOR=1 benches/load.sh              # also floor-layer and floor-handoff, GET workloads
+#                                        # only: a layer that does nothing, and one that
+#                                        # hands each request's record to another thread
+#                                        # (examples/shared/floor.rs), the least any layer
+#                                        # and any off-thread record costs, here
 #
 # Needs wrk (Debian: apt-get install wrk). Traffic goes to 127.0.0.1 only, bounded by
 # ROUNDS x 6 runs (2 more each with PREALLOCATE=1 and SERVICES=1, half as many more with
-# PACED=1, and 1 more per GET workload with BUSY_NS) x (DURATION + 1 s warm-up). Where
+# PACED=1, 1 more per GET workload with BUSY_NS and 2 more with FLOOR=1) x (DURATION + 1 s
+# warm-up). Where
 # `perf stat` can count them, the table also gives the server's instructions per request
 # (user and kernel): a figure that moves far less than CPU time with a shared host's load.
 set -euo pipefail
@@ -39,6 +45,7 @@ if [[ -n ${BUSY_NS:-} ]]; then
     [[ $BUSY_NS =~ ^[0-9]+$ ]] || { echo "load.sh: BUSY_NS must be a whole number of nanoseconds, not '$BUSY_NS'" >&2; exit 1; }
     MODES+=(bare-busy)
 fi
+[[ ${FLOOR:-0} == 1 ]] && MODES+=(floor-layer floor-handoff)
 WORKLOADS=(get post)
 [[ ${PACED:-0} == 1 ]] && WORKLOADS+=(get-paced)
 PACED_CONNECTIONS=${PACED_CONNECTIONS:-8}
@@ -67,9 +74,9 @@ TICKS=$(getconf CLK_TCK)
 source benches/server_stats.sh
 PORT=3100
 
-# Whether a setup runs for a workload: the busy handler is GET /hello's only.
+# Whether a setup runs for a workload: the busy handler and the floors are GET's only.
 runs_for() { # workload mode
-    [[ $2 != bare-busy || $1 != post ]]
+    [[ $1 != post ]] || [[ $2 != bare-busy && $2 != floor-* ]]
 }
 
 # One wrk run; prints its RESULT line.
@@ -127,6 +134,7 @@ run_one() { # workload mode round
     case $mode in
         audit*) events=$(cat "$dir"/audit-*.jsonl | grep -vc '"category":"system"' || true) ;;
         trace) events=$(grep -c 'finished processing request' "$dir/access.jsonl" || true) ;;
+        floor-handoff) events=$(sed -n 's/^floor drained=\([0-9]*\).*/\1/p' "$log") ;;
     esac
     awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \
         -v p50="$(field p50_us "$measured")" -v p99="$(field p99_us "$measured")" \
@@ -172,7 +180,7 @@ for workload in "${WORKLOADS[@]}"; do
         [[ -n $instructions ]] && instructions=$(median <<<"$instructions")
         label=$mode
         [[ $mode == bare-busy ]] && label="bare, handler spins $BUSY_NS ns"
-        if [[ $mode == bare* ]]; then
+        if [[ $mode == bare* || $mode == floor-layer ]]; then
             written="-"
         else
             written="$(column_of "$workload" "$mode" 8 | total) / $(column_of "$workload" "$mode" 9 | total)"

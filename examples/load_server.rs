@@ -2,7 +2,8 @@
 //! served several ways.
 //!
 //! ```text
-//! cargo run --release --example load_server -- <bare|trace|audit|audit-discard|audit-services>
+//! cargo run --release --example load_server -- \
+//!     <bare|trace|audit|audit-discard|audit-services|floor-layer|floor-handoff>
 //!     [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS]
 //!     [--busy-ns NANOS]
 //! ```
@@ -22,6 +23,10 @@
 //!   that long, so that a known cost of the application's own code can be compared, end to
 //!   end, with what a layer adds (`OLD_ARGS="--busy-ns 1500" OLD_MODE=bare NEW_MODE=audit
 //!   benches/ab.sh BIN BIN`);
+//! - `floor-layer` and `floor-handoff`, measuring aids too (`shared/floor.rs`): the router
+//!   with a layer that does nothing, and with one that hands a small record of each request
+//!   to a thread that drops it: the least any layer, and any per-request record kept off the
+//!   request's thread, costs here;
 //! - `audit-services`: the same trail plus the PostgreSQL and NATS sinks, at
 //!   `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a
 //!   table and a stream of the run's own, removed at exit.
@@ -33,6 +38,8 @@
 //! The server prints `listening on ADDR` once it accepts connections, and on SIGTERM or
 //! Ctrl-C drains what it recorded before it exits.
 
+#[path = "shared/floor.rs"]
+mod floor;
 #[path = "shared/shutdown.rs"]
 mod shutdown;
 
@@ -61,6 +68,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::floor::FloorLayer;
 use crate::shutdown::shutdown_signal;
 
 /// How the router is wrapped.
@@ -71,6 +79,8 @@ enum Mode {
     Audit,
     AuditDiscard,
     AuditServices,
+    FloorLayer,
+    FloorHandoff,
 }
 
 /// The sink of `audit-discard`: takes every batch and keeps none of it.
@@ -237,8 +247,8 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    const USAGE: &str = "usage: load_server <bare|trace|audit|audit-discard|audit-services> \
-         [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS] \
+    const USAGE: &str = "usage: load_server \
+         <bare|trace|audit|audit-discard|audit-services|floor-layer|floor-handoff> [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS] \
          [--busy-ns NANOS]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
@@ -247,6 +257,8 @@ fn parse_args() -> Result<Args, String> {
         Some("audit") => Mode::Audit,
         Some("audit-discard") => Mode::AuditDiscard,
         Some("audit-services") => Mode::AuditServices,
+        Some("floor-layer") => Mode::FloorLayer,
+        Some("floor-handoff") => Mode::FloorHandoff,
         _ => return Err(USAGE.to_owned()),
     };
     let mut addr = "127.0.0.1:3100".to_owned();
@@ -318,11 +330,25 @@ async fn run() -> Result<(), String> {
     // Kept alive until the end: dropping the guard flushes the tracing file.
     let mut tracing_guard = None;
     let mut audit = None;
+    let mut drain = None;
     let services = (mode == Mode::AuditServices).then(Services::for_this_run);
     let app = match mode {
         Mode::Bare => plain
             .route("/settings/{id}", post(set_value))
             .with_state(settings),
+        Mode::FloorLayer | Mode::FloorHandoff => {
+            let layer = if mode == Mode::FloorLayer {
+                FloorLayer::identity()
+            } else {
+                let (layer, thread) = FloorLayer::handoff();
+                drain = Some(thread);
+                layer
+            };
+            plain
+                .route("/settings/{id}", post(set_value))
+                .with_state(settings)
+                .layer(layer)
+        }
         Mode::Trace => {
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let appender = tracing_appender::rolling::never(&dir, "access.jsonl");
@@ -392,6 +418,13 @@ async fn run() -> Result<(), String> {
         println!(
             "audit accepted={} written={} lost={} syncs={} queue_full={}",
             stats.accepted, stats.written, stats.lost, stats.syncs, stats.queue_full
+        );
+    }
+    if let Some(drain) = drain {
+        let counts = drain.finish();
+        println!(
+            "floor drained={} dropped={}",
+            counts.drained, counts.dropped
         );
     }
     if let Some(services) = services {
