@@ -50,8 +50,13 @@ pub(crate) struct SnapshotField {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SnapshotValue {
     /// A value compared as a whole; `fingerprint` is of the value before any redaction
-    /// inside it, so a change to a secret inside it is still seen.
-    Plain { json: Value, fingerprint: u64 },
+    /// inside it, so a change to a secret inside it is still seen. `None` for a scalar,
+    /// which nothing redacts inside: its `json` is the value itself, compared directly, and
+    /// fingerprinted only if its field is redacted as a whole.
+    Plain {
+        json: Value,
+        fingerprint: Option<u64>,
+    },
     /// A redacted value: only its fingerprint.
     Redacted { fingerprint: u64 },
     /// A nested auditable value, compared field by field.
@@ -91,10 +96,12 @@ impl AuditSnapshot {
                 &mut field.value,
                 SnapshotValue::Redacted { fingerprint: 0 },
             ) {
-                SnapshotValue::Plain { fingerprint, .. }
+                plain @ SnapshotValue::Plain { .. }
                     if !field.is_id && names.is_secret(&field.name) =>
                 {
-                    SnapshotValue::Redacted { fingerprint }
+                    SnapshotValue::Redacted {
+                        fingerprint: plain.fingerprint().unwrap_or(0),
+                    }
                 }
                 SnapshotValue::Plain {
                     mut json,
@@ -145,13 +152,11 @@ impl AuditSnapshot {
 
     #[doc(hidden)]
     pub fn __redacted<T: Serialize + ?Sized>(&mut self, name: &'static str, value: &T) {
-        let fingerprint = match plain(value) {
-            SnapshotValue::Plain { fingerprint, .. } => fingerprint,
-            _ => 0,
-        };
         self.fields.push(SnapshotField {
             name: Cow::Borrowed(name),
-            value: SnapshotValue::Redacted { fingerprint },
+            value: SnapshotValue::Redacted {
+                fingerprint: plain(value).fingerprint().unwrap_or(0),
+            },
             is_id: false,
         });
     }
@@ -188,6 +193,22 @@ fn object(fields: impl Iterator<Item = (Cow<'static, str>, Value)>) -> Value {
 }
 
 impl SnapshotValue {
+    /// The fingerprint of the unredacted value; `None` for a nested snapshot.
+    pub(crate) fn fingerprint(&self) -> Option<u64> {
+        match self {
+            Self::Plain {
+                fingerprint: Some(fingerprint),
+                ..
+            }
+            | Self::Redacted { fingerprint } => Some(*fingerprint),
+            Self::Plain {
+                json,
+                fingerprint: None,
+            } => Some(fingerprint(json)),
+            Self::Nested(_) => None,
+        }
+    }
+
     fn to_json(&self) -> Value {
         match self {
             Self::Plain { json, .. } => json.clone(),
@@ -212,7 +233,9 @@ fn plain<T: Serialize + ?Sized>(value: &T) -> SnapshotValue {
     // iteration order, which differs between two loads of the same data.
     let json = serde_json::to_value(value)
         .unwrap_or_else(|e| Value::String(format!("<unserializable: {e}>")));
-    let fingerprint = fingerprint(&json);
+    // Most fields are scalars: hashing them would cost more than comparing them.
+    let fingerprint =
+        matches!(json, Value::Array(_) | Value::Object(_)).then(|| fingerprint(&json));
     SnapshotValue::Plain { json, fingerprint }
 }
 
@@ -285,11 +308,10 @@ impl<T: Auditable + Serialize> ViaAuditableCollection for &FieldRef<'_, Vec<T>> 
                 .map(|item| item.audit_snapshot().into_json())
                 .collect(),
         );
-        let fingerprint = match plain(self.0) {
-            SnapshotValue::Plain { fingerprint, .. } => fingerprint,
-            _ => 0,
-        };
-        SnapshotValue::Plain { json, fingerprint }
+        SnapshotValue::Plain {
+            json,
+            fingerprint: plain(self.0).fingerprint(),
+        }
     }
 }
 
@@ -332,11 +354,10 @@ where
             })
             .collect(),
     );
-    let fingerprint = match plain(map) {
-        SnapshotValue::Plain { fingerprint, .. } => fingerprint,
-        _ => 0,
-    };
-    SnapshotValue::Plain { json, fingerprint }
+    SnapshotValue::Plain {
+        json,
+        fingerprint: plain(map).fingerprint(),
+    }
 }
 
 #[doc(hidden)]

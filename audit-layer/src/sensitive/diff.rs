@@ -56,7 +56,9 @@ fn compare(
         (None, Some(SnapshotValue::Nested(b))) => diff_into(changes, &path("."), None, Some(b)),
         (old, new) => {
             let both = old.is_some() && new.is_some();
-            if both && old.map(fingerprint) == new.map(fingerprint) {
+            if let (Some(old), Some(new)) = (old, new)
+                && unchanged(old, new)
+            {
                 return;
             }
             let old_json = old.and_then(visible);
@@ -76,12 +78,21 @@ fn is_redacted(value: Option<&SnapshotValue>) -> bool {
     matches!(value, Some(SnapshotValue::Redacted { .. }))
 }
 
-fn fingerprint(value: &SnapshotValue) -> Option<u64> {
-    match value {
-        SnapshotValue::Plain { fingerprint, .. } | SnapshotValue::Redacted { fingerprint } => {
-            Some(*fingerprint)
-        }
-        SnapshotValue::Nested(_) => None,
+/// Whether the unredacted values are equal.
+fn unchanged(old: &SnapshotValue, new: &SnapshotValue) -> bool {
+    match (old, new) {
+        // Scalars, as they are: compared without hashing either.
+        (
+            SnapshotValue::Plain {
+                json: old,
+                fingerprint: None,
+            },
+            SnapshotValue::Plain {
+                json: new,
+                fingerprint: None,
+            },
+        ) => old == new,
+        _ => old.fingerprint() == new.fingerprint(),
     }
 }
 
@@ -90,5 +101,104 @@ fn visible(value: &SnapshotValue) -> Option<Value> {
         SnapshotValue::Plain { json, .. } => Some(json.clone()),
         SnapshotValue::Nested(nested) => Some(nested.to_json()),
         SnapshotValue::Redacted { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::diff;
+    use crate::event::Change;
+    use crate::sensitive::auditable::{AuditSnapshot, FieldRef, ViaSerialize};
+
+    /// A snapshot as the derive builds one: `plain` fields by value, `hidden` ones marked
+    /// redacted, then the default secret names applied.
+    fn snapshot(
+        plain: &[(&'static str, Value)],
+        hidden: &[(&'static str, Value)],
+    ) -> AuditSnapshot {
+        let mut snapshot = AuditSnapshot::__new();
+        for (name, value) in plain {
+            snapshot.__field(name, FieldRef(value).__audit_value());
+        }
+        for (name, value) in hidden {
+            snapshot.__redacted(name, value);
+        }
+        snapshot.__finish()
+    }
+
+    fn changes(before: &AuditSnapshot, after: &AuditSnapshot) -> Vec<Change> {
+        diff(Some(before), Some(after))
+    }
+
+    /// Scalars are compared without fingerprints, containers and redacted fields with them:
+    /// either way, an unchanged value gives no change, and a changed secret is named but
+    /// never shown.
+    #[test]
+    fn each_kind_of_field_is_unchanged_or_changed_as_its_value_is() {
+        let before = snapshot(
+            &[
+                ("role", json!("viewer")),
+                ("count", json!(1)),
+                ("password", json!("old-pass")),
+                ("settings", json!({"theme": "dark", "token": "t-1"})),
+            ],
+            &[("hash", json!("h-1"))],
+        );
+        assert_eq!(changes(&before, &before.clone()), vec![]);
+
+        let after = snapshot(
+            &[
+                ("role", json!("admin")),
+                ("count", json!(1.0)),
+                ("password", json!("new-pass")),
+                ("settings", json!({"theme": "dark", "token": "t-2"})),
+            ],
+            &[("hash", json!("h-2"))],
+        );
+        assert_eq!(
+            changes(&before, &after),
+            vec![
+                Change::value("role", Some(json!("viewer")), Some(json!("admin"))),
+                Change::value("count", Some(json!(1)), Some(json!(1.0))),
+                Change::redacted("password"),
+                Change::redacted("settings"),
+                Change::redacted("hash"),
+            ]
+        );
+        // Unchanged secrets, changed neighbours: only the neighbours.
+        let after = snapshot(
+            &[
+                ("role", json!("viewer")),
+                ("count", json!(1)),
+                ("password", json!("old-pass")),
+                ("settings", json!({"theme": "light", "token": "t-1"})),
+            ],
+            &[("hash", json!("h-1"))],
+        );
+        let found = changes(&before, &after);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].field, "settings");
+        assert!(!found[0].redacted);
+        assert_eq!(
+            found[0].new,
+            Some(json!({"theme": "light", "token": "[REDACTED]"}))
+        );
+    }
+
+    /// A field whose value changes kind (a scalar to an object) is a change.
+    #[test]
+    fn a_scalar_that_becomes_a_container_is_a_change() {
+        let before = snapshot(&[("limit", json!(null))], &[]);
+        let after = snapshot(&[("limit", json!({"max": 3}))], &[]);
+        assert_eq!(
+            changes(&before, &after),
+            vec![Change::value(
+                "limit",
+                Some(json!(null)),
+                Some(json!({"max": 3}))
+            )]
+        );
     }
 }
