@@ -8,6 +8,10 @@
 //!   detectors (`BruteForce` and `PrivilegeGrant`), which look at each event;
 //!   `audited-discard`: the layer, queue and writer with a sink that keeps nothing, so that
 //!   the file sink's share is the difference from `audited`;
+//! - `floor-layer` / `floor-handoff`: the load server's floors (`examples/shared/floor.rs`):
+//!   a layer that does nothing, and one that hands a small record of each request to a
+//!   thread that drops it: the least any layer, and any record kept off the request's
+//!   thread, can add;
 //! - `sensitive-bare` / `sensitive`: `POST /settings/{id}` unaudited, and as a
 //!   `#[sensitive]` handler whose event is "synced" before the response, by a sink that
 //!   keeps nothing: a sink that kept the events (`MemorySink`) would add a copy of each, and
@@ -30,6 +34,8 @@ use http::Method;
 use tower::ServiceExt;
 
 mod common;
+#[path = "../examples/shared/floor.rs"]
+mod floor;
 #[path = "common/settings.rs"]
 mod settings;
 
@@ -53,11 +59,13 @@ fn discard_trail() -> AuditTrail {
 }
 
 /// What can be measured, as the first argument.
-const MODES: [&str; 6] = [
+const MODES: [&str; 8] = [
     "bare",
     "audited",
     "audited-detectors",
     "audited-discard",
+    "floor-layer",
+    "floor-handoff",
     "sensitive-bare",
     "sensitive",
 ];
@@ -98,6 +106,20 @@ fn main() {
                     let trail = discard_trail();
                     serve(&router.clone().layer(trail.layer()), n, hello.0, hello.1).await;
                     trail.shutdown().await.expect("shutdown");
+                }
+                "floor-layer" => {
+                    let layer = floor::FloorLayer::identity();
+                    serve(&router.clone().layer(layer), n, hello.0, hello.1).await;
+                }
+                "floor-handoff" => {
+                    let (layer, drain) = floor::FloorLayer::handoff();
+                    serve(&router.clone().layer(layer), n, hello.0, hello.1).await;
+                    let counts = drain.finish();
+                    assert_eq!(
+                        (counts.drained, counts.dropped),
+                        (n, 0),
+                        "every record taken"
+                    );
                 }
                 "sensitive-bare" => serve(&settings::router(None), n, bump.0, bump.1).await,
                 "sensitive" => {

@@ -7,9 +7,10 @@
 #   TOP=25 benches/instructions.sh       # and, for each, the 25 functions auditing adds most to
 #
 # GET /hello with a chained file trail (and with a sink that keeps nothing, which splits the
-# layer's and its pipeline's share from the file sink's), and a sensitive POST (state loaded
-# before and after, diffed, redacted; the event "synced" by a sink that keeps nothing, before
-# the response).
+# layer's and its pipeline's share from the file sink's; and behind the load server's two
+# floor layers, for the least any layer adds), and a sensitive POST (state loaded before and
+# after, diffed, redacted; the event "synced" by a sink that keeps nothing, before the
+# response).
 # Each setup runs twice, with N1 and N2 requests; the difference divided by N2 - N1 is the
 # cost per request without start-up and shutdown. Needs valgrind (apt-get install valgrind).
 #
@@ -71,6 +72,8 @@ read -r bare _ <<<"$(per_request bare)"
 read -r audited sha <<<"$(per_request audited)"
 read -r detectors _ <<<"$(per_request audited-detectors)"
 read -r discard _ <<<"$(per_request audited-discard)"
+read -r floor_layer _ <<<"$(per_request floor-layer)"
+read -r floor_handoff _ <<<"$(per_request floor-handoff)"
 read -r sensitive_bare _ <<<"$(per_request sensitive-bare)"
 read -r sensitive _ <<<"$(per_request sensitive)"
 echo "instructions per request (callgrind; $N1 and $N2 requests per setup)"
@@ -83,6 +86,9 @@ printf '    the rest:                         %8d\n' "$((audited - bare - sha))"
 printf '      with a sink that keeps nothing: %8d\n' "$((discard - bare))"
 printf '      the file sink, SHA-256 aside:   %8d\n' "$((audited - sha - discard))"
 printf '  then added by the demo'"'"'s detectors: %8d\n' "$((detectors - audited))"
+echo "  the floors (examples/shared/floor.rs), added to the bare router:"
+printf '    a layer that does nothing:        %8d\n' "$((floor_layer - bare))"
+printf '    one that hands a record off:      %8d\n' "$((floor_handoff - bare))"
 echo "POST /settings/{id}, sensitive, \"synced\" by a sink that keeps nothing"
 printf '  unaudited handler:                  %8d\n' "$sensitive_bare"
 printf '  #[sensitive], both threads:         %8d\n' "$sensitive"
