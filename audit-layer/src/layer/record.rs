@@ -57,13 +57,13 @@ impl InFlight {
     /// Captures the request, and puts the [`RequestId`] and [`AuditContext`] in its
     /// extensions.
     pub(crate) fn begin(shared: Arc<Shared>, parts: &mut Parts) -> Self {
-        let start = Instant::now();
-        let now = Timestamp::now();
-        let id = event_id(now);
+        let Arrival {
+            start,
+            now,
+            id,
+            request_id,
+        } = Arrival::of(&shared, parts);
         let config = &shared.config;
-
-        let request_id =
-            RequestId::from_header_or(parts.headers.get(&config.request_id_header), id);
         let client = client_ip::resolve(
             peer_addr(&parts.extensions),
             &parts.headers,
@@ -86,7 +86,8 @@ impl InFlight {
         } = shared.spare_events.take();
         #[cfg(test)]
         if PANIC_IN_CAPTURE.replace(false) {
-            panic!("injected capture fault");
+            // Quoting the request, as some panics' messages do.
+            panic!("injected capture fault at {}", parts.uri);
         }
         let source = Source {
             ip: client.ip,
@@ -152,10 +153,7 @@ impl InFlight {
             changes: None,
         };
 
-        let context = AuditContext::new(Arc::clone(&shared));
-        parts.extensions.insert(context.clone());
-        parts.extensions.insert(request_id.clone());
-
+        let context = hand_to_handlers(&shared, parts, &request_id);
         Self {
             start,
             event,
@@ -171,24 +169,25 @@ impl InFlight {
     /// crate: the request is still served and still recorded, with only what cannot carry
     /// a secret whatever the bug. Its path is the matched route, or [`REDACTED`]; its source
     /// the connection's peer; its query, user agent and headers are left out; its reason
-    /// says what happened. The response completes it as usual.
+    /// says what happened, but not the panic's message, which is logged: a message can
+    /// quote the text being handled (slicing a `str` at a bad index does), the path or a
+    /// header included. The response completes it as usual.
     pub(crate) fn capture_failed(
         shared: Arc<Shared>,
         parts: &mut Parts,
         payload: &(dyn Any + Send),
     ) -> Self {
-        let message = panic_message(payload);
         tracing::error!(
             target: "audit",
-            panic = message,
+            panic = panic_message(payload),
             "capturing a request for its audit event panicked; a partial event is recorded"
         );
-        let start = Instant::now();
-        let now = Timestamp::now();
-        let id = event_id(now);
-        let config = &shared.config;
-        let request_id =
-            RequestId::from_header_or(parts.headers.get(&config.request_id_header), id);
+        let Arrival {
+            start,
+            now,
+            id,
+            request_id,
+        } = Arrival::of(&shared, parts);
         let route = matched_route(&parts.extensions);
         let peer = peer_addr(&parts.extensions);
         let mut event = AuditEvent::with_id(
@@ -214,20 +213,16 @@ impl InFlight {
             query: None,
             headers: BTreeMap::new(),
         });
-        event.labels = config.labels.clone();
+        event.labels = shared.config.labels.clone();
 
-        let context = AuditContext::new(Arc::clone(&shared));
-        parts.extensions.insert(context.clone());
-        parts.extensions.insert(request_id.clone());
+        let context = hand_to_handlers(&shared, parts, &request_id);
         Self {
             start,
             event: Box::new(event),
             request_actor: parts.extensions.get::<Actor>().cloned(),
             context,
             request_id,
-            capture_error: Some(format!(
-                "the audit layer failed to capture the request: {message}"
-            )),
+            capture_error: Some(CAPTURE_FAILED.to_owned()),
             shared,
         }
     }
@@ -308,6 +303,49 @@ impl InFlight {
         event.changes = notes.changes;
         event
     }
+}
+
+/// The reason a partial event gives (see [`InFlight::capture_failed`]).
+const CAPTURE_FAILED: &str =
+    "the audit layer failed to capture the request (a bug; its panic is in the server's log)";
+
+/// When a request arrived, and the ids it is known by.
+struct Arrival {
+    start: Instant,
+    now: Timestamp,
+    /// The event's id.
+    id: uuid::Uuid,
+    /// The client's id when acceptable, else the event's.
+    request_id: RequestId,
+}
+
+impl Arrival {
+    fn of(shared: &Shared, parts: &Parts) -> Self {
+        let start = Instant::now();
+        let now = Timestamp::now();
+        let id = event_id(now);
+        let request_id =
+            RequestId::from_header_or(parts.headers.get(&shared.config.request_id_header), id);
+        Self {
+            start,
+            now,
+            id,
+            request_id,
+        }
+    }
+}
+
+/// Puts the request's [`AuditContext`] and [`RequestId`] in its extensions, for handlers
+/// and middleware inside the layer; returns the context.
+fn hand_to_handlers(
+    shared: &Arc<Shared>,
+    parts: &mut Parts,
+    request_id: &RequestId,
+) -> AuditContext {
+    let context = AuditContext::new(Arc::clone(shared));
+    parts.extensions.insert(context.clone());
+    parts.extensions.insert(request_id.clone());
+    context
 }
 
 /// The values of the headers the configuration records, by name.
@@ -490,8 +528,8 @@ mod tests {
         assert_eq!(
             partial.reason.as_deref(),
             Some(
-                "reset requested; the audit layer failed to capture the request: \
-                 injected capture fault"
+                "reset requested; the audit layer failed to capture the request \
+                 (a bug; its panic is in the server's log)"
             )
         );
         let line = serde_json::to_string(partial).unwrap();
