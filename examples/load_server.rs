@@ -248,7 +248,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     const USAGE: &str = "usage: load_server \
-         <bare|trace|audit|audit-discard|audit-services|floor-layer|floor-handoff> [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS] \
+         <bare|trace|audit|audit-discard|audit-services|floor-layer|floor-handoff> \
+         [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS] \
          [--busy-ns NANOS]";
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
