@@ -54,9 +54,16 @@ pub(crate) struct HandoffCounts {
     pub(crate) dropped: u64,
 }
 
+/// Where a handoff floor's records go; shared by every request, as the trail's queue is.
+struct Handoff {
+    queue: mpsc::Sender<Box<Record>>,
+    dropped: Arc<AtomicU64>,
+}
+
 /// The draining thread of a handoff floor.
 pub(crate) struct Drain {
     thread: JoinHandle<u64>,
+    // Not the queue's sender: the thread ends when the layer's copies are gone.
     dropped: Arc<AtomicU64>,
 }
 
@@ -73,19 +80,23 @@ impl Drain {
 /// See the [module docs](self).
 #[derive(Clone)]
 pub(crate) struct FloorLayer {
-    queue: Option<(mpsc::Sender<Box<Record>>, Arc<AtomicU64>)>,
+    handoff: Option<Arc<Handoff>>,
 }
 
 impl FloorLayer {
     /// Passes requests through.
     pub(crate) fn identity() -> Self {
-        Self { queue: None }
+        Self { handoff: None }
     }
 
     /// Hands a record of each request to a draining thread.
     pub(crate) fn handoff() -> (Self, Drain) {
-        let (sender, mut receiver) = mpsc::channel::<Box<Record>>(CAPACITY);
+        let (queue, mut receiver) = mpsc::channel::<Box<Record>>(CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
+        let handoff = Arc::new(Handoff {
+            queue,
+            dropped: Arc::clone(&dropped),
+        });
         let thread = std::thread::spawn(move || {
             let mut drained = 0u64;
             loop {
@@ -104,7 +115,7 @@ impl FloorLayer {
             }
         });
         let layer = Self {
-            queue: Some((sender, Arc::clone(&dropped))),
+            handoff: Some(handoff),
         };
         (layer, Drain { thread, dropped })
     }
@@ -116,7 +127,7 @@ impl<S> Layer<S> for FloorLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Floor {
             inner,
-            queue: self.queue.clone(),
+            handoff: self.handoff.clone(),
         }
     }
 }
@@ -125,15 +136,14 @@ impl<S> Layer<S> for FloorLayer {
 #[derive(Clone)]
 pub(crate) struct Floor<S> {
     inner: S,
-    queue: Option<(mpsc::Sender<Box<Record>>, Arc<AtomicU64>)>,
+    handoff: Option<Arc<Handoff>>,
 }
 
 /// A request's record until its response.
 struct Capture {
     start: Instant,
     record: Box<Record>,
-    queue: mpsc::Sender<Box<Record>>,
-    dropped: Arc<AtomicU64>,
+    handoff: Arc<Handoff>,
 }
 
 impl<S, B, ResBody> Service<Request<B>> for Floor<S>
@@ -149,7 +159,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let capture = self.queue.as_ref().map(|(queue, dropped)| Capture {
+        let capture = self.handoff.as_ref().map(|handoff| Capture {
             start: Instant::now(),
             record: Box::new(Record {
                 time: SystemTime::now(),
@@ -162,8 +172,7 @@ where
                 status: 0,
                 duration: Duration::ZERO,
             }),
-            queue: queue.clone(),
-            dropped: Arc::clone(dropped),
+            handoff: Arc::clone(handoff),
         });
         FloorFuture {
             inner: self.inner.call(request),
@@ -193,16 +202,15 @@ where
         if let Some(Capture {
             start,
             mut record,
-            queue,
-            dropped,
+            handoff,
         }) = this.capture.take()
         {
             record.status = output
                 .as_ref()
                 .map_or(0, |response| response.status().as_u16());
             record.duration = start.elapsed();
-            if queue.try_send(record).is_err() {
-                dropped.fetch_add(1, Ordering::Relaxed);
+            if handoff.queue.try_send(record).is_err() {
+                handoff.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
         Poll::Ready(output)
