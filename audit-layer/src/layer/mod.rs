@@ -28,9 +28,10 @@
 //!
 //! Should capturing the request itself panic (a bug in this crate), the request is served
 //! all the same, and its event records only what no bug could leave unredacted: the method,
-//! the matched route as the path, the connection's peer, the request id, the response; its
-//! `reason` ends with `the audit layer failed to capture the request (a bug; its panic is in
-//! the server's log)`: not the panic's message, which could quote the request's text.
+//! the matched route as the path, the connection's peer, the request id, the actor from the
+//! extensions or the resolver, the response. Its `reason` ends with `the audit layer failed
+//! to capture the request (a bug; its panic is in the server's log)`: not the panic's
+//! message, which could quote the request's text.
 //!
 //! # Where to put the layer
 //!

@@ -171,7 +171,9 @@ impl InFlight {
     /// the connection's peer; its query, user agent and headers are left out; its reason
     /// says what happened, but not the panic's message, which is logged: a message can
     /// quote the text being handled (slicing a `str` at a bad index does), the path or a
-    /// header included. The response completes it as usual.
+    /// header included. Its actor is still asked of the extensions and the resolver (whose
+    /// panics are caught on their own), not read from the actor header. The response
+    /// completes it as usual.
     pub(crate) fn capture_failed(
         shared: Arc<Shared>,
         parts: &mut Parts,
@@ -215,11 +217,16 @@ impl InFlight {
         });
         event.labels = shared.config.labels.clone();
 
+        let request_actor = parts
+            .extensions
+            .get::<Actor>()
+            .cloned()
+            .or_else(|| resolve_actor(shared.config.actor_resolver.as_ref()?, parts));
         let context = hand_to_handlers(&shared, parts, &request_id);
         Self {
             start,
             event: Box::new(event),
-            request_actor: parts.extensions.get::<Actor>().cloned(),
+            request_actor,
             context,
             request_id,
             capture_error: Some(CAPTURE_FAILED.to_owned()),
@@ -466,7 +473,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::PANIC_IN_CAPTURE;
-    use crate::{AuditContext, AuditTrail, MemorySink, Outcome};
+    use crate::{Actor, AuditContext, AuditTrail, MemorySink, Outcome};
 
     /// A bug in capturing a request neither fails it nor loses its event, and the event it
     /// leaves holds nothing the bug could have left unredacted.
@@ -476,6 +483,7 @@ mod tests {
         let trail = AuditTrail::builder()
             .sink(sink.clone())
             .label("service", "billing")
+            .actor_resolver(|_: &http::request::Parts| Some(Actor::user("alice")))
             .build()
             .unwrap();
         let app = Router::new()
@@ -522,6 +530,7 @@ mod tests {
         let source = partial.source.as_ref().unwrap();
         assert_eq!(source.ip, Some(peer.ip()));
         assert_eq!(source.user_agent, None);
+        assert_eq!(partial.actor.id, "alice");
         assert_eq!(partial.outcome, Outcome::Success);
         assert_eq!(partial.response.as_ref().unwrap().status, Some(200));
         assert_eq!(partial.labels["service"], "billing");
