@@ -209,6 +209,77 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
     audit.shutdown().await.unwrap();
 }
 
+/// Every string of a record is bounded, names included: header names, change paths and the
+/// keys of `details`, `before` and `after`. Long keys are cut without losing a value, and a
+/// secret name at the end of a long path still redacts it.
+#[tokio::test]
+async fn long_names_and_keys_are_bounded_without_losing_values() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let long = "k".repeat(5000);
+    let mut event = AuditEvent::new(
+        Category::Sensitive,
+        "config.import",
+        Outcome::Success,
+        Actor::service("importer"),
+    );
+    // Two keys that are the same once cut, and a short one.
+    let mut details = serde_json::Map::new();
+    details.insert(format!("{long}-a"), json!(1));
+    details.insert(format!("{long}-b"), json!(2));
+    details.insert("short".into(), json!({ long.clone(): "nested" }));
+    event.details = Some(details);
+    event.after = Some(json!({ long.clone(): "state" }));
+    event.changes = Some(vec![
+        Change::value(format!("{long}.limit"), Some(json!(1)), Some(json!(2))),
+        Change::value(
+            format!("{long}.password"),
+            Some(json!("OLD-SECRET")),
+            Some(json!("NEW-SECRET")),
+        ),
+    ]);
+    let mut request = RequestInfo::default();
+    request.id = "req-2".into();
+    request.method = "POST".into();
+    request.path = "/import".into();
+    request.headers.insert(format!("x-{long}"), "value".into());
+    event.request = Some(request);
+    audit.record(event).await.unwrap();
+    audit.flush().await.unwrap();
+
+    let events = sink.events();
+    let event = events
+        .iter()
+        .find(|e| e.action == "config.import")
+        .expect("the recorded event");
+    let details = event.details.as_ref().unwrap();
+    assert_eq!(details.len(), 3, "{:?}", details.keys().collect::<Vec<_>>());
+    let mut values: Vec<_> = details.values().filter_map(|v| v.as_i64()).collect();
+    values.sort();
+    assert_eq!(values, [1, 2], "both values kept under their cut keys");
+    assert!(
+        details.keys().all(|key| key.len() <= 256 + 4),
+        "{details:?}"
+    );
+    assert!(details.keys().any(|key| key.ends_with("...[truncated]#2")));
+    let nested = details["short"].as_object().unwrap();
+    assert!(
+        nested
+            .keys()
+            .all(|key| key.len() <= 256 && key.ends_with("...[truncated]"))
+    );
+    let after = event.after.as_ref().unwrap().as_object().unwrap();
+    assert!(after.keys().all(|key| key.len() <= 256) && after.len() == 1);
+    let changes = event.changes.as_ref().unwrap();
+    assert!(changes.iter().all(|change| change.field.len() <= 1024));
+    assert_eq!(changes[0].new, Some(json!(2)));
+    assert!(changes[1].redacted, "{:?}", changes[1]);
+    let headers = &event.request.as_ref().unwrap().headers;
+    assert!(headers.keys().all(|name| name.len() <= 128) && headers.len() == 1);
+    assert_no_leak(&trail_text(&sink), &["OLD-SECRET", "NEW-SECRET", &long]);
+    audit.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn path_segments_named_like_secrets_by_their_route_are_redacted() {
     let (builder, sink) = memory_trail();

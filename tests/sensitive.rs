@@ -380,6 +380,30 @@ async fn a_creation_has_no_before_and_lists_every_field() {
     assert!(!text.contains("dave-secret-pw"));
 }
 
+/// A snapshot's strings are bounded in the record, as every value of an event is; the
+/// change is still seen, and the resource itself is stored whole.
+#[tokio::test]
+async fn long_values_in_snapshots_are_bounded() {
+    let f = fixture();
+    let name = "n".repeat(10_000);
+    let (status, event) = f
+        .call(
+            "POST",
+            "/users",
+            Some(json!({"name": name, "password": "pw"})),
+            false,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let after = event.after.unwrap();
+    let recorded = after["name"].as_str().unwrap();
+    assert!(recorded.len() <= 4096 && recorded.ends_with("...[truncated]"));
+    let changes = event.changes.unwrap();
+    let change = changes.iter().find(|c| c.field == "name").unwrap();
+    assert_eq!(change.new.as_ref().unwrap().as_str(), Some(recorded));
+    assert_eq!(f.state.db.users.lock().unwrap()[&3].name, name);
+}
+
 #[tokio::test]
 async fn a_failed_creation_records_the_attempt() {
     let f = fixture();

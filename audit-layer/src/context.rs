@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use crate::actor::Actor;
 use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};
-use crate::sensitive::{AuditSnapshot, Auditable, diff, target_of};
+use crate::sensitive::{Auditable, recorded_change, target_of};
 use crate::trail::Shared;
 
 /// A handle on the event of the current request, to name and enrich it.
@@ -202,11 +202,11 @@ impl AuditContext {
         let before = before.map(|b| b.audit_snapshot().redacted_for_trail(names));
         let after = after.map(|a| a.audit_snapshot().redacted_for_trail(names));
         let target = target_of::<T>(before.as_ref().or(after.as_ref()), None);
-        let changes = diff(before.as_ref(), after.as_ref());
+        let change = recorded_change(before, after);
         let mut notes = self.lock();
-        notes.before = before.map(AuditSnapshot::into_json);
-        notes.after = after.map(AuditSnapshot::into_json);
-        notes.changes = Some(changes);
+        notes.before = change.before;
+        notes.after = change.after;
+        notes.changes = Some(change.changes);
         if notes.target.is_none() {
             notes.target = target;
         }

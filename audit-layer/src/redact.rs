@@ -20,6 +20,12 @@
 //! whole is redacted and bounded, every part of it, by
 //! [`AuditTrail::record`](crate::AuditTrail::record).
 //!
+//! Bounds are in bytes, and a cut value ends in `...[truncated]`: strings in `details`,
+//! `before`, `after` and changes at 4 KiB, their object keys at 256 (a cut key that meets
+//! another gets `#2`, `#3` after it, so no value is lost), nesting at 16 levels; paths and
+//! queries at 2 KiB, header values and user agents at 512, header names at 128. A name is
+//! checked for secrets before it is cut.
+//!
 //! # Example
 //!
 //! ```
@@ -97,6 +103,12 @@ pub(crate) mod limits {
     pub(crate) const LABEL_VALUE: usize = 256;
     pub(crate) const LABELS: usize = 64;
     pub(crate) const DETAIL_STRING: usize = 4096;
+    /// An object key inside `details`, `before`, `after` or a change's values.
+    pub(crate) const DETAIL_KEY: usize = 256;
+    /// A recorded header's name, in an event built by application code.
+    pub(crate) const HEADER_NAME: usize = 128;
+    /// A change's field path (`address.city`), in an event built by application code.
+    pub(crate) const CHANGE_FIELD: usize = 1024;
     pub(crate) const DETAIL_DEPTH: usize = 16;
 }
 
@@ -350,7 +362,8 @@ fn cut_point(text: &str, max: usize) -> usize {
     end
 }
 
-/// Bounds every string of a JSON value in place, and cuts nesting deeper than the limit.
+/// Bounds every string of a JSON value in place, object keys included, and cuts nesting
+/// deeper than the limit.
 pub(crate) fn bound_json(value: &mut serde_json::Value, depth: usize) {
     use serde_json::Value;
     match value {
@@ -361,8 +374,41 @@ pub(crate) fn bound_json(value: &mut serde_json::Value, depth: usize) {
             *value = Value::String(TRUNCATED.to_owned());
         }
         Value::Array(items) => items.iter_mut().for_each(|v| bound_json(v, depth + 1)),
-        Value::Object(map) => map.values_mut().for_each(|v| bound_json(v, depth + 1)),
+        Value::Object(map) => {
+            bound_keys(map, limits::DETAIL_KEY);
+            map.values_mut().for_each(|v| bound_json(v, depth + 1));
+        }
         _ => {}
+    }
+}
+
+/// Cuts the keys longer than `max`. A cut key that meets another gets a number after it
+/// (`...[truncated]#2`), so that no value is lost to the cut.
+pub(crate) fn bound_keys<M, V>(map: &mut M, max: usize)
+where
+    M: Default + IntoIterator<Item = (String, V)> + Extend<(String, V)>,
+    for<'a> &'a M: IntoIterator<Item = (&'a String, &'a V)>,
+{
+    // Nearly every map has only short keys: nothing to rebuild.
+    if !(&*map).into_iter().any(|(key, _)| key.len() > max) {
+        return;
+    }
+    let (long, short): (Vec<_>, Vec<_>) = std::mem::take(map)
+        .into_iter()
+        .partition(|(key, _)| key.len() > max);
+    let mut taken: std::collections::BTreeSet<String> =
+        short.iter().map(|(key, _)| key.clone()).collect();
+    map.extend(short);
+    for (key, value) in long {
+        let cut_key = cut(&key, max);
+        let mut unique = cut_key.clone();
+        let mut n = 2;
+        while taken.contains(&unique) {
+            unique = format!("{cut_key}#{n}");
+            n += 1;
+        }
+        taken.insert(unique.clone());
+        map.extend([(unique, value)]);
     }
 }
 
@@ -592,6 +638,7 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
             let name = name.to_ascii_lowercase();
             !FORBIDDEN_HEADERS.contains(&name.as_str()) && !names.is_secret(&name)
         });
+        bound_keys(&mut request.headers, limits::HEADER_NAME);
         for value in request.headers.values_mut() {
             bound_in_place(value, limits::HEADER_VALUE);
         }
@@ -618,8 +665,11 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
         redact_value(state, names);
     }
     for change in event.changes.iter_mut().flatten() {
-        // A dotted path is split into words too: `user.password` is a secret name.
-        if names.is_secret(&change.field) {
+        // A dotted path is split into words too: `user.password` is a secret name. Checked
+        // whole, before the cut could take the secret word off its end.
+        let secret = names.is_secret(&change.field);
+        bound_in_place(&mut change.field, limits::CHANGE_FIELD);
+        if secret {
             *change = Change::redacted(std::mem::take(&mut change.field));
         } else {
             for value in [&mut change.old, &mut change.new].into_iter().flatten() {

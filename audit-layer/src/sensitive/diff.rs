@@ -4,10 +4,46 @@ use serde_json::Value;
 
 use super::auditable::{AuditSnapshot, SnapshotField, SnapshotValue};
 use crate::event::Change;
+use crate::redact::bound_json;
+
+/// What an event records of a change.
+pub(crate) struct RecordedChange {
+    pub(crate) before: Option<Value>,
+    pub(crate) after: Option<Value>,
+    pub(crate) changes: Vec<Change>,
+}
+
+/// Both states and the changes between them, as an event records them: compared whole,
+/// then with their strings and keys bounded, as every value of an event is.
+pub(crate) fn recorded_change(
+    before: Option<AuditSnapshot>,
+    after: Option<AuditSnapshot>,
+) -> RecordedChange {
+    let mut changes = diff(before.as_ref(), after.as_ref());
+    for value in changes
+        .iter_mut()
+        .flat_map(|change| [&mut change.old, &mut change.new])
+        .flatten()
+    {
+        bound_json(value, 0);
+    }
+    RecordedChange {
+        before: before.map(recorded_state),
+        after: after.map(recorded_state),
+        changes,
+    }
+}
+
+/// A snapshot as an event records it, bounded.
+pub(crate) fn recorded_state(snapshot: AuditSnapshot) -> Value {
+    let mut json = snapshot.into_json();
+    bound_json(&mut json, 0);
+    json
+}
 
 /// The changed fields from `before` to `after`, in field order; nested auditable fields as
 /// dotted paths. With only one side (creation, deletion), every field is listed.
-pub(crate) fn diff(before: Option<&AuditSnapshot>, after: Option<&AuditSnapshot>) -> Vec<Change> {
+fn diff(before: Option<&AuditSnapshot>, after: Option<&AuditSnapshot>) -> Vec<Change> {
     let mut changes = Vec::new();
     diff_into(&mut changes, "", before, after);
     changes

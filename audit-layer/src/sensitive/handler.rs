@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use http::request::Parts;
 
-use super::{AuditSnapshot, Auditable, Snapshot, diff, target_of};
+use super::diff::{recorded_change, recorded_state};
+use super::{AuditSnapshot, Auditable, Snapshot, target_of};
 use crate::context::AuditContext;
 use crate::layer::matched_route;
 
@@ -176,11 +177,11 @@ impl<R: Auditable> Pending<R> {
         self.finished = true;
         let before = self.before.take();
         let target = target_of::<R>(before.as_ref().or(after.as_ref()), self.key.as_deref());
-        let changes = diff(before.as_ref(), after.as_ref());
+        let change = recorded_change(before, after);
         let mut notes = self.context.lock();
-        notes.before = before.map(AuditSnapshot::into_json);
-        notes.after = after.map(AuditSnapshot::into_json);
-        notes.changes = Some(changes);
+        notes.before = change.before;
+        notes.after = change.after;
+        notes.changes = Some(change.changes);
         if notes.target.is_none() {
             notes.target = target;
         }
@@ -197,7 +198,7 @@ impl<R> Drop for Pending<R> {
         }
         let before = self.before.take();
         let mut notes = self.context.lock();
-        notes.before = before.map(AuditSnapshot::into_json);
+        notes.before = before.map(recorded_state);
         if !self.errors.is_empty() && notes.reason.is_none() {
             notes.reason = Some(self.errors.join("; "));
         }

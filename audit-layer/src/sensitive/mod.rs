@@ -67,7 +67,7 @@ pub use self::auditable::{AuditSnapshot, Auditable};
 pub use self::auditable::{
     FieldRef, SnapshotValue, ViaAuditable, ViaAuditableCollection, ViaSerialize,
 };
-pub(crate) use self::diff::diff;
+pub(crate) use self::diff::recorded_change;
 pub use self::snapshot::Snapshot;
 
 /// `resource:id` of a snapshot, else of a key.
