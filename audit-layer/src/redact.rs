@@ -375,8 +375,15 @@ pub(crate) fn bound_json(value: &mut serde_json::Value, depth: usize) {
         }
         Value::Array(items) => items.iter_mut().for_each(|v| bound_json(v, depth + 1)),
         Value::Object(map) => {
-            bound_keys(map, limits::DETAIL_KEY);
-            map.values_mut().for_each(|v| bound_json(v, depth + 1));
+            // One pass over the entries; the keys are rebuilt only when one is too long.
+            let mut long_key = false;
+            for (key, value) in map.iter_mut() {
+                long_key |= key.len() > limits::DETAIL_KEY;
+                bound_json(value, depth + 1);
+            }
+            if long_key {
+                bound_keys(map, limits::DETAIL_KEY);
+            }
         }
         _ => {}
     }
