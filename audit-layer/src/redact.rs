@@ -391,7 +391,7 @@ pub(crate) fn bound_json(value: &mut serde_json::Value, depth: usize) {
 
 /// Cuts the keys longer than `max`. A cut key that meets another gets a number after it
 /// (`...[truncated]#2`), so that no value is lost to the cut.
-pub(crate) fn bound_keys<M, V>(map: &mut M, max: usize)
+fn bound_keys<M, V>(map: &mut M, max: usize)
 where
     M: Default + IntoIterator<Item = (String, V)> + Extend<(String, V)>,
     for<'a> &'a M: IntoIterator<Item = (&'a String, &'a V)>,
