@@ -293,11 +293,14 @@ async fn path_segments_named_like_secrets_by_their_route_are_redacted() {
     let app = Router::new()
         .route("/password-reset/{token}", get(|| async { "ok" }))
         .route("/downloads/{*signature}", get(|| async { "ok" }))
+        // `{{` and `}}` are literal braces: the parameter is the one after them.
+        .route("/keys/{{v1}}{key}", get(|| async { "ok" }))
         .layer(audit.layer())
         .nest("/api", api);
     for uri in [
         "/password-reset/RESET-SECRET?lang=en",
         "/downloads/SIGNED/URL-SECRET",
+        "/keys/{v1}KEY-SECRET",
         "/api/invites/INVITE-SECRET",
         "/api/users/7",
     ] {
@@ -328,6 +331,11 @@ async fn path_segments_named_like_secrets_by_their_route_are_redacted() {
                 None
             ),
             (
+                "/keys/[REDACTED]".to_owned(),
+                "/keys/{{v1}}{key}".to_owned(),
+                None
+            ),
+            (
                 "/api/invites/[REDACTED]".to_owned(),
                 "/api/invites/{invite_token}".to_owned(),
                 None
@@ -341,7 +349,7 @@ async fn path_segments_named_like_secrets_by_their_route_are_redacted() {
     );
     assert_no_leak(
         &trail_text(&sink),
-        &["RESET-SECRET", "URL-SECRET", "INVITE-SECRET"],
+        &["RESET-SECRET", "URL-SECRET", "KEY-SECRET", "INVITE-SECRET"],
     );
     audit.shutdown().await.unwrap();
 }

@@ -525,27 +525,63 @@ enum Parameter {
 
 /// The kind of `segment` of a route when it holds a parameter with a secret name.
 fn secret_parameter(segment: &str, names: &SecretNames) -> Option<Parameter> {
-    let open = segment.find('{')?;
-    let rest = &segment[open + 1..];
-    let name = &rest[..rest.find('}').unwrap_or(rest.len())];
-    match name.strip_prefix('*') {
+    // A router takes one parameter per segment (axum's does); every one is checked all the
+    // same, so that a router allowing two cannot hide a secret behind a first harmless one.
+    parameters(segment).find_map(|name| match name.strip_prefix('*') {
         Some(name) if names.is_secret(name) => Some(Parameter::CatchAll),
         None if names.is_secret(name) => Some(Parameter::Segment),
         _ => None,
+    })
+}
+
+/// The names of the parameters in one route segment (`{name}`, `{*name}`), with `{{` and
+/// `}}` read as the literal braces they stand for, as axum's router reads them.
+fn parameters(segment: &str) -> impl Iterator<Item = &str> {
+    let mut rest = segment;
+    std::iter::from_fn(move || {
+        loop {
+            let open = rest.find(['{', '}'])?;
+            let after = &rest[open + 1..];
+            if after.starts_with(&rest[open..=open]) {
+                // An escaped brace: literal text.
+                rest = &after[1..];
+            } else if rest.as_bytes()[open] == b'}' {
+                // A stray closing brace, which no router accepts: skipped.
+                rest = after;
+            } else {
+                let end = after.find('}').unwrap_or(after.len());
+                rest = after.get(end + 1..).unwrap_or("");
+                return Some(&after[..end]);
+            }
+        }
+    })
+}
+
+/// Whether `segment` is what the literal route `pattern` (which holds no parameter)
+/// matches: the same text, once `{{` and `}}` are read as single braces.
+fn literal_matches(pattern: &str, segment: &str) -> bool {
+    if !pattern.contains(['{', '}']) {
+        return pattern == segment;
     }
+    pattern.replace("{{", "{").replace("}}", "}") == segment
 }
 
 /// Whether `path` is what `route` matches, segment by segment: every literal the same,
 /// one segment for each parameter, and at least one for a catch-all.
 fn lines_up(route: &[&str], path: &[&str]) -> bool {
     for (i, pattern) in route.iter().enumerate() {
-        if pattern.contains("{*") {
+        let (mut parameter, mut catch_all) = (false, false);
+        for name in parameters(pattern) {
+            parameter = true;
+            catch_all |= name.starts_with('*');
+        }
+        if catch_all {
             return path.len() > i;
         }
         let Some(segment) = path.get(i) else {
             return false;
         };
-        if !pattern.contains('{') && pattern != segment {
+        if !parameter && !literal_matches(pattern, segment) {
             return false;
         }
     }
@@ -923,6 +959,22 @@ mod tests {
                 Some("/reset/{token}/{id}"),
                 "/reset/[REDACTED]/{id}",
             ),
+            // `{{` and `}}` are literal braces, as axum's router reads them: a literal
+            // `{token}` is no parameter, and a parameter after escaped braces is one.
+            ("/docs/{token}", Some("/docs/{{token}}"), "/docs/{token}"),
+            ("/k/{a}xyz", Some("/k/{{a}}{token}"), "/k/[REDACTED]"),
+            ("/k/}xyz", Some("/k/}}{key}"), "/k/[REDACTED]"),
+            (
+                "/k/{x}/{*rest}/a",
+                Some("/k/{{x}}/{{*rest}}/{secret}"),
+                "/k/{x}/{*rest}/[REDACTED]",
+            ),
+            // A literal that does not match: nothing lines up.
+            (
+                "/docs/token/abc",
+                Some("/docs/{{token}}/{token}"),
+                "/docs/{{token}}/[REDACTED]",
+            ),
         ];
         for (path, route, recorded) in cases {
             assert_eq!(
@@ -950,7 +1002,7 @@ mod tests {
         /// catch-alls included, and all of the rest.
         #[test]
         fn a_matched_path_keeps_no_secret_parameter(
-            segments in proptest::collection::vec((0u8..3, "[a-z]{1,3}"), 0..6),
+            segments in proptest::collection::vec((0u8..5, "[a-z]{1,3}"), 0..6),
             catch_all in proptest::option::of(
                 (proptest::bool::ANY, proptest::collection::vec("[a-z]{1,3}", 1..4)),
             ),
@@ -960,6 +1012,10 @@ mod tests {
                 let (pattern, value, shown) = match kind {
                     0 => (text.clone(), text.clone(), text.clone()),
                     1 => (format!("{{id{i}}}"), text.clone(), text.clone()),
+                    // Escaped braces: a literal `{token}` is kept, and a parameter after
+                    // them is one.
+                    2 => (format!("{{{{token{text}}}}}"), format!("{{token{text}}}"), format!("{{token{text}}}")),
+                    3 => (format!("{text}{{{{{{token{i}}}"), format!("{text}{{SECRET"), REDACTED.to_owned()),
                     _ => (format!("{{token{i}}}"), format!("SECRET{text}"), REDACTED.to_owned()),
                 };
                 route += &format!("/{pattern}");
