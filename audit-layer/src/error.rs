@@ -18,6 +18,10 @@ pub enum ConfigError {
     /// A header name that is not valid.
     #[error("`{0}` is not a valid HTTP header name")]
     HeaderName(String),
+    /// A header asked to be recorded whose name is longer than a record keeps a header's
+    /// name (128 bytes).
+    #[error("header name `{0}` is longer than {max} bytes, the most a record keeps of a header's name", max = crate::redact::limits::HEADER_NAME)]
+    HeaderNameTooLong(String),
     /// The trail was built without a sink.
     #[error("no sink configured: add one with `AuditTrailBuilder::sink`")]
     NoSink,

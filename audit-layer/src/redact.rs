@@ -23,8 +23,9 @@
 //! Bounds are in bytes, and a cut value ends in `...[truncated]`: strings in `details`,
 //! `before`, `after` and changes at 4 KiB, their object keys at 256 (a cut key that meets
 //! another gets `#2`, `#3` after it, so no value is lost), nesting at 16 levels; paths and
-//! queries at 2 KiB, header values and user agents at 512, header names at 128. A name is
-//! checked for secrets before it is cut.
+//! queries at 2 KiB, header values and user agents at 512, header names at 128 (the
+//! layer's recorded headers are named in the configuration, which refuses a longer name).
+//! A name is checked for secrets before it is cut.
 //!
 //! # Example
 //!

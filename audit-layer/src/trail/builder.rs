@@ -109,7 +109,8 @@ impl AuditTrailBuilder {
     /// Request headers whose values are recorded in `request.headers` (besides
     /// `User-Agent`, always recorded as `source.user_agent`). Credentials can never be
     /// recorded: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
-    /// `X-Api-Key`, and any header whose name is a secret name, are refused.
+    /// `X-Api-Key`, and any header whose name is a secret name, are refused, as is a name
+    /// longer than 128 bytes (the most a record keeps of a header's name).
     pub fn record_headers<I, S>(mut self, names: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,
@@ -117,6 +118,9 @@ impl AuditTrailBuilder {
     {
         for name in names {
             let name = header_name(name.as_ref())?;
+            if name.as_str().len() > limits::HEADER_NAME {
+                return Err(ConfigError::HeaderNameTooLong(name.as_str().to_owned()));
+            }
             if FORBIDDEN_HEADERS.contains(&name.as_str())
                 || self.config.secret_names.is_secret(name.as_str())
             {
@@ -363,6 +367,17 @@ mod tests {
                 .record_headers(["x-tenant-id"])
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_recorded_header_name_must_fit_in_a_record() {
+        let longest = format!("x-{}", "a".repeat(limits::HEADER_NAME - 2));
+        assert!(AuditTrail::builder().record_headers([&longest]).is_ok());
+        let err = AuditTrail::builder()
+            .record_headers([format!("{longest}a")])
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::HeaderNameTooLong(_)), "{err}");
+        assert!(err.to_string().contains("longer than 128 bytes"), "{err}");
     }
 
     #[test]
