@@ -73,8 +73,10 @@ impl AuditTrailBuilder {
     }
 
     /// The request id header, read from requests and set on responses (`x-request-id`).
+    /// Its value is recorded, so a header that carries credentials (`Authorization`,
+    /// `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`) is refused.
     pub fn request_id_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        self.config.request_id_header = header_name(name)?;
+        self.config.request_id_header = not_credentials(header_name(name)?)?;
         Ok(self)
     }
 
@@ -121,11 +123,7 @@ impl AuditTrailBuilder {
             if name.as_str().len() > limits::HEADER_NAME {
                 return Err(ConfigError::HeaderNameTooLong(name.as_str().to_owned()));
             }
-            if FORBIDDEN_HEADERS.contains(&name.as_str())
-                || self.config.secret_names.is_secret(name.as_str())
-            {
-                return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
-            }
+            let name = not_secret_named(not_credentials(name)?, &self.config.secret_names)?;
             if !self.config.recorded_headers.contains(&name) {
                 self.config.recorded_headers.push(name);
             }
@@ -143,9 +141,12 @@ impl AuditTrailBuilder {
     /// Takes the actor's id from a request header, as a last resort.
     ///
     /// **Safe only behind a gateway that sets this header on every request and strips it
-    /// from clients' requests**: otherwise any client names itself.
+    /// from clients' requests**: otherwise any client names itself. Its value is recorded
+    /// as the actor's id, so a header that carries credentials (`Authorization`, `Cookie`,
+    /// `X-Api-Key`, ...) is refused: find the actor from those with an
+    /// [`actor_resolver`](Self::actor_resolver).
     pub fn trust_actor_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        self.config.actor_header = Some(header_name(name)?);
+        self.config.actor_header = Some(not_credentials(header_name(name)?)?);
         Ok(self)
     }
 
@@ -260,6 +261,11 @@ impl AuditTrailBuilder {
         for (key, value) in &mut self.config.labels {
             *value = label_value(key, std::mem::take(value), names);
         }
+        // Checked again against the final list: `secret_names` may come after
+        // `record_headers`.
+        for name in &self.config.recorded_headers {
+            not_secret_named(name.clone(), names)?;
+        }
         if self.sinks.is_empty() {
             return Err(ConfigError::NoSink);
         }
@@ -339,6 +345,23 @@ fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
     HeaderName::try_from(name).map_err(|_| ConfigError::HeaderName(name.to_owned()))
 }
 
+/// `name`, unless it is a header that carries credentials.
+fn not_credentials(name: HeaderName) -> Result<HeaderName, ConfigError> {
+    if FORBIDDEN_HEADERS.contains(&name.as_str()) {
+        return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
+    }
+    Ok(name)
+}
+
+/// `name`, unless it is a secret name: the value of a header named like a secret
+/// (`x-session-token`) is not recorded either.
+fn not_secret_named(name: HeaderName, names: &SecretNames) -> Result<HeaderName, ConfigError> {
+    if names.is_secret(name.as_str()) {
+        return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
+    }
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +389,48 @@ mod tests {
             AuditTrail::builder()
                 .record_headers(["x-tenant-id"])
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn credentials_are_never_the_request_id_or_the_actor() {
+        for name in ["Authorization", "cookie", "Set-Cookie", "x-api-key"] {
+            let err = AuditTrail::builder().request_id_header(name).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::ForbiddenHeader(_)),
+                "{name}: {err}"
+            );
+            let err = AuditTrail::builder().trust_actor_header(name).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::ForbiddenHeader(_)),
+                "{name}: {err}"
+            );
+        }
+        // A gateway's identity header is not a credential, whatever its words.
+        assert!(
+            AuditTrail::builder()
+                .trust_actor_header("x-auth-request-user")
+                .is_ok()
+        );
+        assert!(
+            AuditTrail::builder()
+                .request_id_header("x-trace-id")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_recorded_header_that_a_later_secret_name_names_is_refused() {
+        let err = AuditTrail::builder()
+            .record_headers(["x-tenant", "x-customer-pin"])
+            .unwrap()
+            .redact_also(["pin"])
+            .sink(MemorySink::new())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::ForbiddenHeader(name) if name == "x-customer-pin"),
+            "{err}"
         );
     }
 
