@@ -288,13 +288,17 @@ fn decode_component(text: &str) -> Cow<'_, str> {
 /// Appends the query string to `out`, with the value of every secret parameter replaced by
 /// [`REDACTED`], bounded to `max` bytes. Parameter names and the other values are kept as
 /// received. Written into the caller's buffer: the layer reuses one per request.
+///
+/// Pairs are separated by `&` and also by `;`, which some servers and proxies still read as
+/// one (HTML 4's recommendation): `a=1;password=x` keeps no password, whichever way the
+/// application reads it.
 pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNames, max: usize) {
     let start = out.len();
     out.reserve(query.len().min(max + 16));
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
+    let mut rest = query;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let pair = &rest[..end];
         match pair.split_once('=') {
             Some((name, _)) if names.is_secret(name) => {
                 out.push_str(name);
@@ -304,9 +308,12 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
             // A bare `name` has no value to hide.
             _ => out.push_str(pair),
         }
-        if out.len() - start > max {
+        if end == rest.len() || out.len() - start > max {
             break;
         }
+        // The separator as received.
+        out.push_str(&rest[end..=end]);
+        rest = &rest[end + 1..];
     }
     if out.len() - start > max {
         let end = start + cut_point(&out[start..], max);
@@ -869,6 +876,11 @@ mod tests {
             "page=2&token=[REDACTED]&Password=[REDACTED]&flag&q=a=b"
         );
         assert_eq!(redact_query("", &names, 2048), "");
+        assert_eq!(
+            redact_query("a=1;password=x&b=2;;token=y;", &names, 2048),
+            "a=1;password=[REDACTED]&b=2;;token=[REDACTED];"
+        );
+        assert_eq!(redact_query("&&a", &names, 2048), "&&a");
     }
 
     #[test]
