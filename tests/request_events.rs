@@ -189,6 +189,53 @@ async fn a_panic_is_answered_500_recorded_and_the_service_keeps_serving() {
 }
 
 #[tokio::test]
+async fn secrets_quoted_by_a_panic_or_a_service_error_are_redacted_from_the_reason() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = Router::new()
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!(
+                        "error sending request for url (https://api.example/v1?api_key=KEY-SECRET): \
+                         Login {{ user: \"bob\", password: \"PASSWORD-SECRET\" }}"
+                    );
+                }
+                "unreachable"
+            }),
+        )
+        .layer(audit.layer());
+    app.oneshot(get_request("/panic")).await.unwrap();
+    // A tower service whose error quotes a connection string.
+    let failing = tower::service_fn(|_request: http::Request<Body>| async {
+        Err::<http::Response<Body>, _>("connect to postgres://app:DB-SECRET@db/app refused")
+    });
+    let result = ServiceBuilder::new()
+        .layer(audit.layer())
+        .service(failing)
+        .oneshot(get_request("/x"))
+        .await;
+    assert!(result.is_err());
+    audit.flush().await.unwrap();
+
+    let reasons: Vec<_> = sink
+        .request_events()
+        .into_iter()
+        .map(|event| event.reason.unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "panic: error sending request for url (https://api.example/v1?api_key=[REDACTED]): \
+             Login { user: \"bob\", password: \"[REDACTED]\" }",
+            "connect to postgres://app:[REDACTED]@db/app refused",
+        ]
+    );
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn catch_panic_inside_the_layer_answers_first() {
     let (builder, sink) = memory_trail();
     let audit = builder.build().unwrap();

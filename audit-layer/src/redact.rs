@@ -322,6 +322,132 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
     }
 }
 
+/// A `reason` as recorded: the values that its text puts after a secret name
+/// (`password=x`, `"token": "x"`, `api_key: x`), the password of a URL
+/// (`postgres://user:x@host`) and the credentials after `Bearer` or `Basic`, replaced by
+/// [`REDACTED`]; then bounded.
+///
+/// A reason is often text that no one wrote for the trail: a panic's message, a service's
+/// or a loader's error, which can quote a request URL or a connection string. A line of
+/// the trail cannot be scrubbed later without breaking its chain, so the likely shapes of a
+/// secret are taken out before it is written. Free text has no grammar: this is a net for
+/// the common shapes, not a guarantee; over-redaction costs a word of context.
+pub(crate) fn recorded_reason(reason: String, names: &SecretNames) -> String {
+    bound_string(redact_text(reason, names), limits::REASON)
+}
+
+/// [`recorded_reason`] before the bound. The text is returned as it is when it holds none of
+/// the characters a secret's shape needs.
+fn redact_text(text: String, names: &SecretNames) -> String {
+    if !text.bytes().any(|b| matches!(b, b'=' | b':' | b' ')) {
+        return text;
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    // `text[copied..]` is still to be copied to `out`.
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_name_byte(bytes[i]) || (i > 0 && is_name_byte(bytes[i - 1])) {
+            i += 1;
+            continue;
+        }
+        // A word starts at `i`.
+        let word_end = i + bytes[i..].iter().take_while(|&&b| is_name_byte(b)).count();
+        let word = &text[i..word_end];
+        let value = if bytes[word_end..].starts_with(b"://") {
+            url_password(bytes, word_end + 3)
+        } else if word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("basic") {
+            credentials_after_scheme(bytes, word_end)
+        } else if names.is_secret(word) {
+            value_after_name(bytes, word_end)
+        } else {
+            None
+        };
+        match value {
+            Some((start, end)) => {
+                out.push_str(&text[copied..start]);
+                out.push_str(REDACTED);
+                copied = end;
+                i = end.max(word_end);
+            }
+            None => i = word_end,
+        }
+    }
+    if copied == 0 {
+        return text;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Bytes of a name in free text: `api_key`, `X-Api-Key`, `user.password`.
+fn is_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+}
+
+/// Bytes that end an unquoted value.
+fn ends_value(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'&' | b';' | b',' | b')' | b']' | b'}' | b'"' | b'\'')
+}
+
+/// The span of the value that follows a name at `at`: an optional closing quote of the name,
+/// `=` or `:` (with spaces around), then a quoted value or a run up to [`ends_value`].
+fn value_after_name(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
+    if matches!(bytes.get(at), Some(b'"' | b'\'')) {
+        at += 1;
+    }
+    let spaces = |from: usize| from + bytes[from..].iter().take_while(|&&b| b == b' ').count();
+    at = spaces(at);
+    if !matches!(bytes.get(at), Some(b'=' | b':')) {
+        return None;
+    }
+    at = spaces(at + 1);
+    match bytes.get(at) {
+        Some(&quote @ (b'"' | b'\'')) => {
+            let start = at + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end] != quote {
+                // An escaped character, the quote included, belongs to the value.
+                end += if bytes[end] == b'\\' { 2 } else { 1 };
+            }
+            let end = end.min(bytes.len());
+            Some((start, end))
+        }
+        Some(_) => {
+            let end = at + bytes[at..].iter().take_while(|&&b| !ends_value(b)).count();
+            (end > at).then_some((at, end))
+        }
+        None => None,
+    }
+}
+
+/// The password of a URL's `user:password@`, its authority starting at `at`.
+fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+    let authority = bytes[at..]
+        .iter()
+        .take_while(|&&b| !matches!(b, b'/' | b'?' | b'#') && !b.is_ascii_whitespace())
+        .count();
+    let authority = &bytes[at..at + authority];
+    let user_end = authority.iter().rposition(|&b| b == b'@')?;
+    let colon = authority[..user_end].iter().position(|&b| b == b':')?;
+    Some((at + colon + 1, at + user_end))
+}
+
+/// The credentials after an authorization scheme (`Bearer abc`, `Basic YWxh...`).
+fn credentials_after_scheme(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
+    let start = at + bytes[at..].iter().take_while(|&&b| b == b' ').count();
+    if start == at {
+        return None;
+    }
+    let end = start
+        + bytes[start..]
+            .iter()
+            .take_while(|&&b| !ends_value(b))
+            .count();
+    (end > start).then_some((start, end))
+}
+
 /// `text` cut to at most `max` bytes (at a character boundary), ending with [`TRUNCATED`]
 /// when cut.
 pub(crate) fn bound(text: &str, max: usize) -> String {
@@ -642,8 +768,9 @@ pub(crate) fn bound_actor(mut actor: Actor) -> Actor {
 
 /// Redacts and bounds an event that application code built whole
 /// ([`AuditTrail::record`](crate::AuditTrail::record)): what the layer does to each part of
-/// a request event as it captures it, done to every part. Free text (`target`, `reason`)
-/// is bounded only: no name says what in it is secret.
+/// a request event as it captures it, done to every part. The `reason`, free text, loses the
+/// common shapes of a secret (see [`recorded_reason`]); the `target`, an identifier, is
+/// bounded only.
 pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     fn bound_in_place(text: &mut String, max: usize) {
         *text = bound_string(std::mem::take(text), max);
@@ -697,9 +824,10 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     if let Some(target) = &mut event.target {
         bound_in_place(target, limits::TARGET);
     }
-    if let Some(reason) = &mut event.reason {
-        bound_in_place(reason, limits::REASON);
-    }
+    event.reason = event
+        .reason
+        .take()
+        .map(|reason| recorded_reason(reason, names));
     event.labels = std::mem::take(&mut event.labels)
         .into_iter()
         .take(limits::LABELS)
@@ -884,6 +1012,51 @@ mod tests {
     }
 
     #[test]
+    fn secrets_in_free_text_are_redacted() {
+        let names = SecretNames::default();
+        let cases = [
+            // (reason, recorded)
+            (
+                "panic: error sending request for url (https://api.example/v1?api_key=K1&page=2)",
+                "panic: error sending request for url (https://api.example/v1?api_key=[REDACTED]&page=2)",
+            ),
+            (
+                "connect postgres://app:S3cret@db:5432/app failed",
+                "connect postgres://app:[REDACTED]@db:5432/app failed",
+            ),
+            (
+                r#"called `Result::unwrap()` on an `Err` value: Login { user: "bob", password: "hun\"ter2" }"#,
+                r#"called `Result::unwrap()` on an `Err` value: Login { user: "bob", password: "[REDACTED]" }"#,
+            ),
+            (
+                r#"bad body {"refreshToken":"T2","id":7}"#,
+                r#"bad body {"refreshToken":"[REDACTED]","id":7}"#,
+            ),
+            (
+                "upstream said Authorization: Bearer abc.def.ghi; retry",
+                "upstream said Authorization: Bearer [REDACTED]; retry",
+            ),
+            ("X-Api-Key: k-123, then", "X-Api-Key: [REDACTED], then"),
+            ("token = 'q1' é", "token = '[REDACTED]' é"),
+            ("client_secret=é€x&b=1", "client_secret=[REDACTED]&b=1"),
+            // Nothing to take: kept as it is.
+            ("user not found: bob", "user not found: bob"),
+            ("monkey=banana", "monkey=banana"),
+            ("password:", "password:"),
+            ("token=", "token="),
+            ("http://host:80/path", "http://host:80/path"),
+            ("", ""),
+        ];
+        for (reason, recorded) in cases {
+            assert_eq!(
+                recorded_reason(reason.to_owned(), &names),
+                recorded,
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
     fn long_query_is_bounded_with_marker() {
         let names = SecretNames::default();
         let query = format!("a={}", "x".repeat(5000));
@@ -1009,6 +1182,28 @@ mod tests {
         ) {
             let recorded = recorded_path(&path, Some(&route), max);
             proptest::prop_assert!(recorded.len() <= max.max(TRUNCATED.len()));
+        }
+
+        /// Whatever the text, recording it as a reason neither panics nor exceeds its
+        /// bound, and a secret written as `name=value` or `name: "value"` among any other
+        /// text does not survive.
+        #[test]
+        fn any_reason_is_recorded_within_bounds_without_its_secrets(
+            before in r"[ -~é€\n]{0,40}",
+            after in r"([ ,;&)\n][ -~é€]{0,40})?",
+            shape in 0usize..4,
+        ) {
+            let names = SecretNames::default();
+            let recorded = recorded_reason(format!("{before}{after}"), &names);
+            proptest::prop_assert!(recorded.len() <= limits::REASON);
+            let secret = match shape {
+                0 => "password=SECRETx".to_owned(),
+                1 => r#""api_key": "SECRET \" x""#.to_owned(),
+                2 => "https://u:SECRET@h/".to_owned(),
+                _ => "Bearer SECRET.x".to_owned(),
+            };
+            let recorded = recorded_reason(format!("{before} {secret}{after}"), &names);
+            proptest::prop_assert!(!recorded.contains("SECRET"), "{}", recorded);
         }
 
         /// A path that a route matched keeps none of the text of its secret parameters,

@@ -21,7 +21,7 @@ use crate::event::{
 };
 use crate::redact::{
     REDACTED, bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits,
-    path_into, recorded_details, redact_query_into,
+    path_into, recorded_details, recorded_reason, redact_query_into,
 };
 use crate::request_id::RequestId;
 use crate::trail::{EventStrings, Shared, Spare};
@@ -304,7 +304,7 @@ impl InFlight {
             (Some(reason), Some(error)) => Some(format!("{reason}; {error}")),
             (reason, error) => reason.or(error),
         };
-        event.reason = reason.map(|r| bound_string(r, limits::REASON));
+        event.reason = reason.map(|r| recorded_reason(r, names));
         event.before = notes.before;
         event.after = notes.after;
         event.changes = notes.changes;
