@@ -373,6 +373,37 @@ async fn block_waits_for_room_without_losing_anything() {
     assert!(stats.queue_full >= 3, "requests waited for room: {stats:?}");
 }
 
+#[test]
+fn an_event_left_waiting_for_room_when_its_runtime_stops_is_counted_lost_never_silently() {
+    let (audit, stored, faults) = faulty(|b| b.queue_capacity(1).batch_size(1));
+    let requests = 5;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = app(&audit, AppState::default());
+        audit.flush().await.unwrap();
+        faults.stall();
+        // The client gives up on each: a request waiting for room leaves its event to a
+        // task that waits on.
+        for _ in 0..requests {
+            let _gave_up =
+                tokio::time::timeout(Duration::from_millis(100), call(&app, "GET", "/hello")).await;
+        }
+    });
+    // The application's runtime stops while those tasks still wait.
+    drop(runtime);
+    faults.resume();
+    let stats = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        audit.shutdown().await.unwrap();
+        audit.stats()
+    });
+    let written = stored.events_of("http.request").len() as u64;
+    assert!(stats.lost >= 1, "no event waited for room: {stats:?}");
+    assert_eq!(written + stats.lost, requests, "{stats:?}");
+}
+
 #[tokio::test]
 async fn a_recorded_event_that_waits_for_room_is_counted() {
     let (audit, stored, faults) = faulty(|b| b.queue_capacity(1).batch_size(1));

@@ -272,8 +272,9 @@ pub struct AuditStats {
     pub written: u64,
     /// Failed sink writes (each is retried).
     pub write_errors: u64,
-    /// Events that could not be accepted because the trail was shut down; each was logged
-    /// in full at ERROR level.
+    /// Events that could not be accepted because the trail was shut down, or because the
+    /// runtime stopped while a dropped request's event waited for room in a full queue; each
+    /// was logged in full at ERROR level.
     pub lost: u64,
     /// Events waiting in the queue now.
     pub queued: u64,
@@ -476,11 +477,18 @@ impl Shared {
         match self.try_enqueue(event, None) {
             Ok(()) => {}
             Err(TryEnqueue::Full(event, _, reserve)) => {
-                let shared = Arc::clone(self);
+                let mut waiting = Waiting {
+                    shared: Arc::clone(self),
+                    event: Some(event),
+                };
                 let wait = async move {
-                    match reserve.await {
-                        Ok(permit) => shared.send_with(permit, event, None),
-                        Err(_) => shared.lost(&event),
+                    let room = reserve.await;
+                    let Some(event) = waiting.event.take() else {
+                        return;
+                    };
+                    match room {
+                        Ok(permit) => waiting.shared.send_with(permit, event, None),
+                        Err(_) => waiting.shared.lost(&event),
                     }
                 };
                 match tokio::runtime::Handle::try_current() {
@@ -537,14 +545,18 @@ impl Shared {
 
     /// An event that arrived after shutdown: never silent, it is logged in full.
     pub(crate) fn lost(&self, event: &AuditEvent) {
+        self.log_lost(
+            event,
+            "audit trail is shut down; this audit event was not recorded in the trail",
+        );
+    }
+
+    /// Counts an event that will never reach the trail, and logs it in full.
+    fn log_lost(&self, event: &AuditEvent, why: &str) {
         self.counters.lost.fetch_add(1, Ordering::Relaxed);
         let json =
             serde_json::to_string(event).unwrap_or_else(|e| format!("<unserializable: {e}>"));
-        tracing::error!(
-            target: "audit",
-            event = %json,
-            "audit trail is shut down; this audit event was not recorded in the trail"
-        );
+        tracing::error!(target: "audit", event = %json, "{why}");
     }
 
     /// Remembers that a sensitive handler serves this route.
@@ -577,6 +589,30 @@ impl Shared {
             refused: self.counters.refused.load(Ordering::Relaxed),
             syncs: self.counters.syncs.load(Ordering::Relaxed),
             queue_full: self.counters.queue_full.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// An event of a dropped request waiting, off the request's path, for room in the queue.
+/// Dropped before it got in (its runtime shut down first, or no thread could be started to
+/// wait), it tries the queue once more, and if there is still no room it is counted as lost
+/// and logged in full: never dropped silently.
+struct Waiting {
+    shared: Arc<Shared>,
+    event: Option<Box<AuditEvent>>,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let Some(event) = self.event.take() else {
+            return;
+        };
+        if let Err(TryEnqueue::Full(event, ..)) = self.shared.try_enqueue(event, None) {
+            self.shared.log_lost(
+                &event,
+                "the runtime stopped while this audit event waited for room in the queue; \
+                 it was not recorded in the trail",
+            );
         }
     }
 }
