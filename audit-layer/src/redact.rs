@@ -333,7 +333,14 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
 /// secret are taken out before it is written. Free text has no grammar: this is a net for
 /// the common shapes, not a guarantee; over-redaction costs a word of context.
 pub(crate) fn recorded_reason(reason: String, names: &SecretNames) -> String {
-    bound_string(redact_text(reason, names), limits::REASON)
+    // The scan is bounded too: of a longer text, no more than the bound would be kept, and
+    // redaction can only shorten what is there past a secret name.
+    let scanned = 2 * limits::REASON;
+    if reason.len() <= scanned {
+        return bound_string(redact_text(reason, names), limits::REASON);
+    }
+    let kept = reason[..cut_point(&reason, scanned)].to_owned();
+    cut(&redact_text(kept, names), limits::REASON)
 }
 
 /// [`recorded_reason`] before the bound. The text is returned as it is when it holds none of
@@ -1054,6 +1061,21 @@ mod tests {
                 "{reason}"
             );
         }
+    }
+
+    #[test]
+    fn a_long_reason_is_scanned_no_further_than_it_is_kept_and_marked_as_cut() {
+        let names = SecretNames::default();
+        // A secret value that runs past the bound: redacted, and the cut still shows.
+        let reason = format!("password={}", "x".repeat(100 * limits::REASON));
+        assert_eq!(
+            recorded_reason(reason, &names),
+            format!("password={REDACTED}{TRUNCATED}")
+        );
+        let reason = format!("{} token=abc", "é".repeat(limits::REASON));
+        let recorded = recorded_reason(reason, &names);
+        assert!(recorded.len() <= limits::REASON && recorded.ends_with(TRUNCATED));
+        assert!(!recorded.contains("abc"));
     }
 
     #[test]
