@@ -441,7 +441,8 @@ fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     Some((at + colon + 1, at + user_end))
 }
 
-/// The credentials after an authorization scheme (`Bearer abc`, `Basic YWxh...`).
+/// The credentials after an authorization scheme (`Bearer abc.def`, `Basic dXNlcjpwYXNz`),
+/// when what follows looks like them rather than like prose ("basic validation failed").
 fn credentials_after_scheme(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     let start = at + bytes[at..].iter().take_while(|&&b| b == b' ').count();
     if start == at {
@@ -452,7 +453,16 @@ fn credentials_after_scheme(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
             .iter()
             .take_while(|&&b| !ends_value(b))
             .count();
-    (end > start).then_some((start, end))
+    looks_like_credentials(&bytes[start..end]).then_some((start, end))
+}
+
+/// Whether `token` is in the credentials' alphabet (RFC 7235's token68) and not a plain
+/// word: long, or holding a digit, a symbol or a capital past its first letter.
+fn looks_like_credentials(token: &[u8]) -> bool {
+    let token68 = |b: &u8| b.is_ascii_alphanumeric() || b"-._~+/=".contains(b);
+    !token.is_empty()
+        && token.iter().all(token68)
+        && (token.len() >= 16 || token[1..].iter().any(|b| !b.is_ascii_lowercase()))
 }
 
 /// `text` cut to at most `max` bytes (at a character boundary), ending with [`TRUNCATED`]
@@ -1044,6 +1054,10 @@ mod tests {
                 "upstream said Authorization: Bearer [REDACTED]; retry",
             ),
             ("X-Api-Key: k-123, then", "X-Api-Key: [REDACTED], then"),
+            ("Basic dXNlcjpwYXNz", "Basic [REDACTED]"),
+            ("bearer eyJhbGciOiJIUzI1NiJ9", "bearer [REDACTED]"),
+            ("basic validation failed", "basic validation failed"),
+            ("Basic Auth is off", "Basic Auth is off"),
             ("token = 'q1' é", "token = '[REDACTED]' é"),
             ("client_secret=é€x&b=1", "client_secret=[REDACTED]&b=1"),
             // Nothing to take: kept as it is.
