@@ -139,7 +139,10 @@ impl AuditContext {
         self.lock().target = Some(target.into());
     }
 
-    /// Sets why the action ended as it did.
+    /// Sets why the action ended as it did. As every `reason`, it loses the common shapes of
+    /// a secret in free text (`password=...`, `token: "..."`, a URL's password, `Bearer ...`):
+    /// write "the password was too short", not "password: too short", whose next word would
+    /// be taken for the password.
     pub fn set_reason(&self, reason: impl Into<String>) {
         self.lock().reason = Some(reason.into());
     }
