@@ -429,7 +429,8 @@ fn value_after_name(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
     }
 }
 
-/// The password of a URL's `user:password@`, its authority starting at `at`.
+/// The password of a URL's `user:password@`, its authority starting at `at`; or, with no
+/// password, the whole user part, which then is often a token (`https://TOKEN@host/`).
 fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     let authority = bytes[at..]
         .iter()
@@ -437,8 +438,11 @@ fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
         .count();
     let authority = &bytes[at..at + authority];
     let user_end = authority.iter().rposition(|&b| b == b'@')?;
-    let colon = authority[..user_end].iter().position(|&b| b == b':')?;
-    Some((at + colon + 1, at + user_end))
+    let start = match authority[..user_end].iter().position(|&b| b == b':') {
+        Some(colon) => colon + 1,
+        None => 0,
+    };
+    (user_end > start).then_some((at + start, at + user_end))
 }
 
 /// The credentials after an authorization scheme (`Bearer abc.def`, `Basic dXNlcjpwYXNz`),
@@ -1066,6 +1070,12 @@ mod tests {
             ("password:", "password:"),
             ("token=", "token="),
             ("http://host:80/path", "http://host:80/path"),
+            (
+                "clone https://ghp_T0KEN@github.com/o/r.git failed",
+                "clone https://[REDACTED]@github.com/o/r.git failed",
+            ),
+            ("redis://:pw@cache:6379", "redis://:[REDACTED]@cache:6379"),
+            ("mailto://@x", "mailto://@x"),
             ("", ""),
         ];
         for (reason, recorded) in cases {
