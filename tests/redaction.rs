@@ -112,6 +112,11 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
         Actor::service("x".repeat(1000)),
     );
     event.target = Some("t".repeat(1000));
+    // A reason that quotes an error, as a job's often does.
+    event.reason = Some(
+        "vault said 403 for https://vault:REASON-SECRET@vault.internal/v1 (client_secret=ALSO-SECRET)"
+            .into(),
+    );
     event.labels.insert("api_key".into(), "LABEL-SECRET".into());
     event.labels.insert("job".into(), "rotate".into());
     event.details = Some(
@@ -190,6 +195,12 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
     assert!(event.actor.id.len() <= 256 && event.actor.id.ends_with("...[truncated]"));
     let target = event.target.as_deref().unwrap();
     assert!(target.len() <= 256 && target.ends_with("...[truncated]"));
+    assert_eq!(
+        event.reason.as_deref(),
+        Some(
+            "vault said 403 for https://vault:[REDACTED]@vault.internal/v1 (client_secret=[REDACTED])"
+        )
+    );
     assert_no_leak(
         &trail_text(&sink),
         &[
@@ -204,6 +215,8 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "HEADER-SECRET",
             "KEY-SECRET",
             "PATH-SECRET",
+            "REASON-SECRET",
+            "ALSO-SECRET",
         ],
     );
     audit.shutdown().await.unwrap();
