@@ -624,10 +624,9 @@ pub(crate) fn path_into(
 
 /// [`path_into`] for a route with parameters.
 fn redacted_path_into(out: &mut String, path: &str, route: &str, names: &SecretNames, max: usize) {
-    if !route
-        .split('/')
-        .any(|segment| secret_parameter(segment, names).is_some())
-    {
+    // Most routes with parameters have no secret one (`/users/{id}`): one pass over the
+    // route's bytes says so, and the path is copied as it is.
+    if !parameters(route).any(|name| names.is_secret(name.strip_prefix('*').unwrap_or(name))) {
         bound_into(out, path, max);
         return;
     }
@@ -691,24 +690,32 @@ fn secret_parameter(segment: &str, names: &SecretNames) -> Option<Parameter> {
 
 /// The names of the parameters in one route segment (`{name}`, `{*name}`), with `{{` and
 /// `}}` read as the literal braces they stand for, as axum's router reads them.
+///
+/// Given a whole route, it yields the parameters of every segment. It walks bytes: routes
+/// are short, and a `str` searcher's setup costs more than the walk.
 fn parameters(segment: &str) -> impl Iterator<Item = &str> {
-    let mut rest = segment;
+    let bytes = segment.as_bytes();
+    let mut at = 0;
     std::iter::from_fn(move || {
-        loop {
-            let open = rest.find(['{', '}'])?;
-            let after = &rest[open + 1..];
-            if after.starts_with(&rest[open..=open]) {
+        while at < bytes.len() {
+            match bytes[at] {
                 // An escaped brace: literal text.
-                rest = &after[1..];
-            } else if rest.as_bytes()[open] == b'}' {
-                // A stray closing brace, which no router accepts: skipped.
-                rest = after;
-            } else {
-                let end = after.find('}').unwrap_or(after.len());
-                rest = after.get(end + 1..).unwrap_or("");
-                return Some(&after[..end]);
+                brace @ (b'{' | b'}') if bytes.get(at + 1) == Some(&brace) => at += 2,
+                b'{' => {
+                    let start = at + 1;
+                    // An unclosed brace ends with its segment.
+                    let end = bytes[start..]
+                        .iter()
+                        .position(|&b| b == b'}' || b == b'/')
+                        .map_or(bytes.len(), |len| start + len);
+                    at = end + 1;
+                    return Some(&segment[start..end]);
+                }
+                // A stray closing brace, which no router accepts, or literal text.
+                _ => at += 1,
             }
         }
+        None
     })
 }
 
@@ -1294,6 +1301,16 @@ mod tests {
                 proptest::prop_assert_eq!(recorded, kept);
             }
         }
+    }
+
+    #[test]
+    fn route_parameters_are_read_as_axum_reads_them() {
+        let names = |route| parameters(route).collect::<Vec<_>>();
+        assert_eq!(names("/a/{{x}}/{id}/{*rest}"), ["id", "*rest"]);
+        assert_eq!(names("/k/{{{token}}}}"), ["token"]);
+        assert_eq!(names("/k/}}{key}.json"), ["key"]);
+        assert_eq!(names("/a/{tok/b/{id}"), ["tok", "id"]);
+        assert!(names("/plain/{{literal}}").is_empty());
     }
 
     #[test]
