@@ -1259,6 +1259,16 @@ mod tests {
             proptest::prop_assert!(!recorded.contains("SECRET"), "{}", recorded);
         }
 
+        /// Any text at all, of any characters, quotes and escapes included: recorded as a
+        /// reason without a panic.
+        #[test]
+        fn any_text_is_recorded_as_a_reason_without_a_panic(
+            text in r#"(\PC|[:=@\\"' ]|password|Bearer |https://){0,60}"#,
+        ) {
+            let recorded = recorded_reason(text, &SecretNames::default());
+            proptest::prop_assert!(recorded.len() <= limits::REASON);
+        }
+
         /// A path that a route matched keeps none of the text of its secret parameters,
         /// catch-alls included, and all of the rest.
         #[test]
