@@ -323,7 +323,8 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
 }
 
 /// A `reason` as recorded: the values that its text puts after a secret name
-/// (`password=x`, `"token": "x"`, `api_key: x`), the password of a URL
+/// (`password=x`, `"token": "x"`, `api_key: x`) or a credentials header (`Authorization:
+/// Token x`, `Cookie: a=1; b=2`, to the end of the line), the password of a URL
 /// (`postgres://user:x@host`) and the credentials after `Bearer` or `Basic`, replaced by
 /// [`REDACTED`]; then bounded.
 ///
@@ -366,8 +367,15 @@ fn redact_text(text: String, names: &SecretNames) -> String {
             url_password(bytes, word_end + 3)
         } else if word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("basic") {
             credentials_after_scheme(bytes, word_end)
+        } else if FORBIDDEN_HEADERS
+            .iter()
+            .any(|header| word.eq_ignore_ascii_case(header))
+        {
+            // A credentials header's value has spaces (`Token abc`) and `;` (cookies): it
+            // runs to the end of its line.
+            value_after_name(bytes, word_end, |b| b == b'\n' || b == b'\r')
         } else if names.is_secret(word) {
-            value_after_name(bytes, word_end)
+            value_after_name(bytes, word_end, ends_value)
         } else {
             None
         };
@@ -399,8 +407,8 @@ fn ends_value(b: u8) -> bool {
 }
 
 /// The span of the value that follows a name at `at`: an optional closing quote of the name,
-/// `=` or `:` (with spaces around), then a quoted value or a run up to [`ends_value`].
-fn value_after_name(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
+/// `=` or `:` (with spaces around), then a quoted value or a run up to a byte that `ends`.
+fn value_after_name(bytes: &[u8], mut at: usize, ends: fn(u8) -> bool) -> Option<(usize, usize)> {
     if matches!(bytes.get(at), Some(b'"' | b'\'')) {
         at += 1;
     }
@@ -422,7 +430,7 @@ fn value_after_name(bytes: &[u8], mut at: usize) -> Option<(usize, usize)> {
             Some((start, end))
         }
         Some(_) => {
-            let end = at + bytes[at..].iter().take_while(|&&b| !ends_value(b)).count();
+            let end = at + bytes[at..].iter().take_while(|&&b| !ends(b)).count();
             (end > at).then_some((at, end))
         }
         None => None,
@@ -1061,10 +1069,24 @@ mod tests {
                 r#"bad body {"refreshToken":"[REDACTED]","id":7}"#,
             ),
             (
-                "upstream said Authorization: Bearer abc.def.ghi; retry",
-                "upstream said Authorization: Bearer [REDACTED]; retry",
+                "upstream said Bearer abc.def.ghi; retry",
+                "upstream said Bearer [REDACTED]; retry",
             ),
-            ("X-Api-Key: k-123, then", "X-Api-Key: [REDACTED], then"),
+            // A credentials header's whole value, to the end of its line.
+            (
+                "upstream said Authorization: Bearer abc.def.ghi; retry",
+                "upstream said Authorization: [REDACTED]",
+            ),
+            ("X-Api-Key: k-123\nthen", "X-Api-Key: [REDACTED]\nthen"),
+            (
+                "sent Authorization: Token abc123\r\nHost: x",
+                "sent Authorization: [REDACTED]\r\nHost: x",
+            ),
+            (
+                r#"headers: {"cookie": "a=1; sid=xyz", "host": "h"}"#,
+                r#"headers: {"cookie": "[REDACTED]", "host": "h"}"#,
+            ),
+            ("Cookie: a=1; b=2", "Cookie: [REDACTED]"),
             ("Basic dXNlcjpwYXNz", "Basic [REDACTED]"),
             ("bearer eyJhbGciOiJIUzI1NiJ9", "bearer [REDACTED]"),
             ("basic validation failed", "basic validation failed"),

@@ -15,8 +15,8 @@
 //!
 //! An error's text and a panic's message are written by code that did not mean them for the
 //! trail, and can quote a URL or a connection string: the values that follow a secret name
-//! (`api_key=...`, `password: "..."`), a URL's password and `Bearer`/`Basic` credentials are
-//! `[REDACTED]` in every `reason`.
+//! (`api_key=...`, `password: "..."`) or a credentials header (`Authorization: ...`), a URL's
+//! password and `Bearer`/`Basic` credentials are `[REDACTED]` in every `reason`.
 //!
 //! The event is queued when the response *head* is ready: the layer does not wrap or wait
 //! for the body, so streaming responses are not slowed down.
