@@ -56,6 +56,13 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
                         "devices": [{"refresh_token": "ARRAY-SECRET", "model": "phone"}],
                     }),
                 );
+                // An error's text, as applications put in details: free text, scanned as
+                // a reason is.
+                audit.detail(
+                    "error",
+                    "connect to postgres://app:TEXT-SECRET@db/app failed: timed out",
+                );
+                audit.detail("notes", json!(["format: csv", "token=ITEM-SECRET"]));
                 "ok"
             }),
         )
@@ -85,6 +92,8 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
                 "apiKey": REDACTED,
                 "devices": [{"refresh_token": REDACTED, "model": "phone"}],
             },
+            "error": "connect to postgres://app:[REDACTED]@db/app failed: timed out",
+            "notes": ["format: csv", "token=[REDACTED]"],
         })
     );
     assert_no_leak(
@@ -96,6 +105,8 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
             "DETAIL-SECRET",
             "NESTED-SECRET",
             "ARRAY-SECRET",
+            "TEXT-SECRET",
+            "ITEM-SECRET",
         ],
     );
     audit.shutdown().await.unwrap();

@@ -154,7 +154,9 @@ impl AuditContext {
     }
 
     /// Adds one entry to the event's `details`. Fields named like secrets, here or at any
-    /// depth of `value`, are recorded as `[REDACTED]`; strings and nesting are bounded.
+    /// depth of `value`, are recorded as `[REDACTED]`; every other string loses the common
+    /// shapes of a secret in free text, as a `reason` does (an error's text can quote a
+    /// connection string); strings and nesting are bounded.
     pub fn detail(&self, key: impl Into<String>, value: impl Into<serde_json::Value>) {
         self.lock()
             .details

@@ -20,6 +20,14 @@
 //! whole is redacted and bounded, every part of it, by
 //! [`AuditTrail::record`](crate::AuditTrail::record).
 //!
+//! Free text, which no name describes, is scanned for the common shapes of a secret: every
+//! `reason`, and every string in `details` (an error's text, put there by a handler, can
+//! quote a URL or a connection string). The value after a secret name (`api_key=x`,
+//! `"password": "x"`) or a credentials header (`Authorization: x`, to the end of its line),
+//! a URL's password and `Bearer`/`Basic` credentials become `[REDACTED]`. It is a net, not a
+//! guarantee, and it over-redacts rather than under-redacts. Snapshots (`before`, `after`)
+//! are structured data and are redacted by field name only.
+//!
 //! Bounds are in bytes, and a cut value ends in `...[truncated]`: strings in `details`,
 //! `before`, `after` and changes at 4 KiB, their object keys at 256 (a cut key that meets
 //! another gets `#2`, `#3` after it, so no value is lost), nesting at 16 levels; paths and
@@ -334,14 +342,19 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
 /// secret are taken out before it is written. Free text has no grammar: this is a net for
 /// the common shapes, not a guarantee; over-redaction costs a word of context.
 pub(crate) fn recorded_reason(reason: String, names: &SecretNames) -> String {
+    recorded_text(reason, names, limits::REASON)
+}
+
+/// Free text as recorded: [`recorded_reason`]'s redaction, then bounded to `max` bytes.
+fn recorded_text(text: String, names: &SecretNames, max: usize) -> String {
     // The scan is bounded too: of a longer text, no more than the bound would be kept, and
     // redaction can only shorten what is there past a secret name.
-    let scanned = 2 * limits::REASON;
-    if reason.len() <= scanned {
-        return bound_string(redact_text(reason, names), limits::REASON);
+    let scanned = 2 * max;
+    if text.len() <= scanned {
+        return bound_string(redact_text(text, names), max);
     }
-    let kept = reason[..cut_point(&reason, scanned)].to_owned();
-    cut(&redact_text(kept, names), limits::REASON)
+    let kept = text[..cut_point(&text, scanned)].to_owned();
+    cut(&redact_text(kept, names), max)
 }
 
 /// [`recorded_reason`] before the bound. The text is returned as it is when it holds none of
@@ -582,6 +595,25 @@ where
     }
 }
 
+/// Every string of `value` as [`recorded_text`] records free text, down to the depth that
+/// [`bound_json`] keeps (what is deeper is cut whole).
+fn redact_strings(value: &mut serde_json::Value, names: &SecretNames, depth: usize) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => {
+            *text = recorded_text(std::mem::take(text), names, limits::DETAIL_STRING);
+        }
+        _ if depth >= limits::DETAIL_DEPTH => {}
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| redact_strings(v, names, depth + 1)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| redact_strings(v, names, depth + 1)),
+        _ => {}
+    }
+}
+
 /// Redacts, in place, the value of every object field whose name is a secret name, at any
 /// depth.
 pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
@@ -767,14 +799,16 @@ pub(crate) fn label_value(key: &str, value: String, names: &SecretNames) -> Stri
     }
 }
 
-/// `details` as recorded: secret-named fields redacted at any depth, strings and nesting
-/// bounded.
+/// `details` as recorded: secret-named fields redacted at any depth, every other string
+/// treated as free text (as a `reason` is: `detail("error", e.to_string())` can quote a
+/// connection string), strings and nesting bounded.
 pub(crate) fn recorded_details(
     details: serde_json::Map<String, serde_json::Value>,
     names: &SecretNames,
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut value = serde_json::Value::Object(details);
     redact_json(&mut value, names);
+    redact_strings(&mut value, names, 0);
     bound_json(&mut value, 0);
     match value {
         serde_json::Value::Object(map) => map,
