@@ -838,9 +838,9 @@ pub(crate) fn bound_actor(mut actor: Actor) -> Actor {
 
 /// Redacts and bounds an event that application code built whole
 /// ([`AuditTrail::record`](crate::AuditTrail::record)): what the layer does to each part of
-/// a request event as it captures it, done to every part. The `reason`, free text, loses the
-/// common shapes of a secret (see [`recorded_reason`]); the `target`, an identifier, is
-/// bounded only.
+/// a request event as it captures it, done to every part. The `reason` and the strings of
+/// `details`, free text, lose the common shapes of a secret (see [`recorded_reason`]); the
+/// `target`, an identifier, is bounded only.
 pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     fn bound_in_place(text: &mut String, max: usize) {
         *text = bound_string(std::mem::take(text), max);

@@ -93,9 +93,9 @@ impl AuditTrail {
     /// The event is redacted and bounded as the layer's own are: secret-named labels,
     /// `details`, `before`/`after` fields, changed fields, query parameters and route
     /// parameters (with `request.route` set) become `[REDACTED]`, credential headers are
-    /// dropped, and every string is cut to its bound. The `reason` loses the common shapes
-    /// of a secret in free text (`password=...`, a URL's password, `Bearer ...`); the
-    /// `target` is only bounded: keep secrets out of both.
+    /// dropped, and every string is cut to its bound. The `reason` and the strings in
+    /// `details` lose the common shapes of a secret in free text (`password=...`, a URL's
+    /// password, `Bearer ...`); the `target` is only bounded: keep secrets out of all three.
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.shared.record(event).await
     }
