@@ -364,7 +364,8 @@ fn redact_text(text: String, names: &SecretNames) -> String {
         return text;
     }
     let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
+    // Allocated at the first redaction: most texts have none.
+    let mut out = String::new();
     // `text[copied..]` is still to be copied to `out`.
     let mut copied = 0;
     let mut i = 0;
@@ -394,6 +395,7 @@ fn redact_text(text: String, names: &SecretNames) -> String {
         };
         match value {
             Some((start, end)) => {
+                out.reserve(text.len());
                 out.push_str(&text[copied..start]);
                 out.push_str(REDACTED);
                 copied = end;

@@ -76,7 +76,9 @@ impl AuditTrailBuilder {
     /// Its value is recorded, so a header that carries credentials (`Authorization`,
     /// `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`) is refused.
     pub fn request_id_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        self.config.request_id_header = not_credentials(header_name(name)?)?;
+        let name = header_name(name)?;
+        refuse_credentials(&name)?;
+        self.config.request_id_header = name;
         Ok(self)
     }
 
@@ -123,7 +125,8 @@ impl AuditTrailBuilder {
             if name.as_str().len() > limits::HEADER_NAME {
                 return Err(ConfigError::HeaderNameTooLong(name.as_str().to_owned()));
             }
-            let name = not_secret_named(not_credentials(name)?, &self.config.secret_names)?;
+            refuse_credentials(&name)?;
+            refuse_secret_named(&name, &self.config.secret_names)?;
             if !self.config.recorded_headers.contains(&name) {
                 self.config.recorded_headers.push(name);
             }
@@ -146,7 +149,9 @@ impl AuditTrailBuilder {
     /// `X-Api-Key`, ...) is refused: find the actor from those with an
     /// [`actor_resolver`](Self::actor_resolver).
     pub fn trust_actor_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        self.config.actor_header = Some(not_credentials(header_name(name)?)?);
+        let name = header_name(name)?;
+        refuse_credentials(&name)?;
+        self.config.actor_header = Some(name);
         Ok(self)
     }
 
@@ -264,7 +269,7 @@ impl AuditTrailBuilder {
         // Checked again against the final list: `secret_names` may come after
         // `record_headers`.
         for name in &self.config.recorded_headers {
-            not_secret_named(name.clone(), names)?;
+            refuse_secret_named(name, names)?;
         }
         if self.sinks.is_empty() {
             return Err(ConfigError::NoSink);
@@ -345,21 +350,21 @@ fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
     HeaderName::try_from(name).map_err(|_| ConfigError::HeaderName(name.to_owned()))
 }
 
-/// `name`, unless it is a header that carries credentials.
-fn not_credentials(name: HeaderName) -> Result<HeaderName, ConfigError> {
+/// Refuses a header that carries credentials.
+fn refuse_credentials(name: &HeaderName) -> Result<(), ConfigError> {
     if FORBIDDEN_HEADERS.contains(&name.as_str()) {
         return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
     }
-    Ok(name)
+    Ok(())
 }
 
-/// `name`, unless it is a secret name: the value of a header named like a secret
-/// (`x-session-token`) is not recorded either.
-fn not_secret_named(name: HeaderName, names: &SecretNames) -> Result<HeaderName, ConfigError> {
+/// Refuses a header named like a secret (`x-session-token`): its value is not recorded
+/// either.
+fn refuse_secret_named(name: &HeaderName, names: &SecretNames) -> Result<(), ConfigError> {
     if names.is_secret(name.as_str()) {
         return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
     }
-    Ok(name)
+    Ok(())
 }
 
 #[cfg(test)]
