@@ -137,7 +137,12 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             .clone(),
     );
     event.before = Some(json!({"name": "bob", "password": "BEFORE-SECRET"}));
-    event.after = Some(json!({"name": "bob", "password": "AFTER-SECRET"}));
+    // A connection string under a name that is no secret's: its password goes.
+    event.after = Some(json!({
+        "name": "bob",
+        "password": "AFTER-SECRET",
+        "db_url": "postgres://bob:DSN-SECRET@db1/app",
+    }));
     event.changes = Some(vec![
         Change::value(
             "credentials.password",
@@ -148,6 +153,11 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "profile",
             Some(json!({"secret": "OLD-NESTED-SECRET", "city": "Oslo"})),
             Some(json!({"secret": "NEW-NESTED-SECRET", "city": "Bergen"})),
+        ),
+        Change::value(
+            "db_url",
+            None,
+            Some(json!("postgres://bob:CHANGE-DSN-SECRET@db1/app")),
         ),
     ]);
     let mut request = RequestInfo::default();
@@ -185,7 +195,11 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
     );
     assert_eq!(
         event.after,
-        Some(json!({"name": "bob", "password": REDACTED}))
+        Some(json!({
+            "name": "bob",
+            "password": REDACTED,
+            "db_url": "postgres://bob:[REDACTED]@db1/app",
+        }))
     );
     let changes = event.changes.as_ref().unwrap();
     assert_eq!(changes[0], Change::redacted("credentials.password"));
@@ -195,6 +209,14 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "profile",
             Some(json!({"secret": REDACTED, "city": "Oslo"})),
             Some(json!({"secret": REDACTED, "city": "Bergen"})),
+        )
+    );
+    assert_eq!(
+        changes[2],
+        Change::value(
+            "db_url",
+            None,
+            Some(json!("postgres://bob:[REDACTED]@db1/app")),
         )
     );
     let request = event.request.as_ref().unwrap();
@@ -228,6 +250,7 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "PATH-SECRET",
             "REASON-SECRET",
             "ALSO-SECRET",
+            "DSN-SECRET",
         ],
     );
     audit.shutdown().await.unwrap();

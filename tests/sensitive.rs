@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use audit_layer::event::Change;
 use audit_layer::{
     AuditContext, AuditEvent, AuditTrail, Auditable, BoxError, Category, MemorySink, Outcome,
     Snapshot, sensitive,
@@ -723,6 +724,94 @@ fn the_name_based_safety_net() {
     assert_eq!(
         integration.audit_snapshot().to_json(),
         json!({"name": "crm", "api_token": "[REDACTED]", "settings": {"client_secret": "[REDACTED]", "region": "eu"}})
+    );
+}
+
+/// A connection string in a field whose name is no secret's (`database_url`) loses its
+/// password, in the snapshots and in the changes; a change to the password alone is still
+/// reported, as redacted, and a change elsewhere in the URL shows what is visible.
+#[tokio::test]
+async fn credentials_in_urls_are_redacted_in_snapshots_and_changes() {
+    #[derive(Clone, Serialize, Auditable)]
+    #[audit(resource = "config")]
+    struct Connection {
+        #[audit(id)]
+        name: String,
+        database_url: String,
+        replicas: Vec<String>,
+    }
+    let connection = |url: &str, replica: &str| Connection {
+        name: "primary".into(),
+        database_url: url.into(),
+        replicas: vec![replica.into()],
+    };
+    let old = connection(
+        "postgres://app:old-pw@db-1/app",
+        "postgres://ro:ro-pw@db-2/app",
+    );
+    let rotated = connection(
+        "postgres://app:new-pw@db-1/app",
+        "postgres://ro:ro-pw@db-2/app",
+    );
+    let moved = connection(
+        "postgres://app:new-pw@db-3/app",
+        "postgres://ro:ro-pw@db-2/app",
+    );
+    assert_eq!(
+        old.audit_snapshot().to_json(),
+        json!({
+            "name": "primary",
+            "database_url": "postgres://app:[REDACTED]@db-1/app",
+            "replicas": ["postgres://ro:[REDACTED]@db-2/app"],
+        })
+    );
+
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let states = Arc::new([old, rotated, moved]);
+    let app = Router::new()
+        .route(
+            "/config/{step}",
+            put(
+                move |context: AuditContext, Path(step): Path<usize>| async move {
+                    context.set_action("config.update");
+                    context.record_change(Some(&states[step]), Some(&states[step + 1]));
+                },
+            ),
+        )
+        .layer(audit.layer());
+    for step in 0..2 {
+        let request = request_from("192.0.2.1:1", "PUT", &format!("/config/{step}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            app.clone().oneshot(request).await.unwrap().status(),
+            StatusCode::OK
+        );
+    }
+    audit.shutdown().await.unwrap();
+
+    let events = sink.request_events();
+    assert_eq!(events.len(), 2);
+    for event in &sink.events() {
+        let line = serde_json::to_string(event).unwrap();
+        for secret in ["old-pw", "new-pw", "ro-pw"] {
+            assert!(!line.contains(secret), "{secret} leaked: {line}");
+        }
+    }
+    // The rotation changed only the password: named, never shown.
+    assert_eq!(
+        events[0].changes,
+        Some(vec![Change::redacted("database_url")])
+    );
+    // The move changed the host: shown, with the password still out.
+    assert_eq!(
+        events[1].changes,
+        Some(vec![Change::value(
+            "database_url",
+            Some(json!("postgres://app:[REDACTED]@db-1/app")),
+            Some(json!("postgres://app:[REDACTED]@db-3/app")),
+        )])
     );
 }
 

@@ -26,7 +26,10 @@
 //! `"password": "x"`) or a credentials header (`Authorization: x`, to the end of its line),
 //! a URL's password and `Bearer`/`Basic` credentials become `[REDACTED]`. It is a net, not a
 //! guarantee, and it over-redacts rather than under-redacts. Snapshots (`before`, `after`)
-//! are structured data and are redacted by field name only.
+//! and the values of changes are structured data: redacted by field name, and of their
+//! strings only a URL's credentials are taken out (`postgres://app:[REDACTED]@db`, under a
+//! name like `database_url` that is no secret's). A change to the redacted part alone is
+//! still reported, as a redacted change.
 //!
 //! Bounds are in bytes, and a cut value ends in `...[truncated]`: strings in `details`,
 //! `before`, `after` and changes at 4 KiB, their object keys at 256 (a cut key that meets
@@ -468,6 +471,59 @@ fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
     (user_end > start).then_some((at + start, at + user_end))
 }
 
+/// `text` with the credentials of every URL in it ([`url_password`]'s span) replaced by
+/// [`REDACTED`]; `None` when it holds none.
+///
+/// The one shape of free text that snapshots, structured data, are scanned for: unlike a
+/// `name: value` pair, a URL's `user:password@` cannot be anything but credentials, and a
+/// configuration entry (`database_url`) often holds one under a name that is not a secret's.
+pub(crate) fn redact_url_credentials(text: &str) -> Option<String> {
+    // Most strings have no `@`; the search for `://` is only set up for those that do.
+    if !text.as_bytes().contains(&b'@') {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    // `text[copied..]` is still to be copied to `out`.
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let authority = from + found + 3;
+        if let Some((start, end)) = url_password(bytes, authority) {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = end;
+        }
+        from = authority;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// Redacts, in place, the credentials of every URL in a string of `value`
+/// ([`redact_url_credentials`]), down to the depth that [`bound_json`] keeps.
+pub(crate) fn redact_url_credentials_in(value: &mut serde_json::Value, depth: usize) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => {
+            if let Some(redacted) = redact_url_credentials(text) {
+                *text = redacted;
+            }
+        }
+        _ if depth >= limits::DETAIL_DEPTH => {}
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| redact_url_credentials_in(item, depth + 1)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|field| redact_url_credentials_in(field, depth + 1)),
+        _ => {}
+    }
+}
+
 /// The credentials after an authorization scheme (`Bearer abc.def`, `Basic dXNlcjpwYXNz`),
 /// when what follows looks like them rather than like prose ("basic validation failed").
 fn credentials_after_scheme(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
@@ -849,6 +905,7 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     }
     fn redact_value(value: &mut serde_json::Value, names: &SecretNames) {
         redact_json(value, names);
+        redact_url_credentials_in(value, 0);
         bound_json(value, 0);
     }
 
@@ -1152,6 +1209,53 @@ mod tests {
         }
     }
 
+    /// Structured values are scanned for a URL's credentials only: a `name: value` pair in
+    /// a configuration value is data, a URL's `user:password@` never is.
+    #[test]
+    fn credentials_in_urls_are_redacted_and_nothing_else_is() {
+        for (text, redacted) in [
+            (
+                "postgres://app:pw@db:5432/app?sslmode=require",
+                Some("postgres://app:[REDACTED]@db:5432/app?sslmode=require"),
+            ),
+            (
+                "https://ghp_TOKEN@github.com/org/repo.git",
+                Some("https://[REDACTED]@github.com/org/repo.git"),
+            ),
+            (
+                "primary=redis://:pw@r1 replica=redis://u:p2@r2/0",
+                Some("primary=redis://:[REDACTED]@r1 replica=redis://u:[REDACTED]@r2/0"),
+            ),
+            ("amqp://p@ss:w@rd@mq/", Some("amqp://p@ss:[REDACTED]@mq/")),
+            // No credentials: kept whole, without a copy.
+            ("ops@example.com", None),
+            ("https://example.com/@handle", None),
+            ("https://example.com/a?next=x@y", None),
+            ("password: hunter2, key=value", None),
+            ("@://", None),
+            ("", None),
+        ] {
+            assert_eq!(redact_url_credentials(text).as_deref(), redacted, "{text}");
+        }
+
+        let mut value = serde_json::json!({
+            "dsn": "postgres://a:one@h/d",
+            "replicas": ["postgres://b:two@h/d", 3, null],
+            "nested": {"url": "nats://c:three@h:4222"},
+            "note": "key: value",
+        });
+        redact_url_credentials_in(&mut value, 0);
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "dsn": "postgres://a:[REDACTED]@h/d",
+                "replicas": ["postgres://b:[REDACTED]@h/d", 3, null],
+                "nested": {"url": "nats://c:[REDACTED]@h:4222"},
+                "note": "key: value",
+            })
+        );
+    }
+
     #[test]
     fn a_long_reason_is_scanned_no_further_than_it_is_kept_and_marked_as_cut() {
         let names = SecretNames::default();
@@ -1314,6 +1418,21 @@ mod tests {
                 _ => "Bearer SECRET.x".to_owned(),
             };
             let recorded = recorded_reason(format!("{before} {secret}{after}"), &names);
+            proptest::prop_assert!(!recorded.contains("SECRET"), "{}", recorded);
+        }
+
+        /// Whatever surrounds it, a URL's password does not survive the scan of
+        /// structured values, and the scan never panics on any text.
+        #[test]
+        fn no_url_password_survives_the_scan_of_structured_values(
+            before in r#"(\PC|[:/@?# ]){0,20}"#,
+            scheme in "[a-z][a-z0-9+.-]{0,8}",
+            user in "[a-zA-Z0-9._~-]{0,8}",
+            after in r#"([/?# ]\PC{0,20})?"#,
+        ) {
+            let text = format!("{before} {scheme}://{user}:SECRET@host{after}");
+            let redacted = redact_url_credentials(&text);
+            let recorded = redacted.as_deref().unwrap_or(&text);
             proptest::prop_assert!(!recorded.contains("SECRET"), "{}", recorded);
         }
 

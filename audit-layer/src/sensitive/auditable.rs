@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::redact::{REDACTED, SecretNames, redact_json};
+use crate::redact::{
+    REDACTED, SecretNames, redact_json, redact_url_credentials, redact_url_credentials_in,
+};
 
 /// A type whose state can be recorded before and after a sensitive action.
 ///
@@ -105,9 +107,21 @@ impl AuditSnapshot {
                 }
                 SnapshotValue::Plain {
                     mut json,
-                    fingerprint,
+                    mut fingerprint,
                 } => {
-                    redact_json(&mut json, names);
+                    if let Value::String(text) = &json
+                        && let Some(redacted) = redact_url_credentials(text)
+                    {
+                        // A scalar is compared as it is, unless part of it is redacted:
+                        // then by the fingerprint of what it was, so that a change to the
+                        // redacted part alone is still seen.
+                        fingerprint = fingerprint.or_else(|| Some(self::fingerprint(&json)));
+                        json = Value::String(redacted);
+                    } else {
+                        // Containers are fingerprinted whole when they are taken.
+                        redact_json(&mut json, names);
+                        redact_url_credentials_in(&mut json, 0);
+                    }
                     SnapshotValue::Plain { json, fingerprint }
                 }
                 SnapshotValue::Nested(nested) => SnapshotValue::Nested(nested.redacted_with(names)),

@@ -10,7 +10,9 @@
 //!   `#[audit(rename = "...")]`; on the type, `#[audit(resource = "user")]`. Redaction happens
 //!   when the snapshot is taken, so no secret reaches the queue. As a safety net, fields and
 //!   nested keys *named* like secrets (see [`SecretNames`](crate::SecretNames)) are redacted
-//!   too, except the id.
+//!   too, except the id, and so are a URL's credentials in any string
+//!   (`postgres://app:[REDACTED]@db`, in a `database_url` field); a change to those alone
+//!   shows as redacted.
 //! - [`Snapshot`] says, once per resource type, how to read its current state.
 //! - `#[sensitive(action = "...", resource = Type, key = param)]` on an axum handler records,
 //!   in the request's event: category `sensitive`, the action, the target, `before` (read
