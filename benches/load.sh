@@ -136,6 +136,10 @@ run_one() { # workload mode round
         trace) events=$(grep -c 'finished processing request' "$dir/access.jsonl" || true) ;;
         floor-handoff) events=$(sed -n 's/^floor drained=\([0-9]*\).*/\1/p' "$log") ;;
     esac
+    # Counted, the run's files go: kept, their dirty pages (hundreds of MB a run) would be
+    # written back by the kernel's flusher during later runs, on the cores the next setup
+    # is measured on.
+    rm -rf "$dir"
     awk -v w="$workload" -v m="$mode" -v r="$round" -v n="$requests" -v d="$duration" \
         -v p50="$(field p50_us "$measured")" -v p99="$(field p99_us "$measured")" \
         -v cpu=$((after - before)) -v ticks="$TICKS" -v ev="$events" -v ans="$answered" \
