@@ -159,6 +159,17 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             None,
             Some(json!("postgres://bob:CHANGE-DSN-SECRET@db1/app")),
         ),
+        // Only the password changed: a redacted change, not two equal values.
+        Change::value(
+            "replica_url",
+            Some(json!("postgres://bob:OLD-DSN-SECRET@db2/app")),
+            Some(json!("postgres://bob:NEW-DSN-SECRET@db2/app")),
+        ),
+        Change::value(
+            "settings",
+            Some(json!({"token": "T-1"})),
+            Some(json!({"token": "T-2"})),
+        ),
     ]);
     let mut request = RequestInfo::default();
     request.id = "req-1".into();
@@ -219,6 +230,8 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             Some(json!("postgres://bob:[REDACTED]@db1/app")),
         )
     );
+    assert_eq!(changes[3], Change::redacted("replica_url"));
+    assert_eq!(changes[4], Change::redacted("settings"));
     let request = event.request.as_ref().unwrap();
     assert_eq!(request.path, "/jobs/rotate/[REDACTED]");
     assert_eq!(request.query.as_deref(), Some("token=[REDACTED]&page=2"));

@@ -980,8 +980,14 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
         if secret {
             *change = Change::redacted(std::mem::take(&mut change.field));
         } else {
+            let differed = change.old != change.new;
             for value in [&mut change.old, &mut change.new].into_iter().flatten() {
                 redact_value(value, names);
+            }
+            // Only what was redacted differed: say that it changed, never what to, as a
+            // snapshot's diff does, rather than show two equal values.
+            if differed && change.old == change.new {
+                *change = Change::redacted(std::mem::take(&mut change.field));
             }
         }
     }
