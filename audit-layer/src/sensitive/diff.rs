@@ -223,6 +223,40 @@ mod tests {
         );
     }
 
+    /// A string whose URL credentials are redacted is compared as it was: unchanged gives
+    /// no change, a password alone a redacted change, anything else a change that shows
+    /// both values without the password.
+    #[test]
+    fn a_url_with_credentials_is_compared_as_it_was_and_shown_without_them() {
+        let url = |value: &str| snapshot(&[("database_url", json!(value))], &[]);
+        let before = url("postgres://app:one@db-1/app");
+        assert_eq!(
+            changes(&before, &url("postgres://app:one@db-1/app")),
+            vec![]
+        );
+        assert_eq!(
+            changes(&before, &url("postgres://app:two@db-1/app")),
+            vec![Change::redacted("database_url")]
+        );
+        assert_eq!(
+            changes(&before, &url("postgres://app:one@db-2/app")),
+            vec![Change::value(
+                "database_url",
+                Some(json!("postgres://app:[REDACTED]@db-1/app")),
+                Some(json!("postgres://app:[REDACTED]@db-2/app")),
+            )]
+        );
+        // From no credentials to some: a change, shown without them.
+        assert_eq!(
+            changes(&url("postgres://db-1/app"), &before),
+            vec![Change::value(
+                "database_url",
+                Some(json!("postgres://db-1/app")),
+                Some(json!("postgres://app:[REDACTED]@db-1/app")),
+            )]
+        );
+    }
+
     /// A field whose value changes kind (a scalar to an object) is a change.
     #[test]
     fn a_scalar_that_becomes_a_container_is_a_change() {
