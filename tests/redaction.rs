@@ -37,6 +37,7 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
     let audit = builder
         .label("deploy_token", "TRAIL-SECRET")
         .label("service", "billing")
+        .label("queue", "amqp://billing:QUEUE-SECRET@mq/billing")
         .redact_also(["pin"])
         .label("pin", "TRAIL-PIN")
         .build()
@@ -47,6 +48,7 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
             post(|audit: AuditContext| async move {
                 audit.label("session_token", "LABEL-SECRET");
                 audit.label("tenant", "acme");
+                audit.label("upstream", "https://svc:UPSTREAM-SECRET@ledger.internal/v2");
                 audit.detail("password", "DETAIL-SECRET");
                 audit.detail(
                     "user",
@@ -82,6 +84,15 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
     assert_eq!(event.labels["session_token"], REDACTED);
     assert_eq!(event.labels["service"], "billing");
     assert_eq!(event.labels["tenant"], "acme");
+    // A URL's credentials, under names that are no secret's.
+    assert_eq!(
+        event.labels["queue"],
+        "amqp://billing:[REDACTED]@mq/billing"
+    );
+    assert_eq!(
+        event.labels["upstream"],
+        "https://svc:[REDACTED]@ledger.internal/v2"
+    );
     let details = serde_json::Value::Object(event.details.clone().unwrap());
     assert_eq!(
         details,
@@ -107,6 +118,8 @@ async fn secret_named_labels_and_details_from_handlers_and_the_trail_are_redacte
             "ARRAY-SECRET",
             "TEXT-SECRET",
             "ITEM-SECRET",
+            "QUEUE-SECRET",
+            "UPSTREAM-SECRET",
         ],
     );
     audit.shutdown().await.unwrap();

@@ -148,7 +148,8 @@ impl AuditContext {
     }
 
     /// Adds a label; it wins over a trail-wide label of the same key. Under a secret name
-    /// (`session_token`) its value is recorded as `[REDACTED]`.
+    /// (`session_token`) its value is recorded as `[REDACTED]`; under any name, a URL in it
+    /// loses its credentials (`amqp://app:[REDACTED]@mq`).
     pub fn label(&self, key: impl Into<String>, value: impl Into<String>) {
         self.lock().labels.insert(key.into(), value.into());
     }

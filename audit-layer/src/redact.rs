@@ -26,10 +26,10 @@
 //! `"password": "x"`) or a credentials header (`Authorization: x`, to the end of its line),
 //! a URL's password and `Bearer`/`Basic` credentials become `[REDACTED]`. It is a net, not a
 //! guarantee, and it over-redacts rather than under-redacts. Snapshots (`before`, `after`)
-//! and the values of changes are structured data: redacted by field name, and of their
-//! strings only a URL's credentials are taken out (`postgres://app:[REDACTED]@db`, under a
-//! name like `database_url` that is no secret's). A change to the redacted part alone is
-//! still reported, as a redacted change.
+//! and the values of changes are structured data, and labels short values: they are
+//! redacted by name, and of their strings only a URL's credentials are taken out
+//! (`postgres://app:[REDACTED]@db`, under a name like `database_url` that is no secret's).
+//! A change to the redacted part alone is still reported, as a redacted change.
 //!
 //! Bounds are in bytes, and a cut value ends in `...[truncated]`: strings in `details`,
 //! `before`, `after` and changes at 4 KiB, their object keys at 256 (a cut key that meets
@@ -848,11 +848,14 @@ fn lines_up(route: &[&str], path: &[&str]) -> bool {
     path.len() == route.len()
 }
 
-/// A label's value as recorded: [`REDACTED`] under a secret name, else bounded.
+/// A label's value as recorded: [`REDACTED`] under a secret name, else without a URL's
+/// credentials (a label is a short value, not free text: only that shape is certain) and
+/// bounded.
 pub(crate) fn label_value(key: &str, value: String, names: &SecretNames) -> String {
     if names.is_secret(key) {
         REDACTED.to_owned()
     } else {
+        let value = redact_url_credentials(&value).unwrap_or(value);
         bound_string(value, limits::LABEL_VALUE)
     }
 }

@@ -156,7 +156,8 @@ impl AuditTrailBuilder {
     }
 
     /// Adds a label to every event (`service`, `region`, ...). Under a secret name (see
-    /// [`secret_names`](Self::secret_names)) its value is recorded as `[REDACTED]`.
+    /// [`secret_names`](Self::secret_names)) its value is recorded as `[REDACTED]`; under any
+    /// name, a URL in it loses its credentials.
     pub fn label(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
         self.config.labels.insert(
             bound(key.as_ref(), limits::LABEL_KEY),
