@@ -197,6 +197,10 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
         .headers
         .insert("x-api-key".into(), "KEY-SECRET".into());
     request.headers.insert("x-tenant".into(), "acme".into());
+    request.headers.insert(
+        "referer".into(),
+        "https://app/reset?token=REFERER-SECRET".into(),
+    );
     event.request = Some(request);
     audit.record(event).await.unwrap();
     audit.flush().await.unwrap();
@@ -248,8 +252,12 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
     let request = event.request.as_ref().unwrap();
     assert_eq!(request.path, "/jobs/rotate/[REDACTED]");
     assert_eq!(request.query.as_deref(), Some("token=[REDACTED]&page=2"));
-    assert_eq!(request.headers.len(), 1);
+    assert_eq!(request.headers.len(), 2);
     assert_eq!(request.headers["x-tenant"], "acme");
+    assert_eq!(
+        request.headers["referer"],
+        "https://app/reset?token=[REDACTED]"
+    );
     // Bounded as a request event's fields are.
     assert!(event.actor.id.len() <= 256 && event.actor.id.ends_with("...[truncated]"));
     let target = event.target.as_deref().unwrap();
@@ -277,6 +285,7 @@ async fn events_recorded_by_application_code_are_redacted_and_bounded() {
             "REASON-SECRET",
             "ALSO-SECRET",
             "DSN-SECRET",
+            "REFERER-SECRET",
         ],
     );
     audit.shutdown().await.unwrap();

@@ -463,6 +463,42 @@ async fn only_allowed_headers_are_recorded_never_credentials() {
     audit.shutdown().await.unwrap();
 }
 
+/// A recorded header's value is client input of any shape: a `Referer` can carry a reset
+/// token in its query, a proxy's `X-Original-URL` a URL's credentials. Both go.
+#[tokio::test]
+async fn recorded_header_values_lose_the_shapes_of_a_secret() {
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .record_headers(["referer", "x-original-url"])
+        .unwrap()
+        .build()
+        .unwrap();
+    let request = request_from("192.0.2.10:1", "GET", "/hello")
+        .header(
+            "referer",
+            "https://app.example/reset?user=bob&token=REFERER-SECRET",
+        )
+        .header(
+            "x-original-url",
+            "https://svc:URL-SECRET@api.example/v1/items",
+        )
+        .body(Body::empty())
+        .unwrap();
+    app(&audit).oneshot(request).await.unwrap();
+    audit.flush().await.unwrap();
+    let event = only_event(&sink);
+    let headers = &event.request.as_ref().unwrap().headers;
+    assert_eq!(
+        headers["referer"],
+        "https://app.example/reset?user=bob&token=[REDACTED]"
+    );
+    assert_eq!(
+        headers["x-original-url"],
+        "https://svc:[REDACTED]@api.example/v1/items"
+    );
+    audit.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn long_values_are_cut_with_a_marker() {
     let (builder, sink) = memory_trail();

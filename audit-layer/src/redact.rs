@@ -21,8 +21,9 @@
 //! [`AuditTrail::record`](crate::AuditTrail::record).
 //!
 //! Free text, which no name describes, is scanned for the common shapes of a secret: every
-//! `reason`, and every string in `details` (an error's text, put there by a handler, can
-//! quote a URL or a connection string). The value after a secret name (`api_key=x`,
+//! `reason`, every string in `details` (an error's text, put there by a handler, can
+//! quote a URL or a connection string), and every recorded header's value (a `Referer`
+//! can carry a reset token in its query). The value after a secret name (`api_key=x`,
 //! `"password": "x"`) or a credentials header (`Authorization: x`, to the end of its line),
 //! a URL's password and `Bearer`/`Basic` credentials become `[REDACTED]`. It is a net, not a
 //! guarantee, and it over-redacts rather than under-redacts. Snapshots (`before`, `after`)
@@ -346,6 +347,12 @@ pub(crate) fn redact_query_into(out: &mut String, query: &str, names: &SecretNam
 /// the common shapes, not a guarantee; over-redaction costs a word of context.
 pub(crate) fn recorded_reason(reason: String, names: &SecretNames) -> String {
     recorded_text(reason, names, limits::REASON)
+}
+
+/// A recorded header's value: client input of any shape (a `Referer` with a reset token in
+/// its query, a proxy's `X-Original-URL`), scanned as free text, then bounded.
+pub(crate) fn recorded_header_value(value: String, names: &SecretNames) -> String {
+    recorded_text(value, names, limits::HEADER_VALUE)
 }
 
 /// Free text as recorded: [`recorded_reason`]'s redaction, then bounded to `max` bytes.
@@ -950,7 +957,7 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
         });
         bound_keys(&mut request.headers, limits::HEADER_NAME);
         for value in request.headers.values_mut() {
-            bound_in_place(value, limits::HEADER_VALUE);
+            *value = recorded_header_value(std::mem::take(value), names);
         }
     }
     if let Some(target) = &mut event.target {

@@ -20,8 +20,8 @@ use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
 use crate::redact::{
-    REDACTED, bound, bound_actor, bound_cow, bound_into, bound_string, label_value, limits,
-    path_into, recorded_details, recorded_reason, redact_query_into,
+    REDACTED, SecretNames, bound, bound_actor, bound_cow, bound_into, bound_string, label_value,
+    limits, path_into, recorded_details, recorded_header_value, recorded_reason, redact_query_into,
 };
 use crate::request_id::RequestId;
 use crate::trail::{EventStrings, Shared, Spare};
@@ -120,7 +120,11 @@ impl InFlight {
                 redact_query_into(&mut query_text, query, &config.secret_names, limits::QUERY);
                 query_text
             }),
-            headers: recorded_headers(&config.recorded_headers, &parts.headers),
+            headers: recorded_headers(
+                &config.recorded_headers,
+                &parts.headers,
+                &config.secret_names,
+            ),
         };
         let request_actor = parts
             .extensions
@@ -355,13 +359,18 @@ fn hand_to_handlers(
     context
 }
 
-/// The values of the headers the configuration records, by name.
-fn recorded_headers(names: &[HeaderName], headers: &HeaderMap) -> BTreeMap<String, String> {
+/// The values of the headers the configuration records, by name, each scanned for the
+/// shapes of a secret as free text is.
+fn recorded_headers(
+    recorded: &[HeaderName],
+    headers: &HeaderMap,
+    secret_names: &SecretNames,
+) -> BTreeMap<String, String> {
     // Most trails record none: skip building the map (which costs even when empty).
-    if names.is_empty() {
+    if recorded.is_empty() {
         return BTreeMap::new();
     }
-    names
+    recorded
         .iter()
         .filter_map(|name| {
             let mut values = headers.get_all(name).iter();
@@ -373,7 +382,7 @@ fn recorded_headers(names: &[HeaderName], headers: &HeaderMap) -> BTreeMap<Strin
             }
             Some((
                 name.as_str().to_owned(),
-                bound_string(text, limits::HEADER_VALUE),
+                recorded_header_value(text, secret_names),
             ))
         })
         .collect()

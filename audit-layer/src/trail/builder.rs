@@ -114,7 +114,9 @@ impl AuditTrailBuilder {
     /// `User-Agent`, always recorded as `source.user_agent`). Credentials can never be
     /// recorded: `Authorization`, `Proxy-Authorization`, `Cookie`, `Set-Cookie`,
     /// `X-Api-Key`, and any header whose name is a secret name, are refused, as is a name
-    /// longer than 128 bytes (the most a record keeps of a header's name).
+    /// longer than 128 bytes (the most a record keeps of a header's name). A recorded value
+    /// is client input, scanned as free text is (a `Referer` loses the `token=` of its
+    /// query, a URL its credentials), then bounded to 512 bytes.
     pub fn record_headers<I, S>(mut self, names: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = S>,

@@ -93,8 +93,8 @@ impl AuditTrail {
     /// The event is redacted and bounded as the layer's own are: secret-named labels,
     /// `details`, `before`/`after` fields, changed fields, query parameters and route
     /// parameters (with `request.route` set) become `[REDACTED]`, credential headers are
-    /// dropped, and every string is cut to its bound. The `reason` and the strings in
-    /// `details` lose the common shapes of a secret in free text (`password=...`, a URL's
+    /// dropped, and every string is cut to its bound. The `reason`, the strings in `details`
+    /// and the recorded headers' values lose the common shapes of a secret in free text (`password=...`, a URL's
     /// password, `Bearer ...`); the `target` is only bounded: keep secrets out of all three.
     /// In `before`, `after` and the changes' values, a URL's credentials are redacted
     /// whatever the field's name, and a change whose values differed only in what was
