@@ -481,9 +481,10 @@ fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
 /// `text` with the credentials of every URL in it ([`url_password`]'s span) replaced by
 /// [`REDACTED`]; `None` when it holds none.
 ///
-/// The one shape of free text that snapshots, structured data, are scanned for: unlike a
-/// `name: value` pair, a URL's `user:password@` cannot be anything but credentials, and a
-/// configuration entry (`database_url`) often holds one under a name that is not a secret's.
+/// The one shape of free text that snapshots (structured data) and labels (short values)
+/// are scanned for: unlike a `name: value` pair, a URL's `user:password@` cannot be
+/// anything but credentials, and a configuration entry (`database_url`) often holds one
+/// under a name that is not a secret's.
 pub(crate) fn redact_url_credentials(text: &str) -> Option<String> {
     // Most strings have no `@`; the search for `://` is only set up for those that do.
     if !text.as_bytes().contains(&b'@') {
