@@ -58,6 +58,8 @@ struct State {
     error_kind: Mutex<io::ErrorKind>,
     stalled: Mutex<bool>,
     resumed: Condvar,
+    /// Writes and syncs waiting for [`Faults::resume`] right now.
+    held: AtomicU64,
 }
 
 impl<S: Sink> FaultySink<S> {
@@ -72,6 +74,7 @@ impl<S: Sink> FaultySink<S> {
                 error_kind: Mutex::new(io::ErrorKind::StorageFull),
                 stalled: Mutex::new(false),
                 resumed: Condvar::new(),
+                held: AtomicU64::new(0),
             }),
         };
         let name = format!("faulty:{}", inner.name());
@@ -132,6 +135,13 @@ impl Faults {
         self.resume();
     }
 
+    /// How many writes and syncs a stall holds right now. A test waits for it to be 1 to
+    /// know that the writer is held, with what it took from the queue, before it fills the
+    /// queue: otherwise the writer may still take an event and free a slot.
+    pub fn held(&self) -> u64 {
+        self.state.held.load(Ordering::SeqCst)
+    }
+
     /// Successful writes (batches) so far.
     pub fn writes(&self) -> u64 {
         self.state.writes.load(Ordering::SeqCst)
@@ -149,6 +159,10 @@ impl Faults {
             .stalled
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if !*stalled {
+            return;
+        }
+        self.state.held.fetch_add(1, Ordering::SeqCst);
         while *stalled {
             stalled = self
                 .state
@@ -156,6 +170,7 @@ impl Faults {
                 .wait(stalled)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        self.state.held.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Whether to fail this call, consuming one planned failure.
