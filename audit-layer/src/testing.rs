@@ -1,7 +1,8 @@
 //! Helpers for testing what your application does when its audit trail has trouble.
 //!
 //! [`FaultySink`] wraps any sink and, on command, fails its writes or syncs (with the error
-//! kind you choose, `StorageFull` by default: a full disk), stalls them, and counts them.
+//! kind you choose, `StorageFull` by default: a full disk), stalls them, and counts them
+//! (done, and held by a stall: [`Faults::held`]).
 //!
 //! # Example
 //!
