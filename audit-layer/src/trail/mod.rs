@@ -94,11 +94,12 @@ impl AuditTrail {
     /// `details`, `before`/`after` fields, changed fields, query parameters and route
     /// parameters (with `request.route` set) become `[REDACTED]`, credential headers are
     /// dropped, and every string is cut to its bound. The `reason`, the strings in `details`
-    /// and the recorded headers' values lose the common shapes of a secret in free text (`password=...`, a URL's
-    /// password, `Bearer ...`); the `target` is only bounded: keep secrets out of all three.
-    /// In `before`, `after` and the changes' values, a URL's credentials are redacted
-    /// whatever the field's name, and a change whose values differed only in what was
-    /// redacted is recorded as a redacted change (changed, never what to).
+    /// and the recorded headers' values lose the common shapes of a secret in free text
+    /// (`password=...`, a URL's password, `Bearer ...`); the `target` is only bounded: keep
+    /// secrets out of `target`, `reason` and `details` all the same. In labels, `before`,
+    /// `after` and the changes' values, a URL's credentials are redacted whatever the
+    /// field's name, and a change whose values differed only in what was redacted is
+    /// recorded as a redacted change (changed, never what to).
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         self.shared.record(event).await
     }
