@@ -512,24 +512,13 @@ pub(crate) fn redact_url_credentials(text: &str) -> Option<String> {
 }
 
 /// Redacts, in place, the credentials of every URL in a string of `value`
-/// ([`redact_url_credentials`]), down to the depth that [`bound_json`] keeps.
-pub(crate) fn redact_url_credentials_in(value: &mut serde_json::Value, depth: usize) {
-    use serde_json::Value;
-    match value {
-        Value::String(text) => {
-            if let Some(redacted) = redact_url_credentials(text) {
-                *text = redacted;
-            }
+/// ([`redact_url_credentials`]).
+pub(crate) fn redact_url_credentials_in(value: &mut serde_json::Value) {
+    for_each_string(value, 0, &mut |text| {
+        if let Some(redacted) = redact_url_credentials(text) {
+            *text = redacted;
         }
-        _ if depth >= limits::DETAIL_DEPTH => {}
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|item| redact_url_credentials_in(item, depth + 1)),
-        Value::Object(map) => map
-            .values_mut()
-            .for_each(|field| redact_url_credentials_in(field, depth + 1)),
-        _ => {}
-    }
+    });
 }
 
 /// The credentials after an authorization scheme (`Bearer abc.def`, `Basic dXNlcjpwYXNz`),
@@ -661,21 +650,26 @@ where
     }
 }
 
-/// Every string of `value` as [`recorded_text`] records free text, down to the depth that
-/// [`bound_json`] keeps (what is deeper is cut whole).
-fn redact_strings(value: &mut serde_json::Value, names: &SecretNames, depth: usize) {
+/// Every string of `value` as [`recorded_text`] records free text.
+fn redact_strings(value: &mut serde_json::Value, names: &SecretNames) {
+    for_each_string(value, 0, &mut |text| {
+        *text = recorded_text(std::mem::take(text), names, limits::DETAIL_STRING);
+    });
+}
+
+/// Calls `f` on every string of `value`, down to the depth that [`bound_json`] keeps (what
+/// is deeper is cut whole, so scanning it would be wasted).
+fn for_each_string(value: &mut serde_json::Value, depth: usize, f: &mut impl FnMut(&mut String)) {
     use serde_json::Value;
     match value {
-        Value::String(text) => {
-            *text = recorded_text(std::mem::take(text), names, limits::DETAIL_STRING);
-        }
+        Value::String(text) => f(text),
         _ if depth >= limits::DETAIL_DEPTH => {}
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|v| redact_strings(v, names, depth + 1)),
+            .for_each(|item| for_each_string(item, depth + 1, f)),
         Value::Object(map) => map
             .values_mut()
-            .for_each(|v| redact_strings(v, names, depth + 1)),
+            .for_each(|field| for_each_string(field, depth + 1, f)),
         _ => {}
     }
 }
@@ -877,7 +871,7 @@ pub(crate) fn recorded_details(
 ) -> serde_json::Map<String, serde_json::Value> {
     let mut value = serde_json::Value::Object(details);
     redact_json(&mut value, names);
-    redact_strings(&mut value, names, 0);
+    redact_strings(&mut value, names);
     bound_json(&mut value, 0);
     match value {
         serde_json::Value::Object(map) => map,
@@ -916,7 +910,7 @@ pub(crate) fn sanitize_event(event: &mut AuditEvent, names: &SecretNames) {
     }
     fn redact_value(value: &mut serde_json::Value, names: &SecretNames) {
         redact_json(value, names);
-        redact_url_credentials_in(value, 0);
+        redact_url_credentials_in(value);
         bound_json(value, 0);
     }
 
@@ -1261,7 +1255,7 @@ mod tests {
             "nested": {"url": "nats://c:three@h:4222"},
             "note": "key: value",
         });
-        redact_url_credentials_in(&mut value, 0);
+        redact_url_credentials_in(&mut value);
         assert_eq!(
             value,
             serde_json::json!({

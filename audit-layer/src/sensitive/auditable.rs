@@ -120,7 +120,7 @@ impl AuditSnapshot {
                     } else {
                         // Containers are fingerprinted whole when they are taken.
                         redact_json(&mut json, names);
-                        redact_url_credentials_in(&mut json, 0);
+                        redact_url_credentials_in(&mut json);
                     }
                     SnapshotValue::Plain { json, fingerprint }
                 }
