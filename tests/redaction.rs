@@ -435,3 +435,115 @@ async fn path_segments_named_like_secrets_by_their_route_are_redacted() {
     );
     audit.shutdown().await.unwrap();
 }
+
+/// A user's own detector is application code: what it writes into its alerts (a reason
+/// quoting a request, details holding a password) passes the same scrub as every event.
+#[tokio::test]
+async fn a_custom_detectors_alert_is_scrubbed() {
+    struct Quoting;
+    impl audit_layer::detect::Detector for Quoting {
+        fn name(&self) -> &str {
+            "quoting"
+        }
+        fn observe(&mut self, event: &AuditEvent, alerts: &mut Vec<AuditEvent>) {
+            if event.action == "auth.login" {
+                alerts.push(
+                    AuditEvent::new(
+                        Category::Alert,
+                        "security.suspicious",
+                        Outcome::Failure,
+                        Actor::service("quoting"),
+                    )
+                    .with_reason("login body was password=REASON-SECRET&user=bob")
+                    .with_detail("password", "DETAIL-SECRET")
+                    .with_detail("note", "Authorization: Bearer NOTE-SECRET-0123456789")
+                    .with_label("api_key", "LABEL-SECRET"),
+                );
+            }
+        }
+    }
+
+    let (builder, sink) = memory_trail();
+    let audit = builder.detector(Quoting).build().unwrap();
+    audit
+        .record(AuditEvent::new(
+            Category::Auth,
+            "auth.login",
+            Outcome::Failure,
+            Actor::user("bob"),
+        ))
+        .await
+        .unwrap();
+    audit.flush().await.unwrap();
+
+    let alerts: Vec<_> = sink
+        .events()
+        .into_iter()
+        .filter(|event| event.category == Category::Alert)
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert.action, "security.suspicious");
+    assert_eq!(
+        alert.reason.as_deref(),
+        Some("login body was password=[REDACTED]&user=bob")
+    );
+    let details = alert.details.as_ref().unwrap();
+    assert_eq!(details["password"], REDACTED);
+    assert_eq!(alert.labels["api_key"], REDACTED);
+    assert_no_leak(
+        &trail_text(&sink),
+        &[
+            "REASON-SECRET",
+            "DETAIL-SECRET",
+            "NOTE-SECRET",
+            "LABEL-SECRET",
+        ],
+    );
+    audit.shutdown().await.unwrap();
+}
+
+/// A value that tower-http's `SetSensitiveRequestHeadersLayer` marks sensitive is never
+/// copied into a record: not as a recorded header (even one the configuration names), not
+/// as the user agent.
+#[tokio::test]
+async fn a_header_value_marked_sensitive_is_never_recorded() {
+    use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .record_headers(["x-tenant", "x-partner-ref"])
+        .unwrap()
+        .build()
+        .unwrap();
+    let marked = [
+        http::HeaderName::from_static("x-partner-ref"),
+        http::header::USER_AGENT,
+    ];
+    // Outside the audit layer, as tower-http's docs place it: the mark is set before the
+    // layer captures the request.
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .layer(audit.layer())
+        .layer(SetSensitiveRequestHeadersLayer::new(marked));
+    let request = request_from("192.0.2.10:50000", "GET", "/hello")
+        .header("x-tenant", "acme")
+        .header("x-partner-ref", "PARTNER-SECRET")
+        .header("user-agent", "agent/1 UA-SECRET")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    audit.flush().await.unwrap();
+
+    let event = only_event(&sink);
+    let request = event.request.as_ref().unwrap();
+    assert_eq!(request.headers["x-tenant"], "acme");
+    assert_eq!(request.headers["x-partner-ref"], REDACTED);
+    assert_eq!(
+        event.source.as_ref().unwrap().user_agent.as_deref(),
+        Some(REDACTED)
+    );
+    assert_no_leak(&trail_text(&sink), &["PARTNER-SECRET", "UA-SECRET"]);
+    audit.shutdown().await.unwrap();
+}

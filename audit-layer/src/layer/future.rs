@@ -19,6 +19,7 @@ use crate::actor::Actor;
 use crate::error::panic_message;
 use crate::event::AuditEvent;
 use crate::policy::{Durability, Overflow};
+use crate::redact::Scrubbed;
 use crate::trail::{Ack, Item, Reserve, Shared, SpareEvents, Synced, TryEnqueue};
 
 /// The header set on a response replaced by 503 because its event could not be made durable.
@@ -251,7 +252,7 @@ enum Pending {
     Nothing,
     InFlight(InFlight),
     Built {
-        event: Box<AuditEvent>,
+        event: Scrubbed,
         shared: Arc<Shared>,
         plan: Plan,
         ack: Option<Ack>,

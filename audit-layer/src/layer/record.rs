@@ -19,10 +19,7 @@ use crate::error::panic_message;
 use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
-use crate::redact::{
-    REDACTED, SecretNames, bound, bound_actor, bound_cow, bound_into, bound_string, label_value,
-    limits, path_into, recorded_details, recorded_header_value, recorded_reason, redact_query_into,
-};
+use crate::redact::{REDACTED, Scrubbed, bound, bound_into, limits};
 use crate::request_id::RequestId;
 use crate::trail::{EventStrings, Shared, Spare};
 
@@ -101,13 +98,8 @@ impl InFlight {
         request_id_text.push_str(request_id.as_str());
         let route = matched_route(&parts.extensions);
         let uri = client_uri(parts);
-        path_into(
-            &mut path,
-            uri.path(),
-            route,
-            &config.secret_names,
-            limits::PATH,
-        );
+        // Copied as received: the scrub stage judges it against the route.
+        path.push_str(uri.path());
         let request = RequestInfo {
             id: request_id_text,
             method: method_name(&parts.method),
@@ -117,14 +109,10 @@ impl InFlight {
                 route_text
             }),
             query: uri.query().map(|query| {
-                redact_query_into(&mut query_text, query, &config.secret_names, limits::QUERY);
+                query_text.push_str(query);
                 query_text
             }),
-            headers: recorded_headers(
-                &config.recorded_headers,
-                &parts.headers,
-                &config.secret_names,
-            ),
+            headers: recorded_headers(&config.recorded_headers, &parts.headers),
         };
         let request_actor = parts
             .extensions
@@ -245,11 +233,7 @@ impl InFlight {
     }
 
     /// The event of a request answered with `status`.
-    pub(crate) fn respond(
-        self,
-        status: StatusCode,
-        response_actor: Option<Actor>,
-    ) -> Box<AuditEvent> {
+    pub(crate) fn respond(self, status: StatusCode, response_actor: Option<Actor>) -> Scrubbed {
         self.into_event(
             Some(status),
             Outcome::from_status(status),
@@ -259,12 +243,12 @@ impl InFlight {
     }
 
     /// The event of a request whose service failed or panicked.
-    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> Box<AuditEvent> {
+    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> Scrubbed {
         self.into_event(status, Outcome::Error, None, Some(reason))
     }
 
     /// The event of a request abandoned before its response.
-    pub(crate) fn cancel(self) -> Box<AuditEvent> {
+    pub(crate) fn cancel(self) -> Scrubbed {
         self.into_event(None, Outcome::Cancelled, None, None)
     }
 
@@ -274,45 +258,38 @@ impl InFlight {
         outcome: Outcome,
         response_actor: Option<Actor>,
         reason: Option<String>,
-    ) -> Box<AuditEvent> {
+    ) -> Scrubbed {
         let duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let notes = self.context.take();
         let mut event = self.event;
         match response_actor.or(notes.actor).or(self.request_actor) {
-            Some(actor) => event.actor = bound_actor(actor),
+            Some(actor) => event.actor = actor,
             // `Actor::anonymous()`, in the buffer `begin` left.
             None => event.actor.id.push_str(ANONYMOUS_ID),
         }
-
-        let names = &self.shared.config.secret_names;
-        for (key, value) in notes.labels.into_iter().take(limits::LABELS) {
-            let value = label_value(&key, value, names);
-            event
-                .labels
-                .insert(bound_string(key, limits::LABEL_KEY), value);
-        }
-        event.details = notes.details.map(|map| recorded_details(map, names));
+        event.labels.extend(notes.labels);
+        event.details = notes.details;
         if let Some(category) = notes.category {
             event.category = category;
         }
         if let Some(action) = notes.action {
-            event.action = bound_cow(action, limits::ACTION);
+            event.action = action;
         }
         event.outcome = notes.outcome.unwrap_or(outcome);
         event.response = Some(ResponseInfo {
             status: status.map(|s| s.as_u16()),
             duration_us,
         });
-        event.target = notes.target.map(|t| bound_string(t, limits::TARGET));
+        event.target = notes.target;
         let reason = match (notes.reason.or(reason), self.capture_error) {
             (Some(reason), Some(error)) => Some(format!("{reason}; {error}")),
             (reason, error) => reason.or(error),
         };
-        event.reason = reason.map(|r| recorded_reason(r, names));
+        event.reason = reason;
         event.before = notes.before;
         event.after = notes.after;
         event.changes = notes.changes;
-        event
+        Scrubbed::new(event, &self.shared.config.secret_names)
     }
 }
 
@@ -359,13 +336,9 @@ fn hand_to_handlers(
     context
 }
 
-/// The values of the headers the configuration records, by name, each scanned for the
-/// shapes of a secret as free text is.
-fn recorded_headers(
-    recorded: &[HeaderName],
-    headers: &HeaderMap,
-    secret_names: &SecretNames,
-) -> BTreeMap<String, String> {
+/// The values of the headers the configuration records, by name, as received (the scrub
+/// stage scans them as free text).
+fn recorded_headers(recorded: &[HeaderName], headers: &HeaderMap) -> BTreeMap<String, String> {
     // Most trails record none: skip building the map (which costs even when empty).
     if recorded.is_empty() {
         return BTreeMap::new();
@@ -380,10 +353,7 @@ fn recorded_headers(
                 text.push_str(", ");
                 text.push_str(&header_text(more, limits::HEADER_VALUE));
             }
-            Some((
-                name.as_str().to_owned(),
-                recorded_header_value(text, secret_names),
-            ))
+            Some((name.as_str().to_owned(), text))
         })
         .collect()
 }
@@ -459,6 +429,11 @@ fn header_text(value: &HeaderValue, max: usize) -> String {
 
 /// Like [`header_text`], appending to `out`.
 fn header_text_into(out: &mut String, value: &HeaderValue, max: usize) {
+    // Marked by the application (tower-http's `SetSensitiveHeaders`): never copied.
+    if value.is_sensitive() {
+        out.push_str(REDACTED);
+        return;
+    }
     let bytes = value.as_bytes();
     let bytes = &bytes[..bytes.len().min(max * 2)];
     // Nearly every header value is valid UTF-8 (most are ASCII): checked as a whole first,

@@ -16,7 +16,7 @@ use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
 use crate::policy::{Durability, FailurePolicy};
-use crate::redact::{FORBIDDEN_HEADERS, SecretNames, bound, label_value, limits};
+use crate::redact::{FORBIDDEN_HEADERS, SecretNames, limits};
 use crate::sink::Sink;
 
 /// Configures and starts an [`AuditTrail`]. Every method takes and returns the builder;
@@ -161,10 +161,10 @@ impl AuditTrailBuilder {
     /// [`secret_names`](Self::secret_names)) its value is recorded as `[REDACTED]`; under any
     /// name, a URL in it loses its credentials.
     pub fn label(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
-        self.config.labels.insert(
-            bound(key.as_ref(), limits::LABEL_KEY),
-            bound(value.as_ref(), limits::LABEL_VALUE),
-        );
+        // Redacted and bounded with every event, by the scrub stage.
+        self.config
+            .labels
+            .insert(key.as_ref().to_owned(), value.as_ref().to_owned());
         self
     }
 
@@ -263,12 +263,8 @@ impl AuditTrailBuilder {
     }
 
     /// Starts the writer thread and returns the trail's handle.
-    pub fn build(mut self) -> Result<AuditTrail, ConfigError> {
-        // Redacted here rather than in `label`, which may come before `secret_names`.
+    pub fn build(self) -> Result<AuditTrail, ConfigError> {
         let names = &self.config.secret_names;
-        for (key, value) in &mut self.config.labels {
-            *value = label_value(key, std::mem::take(value), names);
-        }
         // Checked again against the final list: `secret_names` may come after
         // `record_headers`.
         for name in &self.config.recorded_headers {
@@ -305,7 +301,7 @@ impl AuditTrailBuilder {
         );
         let spare_events = writer.spare_events();
         writer
-            .with_detectors(self.detectors)
+            .with_detectors(self.detectors, self.config.secret_names.clone())
             .spawn(finished_tx)
             .map_err(ConfigError::Writer)?;
         let shared = Arc::new(Shared {
@@ -319,7 +315,7 @@ impl AuditTrailBuilder {
         });
         // Starting the trail is itself an event (OWASP: audit start and stop). The queue is
         // empty and at least one slot long, so this cannot wait.
-        shared.enqueue_detached(Box::new(super::lifecycle_event("audit.start")));
+        shared.enqueue_detached(shared.scrub(Box::new(super::lifecycle_event("audit.start"))));
         Ok(AuditTrail {
             shared,
             state,

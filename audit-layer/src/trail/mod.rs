@@ -48,6 +48,7 @@ use crate::config::Config;
 use crate::error::AuditError;
 use crate::event::{AuditEvent, Category, Outcome};
 use crate::layer::AuditLayer;
+use crate::redact::Scrubbed;
 
 mod builder;
 mod gap;
@@ -302,7 +303,7 @@ pub struct AuditStats {
 #[derive(Debug)]
 pub(crate) enum Item {
     /// An event, and who waits for it to be synced.
-    Event(Box<AuditEvent>, Option<Ack>),
+    Event(Scrubbed, Option<Ack>),
     /// Answer once everything before this item is written.
     Flush(oneshot::Sender<Result<(), AuditError>>),
 }
@@ -378,16 +379,12 @@ pub(crate) type Reserve =
 /// Why an event could not be enqueued at once.
 pub(crate) enum TryEnqueue {
     /// The queue is full: wait on this, then [`Shared::send_with`].
-    Full(Box<AuditEvent>, Option<Ack>, Reserve),
+    Full(Scrubbed, Option<Ack>, Reserve),
 }
 
 impl Shared {
     /// Enqueues without waiting, or says how to wait.
-    pub(crate) fn try_enqueue(
-        &self,
-        event: Box<AuditEvent>,
-        ack: Option<Ack>,
-    ) -> Result<(), TryEnqueue> {
+    pub(crate) fn try_enqueue(&self, event: Scrubbed, ack: Option<Ack>) -> Result<(), TryEnqueue> {
         let urgent = ack.is_some();
         match self.queue.try_send(Item::Event(event, ack)) {
             Ok(()) => {
@@ -415,7 +412,7 @@ impl Shared {
     pub(crate) fn send_with(
         &self,
         permit: mpsc::OwnedPermit<Item>,
-        event: Box<AuditEvent>,
+        event: Scrubbed,
         ack: Option<Ack>,
     ) {
         let urgent = ack.is_some();
@@ -477,7 +474,7 @@ impl Shared {
 
     /// Enqueues from a place that cannot wait (a dropped future): when the queue is full, a
     /// task (or, outside a runtime, a thread) waits for room instead.
-    pub(crate) fn enqueue_detached(self: &Arc<Self>, event: Box<AuditEvent>) {
+    pub(crate) fn enqueue_detached(self: &Arc<Self>, event: Scrubbed) {
         match self.try_enqueue(event, None) {
             Ok(()) => {}
             Err(TryEnqueue::Full(event, _, reserve)) => {
@@ -512,11 +509,10 @@ impl Shared {
         }
     }
 
-    /// Redacts and bounds an event built by application code, waits for room, then
-    /// enqueues.
-    pub(crate) async fn record(&self, mut event: AuditEvent) -> Result<(), AuditError> {
-        crate::redact::sanitize_event(&mut event, &self.config.secret_names);
-        let item = match self.queue.try_send(Item::Event(Box::new(event), None)) {
+    /// Scrubs an event built by application code, waits for room, then enqueues.
+    pub(crate) async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let event = self.scrub(Box::new(event));
+        let item = match self.queue.try_send(Item::Event(event, None)) {
             Ok(()) => {
                 self.sent(false);
                 return Ok(());
@@ -539,6 +535,11 @@ impl Shared {
             }
             Err(_) => Err(AuditError::Closed),
         }
+    }
+
+    /// `event`, through the one stage that redacts and bounds every event.
+    pub(crate) fn scrub(&self, event: Box<AuditEvent>) -> Scrubbed {
+        Scrubbed::new(event, &self.config.secret_names)
     }
 
     /// An event found the queue full (its sender waits, or the policy lets it go).
@@ -603,7 +604,7 @@ impl Shared {
 /// and logged in full: never dropped silently.
 struct Waiting {
     shared: Arc<Shared>,
-    event: Option<Box<AuditEvent>>,
+    event: Option<Scrubbed>,
 }
 
 impl Drop for Waiting {

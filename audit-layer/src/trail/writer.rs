@@ -34,6 +34,7 @@ use super::{Ack, Counters, Item, Synced, WriterState};
 use crate::detect::Detector;
 use crate::error::{AuditError, panic_message};
 use crate::event::{AuditEvent, Category};
+use crate::redact::{SecretNames, scrub};
 use crate::sink::{BoxFuture, Sink, SinkError};
 
 #[derive(Clone, Debug)]
@@ -124,6 +125,8 @@ pub(crate) struct Writer {
     detectors: Vec<Box<dyn Detector>>,
     /// The alerts the detectors raise about one event, before they are accepted.
     alerts: Vec<AuditEvent>,
+    /// For the alerts and `audit.gap` events made here: every event is scrubbed.
+    secret_names: SecretNames,
     counters: Arc<Counters>,
     state: watch::Sender<WriterState>,
     settings: WriterSettings,
@@ -315,6 +318,7 @@ impl Writer {
             recycler: Recycler::new(Arc::default()),
             detectors: Vec::new(),
             alerts: Vec::new(),
+            secret_names: SecretNames::default(),
             counters,
             state,
             settings,
@@ -328,9 +332,15 @@ impl Writer {
         self.recycler.spare_events()
     }
 
-    /// The detectors that see each accepted event.
-    pub(crate) fn with_detectors(mut self, detectors: Vec<Box<dyn Detector>>) -> Self {
+    /// The detectors that see each accepted event, and the secret names their alerts are
+    /// scrubbed with.
+    pub(crate) fn with_detectors(
+        mut self,
+        detectors: Vec<Box<dyn Detector>>,
+        secret_names: SecretNames,
+    ) -> Self {
         self.detectors = detectors;
+        self.secret_names = secret_names;
         self
     }
 
@@ -432,7 +442,7 @@ impl Writer {
                             event: None,
                         });
                     }
-                    self.pending.push(self.recycler.unbox(event));
+                    self.pending.push(self.recycler.unbox(event.into_inner()));
                     if !self.detectors.is_empty() {
                         self.detect();
                     }
@@ -480,7 +490,10 @@ impl Writer {
             }
         }
         for mut alert in self.alerts.drain(..) {
+            // A detector is the application's code: what it writes is scrubbed as every
+            // event is (its reason may quote a login's body).
             alert.category = Category::Alert;
+            scrub(&mut alert, &self.secret_names);
             tracing::warn!(
                 target: "audit",
                 action = %alert.action,
@@ -506,7 +519,8 @@ impl Writer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take_event();
-        if let Some(event) = gap {
+        if let Some(mut event) = gap {
+            scrub(&mut event, &self.secret_names);
             tracing::warn!(target: "audit", reason = ?event.reason, "recording an audit gap");
             self.pending.push(event);
         }

@@ -1,0 +1,237 @@
+//! The one stage every event passes before it is queued: the layer's, those that
+//! [`AuditTrail::record`](crate::AuditTrail::record) takes, detectors' alerts, and the
+//! trail's own `audit.gap` and lifecycle events.
+//!
+//! The layer captures a request as it is (its path, query and header values are copied, not
+//! judged) and this stage redacts and bounds every part of it, so that each rule is written
+//! once. It works in place and allocates only to replace what it redacts or cuts: a request
+//! with nothing to take out costs a walk over its fields.
+
+use std::borrow::Cow;
+use std::ops::Deref;
+
+use super::REDACTED;
+use super::bounds::{bound, bound_json, bound_keys, bound_string, limits};
+use super::json::{redact_json, redact_strings, redact_url_credentials_in};
+use super::names::{FORBIDDEN_HEADERS, SecretNames};
+use super::request::{path_into, path_is_clean, query_is_clean, redact_query_into};
+use super::text::{recorded_header_value, recorded_reason, redact_url_credentials};
+use crate::actor::Actor;
+use crate::event::{AuditEvent, Change, RequestInfo, Source};
+use crate::request_id::MAX_REQUEST_ID_LEN;
+
+/// An event that has passed [`scrub`]: the only kind the delivery queue takes, so that no
+/// way into the trail can skip the stage.
+#[derive(Debug)]
+pub(crate) struct Scrubbed(Box<AuditEvent>);
+
+impl Scrubbed {
+    /// Scrubs `event` (see [`scrub`]).
+    pub(crate) fn new(mut event: Box<AuditEvent>, names: &SecretNames) -> Self {
+        scrub(&mut event, names);
+        Self(event)
+    }
+
+    /// The event, to be written.
+    pub(crate) fn into_inner(self) -> Box<AuditEvent> {
+        self.0
+    }
+}
+
+impl Deref for Scrubbed {
+    type Target = AuditEvent;
+
+    fn deref(&self) -> &AuditEvent {
+        &self.0
+    }
+}
+
+/// Redacts and bounds every part of an event, in place; see the [module docs](super) for
+/// the rules. Running it again changes nothing.
+///
+/// The `reason`, the strings of `details` and recorded header values are free text, and lose
+/// the common shapes of a secret; the `target` and the actor, identifiers, are bounded only.
+pub(crate) fn scrub(event: &mut AuditEvent, names: &SecretNames) {
+    // Every field named: a new one cannot be forgotten here.
+    let AuditEvent {
+        schema: _,
+        id: _,
+        time: _,
+        category: _,
+        action,
+        outcome: _,
+        actor,
+        source,
+        request,
+        response: _,
+        target,
+        reason,
+        labels,
+        details,
+        before,
+        after,
+        changes,
+    } = event;
+    bound_cow_in_place(action, limits::ACTION);
+    scrub_actor(actor);
+    if let Some(source) = source {
+        scrub_source(source);
+    }
+    if let Some(request) = request {
+        scrub_request(request, names);
+    }
+    if let Some(target) = target {
+        bound_in_place(target, limits::TARGET);
+    }
+    if let Some(reason) = reason {
+        *reason = recorded_reason(std::mem::take(reason), names);
+    }
+    scrub_labels(labels, names);
+    if let Some(details) = details {
+        scrub_details(details, names);
+    }
+    for state in [before, after].into_iter().flatten() {
+        scrub_structured(state, names);
+    }
+    for change in changes.iter_mut().flatten() {
+        scrub_change(change, names);
+    }
+}
+
+fn bound_in_place(text: &mut String, max: usize) {
+    if text.len() > max {
+        *text = bound(text, max);
+    }
+}
+
+fn bound_cow_in_place(text: &mut Cow<'static, str>, max: usize) {
+    if text.len() > max {
+        *text = Cow::Owned(bound(text, max));
+    }
+}
+
+/// An actor with every field bounded.
+fn scrub_actor(actor: &mut Actor) {
+    bound_in_place(&mut actor.id, limits::ACTOR_FIELD);
+    if let Some(name) = &mut actor.name {
+        bound_in_place(name, limits::ACTOR_FIELD);
+    }
+    actor.roles.truncate(limits::ACTOR_ROLES);
+    for role in &mut actor.roles {
+        bound_in_place(role, limits::ACTOR_FIELD);
+    }
+}
+
+fn scrub_source(source: &mut Source) {
+    if let Some(user_agent) = &mut source.user_agent {
+        bound_in_place(user_agent, limits::USER_AGENT);
+    }
+    if let Some(forwarded) = &mut source.forwarded {
+        forwarded.truncate(limits::FORWARDED_ENTRIES);
+        for entry in forwarded {
+            bound_in_place(entry, limits::FORWARDED_ENTRY);
+        }
+    }
+}
+
+fn scrub_request(request: &mut RequestInfo, names: &SecretNames) {
+    let RequestInfo {
+        id,
+        method,
+        path,
+        route,
+        query,
+        headers,
+    } = request;
+    bound_in_place(id, MAX_REQUEST_ID_LEN);
+    bound_cow_in_place(method, limits::ACTION);
+    // The path is judged against the route as matched, before the route is cut.
+    if !path_is_clean(path, route.as_deref(), names, limits::PATH) {
+        let raw = std::mem::take(path);
+        path_into(path, &raw, route.as_deref(), names, limits::PATH);
+    }
+    if let Some(route) = route {
+        bound_in_place(route, limits::ROUTE);
+    }
+    if let Some(query) = query
+        && !query_is_clean(query, names, limits::QUERY)
+    {
+        let raw = std::mem::take(query);
+        redact_query_into(query, &raw, names, limits::QUERY);
+    }
+    // Most requests record no header: the map is not walked.
+    if !headers.is_empty() {
+        headers.retain(|name, _| {
+            let name = name.to_ascii_lowercase();
+            !FORBIDDEN_HEADERS.contains(&name.as_str()) && !names.is_secret(&name)
+        });
+        bound_keys(headers, limits::HEADER_NAME);
+        for value in headers.values_mut() {
+            *value = recorded_header_value(std::mem::take(value), names);
+        }
+    }
+}
+
+/// Labels: [`REDACTED`] under a secret name, else without a URL's credentials (a label is
+/// a short value, not free text: only that shape is certain), bounded; at most
+/// [`limits::LABELS`] of them, the first by name.
+fn scrub_labels(labels: &mut std::collections::BTreeMap<String, String>, names: &SecretNames) {
+    while labels.len() > limits::LABELS {
+        labels.pop_last();
+    }
+    for (key, value) in labels.iter_mut() {
+        if names.is_secret(key) {
+            if value != REDACTED {
+                *value = REDACTED.to_owned();
+            }
+        } else {
+            if let Some(redacted) = redact_url_credentials(value) {
+                *value = redacted;
+            }
+            bound_in_place(value, limits::LABEL_VALUE);
+        }
+    }
+    // Checked for secrets whole, then cut.
+    bound_keys(labels, limits::LABEL_KEY);
+}
+
+/// `details`: secret-named fields redacted at any depth, every other string treated as
+/// free text (as a `reason` is: `detail("error", e.to_string())` can quote a connection
+/// string), strings and nesting bounded.
+fn scrub_details(details: &mut serde_json::Map<String, serde_json::Value>, names: &SecretNames) {
+    let mut value = serde_json::Value::Object(std::mem::take(details));
+    redact_json(&mut value, names);
+    redact_strings(&mut value, names);
+    bound_json(&mut value, 0);
+    if let serde_json::Value::Object(map) = value {
+        *details = map;
+    }
+}
+
+/// Structured data (`before`, `after`, a change's values): secret-named fields redacted,
+/// a URL's credentials taken out of every string, bounded.
+fn scrub_structured(value: &mut serde_json::Value, names: &SecretNames) {
+    redact_json(value, names);
+    redact_url_credentials_in(value);
+    bound_json(value, 0);
+}
+
+fn scrub_change(change: &mut Change, names: &SecretNames) {
+    // A dotted path is split into words too: `user.password` is a secret name. Checked
+    // whole, before the cut could take the secret word off its end.
+    let secret = names.is_secret(&change.field);
+    change.field = bound_string(std::mem::take(&mut change.field), limits::CHANGE_FIELD);
+    if secret {
+        *change = Change::redacted(std::mem::take(&mut change.field));
+        return;
+    }
+    let differed = change.old != change.new;
+    for value in [&mut change.old, &mut change.new].into_iter().flatten() {
+        scrub_structured(value, names);
+    }
+    // Only what was redacted differed: say that it changed, never what to, as a
+    // snapshot's diff does, rather than show two equal values.
+    if differed && change.old == change.new {
+        *change = Change::redacted(std::mem::take(&mut change.field));
+    }
+}
