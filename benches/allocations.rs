@@ -7,7 +7,11 @@
 //! thread. The file sink's own share is measured apart (a batch of events written directly),
 //! so the layer's share on the request path is the difference.
 
-use audit_layer::{AuditEvent, AuditTrail, JsonlFileSink, Outcome, Sink};
+use audit_layer::{AuditEvent, AuditTrail, Outcome};
+
+use audit_layer::file::JsonlFileSink;
+
+use audit_layer::sink::Sink;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;

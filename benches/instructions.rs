@@ -26,8 +26,9 @@
 //!
 //! Run without callgrind (as `cargo bench` does) it serves a few requests of each and exits.
 
+use audit_layer::AuditTrail;
 use audit_layer::detect::{BruteForce, PrivilegeGrant};
-use audit_layer::{AuditTrail, JsonlFileSink};
+use audit_layer::file::JsonlFileSink;
 use axum::Router;
 use axum::routing::get;
 use http::Method;

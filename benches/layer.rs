@@ -9,7 +9,11 @@
 //!
 //! `cargo bench --bench layer`
 
-use audit_layer::{AuditLayer, AuditTrail, JsonlFileSink};
+use audit_layer::AuditTrail;
+
+use audit_layer::layer::AuditLayer;
+
+use audit_layer::file::JsonlFileSink;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;

@@ -9,13 +9,14 @@
 
 use std::time::Duration;
 
-use audit_layer::chain::{GENESIS, link_hash};
 use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
-use audit_layer::verify::{VerifyOptions, verify_trail};
-use audit_layer::{
-    Actor, AuditEvent, Category, JsonlFileSink, MemorySink, NatsSink, Outcome, PostgresSink, Sink,
-    TracingSink,
-};
+use audit_layer::file::JsonlFileSink;
+use audit_layer::file::{GENESIS, link_hash};
+use audit_layer::file::{VerifyOptions, verify_trail};
+use audit_layer::sink::nats::NatsSink;
+use audit_layer::sink::postgres::PostgresSink;
+use audit_layer::sink::{MemorySink, Sink, TracingSink};
+use audit_layer::{Actor, AuditEvent, Category, Outcome};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn event() -> AuditEvent {

@@ -57,10 +57,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use audit_layer::{
-    AuditEvent, AuditTrail, AuditTrailBuilder, Auditable, BoxError, BoxFuture, JsonlFileSink,
-    NatsSink, PostgresSink, Sink, SinkError, Snapshot, sensitive,
-};
+use audit_layer::{AuditEvent, AuditTrail, AuditTrailBuilder, Auditable, BoxError, sensitive};
+
+use audit_layer::sink::nats::NatsSink;
+
+use audit_layer::sink::postgres::PostgresSink;
+
+use audit_layer::sink::{BoxFuture, Sink, SinkError};
+
+use audit_layer::file::JsonlFileSink;
+
+use audit_layer::sensitive::Snapshot;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};

@@ -4,7 +4,13 @@ mod common;
 
 use std::net::SocketAddr;
 
-use audit_layer::{AuditEvent, AuditTrail, ForwardedHeader, MemorySink, Source};
+use audit_layer::{AuditEvent, AuditTrail};
+
+use audit_layer::layer::ForwardedHeader;
+
+use audit_layer::sink::MemorySink;
+
+use audit_layer::event::Source;
 use axum::body::Body;
 use axum::{Router, routing::get};
 use common::{memory_trail, only_event, raw_http, request_from};

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use audit_layer::{
-    AuditContext, AuditError, AuditEvent, AuditTrail, BoxFuture, JsonlFileSink, MemorySink, Sink,
-    SinkError,
-};
+use audit_layer::{AuditContext, AuditError, AuditEvent, AuditTrail};
+
+use audit_layer::sink::{BoxFuture, MemorySink, Sink, SinkError};
+
+use audit_layer::file::JsonlFileSink;
 use axum::body::Body;
 use axum::{Router, routing::get};
 use common::{get as get_request, request_from};
@@ -437,5 +438,5 @@ async fn file_sink_errors_are_retried_and_surface_in_flush() {
         .map(request_lines)
         .sum();
     assert_eq!(lines, 2);
-    audit_layer::verify::verify_trail(&trail_dir, &Default::default()).unwrap();
+    audit_layer::file::verify_trail(&trail_dir, &Default::default()).unwrap();
 }

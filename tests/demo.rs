@@ -277,12 +277,12 @@ async fn demo_admin_routes_are_sensitive_handlers() {
 
     let events = read_trail(dir.path());
     let public_key =
-        audit_layer::checkpoint::PublicKey::from_file(dir.path().join("signing.pub")).unwrap();
-    let options = audit_layer::verify::VerifyOptions {
+        audit_layer::file::PublicKey::from_file(dir.path().join("signing.pub")).unwrap();
+    let options = audit_layer::file::VerifyOptions {
         public_key: Some(public_key),
         ..Default::default()
     };
-    let report = audit_layer::verify::verify_trail(dir.path(), &options).unwrap();
+    let report = audit_layer::file::verify_trail(dir.path(), &options).unwrap();
     assert_eq!(report.events as usize, events.len());
     assert_eq!(report.unsealed, 0, "shutdown seals the trail");
     let find = |action: &str| -> Vec<&serde_json::Value> {

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use audit_layer::detect::{BRUTEFORCE, BruteForce, Detector, PRIVILEGE_GRANT, PrivilegeGrant};
 use audit_layer::event::Change;
+use audit_layer::event::{Source, Timestamp};
+use audit_layer::file::JsonlFileSink;
+use audit_layer::sink::MemorySink;
 use audit_layer::testing::FaultySink;
 use audit_layer::{
-    Actor, AuditContext, AuditEvent, AuditTrail, Category, Durability, Health, JsonlFileSink,
-    MemorySink, Outcome, Source, Timestamp,
+    Actor, AuditContext, AuditEvent, AuditTrail, Category, Durability, Health, Outcome,
 };
 use axum::body::Body;
 use axum::http::StatusCode;

@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
+use audit_layer::AuditTrail;
+use audit_layer::sink::MemorySink;
 use audit_layer::testing::FaultySink;
-use audit_layer::{AuditTrail, MemorySink};
 use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// The value of `audit_sink_pending_events` for the sink named `sink`, if rendered.

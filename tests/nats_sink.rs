@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use audit_layer::{Actor, AuditEvent, AuditTrail, Category, NatsSink, Outcome, Sink};
+use audit_layer::sink::Sink;
+use audit_layer::sink::nats::NatsSink;
+use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Outcome};
 use axum::{Router, routing::get};
 use tower::ServiceExt;
 
@@ -96,7 +98,7 @@ fn events(count: usize) -> Vec<AuditEvent> {
 }
 
 /// A sink on a stream and subject prefix of the test's own, and their names.
-fn own_stream(url: &str) -> (audit_layer::NatsSinkBuilder, String, String) {
+fn own_stream(url: &str) -> (audit_layer::sink::nats::NatsSinkBuilder, String, String) {
     let stream = services::unique_name("AUDIT_TEST");
     let prefix = services::unique_name("audit_test");
     let builder = NatsSink::builder(url)

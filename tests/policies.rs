@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use audit_layer::file::JsonlFileSink;
+use audit_layer::file::{VerifyOptions, verify_trail};
+use audit_layer::layer::AUDIT_ERROR_HEADER;
+use audit_layer::sensitive::Snapshot;
+use audit_layer::sink::MemorySink;
 use audit_layer::testing::{Faults, FaultySink};
-use audit_layer::verify::{VerifyOptions, verify_trail};
 use audit_layer::{
-    AUDIT_ERROR_HEADER, Actor, AuditContext, AuditEvent, AuditTrail, AuditTrailBuilder, BoxError,
-    Category, FailurePolicy, Health, JsonlFileSink, MemorySink, Outcome, Overflow, Snapshot,
-    sensitive,
+    Actor, AuditContext, AuditEvent, AuditTrail, AuditTrailBuilder, BoxError, Category,
+    FailurePolicy, Health, Outcome, Overflow, sensitive,
 };
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -516,7 +519,7 @@ struct WaitsForTheOther {
     inner: MemorySink,
 }
 
-impl audit_layer::Sink for WaitsForTheOther {
+impl audit_layer::sink::Sink for WaitsForTheOther {
     fn name(&self) -> &str {
         "waits-for-the-other"
     }
@@ -524,7 +527,7 @@ impl audit_layer::Sink for WaitsForTheOther {
     fn write_batch<'a>(
         &'a mut self,
         events: &'a [audit_layer::AuditEvent],
-    ) -> audit_layer::BoxFuture<'a, Result<(), audit_layer::SinkError>> {
+    ) -> audit_layer::sink::BoxFuture<'a, Result<(), audit_layer::sink::SinkError>> {
         Box::pin(async move {
             self.given.notified().await;
             self.inner.write_batch(events).await
@@ -538,7 +541,7 @@ struct SignalsEachWrite {
     inner: MemorySink,
 }
 
-impl audit_layer::Sink for SignalsEachWrite {
+impl audit_layer::sink::Sink for SignalsEachWrite {
     fn name(&self) -> &str {
         "signals-each-write"
     }
@@ -546,7 +549,7 @@ impl audit_layer::Sink for SignalsEachWrite {
     fn write_batch<'a>(
         &'a mut self,
         events: &'a [audit_layer::AuditEvent],
-    ) -> audit_layer::BoxFuture<'a, Result<(), audit_layer::SinkError>> {
+    ) -> audit_layer::sink::BoxFuture<'a, Result<(), audit_layer::sink::SinkError>> {
         // `notify_one` keeps a permit when nobody waits yet: the order does not matter.
         self.given.notify_one();
         self.inner.write_batch(events)

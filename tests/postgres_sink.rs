@@ -7,7 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Health, Outcome, PostgresSink, Sink};
+use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Health, Outcome};
+
+use audit_layer::sink::postgres::PostgresSink;
+
+use audit_layer::sink::Sink;
 use axum::{Router, routing::get};
 use tower::ServiceExt;
 

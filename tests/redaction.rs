@@ -5,7 +5,9 @@
 mod common;
 
 use audit_layer::event::Change;
-use audit_layer::{Actor, AuditContext, AuditEvent, Category, MemorySink, Outcome, RequestInfo};
+use audit_layer::event::RequestInfo;
+use audit_layer::sink::MemorySink;
+use audit_layer::{Actor, AuditContext, AuditEvent, Category, Outcome};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::{get, post};

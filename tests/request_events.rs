@@ -5,7 +5,9 @@ mod common;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime};
 
-use audit_layer::{Actor, AuditContext, AuditTrail, Category, MemorySink, Outcome, RequestId};
+use audit_layer::{Actor, AuditContext, AuditTrail, Category, Outcome, RequestId};
+
+use audit_layer::sink::MemorySink;
 use axum::body::Body;
 use axum::extract::Path;
 use axum::routing::{get, post};

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use audit_layer::event::Change;
+use audit_layer::sensitive::Snapshot;
+use audit_layer::sink::MemorySink;
 use audit_layer::{
-    AuditContext, AuditEvent, AuditTrail, Auditable, BoxError, Category, MemorySink, Outcome,
-    Snapshot, sensitive,
+    AuditContext, AuditEvent, AuditTrail, Auditable, BoxError, Category, Outcome, sensitive,
 };
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path, State};

@@ -7,10 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use audit_layer::chain::ChainKey;
-use audit_layer::checkpoint::{Checkpoint, CheckpointKey};
-use audit_layer::verify::{Fault, FaultKind, VerifyOptions, verify_trail};
-use audit_layer::{Actor, AuditEvent, Category, JsonlFileSink, ManualClock, Outcome, Sink};
+use audit_layer::file::ChainKey;
+use audit_layer::file::{Checkpoint, CheckpointKey};
+use audit_layer::file::{Fault, FaultKind, VerifyOptions, verify_trail};
+use audit_layer::file::{JsonlFileSink, ManualClock};
+use audit_layer::sink::Sink;
+use audit_layer::{Actor, AuditEvent, Category, Outcome};
 use proptest::prelude::*;
 
 /// A generated trail and what verifies it.
@@ -29,7 +31,7 @@ impl Trail {
         }
     }
 
-    fn verify(&self) -> Result<audit_layer::verify::VerifyReport, Fault> {
+    fn verify(&self) -> Result<audit_layer::file::VerifyReport, Fault> {
         verify_trail(self.dir.path(), &self.options())
     }
 
@@ -399,7 +401,7 @@ fn a_forged_line_with_a_valid_hash_is_an_insertion() {
     let value: serde_json::Value = serde_json::from_str(&fifth).unwrap();
     let prev_hash = value["prev_hash"].as_str().unwrap();
     let event = br#"{"schema":"audit/1","action":"forged"}"#;
-    let hash = audit_layer::chain::link_hash(None, prev_hash, 4, event);
+    let hash = audit_layer::file::link_hash(None, prev_hash, 4, event);
     let forged = format!(
         r#"{{"seq":4,"prev_hash":"{prev_hash}","hash":"{hash}","schema":"audit/1","action":"forged"}}"#
     );

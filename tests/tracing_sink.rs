@@ -7,7 +7,9 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use audit_layer::{AuditTrail, TracingSink};
+use audit_layer::AuditTrail;
+
+use audit_layer::sink::TracingSink;
 use axum::http::StatusCode;
 use axum::{Router, routing::get};
 use tower::ServiceExt;

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use audit_layer::checkpoint::CheckpointKey;
-use audit_layer::verify::{FaultKind, verify_trail};
-use audit_layer::{
-    Actor, AuditEvent, Category, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, Outcome, Sink,
-};
+use audit_layer::file::CheckpointKey;
+use audit_layer::file::{FaultKind, verify_trail};
+use audit_layer::file::{JsonlFileSink, JsonlFileSinkBuilder, ManualClock};
+use audit_layer::sink::Sink;
+use audit_layer::{Actor, AuditEvent, Category, Outcome};
 use common::demo::audit_binary;
 use common::trail::{START, builder, close, empty_trail_dir, event, options, runtime, write};
 use common::trail_files;
@@ -202,7 +202,7 @@ fn preallocated_zeros_stay_out_of_the_trail_and_are_cut_off_at_close() {
         .collect();
     assert_eq!(actions, ["a", "b", "c"]);
     assert_eq!(
-        audit_layer::query::lines_end(&trail_files(dir.path())[0]).unwrap(),
+        audit_layer::file::lines_end(&trail_files(dir.path())[0]).unwrap(),
         lines_end as u64
     );
 

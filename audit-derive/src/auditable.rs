@@ -114,7 +114,7 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
         impl #impl_generics ::audit_layer::Auditable for #name #ty_generics #where_clause {
             const RESOURCE: &'static str = #resource;
 
-            fn audit_snapshot(&self) -> ::audit_layer::AuditSnapshot {
+            fn audit_snapshot(&self) -> ::audit_layer::sensitive::AuditSnapshot {
                 #[allow(unused_imports)]
                 use ::audit_layer::__private::{
                     ViaAuditable as _, ViaAuditableCollection as _, ViaSerialize as _,

@@ -1,39 +1,41 @@
-//! Who did it: the [`Actor`] of an event, and how the layer finds it.
-//!
-//! The layer resolves the actor when the response is ready, from the first of:
-//!
-//! 1. an [`Actor`] in the **response** extensions (a login handler naming the user it just
-//!    authenticated, or an auth layer *inside* the audit layer);
-//! 2. an actor set on the request's [`AuditContext`](crate::AuditContext) (an extractor or
-//!    middleware inside the audit layer);
-//! 3. an [`Actor`] in the **request** extensions when the request reached the audit layer (an
-//!    auth layer *outside* it);
-//! 4. the resolver given to
-//!    [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver);
-//! 5. the header named by
-//!    [`AuditTrailBuilder::trust_actor_header`](crate::AuditTrailBuilder::trust_actor_header),
-//!    an explicit opt-in;
-//! 6. otherwise [`Actor::anonymous`].
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::{Actor, ActorKind};
-//!
-//! let alice = Actor::user("1").with_name("alice").with_role("admin");
-//! assert_eq!(alice.kind, ActorKind::User);
-//! assert_eq!(
-//!     serde_json::to_string(&alice).unwrap(),
-//!     r#"{"id":"1","kind":"user","name":"alice","roles":["admin"]}"#
-//! );
-//! assert_eq!(serde_json::to_string(&Actor::anonymous()).unwrap(), r#"{"id":"anonymous","kind":"anonymous"}"#);
-//! ```
+//! Who did it: the actor of an event.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// Who did it: the [`Actor`] of an event, and how the layer finds it.
+///
+/// The layer resolves the actor when the response is ready, from the first of:
+///
+/// 1. an [`Actor`] in the **response** extensions (a login handler naming the user it just
+///    authenticated, or an auth layer *inside* the audit layer);
+/// 2. an actor set on the request's [`AuditContext`](crate::AuditContext) (an extractor or
+///    middleware inside the audit layer);
+/// 3. an [`Actor`] in the **request** extensions when the request reached the audit layer (an
+///    auth layer *outside* it);
+/// 4. the resolver given to
+///    [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver);
+/// 5. the header named by
+///    [`AuditTrailBuilder::trust_actor_header`](crate::AuditTrailBuilder::trust_actor_header),
+///    an explicit opt-in;
+/// 6. otherwise [`Actor::anonymous`].
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::{Actor, ActorKind};
+///
+/// let alice = Actor::user("1").with_name("alice").with_role("admin");
+/// assert_eq!(alice.kind, ActorKind::User);
+/// assert_eq!(
+///     serde_json::to_string(&alice).unwrap(),
+///     r#"{"id":"1","kind":"user","name":"alice","roles":["admin"]}"#
+/// );
+/// assert_eq!(serde_json::to_string(&Actor::anonymous()).unwrap(), r#"{"id":"anonymous","kind":"anonymous"}"#);
+/// ```
+///
 /// Who performed an audited action.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -51,7 +53,7 @@ pub struct Actor {
 }
 
 /// The id of [`Actor::anonymous`].
-pub const ANONYMOUS_ID: &str = "anonymous";
+pub(crate) const ANONYMOUS_ID: &str = "anonymous";
 
 impl Actor {
     /// An authenticated user.

@@ -1,29 +1,4 @@
-//! The client's address: the connection peer, or the client that trusted proxies name.
-//!
-//! The peer comes from axum's `ConnectInfo<SocketAddr>` (serve with
-//! `into_make_service_with_connect_info::<SocketAddr>()`), or from a plain [`SocketAddr`]
-//! request extension for other servers.
-//!
-//! A forwarding header counts only when the peer is a configured trusted proxy. The client is
-//! then the rightmost address of the chain that is not itself a trusted proxy: every entry to
-//! its right was appended by a proxy we trust, every entry to its left could be forged by the
-//! client. A malformed entry on that path, or a chain longer than 32 entries, falls back to
-//! the peer. The chain as received is recorded in `source.forwarded` either way, so a forgery
-//! attempt is visible.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::TrustedProxies;
-//!
-//! let proxies = TrustedProxies::new(["10.0.0.0/8", "192.168.1.1"]).unwrap();
-//! assert!(proxies.contains("10.1.2.3".parse().unwrap()));
-//! assert!(proxies.contains("::ffff:192.168.1.1".parse().unwrap()));
-//! assert!(!proxies.contains("203.0.113.9".parse().unwrap()));
-//!
-//! let err = TrustedProxies::new(["10.0.0.0/33"]).unwrap_err();
-//! assert!(err.to_string().contains("10.0.0.0/33"));
-//! ```
+//! The client address, and the proxies trusted to forward it.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -48,6 +23,33 @@ pub enum ForwardedHeader {
     Forwarded,
 }
 
+/// The client's address: the connection peer, or the client that trusted proxies name.
+///
+/// The peer comes from axum's `ConnectInfo<SocketAddr>` (serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`), or from a plain [`SocketAddr`]
+/// request extension for other servers.
+///
+/// A forwarding header counts only when the peer is a configured trusted proxy. The client is
+/// then the rightmost address of the chain that is not itself a trusted proxy: every entry to
+/// its right was appended by a proxy we trust, every entry to its left could be forged by the
+/// client. A malformed entry on that path, or a chain longer than 32 entries, falls back to
+/// the peer. The chain as received is recorded in `source.forwarded` either way, so a forgery
+/// attempt is visible.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::layer::TrustedProxies;
+///
+/// let proxies = TrustedProxies::new(["10.0.0.0/8", "192.168.1.1"]).unwrap();
+/// assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+/// assert!(proxies.contains("::ffff:192.168.1.1".parse().unwrap()));
+/// assert!(!proxies.contains("203.0.113.9".parse().unwrap()));
+///
+/// let err = TrustedProxies::new(["10.0.0.0/33"]).unwrap_err();
+/// assert!(err.to_string().contains("10.0.0.0/33"));
+/// ```
+///
 /// The networks whose connections may name the client in a forwarding header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {

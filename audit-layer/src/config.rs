@@ -6,7 +6,7 @@ use http::HeaderName;
 
 use crate::actor::SharedResolver;
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
-use crate::policy::{DurabilityRules, FailurePolicy};
+use crate::delivery::policy::{DurabilityRules, FailurePolicy};
 use crate::redact::SecretNames;
 
 /// The layer's configuration, built once by

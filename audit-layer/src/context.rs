@@ -1,15 +1,8 @@
-//! Per-request annotations: what a handler or inner middleware adds to its request's event.
-//!
-//! The layer puts an [`AuditContext`] in the request extensions of every audited request;
-//! with the `axum` feature it is also an extractor. Whatever is set on it before the response
-//! is ready ends up in that request's event: the action name, the target, the actor, labels
-//! and details. Nothing in it waits or does I/O.
-//!
-//! # Example
-//!
+//! A request's audit context, for handlers.
 #![cfg_attr(feature = "axum", doc = "```")]
 #![cfg_attr(not(feature = "axum"), doc = "```ignore")]
-//! use audit_layer::{AuditContext, AuditTrail, MemorySink};
+//! use audit_layer::{AuditContext, AuditTrail};
+//! use audit_layer::sink::MemorySink;
 //! use axum::{Router, routing::get};
 //! use tower::ServiceExt;
 //!
@@ -42,11 +35,21 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::actor::Actor;
+use crate::delivery::Shared;
 use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};
 use crate::sensitive::{Auditable, recorded_change, target_of};
-use crate::trail::Shared;
 
+/// Per-request annotations: what a handler or inner middleware adds to its request's event.
+///
+/// The layer puts an [`AuditContext`] in the request extensions of every audited request;
+/// with the `axum` feature it is also an extractor. Whatever is set on it before the response
+/// is ready ends up in that request's event: the action name, the target, the actor, labels
+/// and details. Nothing in it waits or does I/O.
+///
+/// # Example
+///
+///
 /// A handle on the event of the current request, to name and enrich it.
 #[derive(Clone)]
 pub struct AuditContext {

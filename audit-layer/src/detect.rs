@@ -17,7 +17,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use audit_layer::{AuditTrail, MemorySink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::sink::MemorySink;
 //! use audit_layer::detect::{BruteForce, PrivilegeGrant};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,6 +1,6 @@
 //! Complete, tamper-evident audit trails for axum and tower applications, with one layer.
 //!
-//! [`AuditLayer`] records, for every request, who did what, from where, when, and how it
+//! [`AuditLayer`](layer::AuditLayer) records, for every request, who did what, from where, when, and how it
 //! ended, as one structured, versioned [`AuditEvent`] (`audit/1`). Events go through a
 //! bounded queue to a background writer that hands them to [sinks](sink): JSON Lines files,
 //! `tracing`, memory, or your own. The request path never does I/O, and no event is silently
@@ -9,7 +9,8 @@
 //! # Quickstart
 //!
 //! ```no_run
-//! use audit_layer::{AuditTrail, JsonlFileSink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::file::JsonlFileSink;
 //! use axum::{Router, routing::get};
 //! use std::net::SocketAddr;
 //!
@@ -35,23 +36,31 @@
 //!
 //! # Where things are
 //!
-//! - [`layer`]: the middleware and what it records for each way a request can end.
-//! - [`event`]: the `audit/1` schema.
-//! - [`actor`]: who acted, and where the layer looks for it.
-//! - [`client_ip`]: the client address, and trusted proxies.
-//! - [`context`]: [`AuditContext`], for handlers to name and enrich their event.
+//! The event flows one way: the [`layer`] captures a request, [`redact`] scrubs the event,
+//! the delivery queue and writer behind [`AuditTrail`] hand it to the [`sink`]s, and the
+//! [`file`](mod@file) trail is the tamper-evident record of it.
+//!
+//! - At the root: what an application writes: [`AuditTrail`] and its builder, the
+//!   [`AuditContext`] extractor, [`Actor`], [`AuditEvent`] for events that are not a
+//!   request's, the policies, [`Auditable`] and `#[sensitive]`.
+//! - [`layer`]: the middleware ([`AuditLayer`](layer::AuditLayer)), trusted proxies, actor
+//!   resolvers.
+//! - [`event`]: the parts of the `audit/1` schema.
 //! - [`redact`]: what is never recorded, and bounds.
-//! - [`trail`]: the queue, the writer, flush and shutdown.
-//! - [`sink`]: where events go.
+//! - [`sink`]: the [`Sink`](sink::Sink) trait, and the memory, `tracing`, PostgreSQL and
+//!   NATS sinks.
+//! - [`file`](mod@file): the JSON Lines trail: chain, checkpoints, verification, reading it back.
+//! - [`sensitive`](mod@sensitive): before/after state of admin handlers.
 //! - [`detect`]: detectors that raise `alert` events (brute-force logins, privilege grants).
+//! - [`testing`]: a sink that fails on command, for testing your failure handling.
 //!
 //! # Cargo features
 //!
 //! - `axum` (default): reads axum's `ConnectInfo` and `MatchedPath`; [`AuditContext`] and
 //!   [`RequestId`] are extractors.
 //! - `derive` (default): re-exports the `audit-derive` macros.
-//! - `postgres`: [`PostgresSink`](sink::postgres), a row per event in a PostgreSQL table.
-//! - `nats`: [`NatsSink`](sink::nats), a message per event on a NATS JetStream stream.
+//! - `postgres`: [`PostgresSink`](sink::postgres::PostgresSink), a row per event in a PostgreSQL table.
+//! - `nats`: [`NatsSink`](sink::nats::NatsSink), a message per event on a NATS JetStream stream.
 //! - `cli`: the `audit` command (`verify`, `query`, `tail`).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -70,50 +79,30 @@
 // The library must not panic on bad input; tests may unwrap (see clippy.toml).
 #![warn(clippy::unwrap_used)]
 
-pub mod actor;
-pub mod chain;
-pub mod checkpoint;
-pub mod client_ip;
-pub mod clock;
-pub mod context;
+mod actor;
+mod client_ip;
+mod config;
+mod context;
+mod delivery;
 pub mod detect;
-pub mod error;
+mod error;
 pub mod event;
+pub mod file;
 pub mod layer;
-pub mod policy;
-pub mod query;
 pub mod redact;
-pub mod request_id;
+mod request_id;
 pub mod sensitive;
 pub mod sink;
 pub mod testing;
-pub mod trail;
-pub mod verify;
 
-mod config;
-mod files;
-
-pub use self::actor::{Actor, ActorKind, ResolveActor};
-pub use self::client_ip::{ForwardedHeader, TrustedProxies};
-pub use self::clock::{Clock, ManualClock, SystemClock};
+pub use self::actor::{Actor, ActorKind};
 pub use self::context::AuditContext;
+pub use self::delivery::policy::{Durability, FailurePolicy, Overflow};
+pub use self::delivery::{AuditStats, AuditTrail, AuditTrailBuilder, Health};
 pub use self::error::{AuditError, BoxError, ConfigError};
-pub use self::event::{
-    AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp,
-};
-pub use self::layer::{AUDIT_ERROR_HEADER, Audit, AuditLayer, ResponseFuture};
-pub use self::policy::{Durability, FailurePolicy, Overflow};
-pub use self::redact::SecretNames;
+pub use self::event::model::{AuditEvent, Category, Outcome};
 pub use self::request_id::RequestId;
-pub use self::sensitive::{AuditSnapshot, Auditable, Snapshot};
-pub use self::sink::{
-    BoxFuture, JsonlFileSink, JsonlFileSinkBuilder, MemorySink, Sink, SinkError, TracingSink,
-};
-#[cfg(feature = "nats")]
-pub use self::sink::{NatsSink, NatsSinkBuilder};
-#[cfg(feature = "postgres")]
-pub use self::sink::{PostgresSink, PostgresSinkBuilder};
-pub use self::trail::{AuditStats, AuditTrail, AuditTrailBuilder, Health, SensitiveRouteInfo};
+pub use self::sensitive::auditable::Auditable;
 
 /// `#[derive(Auditable)]`: see the [`sensitive`](mod@crate::sensitive) module.
 #[cfg(feature = "derive")]
@@ -125,9 +114,10 @@ pub use audit_derive::sensitive;
 /// What generated code uses. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::sensitive::auditable::Auditable;
     pub use crate::sensitive::{
-        AuditSnapshot, Auditable, FieldRef, Snapshot, SnapshotValue, ViaAuditable,
-        ViaAuditableCollection, ViaSerialize,
+        AuditSnapshot, FieldRef, Snapshot, SnapshotValue, ViaAuditable, ViaAuditableCollection,
+        ViaSerialize,
     };
     pub use serde::Serialize;
 

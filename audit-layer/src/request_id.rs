@@ -1,21 +1,4 @@
-//! The request id: kept from the client when it is safe, generated otherwise.
-//!
-//! An incoming `x-request-id` (the header name is configurable) is kept only if it is 1 to
-//! 128 bytes of `[A-Za-z0-9._:-]`; anything else is replaced by a fresh UUID v7 (the id of the
-//! request's event), so a client cannot inject text into the trail or into log lines that
-//! quote the id. The id is put in the request extensions for handlers and set on the
-//! response.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::RequestId;
-//!
-//! assert!(RequestId::is_acceptable("req-42.a:b_c"));
-//! assert!(!RequestId::is_acceptable("has space"));
-//! assert!(!RequestId::is_acceptable(&"x".repeat(129)));
-//! assert_eq!(RequestId::generate().as_str().len(), 36);
-//! ```
+//! A request's id.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -26,8 +9,27 @@ use uuid::Uuid;
 use crate::event::{Timestamp, event_id};
 
 /// The longest request id kept from a client, in bytes.
-pub const MAX_REQUEST_ID_LEN: usize = 128;
+pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
 
+/// The request id: kept from the client when it is safe, generated otherwise.
+///
+/// An incoming `x-request-id` (the header name is configurable) is kept only if it is 1 to
+/// 128 bytes of `[A-Za-z0-9._:-]`; anything else is replaced by a fresh UUID v7 (the id of the
+/// request's event), so a client cannot inject text into the trail or into log lines that
+/// quote the id. The id is put in the request extensions for handlers and set on the
+/// response.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::RequestId;
+///
+/// assert!(RequestId::is_acceptable("req-42.a:b_c"));
+/// assert!(!RequestId::is_acceptable("has space"));
+/// assert!(!RequestId::is_acceptable(&"x".repeat(129)));
+/// assert_eq!(RequestId::generate().as_str().len(), 36);
+/// ```
+///
 /// The id of one request, in the request extensions of every audited request.
 ///
 /// With the `axum` feature it is also an extractor. Two ids are equal when their text is.

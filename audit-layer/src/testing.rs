@@ -8,7 +8,8 @@
 //!
 //! ```
 //! use audit_layer::testing::FaultySink;
-//! use audit_layer::{AuditTrail, MemorySink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::sink::MemorySink;
 //! use std::time::Duration;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {

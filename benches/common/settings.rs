@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use audit_layer::{
-    AuditEvent, AuditTrail, Auditable, BoxError, BoxFuture, Sink, SinkError, Snapshot, sensitive,
-};
+use audit_layer::{AuditEvent, AuditTrail, Auditable, BoxError, sensitive};
+
+use audit_layer::sink::{BoxFuture, Sink, SinkError};
+
+use audit_layer::sensitive::Snapshot;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::post;

@@ -36,13 +36,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_layer::chain::ChainKey;
-use audit_layer::checkpoint::CheckpointKey;
 use audit_layer::detect::{BruteForce, PrivilegeGrant};
-use audit_layer::{
-    AuditContext, AuditTrail, Category, Health, JsonlFileSink, NatsSink, Outcome, PostgresSink,
-    Sink as _,
-};
+use audit_layer::file::ChainKey;
+use audit_layer::file::CheckpointKey;
+use audit_layer::file::JsonlFileSink;
+use audit_layer::sink::Sink as _;
+use audit_layer::sink::nats::NatsSink;
+use audit_layer::sink::postgres::PostgresSink;
+use audit_layer::{AuditContext, AuditTrail, Category, Health, Outcome};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};

@@ -8,7 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use audit_layer::{Auditable, BoxError, Snapshot};
+use audit_layer::sensitive::Snapshot;
+use audit_layer::{Auditable, BoxError};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;

@@ -4,8 +4,8 @@ use std::fmt::Write as _;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use audit_layer::query;
-use audit_layer::verify::{VerifyOptions, verify_trail};
+use audit_layer::file as query;
+use audit_layer::file::{VerifyOptions, verify_trail};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};

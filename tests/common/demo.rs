@@ -118,7 +118,7 @@ impl Drop for Demo {
 /// Every event of the trail in `dir`, in trail order (gzipped files included).
 pub fn read_trail(dir: &Path) -> Vec<serde_json::Value> {
     let mut events = Vec::new();
-    audit_layer::query::for_each_event(dir, |line, event| {
+    audit_layer::file::for_each_event(dir, |line, event| {
         assert!(!event.is_null(), "every line is JSON: {line}");
         events.push(event.clone());
         std::ops::ControlFlow::Continue(())

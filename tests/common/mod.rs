@@ -8,7 +8,9 @@ pub mod trail;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use audit_layer::{AuditEvent, AuditTrail, AuditTrailBuilder, MemorySink};
+use audit_layer::{AuditEvent, AuditTrail, AuditTrailBuilder};
+
+use audit_layer::sink::MemorySink;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::Request;
@@ -61,7 +63,7 @@ pub async fn raw_http(addr: SocketAddr, request: &str) -> String {
 
 /// The event files of a trail directory, in trail order (day, then part).
 pub fn trail_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    audit_layer::query::trail_files(dir).expect("trail directory")
+    audit_layer::file::trail_files(dir).expect("trail directory")
 }
 
 /// Polls `condition` until it holds, for at most five seconds.

@@ -5,11 +5,11 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use audit_layer::checkpoint::CheckpointKey;
-use audit_layer::verify::VerifyOptions;
-use audit_layer::{
-    Actor, AuditEvent, Category, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, Outcome, Sink,
-};
+use audit_layer::file::CheckpointKey;
+use audit_layer::file::VerifyOptions;
+use audit_layer::file::{JsonlFileSink, JsonlFileSinkBuilder, ManualClock};
+use audit_layer::sink::Sink;
+use audit_layer::{Actor, AuditEvent, Category, Outcome};
 
 /// The clock's start: 2026-09-21.
 pub const START: u64 = 1_790_000_000;

@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_layer::AuditEvent;
-use audit_layer::chain::ChainKey;
-use audit_layer::checkpoint::PublicKey;
 use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
-use audit_layer::query::{self, Filter};
-use audit_layer::sink::GENERATED_PUBLIC_KEY;
-use audit_layer::verify::{VerifyOptions, verify_trail};
+use audit_layer::file::ChainKey;
+use audit_layer::file::GENERATED_PUBLIC_KEY;
+use audit_layer::file::PublicKey;
+use audit_layer::file::{self as query, Filter};
+use audit_layer::file::{VerifyOptions, verify_trail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize as _;
 
@@ -70,10 +70,10 @@ enum Command {
         target: Option<String>,
         /// Events at or after this time (RFC 3339, or a UTC day like 2026-11-22).
         #[arg(long, value_parser = query::parse_time)]
-        since: Option<audit_layer::Timestamp>,
+        since: Option<audit_layer::event::Timestamp>,
         /// Events before this time (RFC 3339, or a UTC day).
         #[arg(long, value_parser = query::parse_time)]
-        until: Option<audit_layer::Timestamp>,
+        until: Option<audit_layer::event::Timestamp>,
         /// Client address or network (CIDR).
         #[arg(long, value_parser = query::parse_ip)]
         ip: Option<ipnet::IpNet>,

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use uuid::Uuid;
 
-use super::{AuditEvent, RequestInfo, ResponseInfo, Source, Timestamp};
+use super::model::{AuditEvent, RequestInfo, ResponseInfo, Source, Timestamp};
 use crate::actor::{Actor, ActorKind};
 
 /// Appends `event` as one JSON object (no newline).

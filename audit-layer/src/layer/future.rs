@@ -16,11 +16,11 @@ use tokio::time::Sleep;
 
 use super::record::InFlight;
 use crate::actor::Actor;
+use crate::delivery::policy::{Durability, Overflow};
+use crate::delivery::{Ack, Item, Reserve, Shared, SpareEvents, Synced, TryEnqueue};
 use crate::error::panic_message;
 use crate::event::AuditEvent;
-use crate::policy::{Durability, Overflow};
 use crate::redact::Scrubbed;
-use crate::trail::{Ack, Item, Reserve, Shared, SpareEvents, Synced, TryEnqueue};
 
 /// The header set on a response replaced by 503 because its event could not be made durable.
 pub const AUDIT_ERROR_HEADER: &str = "x-audit-error";
@@ -29,7 +29,7 @@ pin_project! {
     /// Response future of [`Audit`](super::Audit).
     ///
     /// Resolves once the inner future has, the request's event is in the queue and, for a
-    /// [durable](crate::policy::Durability::Synced) event, synced. Dropped before that, it
+    /// [durable](crate::delivery::policy::Durability::Synced) event, synced. Dropped before that, it
     /// still queues the event: as `cancelled` if the response was not ready.
     pub struct ResponseFuture<F>
     where
@@ -206,7 +206,7 @@ fn take_output<T>(output: &mut Option<T>) -> T {
 }
 
 fn polled_after_completion() -> ! {
-    panic!("`audit_layer::ResponseFuture` polled after completion")
+    panic!("`audit_layer::layer::ResponseFuture` polled after completion")
 }
 
 /// A successful response whose event is not durable becomes a 503: a sensitive action is

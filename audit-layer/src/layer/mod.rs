@@ -49,7 +49,8 @@
 //!
 #![cfg_attr(feature = "axum", doc = "```")]
 #![cfg_attr(not(feature = "axum"), doc = "```ignore")]
-//! use audit_layer::{AuditTrail, MemorySink, Outcome};
+//! use audit_layer::{AuditTrail, Outcome};
+//! use audit_layer::sink::MemorySink;
 //! use axum::{Router, body::Body, routing::get};
 //! use http::{Request, StatusCode};
 //! use tower::ServiceExt;
@@ -80,3 +81,5 @@ pub use self::future::{AUDIT_ERROR_HEADER, ResponseFuture};
 #[cfg(feature = "axum")]
 pub(crate) use self::record::matched_route;
 pub use self::service::{Audit, AuditLayer};
+pub use crate::actor::ResolveActor;
+pub use crate::client_ip::{ForwardedHeader, TrustedProxies};

@@ -15,13 +15,13 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, U
 use crate::actor::{ANONYMOUS_ID, Actor, ActorKind, SharedResolver};
 use crate::client_ip;
 use crate::context::AuditContext;
+use crate::delivery::{EventStrings, Shared, Spare};
 use crate::error::panic_message;
 use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
 use crate::redact::{REDACTED, Scrubbed, bound, bound_into, limits};
 use crate::request_id::RequestId;
-use crate::trail::{EventStrings, Shared, Spare};
 
 /// The default action of a request event.
 pub(crate) const HTTP_REQUEST: &str = "http.request";
@@ -457,7 +457,8 @@ mod tests {
     use tower::ServiceExt;
 
     use super::PANIC_IN_CAPTURE;
-    use crate::{Actor, AuditContext, AuditTrail, MemorySink, Outcome};
+    use crate::sink::MemorySink;
+    use crate::{Actor, AuditContext, AuditTrail, Outcome};
 
     /// A bug in capturing a request neither fails it nor loses its event, and the event it
     /// leaves holds nothing the bug could have left unredacted.

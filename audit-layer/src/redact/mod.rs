@@ -44,7 +44,7 @@
 //! # Example
 //!
 //! ```
-//! use audit_layer::SecretNames;
+//! use audit_layer::redact::SecretNames;
 //!
 //! let names = SecretNames::default();
 //! assert!(names.is_secret("password"));

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use percent_encoding::percent_decode_str;
 
-/// The names redacted by default (see the [module docs](self) for how they match).
+/// The names redacted by default (see the [module docs](crate::redact) for how they match).
 pub const DEFAULT_SECRET_NAMES: &[&str] = &[
     "password",
     "passwd",
@@ -33,7 +33,7 @@ pub(crate) const FORBIDDEN_HEADERS: &[&str] = &[
     "x-api-key",
 ];
 
-/// The list of secret names, matched as the [module docs](self) describe.
+/// The list of secret names, matched as the [module docs](crate::redact) describe.
 #[derive(Clone, Debug)]
 pub struct SecretNames {
     /// Entries, lower case, separators removed, shortest first: a name is compared only

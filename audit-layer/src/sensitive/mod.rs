@@ -9,7 +9,7 @@
 //!   `{"field", "redacted": true}`), `#[audit(skip)]` (never recorded), and
 //!   `#[audit(rename = "...")]`; on the type, `#[audit(resource = "user")]`. Redaction happens
 //!   when the snapshot is taken, so no secret reaches the queue. As a safety net, fields and
-//!   nested keys *named* like secrets (see [`SecretNames`](crate::SecretNames)) are redacted
+//!   nested keys *named* like secrets (see [`SecretNames`](crate::redact::SecretNames)) are redacted
 //!   too, except the id, and so are a URL's credentials in any string
 //!   (`postgres://app:[REDACTED]@db`, in a `database_url` field); a change to those alone
 //!   shows as redacted.
@@ -58,19 +58,21 @@
 //! [`mark_sensitive`](crate::AuditContext::mark_sensitive)s any event, and
 //! [`record_change`](crate::AuditContext::record_change)s an explicit before/after pair.
 
-mod auditable;
+pub(crate) mod auditable;
 mod diff;
 #[cfg(feature = "axum")]
 pub(crate) mod handler;
 mod snapshot;
 
-pub use self::auditable::{AuditSnapshot, Auditable};
+pub use self::auditable::AuditSnapshot;
+pub(crate) use self::auditable::Auditable;
 #[doc(hidden)]
 pub use self::auditable::{
     FieldRef, SnapshotValue, ViaAuditable, ViaAuditableCollection, ViaSerialize,
 };
 pub(crate) use self::diff::recorded_change;
 pub use self::snapshot::Snapshot;
+pub use crate::delivery::SensitiveRouteInfo;
 
 /// `resource:id` of a snapshot, else of a key.
 pub(crate) fn target_of<R: Auditable>(

@@ -14,7 +14,8 @@ use crate::error::BoxError;
 ///
 #[cfg_attr(feature = "derive", doc = "```")]
 #[cfg_attr(not(feature = "derive"), doc = "```ignore")]
-/// use audit_layer::{Auditable, BoxError, Snapshot};
+/// use audit_layer::{Auditable, BoxError};
+/// use audit_layer::sensitive::Snapshot;
 /// use serde::Serialize;
 /// use std::collections::HashMap;
 /// use std::sync::{Arc, Mutex};

@@ -3,7 +3,8 @@
 //! # Example
 //!
 //! ```
-//! use audit_layer::{AuditTrail, MemorySink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::sink::MemorySink;
 //! use axum::{Router, routing::get};
 //! use tower::ServiceExt;
 //!

@@ -6,16 +6,17 @@
 //!
 //! | sink | for |
 //! |---|---|
-//! | [`JsonlFileSink`] | the durable trail: one JSON object per line, a file per UTC day |
-//! | [`PostgresSink`] (feature `postgres`) | queries: a row per event in a PostgreSQL table |
-//! | [`NatsSink`] (feature `nats`) | streaming: a message per event on a NATS JetStream stream |
+//! | [`JsonlFileSink`](crate::file::JsonlFileSink) | the durable trail: one JSON object per line, a file per UTC day |
+//! | [`PostgresSink`](postgres::PostgresSink) (feature `postgres`) | queries: a row per event in a PostgreSQL table |
+//! | [`NatsSink`](nats::NatsSink) (feature `nats`) | streaming: a message per event on a NATS JetStream stream |
 //! | [`TracingSink`] | teams that already ship `tracing` output |
 //! | [`MemorySink`] | tests |
 //!
 //! # Writing a sink
 //!
 //! ```
-//! use audit_layer::{AuditEvent, BoxFuture, Sink, SinkError};
+//! use audit_layer::AuditEvent;
+//! use audit_layer::sink::{BoxFuture, Sink, SinkError};
 //!
 //! /// Counts events; a real sink would send them somewhere.
 //! #[derive(Debug, Default)]
@@ -45,7 +46,6 @@ use std::pin::Pin;
 use crate::error::BoxError;
 use crate::event::AuditEvent;
 
-mod jsonl;
 mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;
@@ -53,14 +53,7 @@ pub mod nats;
 pub mod postgres;
 mod tracing;
 
-pub use self::jsonl::{
-    GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE,
-};
 pub use self::memory::MemorySink;
-#[cfg(feature = "nats")]
-pub use self::nats::{NatsSink, NatsSinkBuilder};
-#[cfg(feature = "postgres")]
-pub use self::postgres::{PostgresSink, PostgresSinkBuilder};
 pub use self::tracing::TracingSink;
 
 /// A boxed, sendable future, as [`Sink`] methods return.

@@ -23,12 +23,14 @@
 //! event after it.
 //!
 //! The stream is a copy of the trail for consumers (alerting, a SIEM), not the tamper-evident
-//! record: keep a [`JsonlFileSink`](crate::JsonlFileSink) beside it.
+//! record: keep a [`JsonlFileSink`](crate::file::JsonlFileSink) beside it.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use audit_layer::{AuditTrail, JsonlFileSink, NatsSink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::sink::nats::NatsSink;
+//! use audit_layer::file::JsonlFileSink;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let audit = AuditTrail::builder()

@@ -42,7 +42,7 @@
 //! ```
 //!
 //! The table is a copy of the trail for queries, not the tamper-evident record: keep a
-//! [`JsonlFileSink`](crate::JsonlFileSink) beside it, whose hash chain `audit verify` checks.
+//! [`JsonlFileSink`](crate::file::JsonlFileSink) beside it, whose hash chain `audit verify` checks.
 //! Rows carry the event `id`, so any row can be checked against the trail.
 //!
 //! # TLS
@@ -57,7 +57,9 @@
 //! # Example
 //!
 //! ```no_run
-//! use audit_layer::{AuditTrail, JsonlFileSink, PostgresSink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::sink::postgres::PostgresSink;
+//! use audit_layer::file::JsonlFileSink;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let audit = AuditTrail::builder()

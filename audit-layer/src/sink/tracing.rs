@@ -12,7 +12,8 @@
 //! # Example
 //!
 //! ```
-//! use audit_layer::{AuditTrail, TracingSink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::sink::TracingSink;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let audit = AuditTrail::builder().sink(TracingSink::new()).build()?;

@@ -1,4 +1,5 @@
-use audit_layer::{Auditable, BoxError, Snapshot, sensitive};
+use audit_layer::{Auditable, BoxError, sensitive};
+use audit_layer::sensitive::Snapshot;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{post, put};

@@ -1,23 +1,4 @@
-//! Reading a file trail back: events in trail order, filtered, for people and scripts.
-//!
-//! Events are matched as JSON values rather than [`AuditEvent`](crate::AuditEvent)s, so a
-//! trail written by a later version, with fields this one does not know, still reads.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::query::Filter;
-//! use serde_json::json;
-//!
-//! let filter = Filter {
-//!     action: Some("user.*".into()),
-//!     outcome: Some("denied".into()),
-//!     ..Filter::default()
-//! };
-//! let event = json!({"action": "user.role.change", "outcome": "denied", "actor": {"id": "2"}});
-//! assert!(filter.matches(&event));
-//! assert!(!Filter { actor: Some("1".into()), ..Filter::default() }.matches(&event));
-//! ```
+//! Reading a file trail back.
 
 use std::io;
 use std::net::IpAddr;
@@ -27,9 +8,30 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde_json::Value;
 
+use super::layout;
 use crate::event::Timestamp;
-use crate::files;
 
+/// Reading a file trail back: events in trail order, filtered, for people and scripts.
+///
+/// Events are matched as JSON values rather than [`AuditEvent`](crate::AuditEvent)s, so a
+/// trail written by a later version, with fields this one does not know, still reads.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::file::Filter;
+/// use serde_json::json;
+///
+/// let filter = Filter {
+///     action: Some("user.*".into()),
+///     outcome: Some("denied".into()),
+///     ..Filter::default()
+/// };
+/// let event = json!({"action": "user.role.change", "outcome": "denied", "actor": {"id": "2"}});
+/// assert!(filter.matches(&event));
+/// assert!(!Filter { actor: Some("1".into()), ..Filter::default() }.matches(&event));
+/// ```
+///
 /// Which events to keep; every field that is set must match. Build it with
 /// `..Filter::default()`, so fields added later keep your code compiling.
 #[derive(Clone, Debug, Default)]
@@ -128,13 +130,13 @@ pub fn parse_ip(text: &str) -> Result<IpNet, String> {
 
 /// The event files of a trail directory, in trail order.
 pub fn trail_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    Ok(files::list(dir)?.into_iter().map(|f| f.path).collect())
+    Ok(layout::list(dir)?.into_iter().map(|f| f.path).collect())
 }
 
 /// Where the lines of a trail file end: its size, less any zeros preallocated after them
-/// (see [`JsonlFileSinkBuilder::preallocate`](crate::JsonlFileSinkBuilder::preallocate)).
+/// (see [`JsonlFileSinkBuilder::preallocate`](crate::file::JsonlFileSinkBuilder::preallocate)).
 pub fn lines_end(path: &Path) -> io::Result<u64> {
-    files::lines_end(path)
+    layout::lines_end(path)
 }
 
 /// Calls `visit` with each line of the trail (without its newline) and its JSON, in trail
@@ -144,9 +146,9 @@ pub fn for_each_event(
     dir: &Path,
     mut visit: impl FnMut(&str, &Value) -> ControlFlow<()>,
 ) -> io::Result<()> {
-    for file in files::list(dir)? {
+    for file in layout::list(dir)? {
         let bytes = file.read()?;
-        let content = files::without_padding(&bytes);
+        let content = layout::without_padding(&bytes);
         for line in content.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let text = String::from_utf8_lossy(line);
             let value = serde_json::from_str(&text).unwrap_or(Value::Null);

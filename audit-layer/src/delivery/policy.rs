@@ -1,33 +1,4 @@
-//! Delivery policies: how durable each event must be before its response leaves, and what
-//! happens when the trail cannot keep up.
-//!
-//! # Durability
-//!
-//! | level | meaning | default for |
-//! |---|---|---|
-//! | [`Durability::Synced`] | on disk (`fdatasync` done by every sink) **before the response leaves**; concurrent requests share one sync (group commit) | categories `sensitive`, `auth`, `alert` |
-//! | [`Durability::Batched`] | written at once, synced within the sync interval (100 ms) | everything else |
-//!
-//! Levels are set per category ([`AuditTrailBuilder::durability`](crate::AuditTrailBuilder::durability))
-//! and per route ([`AuditTrailBuilder::route_durability`](crate::AuditTrailBuilder::route_durability));
-//! a route's level wins over its category's.
-//!
-//! # Failure policies
-//!
-//! When the queue is full, or a sink keeps failing so that it fills:
-//!
-//! | policy | ordinary requests | sensitive handlers | pick it when |
-//! |---|---|---|---|
-//! | [`FailurePolicy::block`] (default) | wait for room | wait for room, and for their sync | no event may ever be missing, and the service may slow down or stall with its trail |
-//! | [`FailurePolicy::block_for`] | wait up to the bound, then the overflow rule | wait up to the bound, then are refused | as above, but a stalled trail must not stall the service forever |
-//! | [`FailurePolicy::fail_closed`] | are served; their events wait for room | are **not executed**: 503 with a clear body | an unaudited change is worse than an outage of the admin functions |
-//! | [`FailurePolicy::drop_with_gap`] | are served; their events are dropped and counted, and an `audit.gap` event records the count and time range once the trail recovers | are not executed, as above | availability of ordinary traffic matters more than a complete record of it |
-//!
-//! A sensitive handler's event is never dropped. A refused sensitive request is itself
-//! recorded: its own event when there is room, otherwise counted in the next `audit.gap`.
-//! A sensitive handler whose event cannot be made durable in time (the sink failed after the
-//! handler ran) is answered 503, never 2xx; its event stays queued and is written when the
-//! sink recovers.
+//! What happens when the trail cannot keep up, and what is synced before a response.
 
 use std::time::Duration;
 
@@ -54,7 +25,36 @@ pub enum Overflow {
     DropWithGap,
 }
 
-/// What happens when the trail cannot keep up. See the [module docs](self).
+/// Delivery policies: how durable each event must be before its response leaves, and what
+/// happens when the trail cannot keep up.
+///
+/// # Durability
+///
+/// | level | meaning | default for |
+/// |---|---|---|
+/// | [`Durability::Synced`] | on disk (`fdatasync` done by every sink) **before the response leaves**; concurrent requests share one sync (group commit) | categories `sensitive`, `auth`, `alert` |
+/// | [`Durability::Batched`] | written at once, synced within the sync interval (100 ms) | everything else |
+///
+/// Levels are set per category ([`AuditTrailBuilder::durability`](crate::AuditTrailBuilder::durability))
+/// and per route ([`AuditTrailBuilder::route_durability`](crate::AuditTrailBuilder::route_durability));
+/// a route's level wins over its category's.
+///
+/// # Failure policies
+///
+/// When the queue is full, or a sink keeps failing so that it fills:
+///
+/// | policy | ordinary requests | sensitive handlers | pick it when |
+/// |---|---|---|---|
+/// | [`FailurePolicy::block`] (default) | wait for room | wait for room, and for their sync | no event may ever be missing, and the service may slow down or stall with its trail |
+/// | [`FailurePolicy::block_for`] | wait up to the bound, then the overflow rule | wait up to the bound, then are refused | as above, but a stalled trail must not stall the service forever |
+/// | [`FailurePolicy::fail_closed`] | are served; their events wait for room | are **not executed**: 503 with a clear body | an unaudited change is worse than an outage of the admin functions |
+/// | [`FailurePolicy::drop_with_gap`] | are served; their events are dropped and counted, and an `audit.gap` event records the count and time range once the trail recovers | are not executed, as above | availability of ordinary traffic matters more than a complete record of it |
+///
+/// A sensitive handler's event is never dropped. A refused sensitive request is itself
+/// recorded: its own event when there is room, otherwise counted in the next `audit.gap`.
+/// A sensitive handler whose event cannot be made durable in time (the sink failed after the
+/// handler ran) is answered 503, never 2xx; its event stays queued and is written when the
+/// sink recovers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailurePolicy {
     pub(crate) max_wait: Option<Duration>,

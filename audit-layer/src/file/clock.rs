@@ -1,20 +1,22 @@
-//! Time as sinks see it, replaceable in tests.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::{Clock, ManualClock};
-//! use std::time::{Duration, UNIX_EPOCH};
-//!
-//! let clock = ManualClock::new(UNIX_EPOCH);
-//! clock.advance(Duration::from_secs(86_400));
-//! assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(86_400));
-//! ```
+//! Time as sinks see it.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+/// Time as sinks see it, replaceable in tests.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::file::{Clock, ManualClock};
+/// use std::time::{Duration, UNIX_EPOCH};
+///
+/// let clock = ManualClock::new(UNIX_EPOCH);
+/// clock.advance(Duration::from_secs(86_400));
+/// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(86_400));
+/// ```
+///
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.

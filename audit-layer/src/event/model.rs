@@ -1,22 +1,4 @@
-//! The `audit/1` event: one structured, versioned record per audited action.
-//!
-//! Field names are a contract: later versions may add fields, never rename or remove one.
-//! Absent optional fields are omitted from the JSON, never written as `null`.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::{Actor, AuditEvent, Category, Outcome};
-//!
-//! let event = AuditEvent::new(Category::System, "audit.start", Outcome::Success, Actor::service("audit"))
-//!     .with_target("trail:main");
-//! let json = serde_json::to_string(&event).unwrap();
-//! assert!(json.starts_with(r#"{"schema":"audit/1","id":""#));
-//! assert!(!json.contains("null"));
-//!
-//! let back: AuditEvent = serde_json::from_str(&json).unwrap();
-//! assert_eq!(back, event);
-//! ```
+//! The event and its parts, as the crate builds and serializes them.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -31,15 +13,12 @@ use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
 
 use crate::actor::Actor;
 
-mod json;
-pub(crate) use json::{write_event, write_event_members};
-
 /// The value of every event's `schema` field.
 pub const SCHEMA: &str = "audit/1";
 
 /// One audit record, serialized as one JSON object on one line.
 ///
-/// Events of requests are built by [`AuditLayer`](crate::AuditLayer); other events (system
+/// Events of requests are built by [`AuditLayer`](crate::layer::AuditLayer); other events (system
 /// events, events of background jobs) can be built with [`AuditEvent::new`] and recorded with
 /// [`AuditTrail::record`](crate::AuditTrail::record).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

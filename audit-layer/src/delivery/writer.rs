@@ -15,7 +15,7 @@
 //! enough have piled up. Requests that arrive while a sync runs share the next one: group
 //! commit.
 //!
-//! [`Durability::Synced`]: crate::policy::Durability::Synced
+//! [`Durability::Synced`]: crate::delivery::policy::Durability::Synced
 
 use std::collections::VecDeque;
 use std::io::Write as _;

@@ -13,7 +13,8 @@
 //! # Example
 //!
 //! ```
-//! use audit_layer::{AuditTrail, JsonlFileSink};
+//! use audit_layer::AuditTrail;
+//! use audit_layer::file::JsonlFileSink;
 //! use axum::{Router, routing::get};
 //! use std::net::SocketAddr;
 //!
@@ -52,6 +53,7 @@ use crate::redact::Scrubbed;
 
 mod builder;
 mod gap;
+pub(crate) mod policy;
 mod spare;
 mod writer;
 
@@ -283,7 +285,7 @@ pub struct AuditStats {
     pub lost: u64,
     /// Events waiting in the queue now.
     pub queued: u64,
-    /// Ordinary events dropped by the [`DropWithGap`](crate::policy::Overflow::DropWithGap)
+    /// Ordinary events dropped by the [`DropWithGap`](crate::delivery::policy::Overflow::DropWithGap)
     /// policy (each recorded in an `audit.gap` event).
     pub dropped: u64,
     /// Sensitive requests refused because the trail could not take their event.

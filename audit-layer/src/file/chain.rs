@@ -1,30 +1,4 @@
-//! The hash chain: each line of a file trail carries `seq`, `prev_hash` and `hash`.
-//!
-//! A line is the event's JSON with three fields in front:
-//!
-//! ```text
-//! {"seq":7,"prev_hash":"<64 hex>","hash":"<64 hex>","schema":"audit/1",...}
-//! ```
-//!
-//! `hash` is SHA-256 (or, with a [`ChainKey`], HMAC-SHA256) of
-//! `prev_hash + "\n" + seq + "\n" + event`, where `event` is the line without the three
-//! chain fields (`{"schema":...}`), byte for byte as written. `seq` starts at 0 and has no
-//! gaps; the first `prev_hash` is [`GENESIS`]. Changing, removing, inserting or reordering
-//! any line breaks the chain at that line. With a key, someone who can write the files
-//! cannot recompute the chain either; signed checkpoints ([`crate::checkpoint`]) protect an
-//! unkeyed chain against wholesale replacement.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::chain::{ChainKey, GENESIS, link_hash};
-//!
-//! let event = br#"{"schema":"audit/1"}"#;
-//! let plain = link_hash(None, GENESIS, 0, event);
-//! let keyed = link_hash(Some(&ChainKey::new(b"secret".to_vec())), GENESIS, 0, event);
-//! assert_eq!(plain.as_str().len(), 64);
-//! assert_ne!(plain, keyed);
-//! ```
+//! The hash chain of a file trail.
 
 use std::fmt;
 
@@ -34,6 +8,34 @@ use sha2::{Digest, Sha256};
 /// The `prev_hash` of the first event of a trail.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The hash chain: each line of a file trail carries `seq`, `prev_hash` and `hash`.
+///
+/// A line is the event's JSON with three fields in front:
+///
+/// ```text
+/// {"seq":7,"prev_hash":"<64 hex>","hash":"<64 hex>","schema":"audit/1",...}
+/// ```
+///
+/// `hash` is SHA-256 (or, with a [`ChainKey`], HMAC-SHA256) of
+/// `prev_hash + "\n" + seq + "\n" + event`, where `event` is the line without the three
+/// chain fields (`{"schema":...}`), byte for byte as written. `seq` starts at 0 and has no
+/// gaps; the first `prev_hash` is [`GENESIS`]. Changing, removing, inserting or reordering
+/// any line breaks the chain at that line. With a key, someone who can write the files
+/// cannot recompute the chain either; signed checkpoints ([`Checkpoint`](crate::file::Checkpoint)) protect an
+/// unkeyed chain against wholesale replacement.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::file::{ChainKey, GENESIS, link_hash};
+///
+/// let event = br#"{"schema":"audit/1"}"#;
+/// let plain = link_hash(None, GENESIS, 0, event);
+/// let keyed = link_hash(Some(&ChainKey::new(b"secret".to_vec())), GENESIS, 0, event);
+/// assert_eq!(plain.as_str().len(), 64);
+/// assert_ne!(plain, keyed);
+/// ```
+///
 /// A secret key that turns the chain into an HMAC-SHA256 chain.
 #[derive(Clone)]
 pub struct ChainKey {

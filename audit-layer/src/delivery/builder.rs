@@ -12,10 +12,10 @@ use super::{AuditTrail, Counters, Shared, StopHandle, WriterState};
 use crate::actor::{ResolveActor, SharedResolver};
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::config::Config;
+use crate::delivery::policy::{Durability, FailurePolicy};
 use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
-use crate::policy::{Durability, FailurePolicy};
 use crate::redact::{FORBIDDEN_HEADERS, SecretNames, limits};
 use crate::sink::Sink;
 
@@ -137,7 +137,7 @@ impl AuditTrailBuilder {
     }
 
     /// Finds the actor from the request head when nothing put an [`Actor`](crate::Actor) in
-    /// the extensions. See the [`actor`](crate::actor) module for the order of sources.
+    /// the extensions. See [`Actor`](crate::Actor) for the order of sources.
     pub fn actor_resolver(mut self, resolver: impl ResolveActor) -> Self {
         self.config.actor_resolver = Some(SharedResolver(Arc::new(resolver)));
         self
@@ -177,7 +177,7 @@ impl AuditTrailBuilder {
     }
 
     /// What happens when the trail cannot keep up (default [`FailurePolicy::block`]: wait).
-    /// See the [`policy`](crate::policy) module for when to pick each.
+    /// See [`FailurePolicy`](crate::FailurePolicy) for when to pick each.
     pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
         self.config.failure_policy = policy;
         self

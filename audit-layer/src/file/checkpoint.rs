@@ -1,26 +1,4 @@
-//! Signed checkpoints: Ed25519 signatures over the state of the chain, so that a verifier
-//! holding only the public key detects a trail that was truncated or wholly replaced.
-//!
-//! Every N events or T seconds, at each file rotation and at shutdown, the file sink appends
-//! a [`Checkpoint`] to `checkpoints.jsonl`: the seq range it covers, the last hash, the file
-//! and its length so far, the time, and the previous checkpoint's signature, all signed.
-//! The last hash covers the file's content byte for byte (see [`crate::chain`]), so the
-//! content is not hashed a second time. As with AWS CloudTrail's digest files, the
-//! checkpoints form a chain of their own, and a trail whose events or checkpoints were
-//! rewritten no longer matches any signature the attacker could produce.
-//!
-//! Keys are 32-byte Ed25519 seeds stored as hex; the public key is 32 bytes of hex.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::checkpoint::{CheckpointKey, PublicKey};
-//!
-//! let key = CheckpointKey::generate()?;
-//! let public = PublicKey::from_hex(&key.public_key().to_hex())?;
-//! assert_eq!(public.key_id(), key.public_key().key_id());
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Signed checkpoints of a file trail.
 
 use std::fmt;
 use std::fs;
@@ -33,6 +11,30 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Timestamp;
 
+/// Signed checkpoints: Ed25519 signatures over the state of the chain, so that a verifier
+/// holding only the public key detects a trail that was truncated or wholly replaced.
+///
+/// Every N events or T seconds, at each file rotation and at shutdown, the file sink appends
+/// a [`Checkpoint`] to `checkpoints.jsonl`: the seq range it covers, the last hash, the file
+/// and its length so far, the time, and the previous checkpoint's signature, all signed.
+/// The last hash covers the file's content byte for byte (see [`link_hash`](crate::file::link_hash)), so the
+/// content is not hashed a second time. As with AWS CloudTrail's digest files, the
+/// checkpoints form a chain of their own, and a trail whose events or checkpoints were
+/// rewritten no longer matches any signature the attacker could produce.
+///
+/// Keys are 32-byte Ed25519 seeds stored as hex; the public key is 32 bytes of hex.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::file::{CheckpointKey, PublicKey};
+///
+/// let key = CheckpointKey::generate()?;
+/// let public = PublicKey::from_hex(&key.public_key().to_hex())?;
+/// assert_eq!(public.key_id(), key.public_key().key_id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// One signed statement about the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -265,7 +267,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// Reads the checkpoints of a trail directory, in order. A missing file is an empty list; a
 /// line that does not parse is an error naming it.
 pub(crate) fn read_checkpoints(dir: &Path) -> io::Result<Vec<Checkpoint>> {
-    let path = dir.join(crate::files::CHECKPOINTS);
+    let path = dir.join(super::layout::CHECKPOINTS);
     let text = match fs::read(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -278,7 +280,7 @@ pub(crate) fn read_checkpoints(dir: &Path) -> io::Result<Vec<Checkpoint>> {
             serde_json::from_slice(line).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("{} line {}: {e}", crate::files::CHECKPOINTS, number + 1),
+                    format!("{} line {}: {e}", super::layout::CHECKPOINTS, number + 1),
                 )
             })
         })

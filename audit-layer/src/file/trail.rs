@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use super::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder, LOCK_FILE};
+use super::chain::{self, ChainKey, LinkHash, parse_line};
+use super::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
+use super::layout::{self, CHECKPOINTS, TrailFile};
+use super::sink::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder, LOCK_FILE};
 use crate::actor::Actor;
-use crate::chain::{self, ChainKey, LinkHash, parse_line};
-use crate::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
 use crate::event::{AuditEvent, Category, Outcome, Timestamp, write_event_members};
-use crate::files::{self, CHECKPOINTS, TrailFile};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
@@ -66,7 +66,7 @@ impl ActiveFile {
     /// Opens (or creates) a trail file to continue it. A file left with preallocated zeros
     /// has had them cut off at start ([`trim_padding`]).
     fn open(dir: &Path, day: &str, part: u32, preallocate: u64) -> io::Result<Self> {
-        let path = dir.join(files::file_name(day, part));
+        let path = dir.join(layout::file_name(day, part));
         let handle = open_private(&path, preallocate == 0)?;
         let len = handle.metadata()?.len();
         Ok(Self {
@@ -82,7 +82,7 @@ impl ActiveFile {
     }
 
     fn stem(&self) -> String {
-        files::file_name(&self.day, self.part)
+        layout::file_name(&self.day, self.part)
     }
 
     /// Appends `bytes` after the last line.
@@ -158,7 +158,7 @@ impl FileTrail {
         let last_checkpoint = checkpoints.last().cloned();
         remove_leftovers(&dir)?;
 
-        let mut trail_files = files::list(&dir)?;
+        let mut trail_files = layout::list(&dir)?;
         while let Some(last) = trail_files.last() {
             if last.gzipped || trim_padding(&last.path)? > 0 {
                 break;
@@ -360,7 +360,7 @@ impl FileTrail {
 
     /// The file to continue a day in: its last part, or a new one if that is full or closed.
     fn next_file_for(&self, day: &str) -> io::Result<(String, u32)> {
-        let last = files::list(&self.dir)?
+        let last = layout::list(&self.dir)?
             .into_iter()
             .rfind(|f| f.day.as_str() >= day);
         Ok(match last {
@@ -479,7 +479,7 @@ impl FileTrail {
 
     /// Name and (uncompressed) length of the last non-empty trail file, read from disk.
     fn last_file_extent(&self) -> io::Result<(String, u64)> {
-        let trail_files = files::list(&self.dir)?;
+        let trail_files = layout::list(&self.dir)?;
         for file in trail_files.iter().rev() {
             let len = file.content_len()?;
             if len > 0 {
@@ -493,7 +493,7 @@ impl FileTrail {
 
     fn compress_closed_files(&mut self) -> io::Result<()> {
         let active = self.current.as_ref().map(|c| c.path.clone());
-        for file in files::list(&self.dir)? {
+        for file in layout::list(&self.dir)? {
             if !file.gzipped && Some(&file.path) != active.as_ref() {
                 compress(&file.path)?;
             }
@@ -511,7 +511,7 @@ impl FileTrail {
             return Ok(());
         }
         let active = self.current.as_ref().map(|c| c.path.clone());
-        let trail_files = files::list(&self.dir)?;
+        let trail_files = layout::list(&self.dir)?;
         let mut total: u64 = 0;
         for file in &trail_files {
             total += fs::metadata(&file.path)?.len();
@@ -640,7 +640,7 @@ fn seq_range(file: &TrailFile) -> io::Result<Option<(u64, u64)>> {
 /// returns the `audit.recovery` event that records it. Reads the file back from its end,
 /// only as far as its last complete audit line.
 fn recover_torn_tail(file: &TrailFile, now: SystemTime) -> io::Result<Option<AuditEvent>> {
-    let (start, tail) = files::read_back(&file.path, |tail, at_start| {
+    let (start, tail) = layout::read_back(&file.path, |tail, at_start| {
         complete_lines_end(tail, at_start).is_some()
     })?;
     let good = complete_lines_end(&tail, true).unwrap_or(0);
@@ -728,7 +728,7 @@ fn move_aside(path: &Path, bytes: &[u8], now: SystemTime) -> io::Result<String> 
 /// Cuts off the zeros a file sink preallocated after the last line of `path` and returns
 /// the length that remains. They hold no data, so nothing is recorded.
 fn trim_padding(path: &Path) -> io::Result<u64> {
-    let len = files::lines_end(path)?;
+    let len = layout::lines_end(path)?;
     if len < fs::metadata(path)?.len() {
         truncate(path, len)?;
     }
@@ -855,7 +855,7 @@ const OWN_LOCK_WAIT: Duration = Duration::from_millis(250);
 
 fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
     let secret = dir.join(GENERATED_KEY);
-    let to_io = |e: crate::checkpoint::KeyError| io::Error::other(e.to_string());
+    let to_io = |e: super::checkpoint::KeyError| io::Error::other(e.to_string());
     if secret.exists() {
         return CheckpointKey::from_file(&secret).map_err(to_io);
     }

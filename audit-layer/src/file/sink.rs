@@ -1,55 +1,4 @@
-//! The JSON Lines file sink: a tamper-evident trail of one event per line.
-//!
-//! - **Files**: `audit-YYYY-MM-DD.jsonl` per UTC day of writing, `audit-YYYY-MM-DD.N.jsonl`
-//!   when a day's file reaches the size limit; closed files optionally gzipped. The directory
-//!   is created with mode `0700` and files with `0600`.
-//! - **Chain**: every line carries `seq`, `prev_hash` and `hash` ([`crate::chain`]); the
-//!   chain continues across files and restarts.
-//! - **Checkpoints**: every N events or T seconds, at each rotation and at shutdown, a signed
-//!   checkpoint goes to `checkpoints.jsonl` ([`crate::checkpoint`]).
-//! - **One writer**: the sink holds an exclusive lock on `audit.lock` in the directory while
-//!   it is open; a second sink on the same directory, in this process or another, fails to
-//!   open ([`std::io::ErrorKind::ResourceBusy`]). The kernel releases the lock when the
-//!   process ends, so a crash leaves nothing to remove. A lock held by this same process is
-//!   waited for up to a quarter of a second first: a child process being started keeps a
-//!   copy of the lock until it runs its program, which would otherwise fail a restart.
-//! - **Recovery**: a torn last line left by a crash is moved aside into a `.torn` file at
-//!   start, and a `system` event `audit.recovery` records it.
-//! - **Preallocation** (off by default): the file being written can be zero-filled ahead
-//!   of its last line, so that syncs need not record a new file size
-//!   ([`JsonlFileSinkBuilder::preallocate`]); the zeros are cut off when the file closes.
-//! - **Retention**: files older than the retention age (365 days by default) or beyond the
-//!   size budget are deleted once a checkpoint covers them, and each purge is recorded as a
-//!   `system` event `audit.retention.purge`, so the trail still verifies.
-//!
-//! Each batch is one `write`; a failed write is undone (the file is truncated back and the
-//! chain rewound) so the writer's retry does not duplicate half a batch. Verify a trail with
-//! `audit verify DIR` or [`crate::verify::verify_trail`].
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::{AuditTrail, JsonlFileSink};
-//! use audit_layer::verify::{VerifyOptions, verify_trail};
-//! use axum::{Router, routing::get};
-//! use tower::ServiceExt;
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dir = tempfile::tempdir()?;
-//! let audit = AuditTrail::builder().sink(JsonlFileSink::new(dir.path())?).build()?;
-//! let app = Router::new().route("/hello", get(|| async { "hello" })).layer(audit.layer());
-//!
-//! app.oneshot(http::Request::get("/hello").body(axum::body::Body::empty())?).await?;
-//! audit.shutdown().await?;
-//!
-//! let report = verify_trail(dir.path(), &VerifyOptions::default())?;
-//! assert_eq!(report.events, 3); // audit.start, the request, audit.stop
-//! assert!(report.checkpoints >= 1);
-//! assert_eq!(report.unsealed, 0); // shutdown seals the trail
-//! # Ok(()) }
-//! ```
-
-mod trail;
+//! [`JsonlFileSink`] and its builder: the settings of a file trail.
 
 use std::fmt;
 use std::io;
@@ -57,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BoxFuture, Sink, SinkError};
-use crate::chain::ChainKey;
-use crate::checkpoint::CheckpointKey;
-use crate::clock::{Clock, SystemClock};
+use super::chain::ChainKey;
+use super::checkpoint::CheckpointKey;
+use super::clock::{Clock, SystemClock};
 use crate::event::AuditEvent;
+use crate::sink::{BoxFuture, Sink, SinkError};
 
-use self::trail::FileTrail;
+use super::trail::FileTrail;
 
 /// The name of the generated signing key in a trail directory.
 pub const GENERATED_KEY: &str = "signing.key";
@@ -193,7 +142,7 @@ impl JsonlFileSinkBuilder {
     ///
     /// The file being written then ends in zero bytes until it is closed: they are cut off
     /// at rotation and shutdown, and at the next start after a crash. `audit verify`,
-    /// `audit tail` and [`crate::query`] skip them; tools that follow a file by its size
+    /// `audit tail` and [`for_each_event`](crate::file::for_each_event) skip them; tools that follow a file by its size
     /// (`tail -f`) do not see new lines until the file is closed. Lines are then written at
     /// their offset rather than appended, which is safe because the directory has one
     /// writer: a second sink on it fails to open (see [`LOCK_FILE`]).

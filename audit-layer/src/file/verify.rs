@@ -1,42 +1,4 @@
-//! Verification of a file trail: the hash chain, the signed checkpoints, and the files.
-//!
-//! [`verify_trail`] reads every file of a trail directory in order and stops at the first
-//! [`Fault`], naming its file, line and seq and what kind it is:
-//!
-//! | kind | what was found |
-//! |---|---|
-//! | `modified` | a line whose hash does not match its content, that does not link to the line before, or that contradicts a signed checkpoint |
-//! | `deleted` | a gap in `seq` |
-//! | `inserted` | a line that repeats a `seq` already seen, or that does not belong to the chain while the next line continues it |
-//! | `reordered` | a line ahead of its place, whose missing predecessor comes later |
-//! | `truncated` | the trail ends before the last seq a signed checkpoint covers |
-//! | `missing file` | a file that checkpoints name is gone |
-//! | `bad checkpoint signature` | a checkpoint whose signature fails, or whose chain of signatures is broken |
-//! | `bad checkpoint` | a checkpoint that does not parse or whose ranges do not follow |
-//! | `wrong key` | a keyed chain verified without the key, or the other way round |
-//! | `unreadable` | a file that cannot be read |
-//!
-//! Without a public key the checkpoints' signatures are not checked, only their consistency
-//! with the trail: pass the public key from a place an attacker cannot write.
-//!
-//! Zero bytes after the last line of the last file are skipped: the space a sink with
-//! [`preallocate`](crate::JsonlFileSinkBuilder::preallocate) zero-filled ahead, which holds
-//! no data (lines overwritten with zeros there are a truncation, reported as one when a
-//! checkpoint covers them). After any other file's lines, zeros are reported.
-//!
-//! # Example
-//!
-//! ```
-//! use audit_layer::verify::{FaultKind, VerifyOptions, verify_trail};
-//!
-//! let dir = tempfile::tempdir()?;
-//! let damaged = r#"{"seq":0,"prev_hash":"?","hash":"?","schema":"audit/1"}"#;
-//! std::fs::write(dir.path().join("audit-2026-11-22.jsonl"), format!("{damaged}\n"))?;
-//! let fault = verify_trail(dir.path(), &VerifyOptions::default()).unwrap_err();
-//! assert_eq!(fault.kind, FaultKind::Modified);
-//! assert_eq!(fault.line, Some(1));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! Verification of a file trail.
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
@@ -44,10 +6,10 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::chain::{self, ChainKey, GENESIS, parse_line};
-use crate::checkpoint::{Checkpoint, PublicKey, read_checkpoints};
+use super::chain::{self, ChainKey, GENESIS, parse_line};
+use super::checkpoint::{Checkpoint, PublicKey, read_checkpoints};
+use super::layout::{self, CHECKPOINTS, TrailFile};
 use crate::event::Timestamp;
-use crate::files::{self, CHECKPOINTS, TrailFile};
 
 /// What to verify with.
 #[derive(Clone, Default)]
@@ -189,7 +151,45 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
-/// Verifies the trail in `dir`. See the [module docs](self).
+/// Verification of a file trail: the hash chain, the signed checkpoints, and the files.
+///
+/// [`verify_trail`] reads every file of a trail directory in order and stops at the first
+/// [`Fault`], naming its file, line and seq and what kind it is:
+///
+/// | kind | what was found |
+/// |---|---|
+/// | `modified` | a line whose hash does not match its content, that does not link to the line before, or that contradicts a signed checkpoint |
+/// | `deleted` | a gap in `seq` |
+/// | `inserted` | a line that repeats a `seq` already seen, or that does not belong to the chain while the next line continues it |
+/// | `reordered` | a line ahead of its place, whose missing predecessor comes later |
+/// | `truncated` | the trail ends before the last seq a signed checkpoint covers |
+/// | `missing file` | a file that checkpoints name is gone |
+/// | `bad checkpoint signature` | a checkpoint whose signature fails, or whose chain of signatures is broken |
+/// | `bad checkpoint` | a checkpoint that does not parse or whose ranges do not follow |
+/// | `wrong key` | a keyed chain verified without the key, or the other way round |
+/// | `unreadable` | a file that cannot be read |
+///
+/// Without a public key the checkpoints' signatures are not checked, only their consistency
+/// with the trail: pass the public key from a place an attacker cannot write.
+///
+/// Zero bytes after the last line of the last file are skipped: the space a sink with
+/// [`preallocate`](crate::file::JsonlFileSinkBuilder::preallocate) zero-filled ahead, which holds
+/// no data (lines overwritten with zeros there are a truncation, reported as one when a
+/// checkpoint covers them). After any other file's lines, zeros are reported.
+///
+/// # Example
+///
+/// ```
+/// use audit_layer::file::{FaultKind, VerifyOptions, verify_trail};
+///
+/// let dir = tempfile::tempdir()?;
+/// let damaged = r#"{"seq":0,"prev_hash":"?","hash":"?","schema":"audit/1"}"#;
+/// std::fs::write(dir.path().join("audit-2026-11-22.jsonl"), format!("{damaged}\n"))?;
+/// let fault = verify_trail(dir.path(), &VerifyOptions::default()).unwrap_err();
+/// assert_eq!(fault.kind, FaultKind::Modified);
+/// assert_eq!(fault.line, Some(1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Fault> {
     let unreadable =
         |what: &str, e: std::io::Error| Fault::new(FaultKind::Unreadable, format!("{what}: {e}"));
@@ -203,7 +203,7 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         Fault::new(FaultKind::BadCheckpoint, e.to_string()).at(CHECKPOINTS, None, None)
     })?;
     check_checkpoints(&checkpoints, options)?;
-    let trail_files = files::list(dir).map_err(|e| unreadable(&dir.display().to_string(), e))?;
+    let trail_files = layout::list(dir).map_err(|e| unreadable(&dir.display().to_string(), e))?;
     let total_bytes = trail_files
         .iter()
         .map(|f| f.path.metadata().map_or(0, |m| m.len()))
@@ -242,7 +242,7 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         // Only the file being written may end in preallocated zeros: every other one was cut
         // back when it was closed, so zeros there are damage, and reported as such.
         let content = if later.is_empty() && !file.gzipped {
-            files::without_padding(&bytes)
+            layout::without_padding(&bytes)
         } else {
             &bytes
         };
