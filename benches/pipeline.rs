@@ -10,9 +10,7 @@
 use std::time::Duration;
 
 use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
-use audit_layer::file::JsonlFileSink;
-use audit_layer::file::{GENESIS, link_hash};
-use audit_layer::file::{VerifyOptions, verify_trail};
+use audit_layer::file::{GENESIS, JsonlFileSink, VerifyOptions, link_hash, verify_trail};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::sink::{MemorySink, Sink, TracingSink};

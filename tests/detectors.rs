@@ -7,8 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use audit_layer::detect::{BRUTEFORCE, BruteForce, Detector, PRIVILEGE_GRANT, PrivilegeGrant};
-use audit_layer::event::Change;
-use audit_layer::event::{Source, Timestamp};
+use audit_layer::event::{Change, Source, Timestamp};
 use audit_layer::file::JsonlFileSink;
 use audit_layer::sink::MemorySink;
 use audit_layer::testing::FaultySink;

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use audit_layer::file::JsonlFileSink;
-use audit_layer::file::{VerifyOptions, verify_trail};
+use audit_layer::file::{JsonlFileSink, VerifyOptions, verify_trail};
 use audit_layer::layer::AUDIT_ERROR_HEADER;
 use audit_layer::sensitive::Snapshot;
 use audit_layer::sink::MemorySink;

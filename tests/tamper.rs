@@ -7,10 +7,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use audit_layer::file::ChainKey;
-use audit_layer::file::{Checkpoint, CheckpointKey};
-use audit_layer::file::{Fault, FaultKind, VerifyOptions, verify_trail};
-use audit_layer::file::{JsonlFileSink, ManualClock};
+use audit_layer::file::{
+    ChainKey, Checkpoint, CheckpointKey, Fault, FaultKind, JsonlFileSink, ManualClock,
+    VerifyOptions, verify_trail,
+};
 use audit_layer::sink::Sink;
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
 use proptest::prelude::*;

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use audit_layer::file::CheckpointKey;
-use audit_layer::file::{FaultKind, verify_trail};
-use audit_layer::file::{JsonlFileSink, JsonlFileSinkBuilder, ManualClock};
+use audit_layer::file::{
+    CheckpointKey, FaultKind, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, verify_trail,
+};
 use audit_layer::sink::Sink;
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
 use common::demo::audit_binary;

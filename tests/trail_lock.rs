@@ -12,8 +12,7 @@ use std::fs;
 use std::io::{self, Write};
 
 use audit_layer::AuditTrail;
-use audit_layer::file::LOCK_FILE;
-use audit_layer::file::verify_trail;
+use audit_layer::file::{LOCK_FILE, verify_trail};
 use common::trail::{
     builder, close, directory_contents, empty_trail_dir, event, options, runtime, write,
 };

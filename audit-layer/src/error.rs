@@ -39,6 +39,37 @@ pub enum ConfigError {
     /// The writer thread could not be started.
     #[error("cannot start the audit writer: {0}")]
     Writer(#[source] std::io::Error),
+    /// More than one mistake, each as it would be reported alone.
+    #[error("{} configuration errors: {}", .0.len(), list(.0))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// The errors of one configuration: none, one as itself, or several together.
+    pub(crate) fn from_all(mut errors: Vec<ConfigError>) -> Option<Self> {
+        match errors.len() {
+            0 => None,
+            1 => errors.pop(),
+            _ => Some(Self::Several(errors)),
+        }
+    }
+
+    /// Each error: itself, or each of several.
+    pub fn errors(&self) -> &[ConfigError] {
+        match self {
+            Self::Several(errors) => errors,
+            one => std::slice::from_ref(one),
+        }
+    }
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .enumerate()
+        .map(|(i, error)| format!("({}) {error}", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A failure to deliver events to the sinks.

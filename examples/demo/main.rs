@@ -37,13 +37,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use audit_layer::detect::{BruteForce, PrivilegeGrant};
-use audit_layer::file::ChainKey;
-use audit_layer::file::CheckpointKey;
-use audit_layer::file::JsonlFileSink;
+use audit_layer::file::{ChainKey, CheckpointKey, JsonlFileSink};
 use audit_layer::sink::Sink as _;
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
-use audit_layer::{AuditContext, AuditTrail, Category, Health, Outcome};
+use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health, Outcome};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -179,7 +177,6 @@ async fn run() -> Result<(), String> {
     }
     let audit = builder
         .trusted_proxies(&settings.trusted_proxies)
-        .map_err(|e| format!("DEMO_TRUSTED_PROXIES: {e}"))?
         .skip_paths(["/health", "/metrics"])
         .label("service", "audit-demo")
         .detector(
@@ -190,7 +187,7 @@ async fn run() -> Result<(), String> {
         )
         .detector(PrivilegeGrant::new(PRIVILEGED_ROLES))
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| configuration_errors(&e))?;
     let audit = Arc::new(audit);
 
     let state = Arc::new(AppState {
@@ -398,4 +395,17 @@ async fn metrics_page(State(state): State<Arc<AppState>>) -> Response {
 /// `GET /login`: a login form for the browser.
 async fn login_form() -> Html<&'static str> {
     Html(include_str!("login.html"))
+}
+
+/// Every mistake in the trail's configuration, each naming the setting it came from.
+fn configuration_errors(error: &ConfigError) -> String {
+    error
+        .errors()
+        .iter()
+        .map(|error| match error {
+            ConfigError::TrustedProxy(_) => format!("DEMO_TRUSTED_PROXIES: {error}"),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

@@ -5,9 +5,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use audit_layer::file::CheckpointKey;
-use audit_layer::file::VerifyOptions;
-use audit_layer::file::{JsonlFileSink, JsonlFileSinkBuilder, ManualClock};
+use audit_layer::file::{
+    CheckpointKey, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, VerifyOptions,
+};
 use audit_layer::sink::Sink;
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
 

@@ -19,11 +19,9 @@ use std::time::Duration;
 
 use audit_layer::AuditEvent;
 use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
-use audit_layer::file::ChainKey;
-use audit_layer::file::GENERATED_PUBLIC_KEY;
-use audit_layer::file::PublicKey;
-use audit_layer::file::{self as query, Filter};
-use audit_layer::file::{VerifyOptions, verify_trail};
+use audit_layer::file::{
+    self as query, ChainKey, Filter, GENERATED_PUBLIC_KEY, PublicKey, VerifyOptions, verify_trail,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize as _;
 

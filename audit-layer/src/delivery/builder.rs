@@ -20,7 +20,8 @@ use crate::redact::{FORBIDDEN_HEADERS, SecretNames, limits};
 use crate::sink::Sink;
 
 /// Configures and starts an [`AuditTrail`]. Every method takes and returns the builder;
-/// those that can reject their input return a `Result` at once, naming the bad value.
+/// [`build`](Self::build) checks the whole configuration and reports every mistake in it
+/// at once, each naming the bad value.
 #[must_use = "call `build()` to start the trail"]
 pub struct AuditTrailBuilder {
     config: Config,
@@ -28,6 +29,18 @@ pub struct AuditTrailBuilder {
     detectors: Vec<Box<dyn Detector>>,
     queue_capacity: usize,
     writer: WriterSettings,
+    /// What the settings that can be refused were given, checked by `build`.
+    unchecked: Unchecked,
+}
+
+/// Settings kept as given until `build`, which checks them against the final
+/// configuration (`secret_names` may come after `record_headers`).
+#[derive(Debug, Default)]
+struct Unchecked {
+    trusted_proxies: Vec<String>,
+    request_id_header: Option<String>,
+    recorded_headers: Vec<String>,
+    actor_header: Option<String>,
 }
 
 impl AuditTrailBuilder {
@@ -38,6 +51,7 @@ impl AuditTrailBuilder {
             detectors: Vec::new(),
             queue_capacity: 8192,
             writer: WriterSettings::default(),
+            unchecked: Unchecked::default(),
         }
     }
 
@@ -57,13 +71,18 @@ impl AuditTrailBuilder {
 
     /// Networks (CIDRs or addresses) of the proxies allowed to name the client in a
     /// forwarding header. None by default: the connection peer is the client.
-    pub fn trusted_proxies<I, S>(mut self, networks: I) -> Result<Self, ConfigError>
+    ///
+    /// Each entry is checked by [`build`](Self::build).
+    pub fn trusted_proxies<I, S>(mut self, networks: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.config.trusted_proxies = TrustedProxies::new(networks)?;
-        Ok(self)
+        self.unchecked.trusted_proxies = networks
+            .into_iter()
+            .map(|network| network.as_ref().to_owned())
+            .collect();
+        self
     }
 
     /// Which forwarding header the trusted proxies set (`X-Forwarded-For` by default).
@@ -75,11 +94,9 @@ impl AuditTrailBuilder {
     /// The request id header, read from requests and set on responses (`x-request-id`).
     /// Its value is recorded, so a header that carries credentials (`Authorization`,
     /// `Proxy-Authorization`, `Cookie`, `Set-Cookie`, `X-Api-Key`) is refused.
-    pub fn request_id_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        let name = header_name(name)?;
-        refuse_credentials(&name)?;
-        self.config.request_id_header = name;
-        Ok(self)
+    pub fn request_id_header(mut self, name: &str) -> Self {
+        self.unchecked.request_id_header = Some(name.to_owned());
+        self
     }
 
     /// Paths (`/health`) or route patterns (`/users/{id}`) that are not recorded. Empty by
@@ -117,23 +134,15 @@ impl AuditTrailBuilder {
     /// longer than 128 bytes (the most a record keeps of a header's name). A recorded value
     /// is client input, scanned as free text is (a `Referer` loses the `token=` of its
     /// query, a URL its credentials), then bounded to 512 bytes.
-    pub fn record_headers<I, S>(mut self, names: I) -> Result<Self, ConfigError>
+    pub fn record_headers<I, S>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        for name in names {
-            let name = header_name(name.as_ref())?;
-            if name.as_str().len() > limits::HEADER_NAME {
-                return Err(ConfigError::HeaderNameTooLong(name.as_str().to_owned()));
-            }
-            refuse_credentials(&name)?;
-            refuse_secret_named(&name, &self.config.secret_names)?;
-            if !self.config.recorded_headers.contains(&name) {
-                self.config.recorded_headers.push(name);
-            }
-        }
-        Ok(self)
+        self.unchecked
+            .recorded_headers
+            .extend(names.into_iter().map(|name| name.as_ref().to_owned()));
+        self
     }
 
     /// Finds the actor from the request head when nothing put an [`Actor`](crate::Actor) in
@@ -150,11 +159,9 @@ impl AuditTrailBuilder {
     /// as the actor's id, so a header that carries credentials (`Authorization`, `Cookie`,
     /// `X-Api-Key`, ...) is refused: find the actor from those with an
     /// [`actor_resolver`](Self::actor_resolver).
-    pub fn trust_actor_header(mut self, name: &str) -> Result<Self, ConfigError> {
-        let name = header_name(name)?;
-        refuse_credentials(&name)?;
-        self.config.actor_header = Some(name);
-        Ok(self)
+    pub fn trust_actor_header(mut self, name: &str) -> Self {
+        self.unchecked.actor_header = Some(name.to_owned());
+        self
     }
 
     /// Adds a label to every event (`service`, `region`, ...). Under a secret name (see
@@ -262,22 +269,23 @@ impl AuditTrailBuilder {
         self
     }
 
-    /// Starts the writer thread and returns the trail's handle.
-    pub fn build(self) -> Result<AuditTrail, ConfigError> {
-        let names = &self.config.secret_names;
-        // Checked again against the final list: `secret_names` may come after
-        // `record_headers`.
-        for name in &self.config.recorded_headers {
-            refuse_secret_named(name, names)?;
-        }
+    /// Checks the configuration, starts the writer thread and returns the trail's handle.
+    ///
+    /// Every mistake in the configuration is reported: one as itself, several as
+    /// [`ConfigError::Several`].
+    pub fn build(mut self) -> Result<AuditTrail, ConfigError> {
+        let mut errors = self.check();
         if self.sinks.is_empty() {
-            return Err(ConfigError::NoSink);
+            errors.push(ConfigError::NoSink);
         }
         if self.queue_capacity == 0 {
-            return Err(ConfigError::Zero("queue_capacity"));
+            errors.push(ConfigError::Zero("queue_capacity"));
         }
         if self.writer.batch_size == 0 {
-            return Err(ConfigError::Zero("batch_size"));
+            errors.push(ConfigError::Zero("batch_size"));
+        }
+        if let Some(error) = ConfigError::from_all(errors) {
+            return Err(error);
         }
         let (queue, items) = mpsc::channel(self.queue_capacity);
         let counters = Arc::new(Counters::default());
@@ -345,31 +353,86 @@ impl fmt::Debug for AuditTrailBuilder {
     }
 }
 
+impl AuditTrailBuilder {
+    /// Checks the settings kept as given, and moves those that pass into the configuration.
+    fn check(&mut self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let unchecked = std::mem::take(&mut self.unchecked);
+        match TrustedProxies::new(&unchecked.trusted_proxies) {
+            Ok(proxies) => self.config.trusted_proxies = proxies,
+            // Each bad entry is named.
+            Err(_) => errors.extend(
+                unchecked
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|network| TrustedProxies::new([network]).err()),
+            ),
+        }
+        if let Some(name) = unchecked.request_id_header {
+            match header_name(&name).and_then(refuse_credentials) {
+                Ok(name) => self.config.request_id_header = name,
+                Err(error) => errors.push(error),
+            }
+        }
+        if let Some(name) = unchecked.actor_header {
+            match header_name(&name).and_then(refuse_credentials) {
+                Ok(name) => self.config.actor_header = Some(name),
+                Err(error) => errors.push(error),
+            }
+        }
+        let names = &self.config.secret_names;
+        for name in unchecked.recorded_headers {
+            let checked = header_name(&name)
+                .and_then(|name| {
+                    if name.as_str().len() > limits::HEADER_NAME {
+                        return Err(ConfigError::HeaderNameTooLong(name.as_str().to_owned()));
+                    }
+                    Ok(name)
+                })
+                .and_then(refuse_credentials)
+                .and_then(|name| refuse_secret_named(name, names));
+            match checked {
+                Ok(name) if !self.config.recorded_headers.contains(&name) => {
+                    self.config.recorded_headers.push(name)
+                }
+                Ok(_) => {}
+                Err(error) => errors.push(error),
+            }
+        }
+        errors
+    }
+}
+
 fn header_name(name: &str) -> Result<HeaderName, ConfigError> {
     HeaderName::try_from(name).map_err(|_| ConfigError::HeaderName(name.to_owned()))
 }
 
 /// Refuses a header that carries credentials.
-fn refuse_credentials(name: &HeaderName) -> Result<(), ConfigError> {
+fn refuse_credentials(name: HeaderName) -> Result<HeaderName, ConfigError> {
     if FORBIDDEN_HEADERS.contains(&name.as_str()) {
         return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
     }
-    Ok(())
+    Ok(name)
 }
 
 /// Refuses a header named like a secret (`x-session-token`): its value is not recorded
 /// either.
-fn refuse_secret_named(name: &HeaderName, names: &SecretNames) -> Result<(), ConfigError> {
+fn refuse_secret_named(name: HeaderName, names: &SecretNames) -> Result<HeaderName, ConfigError> {
     if names.is_secret(name.as_str()) {
         return Err(ConfigError::ForbiddenHeader(name.as_str().to_owned()));
     }
-    Ok(())
+    Ok(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sink::MemorySink;
+
+    /// What `build` would say of the settings it checks, without starting a trail.
+    fn checked(mut builder: AuditTrailBuilder) -> Result<(), ConfigError> {
+        ConfigError::from_all(builder.check()).map_or(Ok(()), Err)
+    }
 
     #[test]
     fn credentials_can_never_be_recorded() {
@@ -382,52 +445,39 @@ mod tests {
             "x-auth-token",
             "x-session-id",
         ] {
-            let err = AuditTrail::builder().record_headers([name]).unwrap_err();
+            let err = checked(AuditTrail::builder().record_headers([name])).unwrap_err();
             assert!(
                 matches!(err, ConfigError::ForbiddenHeader(_)),
                 "{name}: {err}"
             );
             assert!(err.to_string().contains("can never be recorded"));
         }
-        assert!(
-            AuditTrail::builder()
-                .record_headers(["x-tenant-id"])
-                .is_ok()
-        );
+        assert!(checked(AuditTrail::builder().record_headers(["x-tenant-id"])).is_ok());
     }
 
     #[test]
     fn credentials_are_never_the_request_id_or_the_actor() {
         for name in ["Authorization", "cookie", "Set-Cookie", "x-api-key"] {
-            let err = AuditTrail::builder().request_id_header(name).unwrap_err();
+            let err = checked(AuditTrail::builder().request_id_header(name)).unwrap_err();
             assert!(
                 matches!(err, ConfigError::ForbiddenHeader(_)),
                 "{name}: {err}"
             );
-            let err = AuditTrail::builder().trust_actor_header(name).unwrap_err();
+            let err = checked(AuditTrail::builder().trust_actor_header(name)).unwrap_err();
             assert!(
                 matches!(err, ConfigError::ForbiddenHeader(_)),
                 "{name}: {err}"
             );
         }
         // A gateway's identity header is not a credential, whatever its words.
-        assert!(
-            AuditTrail::builder()
-                .trust_actor_header("x-auth-request-user")
-                .is_ok()
-        );
-        assert!(
-            AuditTrail::builder()
-                .request_id_header("x-trace-id")
-                .is_ok()
-        );
+        assert!(checked(AuditTrail::builder().trust_actor_header("x-auth-request-user")).is_ok());
+        assert!(checked(AuditTrail::builder().request_id_header("x-trace-id")).is_ok());
     }
 
     #[test]
     fn a_recorded_header_that_a_later_secret_name_names_is_refused() {
         let err = AuditTrail::builder()
             .record_headers(["x-tenant", "x-customer-pin"])
-            .unwrap()
             .redact_also(["pin"])
             .sink(MemorySink::new())
             .build()
@@ -441,10 +491,9 @@ mod tests {
     #[test]
     fn a_recorded_header_name_must_fit_in_a_record() {
         let longest = format!("x-{}", "a".repeat(limits::HEADER_NAME - 2));
-        assert!(AuditTrail::builder().record_headers([&longest]).is_ok());
-        let err = AuditTrail::builder()
-            .record_headers([format!("{longest}a")])
-            .unwrap_err();
+        assert!(checked(AuditTrail::builder().record_headers([&longest])).is_ok());
+        let err =
+            checked(AuditTrail::builder().record_headers([format!("{longest}a")])).unwrap_err();
         assert!(matches!(err, ConfigError::HeaderNameTooLong(_)), "{err}");
         assert!(err.to_string().contains("longer than 128 bytes"), "{err}");
     }
@@ -464,14 +513,37 @@ mod tests {
             ConfigError::Zero("queue_capacity")
         ));
         assert!(matches!(
-            AuditTrail::builder()
-                .request_id_header("bad header")
-                .unwrap_err(),
+            checked(AuditTrail::builder().request_id_header("bad header")).unwrap_err(),
             ConfigError::HeaderName(_)
         ));
         assert!(matches!(
-            AuditTrail::builder().trusted_proxies(["nope"]).unwrap_err(),
+            checked(AuditTrail::builder().trusted_proxies(["nope"])).unwrap_err(),
             ConfigError::TrustedProxy(_)
         ));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once() {
+        let err = AuditTrail::builder()
+            .trusted_proxies(["10.0.0.0/8", "nope", "also nope"])
+            .request_id_header("cookie")
+            .record_headers(["x-tenant", "bad header"])
+            .queue_capacity(0)
+            .build()
+            .unwrap_err();
+        let errors = err.errors();
+        assert_eq!(errors.len(), 6, "{err}");
+        assert!(matches!(&errors[0], ConfigError::TrustedProxy(p) if p == "nope"));
+        assert!(matches!(&errors[1], ConfigError::TrustedProxy(p) if p == "also nope"));
+        assert!(matches!(&errors[2], ConfigError::ForbiddenHeader(h) if h == "cookie"));
+        assert!(matches!(&errors[3], ConfigError::HeaderName(h) if h == "bad header"));
+        assert!(matches!(errors[4], ConfigError::NoSink));
+        assert!(matches!(errors[5], ConfigError::Zero("queue_capacity")));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("6 configuration errors: (1) `nope`"),
+            "{text}"
+        );
+        assert!(text.contains("(5) no sink configured"), "{text}");
     }
 }

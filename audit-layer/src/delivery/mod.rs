@@ -22,7 +22,7 @@
 //! # let dir = tempfile::tempdir()?;
 //! let audit = AuditTrail::builder()
 //!     .sink(JsonlFileSink::new(dir.path())?)
-//!     .trusted_proxies(["10.0.0.0/8"])?
+//!     .trusted_proxies(["10.0.0.0/8"])
 //!     .skip_paths(["/health"])
 //!     .build()?;
 //! let app: Router = Router::new()
