@@ -254,3 +254,46 @@ async fn a_batch_larger_than_the_clients_acknowledgement_slots_is_published() {
     assert_eq!(state.messages, 6000);
     jetstream.delete_stream(&stream).await.unwrap();
 }
+
+/// Without a prefix, the subjects follow the stream's name: a second trail with a stream of
+/// its own never collides with the first's subjects. A prefix another stream holds fails
+/// the write with an error that names the setting to change.
+#[tokio::test]
+async fn default_subjects_follow_the_stream_and_an_overlap_names_the_fix() {
+    let Some((url, jetstream)) = services::nats().await else {
+        return;
+    };
+    let first = services::unique_name("AUDIT_TEST");
+    let second = services::unique_name("AUDIT_TEST");
+    let mut sink = NatsSink::builder(&url).stream(&first).build().unwrap();
+    let mut other = NatsSink::builder(&url).stream(&second).build().unwrap();
+    let batch = events(3);
+    sink.write_batch(&batch).await.unwrap();
+    other.write_batch(&batch).await.unwrap();
+    for stream in [&first, &second] {
+        let messages = messages(&jetstream, stream).await;
+        assert_eq!(messages.len(), 3, "{stream}: {messages:#?}");
+        let expected = format!("{}.auth.auth.login", stream.to_ascii_lowercase());
+        assert!(messages.iter().all(|(subject, ..)| *subject == expected));
+    }
+
+    // A third stream asked to take the first one's subjects.
+    let third = services::unique_name("AUDIT_TEST");
+    let mut clashing = NatsSink::builder(&url)
+        .stream(&third)
+        .subject_prefix(first.to_ascii_lowercase())
+        .build()
+        .unwrap();
+    let error = clashing.write_batch(&batch).await.unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("cannot create stream `{third}`")),
+        "{error}"
+    );
+    assert!(error.contains("NatsSinkBuilder::subject_prefix"), "{error}");
+    for mut sink in [sink, other, clashing] {
+        let _ = sink.close().await;
+    }
+    for stream in [first, second] {
+        jetstream.delete_stream(&stream).await.unwrap();
+    }
+}

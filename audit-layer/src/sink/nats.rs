@@ -2,7 +2,9 @@
 //!
 //! Each event is one message: the event's JSON as payload, on the subject
 //! `<prefix>.<category>.<action>` (`audit.sensitive.user.role.change`), so consumers can
-//! subscribe to `audit.sensitive.>` or `audit.*.auth.>`. A batch is published with up to
+//! subscribe to `audit.sensitive.>` or `audit.*.auth.>`. The prefix is the stream's name in
+//! lower case unless set: stream `AUDIT` takes `audit.>`, stream `BILLING_AUDIT`
+//! `billing_audit.>`, so two trails with their own streams never claim the same subjects. A batch is published with up to
 //! 1,024 messages in flight at once, and the write returns when JetStream has acknowledged
 //! each one: an acknowledged message is stored by the stream, so the sink needs no separate sync.
 //!
@@ -53,8 +55,6 @@ use crate::event::{AuditEvent, write_event};
 
 /// The stream used when none is given.
 pub const DEFAULT_STREAM: &str = "AUDIT";
-/// The subject prefix used when none is given.
-pub const DEFAULT_SUBJECT_PREFIX: &str = "audit";
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -92,7 +92,8 @@ impl fmt::Debug for NatsSink {
 pub struct NatsSinkBuilder {
     url: String,
     stream: String,
-    subject_prefix: String,
+    /// `None`: the stream's name in lower case.
+    subject_prefix: Option<String>,
     create_stream: bool,
     timeout: Duration,
 }
@@ -116,7 +117,7 @@ impl NatsSink {
         NatsSinkBuilder {
             url: url.into(),
             stream: DEFAULT_STREAM.to_owned(),
-            subject_prefix: DEFAULT_SUBJECT_PREFIX.to_owned(),
+            subject_prefix: None,
             create_stream: true,
             timeout: DEFAULT_TIMEOUT,
         }
@@ -144,9 +145,10 @@ impl NatsSinkBuilder {
         self
     }
 
-    /// The first tokens of every subject; default `audit`.
+    /// The first tokens of every subject; by default the stream's name in lower case
+    /// (`audit` for the default stream `AUDIT`).
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.subject_prefix = prefix.into();
+        self.subject_prefix = Some(prefix.into());
         self
     }
 
@@ -192,15 +194,16 @@ impl NatsSinkBuilder {
                 self.stream
             )));
         }
-        if self.subject_prefix.is_empty()
-            || self
-                .subject_prefix
+        let subject_prefix = self
+            .subject_prefix
+            .unwrap_or_else(|| self.stream.to_ascii_lowercase());
+        if subject_prefix.is_empty()
+            || subject_prefix
                 .split('.')
                 .any(|token| token.is_empty() || token.chars().any(is_forbidden_in_subject))
         {
             return Err(invalid(format!(
-                "`{}` is not a subject prefix: use dot-separated tokens without spaces, `*` or `>`",
-                self.subject_prefix
+                "`{subject_prefix}` is not a subject prefix: use dot-separated tokens without spaces, `*` or `>`",
             )));
         }
         if self.timeout.is_zero() {
@@ -210,7 +213,7 @@ impl NatsSinkBuilder {
         Ok(NatsSink {
             servers,
             stream: self.stream,
-            subject_prefix: self.subject_prefix,
+            subject_prefix,
             create_stream: self.create_stream,
             timeout: self.timeout,
             name,
@@ -293,11 +296,29 @@ impl NatsSink {
                     ..Default::default()
                 })
                 .await
-                .map_err(|error| {
-                    SinkError::new(format!("cannot create stream `{}`: {error}", self.stream))
-                })?;
+                .map_err(|error| self.stream_error(&error))?;
         }
         Ok(jetstream)
+    }
+
+    /// Why the stream could not be created, and for the likely mistake, what to change.
+    fn stream_error(&self, error: &jetstream::context::CreateStreamError) -> SinkError {
+        let overlap = matches!(
+            error.kind(),
+            jetstream::context::CreateStreamErrorKind::JetStream(error)
+                if error.error_code() == jetstream::ErrorCode::STREAM_SUBJECT_OVERLAP
+        );
+        if overlap {
+            return SinkError::new(format!(
+                "cannot create stream `{stream}`: its subjects `{prefix}.>` are taken by \
+                 another stream on this server; give this sink a prefix of its own with \
+                 `NatsSinkBuilder::subject_prefix`, or create the stream yourself and set \
+                 `NatsSinkBuilder::create_stream(false)`",
+                stream = self.stream,
+                prefix = self.subject_prefix,
+            ));
+        }
+        SinkError::new(format!("cannot create stream `{}`: {error}", self.stream))
     }
 
     async fn publish(&mut self, events: &[AuditEvent]) -> Result<(), SinkError> {
