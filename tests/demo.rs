@@ -166,6 +166,21 @@ fn bad_settings_are_one_clear_line_and_a_failure_exit() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DEMO_TRUSTED_PROXIES: `bogus`"), "{stderr}");
+
+    // A copy's server that is down fails the start at once, naming the sink, rather than
+    // a demo that answers and holds back its events.
+    let output = std::process::Command::new(common::demo::demo_binary())
+        .env("DEMO_ADDR", "127.0.0.1:0")
+        .env("AUDIT_DIR", dir.path())
+        .env("AUDIT_POSTGRES_URL", "postgres://postgres@127.0.0.1:9/test")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("audit sink `postgres:") && stderr.contains("cannot start"),
+        "{stderr}"
+    );
 }
 
 async fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> String {

@@ -391,3 +391,52 @@ async fn tls_is_used_and_verified_when_the_url_requires_it() {
     );
     drop_table(&client, &table).await;
 }
+
+/// A checked start connects and creates the table before anything is recorded; a server
+/// that cannot be reached fails the start at once, naming the sink, and records nothing.
+#[tokio::test]
+async fn a_checked_start_connects_first_and_fails_at_once_when_unreachable() {
+    let Some((url, client)) = services::postgres().await else {
+        return;
+    };
+    let table = services::unique_name("audit_test");
+    let audit = AuditTrail::builder()
+        .sink(PostgresSink::builder(&url).table(&table).build().unwrap())
+        .build_checked()
+        .await
+        .unwrap();
+    // The table exists before the first event reached the sink.
+    assert_eq!(
+        query_count(
+            &client,
+            &format!("SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'"),
+        )
+        .await,
+        1
+    );
+    audit.shutdown().await.unwrap();
+    drop_table(&client, &table).await;
+
+    // Nothing listens on port 9.
+    let started = std::time::Instant::now();
+    let error = AuditTrail::builder()
+        .sink(
+            PostgresSink::builder("postgres://postgres@127.0.0.1:9/test")
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        )
+        .build_checked()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, audit_layer::ConfigError::Unreachable { sink, .. } if sink.starts_with("postgres:")),
+        "{error}"
+    );
+    assert!(error.to_string().contains("cannot start"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -613,7 +613,7 @@ async fn skipped_paths_and_routes_are_not_recorded() {
 async fn a_panicking_actor_resolver_neither_drops_the_request_nor_its_event() {
     let (builder, sink) = memory_trail();
     let audit = builder
-        .actor_resolver(|parts: &http::request::Parts| {
+        .actor_resolver(|parts| {
             if parts.headers.contains_key("x-boom") {
                 panic!("resolver bug");
             }
@@ -639,7 +639,7 @@ async fn a_panicking_actor_resolver_neither_drops_the_request_nor_its_event() {
 async fn actor_sources_in_order_of_precedence() {
     let (builder, sink) = memory_trail();
     let audit = builder
-        .actor_resolver(|parts: &http::request::Parts| {
+        .actor_resolver(|parts| {
             parts
                 .headers
                 .get("x-resolver-user")

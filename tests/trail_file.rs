@@ -423,10 +423,10 @@ fn a_checkpoint_is_written_when_the_interval_passes() {
     );
     write(&mut sink, &[event("b", "x")]);
     assert_eq!(unsealed(dir.path()), 1);
-    runtime().block_on(sink.flush()).unwrap();
+    runtime().block_on(sink.tick()).unwrap();
     assert_eq!(unsealed(dir.path()), 1, "not yet due");
     clock.advance(Duration::from_secs(61));
-    runtime().block_on(sink.flush()).unwrap();
+    runtime().block_on(sink.tick()).unwrap();
     assert_eq!(unsealed(dir.path()), 0);
     close(sink);
 }

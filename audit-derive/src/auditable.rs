@@ -6,6 +6,8 @@ use syn::parse::ParseStream;
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Field, Fields, GenericParam, Ident, LitStr, Token};
 
+use crate::args::set_once;
+
 mod kw {
     syn::custom_keyword!(resource);
     syn::custom_keyword!(id);
@@ -135,7 +137,7 @@ fn resource_of(input: &DeriveInput) -> syn::Result<String> {
             each_key(stream, |stream| {
                 let lookahead = stream.lookahead1();
                 if lookahead.peek(kw::resource) {
-                    stream.parse::<kw::resource>()?;
+                    let span = stream.parse::<kw::resource>()?.span;
                     stream.parse::<Token![=]>()?;
                     let value: LitStr = stream.parse()?;
                     if value.value().is_empty() || value.value().contains(':') {
@@ -144,7 +146,7 @@ fn resource_of(input: &DeriveInput) -> syn::Result<String> {
                             "a resource name is a non-empty word without `:` (targets are `resource:id`)",
                         ));
                     }
-                    resource = Some(value.value());
+                    set_once(&mut resource, value.value(), span, "resource")?;
                 } else {
                     return Err(unknown_key(lookahead.error(), "type", &["resource"]));
                 }
@@ -179,15 +181,18 @@ fn field_attrs(field: &Field) -> syn::Result<FieldAttrs> {
             each_key(stream, |stream| {
                 let lookahead = stream.lookahead1();
                 if lookahead.peek(kw::id) {
-                    attrs.id = Some(stream.parse::<kw::id>()?.span);
+                    let span = stream.parse::<kw::id>()?.span;
+                    set_once(&mut attrs.id, span, span, "id")?;
                 } else if lookahead.peek(kw::redact) {
-                    attrs.redact = Some(stream.parse::<kw::redact>()?.span);
+                    let span = stream.parse::<kw::redact>()?.span;
+                    set_once(&mut attrs.redact, span, span, "redact")?;
                 } else if lookahead.peek(kw::skip) {
-                    attrs.skip = Some(stream.parse::<kw::skip>()?.span);
+                    let span = stream.parse::<kw::skip>()?.span;
+                    set_once(&mut attrs.skip, span, span, "skip")?;
                 } else if lookahead.peek(kw::rename) {
-                    stream.parse::<kw::rename>()?;
+                    let span = stream.parse::<kw::rename>()?.span;
                     stream.parse::<Token![=]>()?;
-                    attrs.rename = Some(stream.parse()?);
+                    set_once(&mut attrs.rename, stream.parse()?, span, "rename")?;
                 } else {
                     return Err(unknown_key(
                         lookahead.error(),

@@ -6,6 +6,7 @@
 
 use proc_macro::TokenStream;
 
+mod args;
 mod auditable;
 mod sensitive;
 

@@ -10,6 +10,8 @@ use syn::{
     Type,
 };
 
+use crate::args::set_once;
+
 mod kw {
     syn::custom_keyword!(action);
     syn::custom_keyword!(resource);
@@ -27,8 +29,9 @@ pub(crate) struct Args {
     resource: Option<Type>,
     key: Option<Expr>,
     create: Option<Span>,
-    capture_body: bool,
-    refuse_on_load_error: bool,
+    capture_body: Option<Span>,
+    /// `Some(true)` for `"refuse"`.
+    refuse_on_load_error: Option<bool>,
 }
 
 impl Parse for Args {
@@ -38,13 +41,13 @@ impl Parse for Args {
             resource: None,
             key: None,
             create: None,
-            capture_body: false,
-            refuse_on_load_error: false,
+            capture_body: None,
+            refuse_on_load_error: None,
         };
         while !input.is_empty() {
             let lookahead = input.lookahead1();
             if lookahead.peek(kw::action) {
-                input.parse::<kw::action>()?;
+                let span = input.parse::<kw::action>()?.span;
                 input.parse::<Token![=]>()?;
                 let action: LitStr = input.parse()?;
                 if action.value().trim().is_empty() {
@@ -53,25 +56,26 @@ impl Parse for Args {
                         "the action cannot be empty",
                     ));
                 }
-                args.action = Some(action);
+                set_once(&mut args.action, action, span, "action")?;
             } else if lookahead.peek(kw::resource) {
-                input.parse::<kw::resource>()?;
+                let span = input.parse::<kw::resource>()?.span;
                 input.parse::<Token![=]>()?;
-                args.resource = Some(input.parse()?);
+                set_once(&mut args.resource, input.parse()?, span, "resource")?;
             } else if lookahead.peek(kw::key) {
-                input.parse::<kw::key>()?;
+                let span = input.parse::<kw::key>()?.span;
                 input.parse::<Token![=]>()?;
-                args.key = Some(input.parse()?);
+                set_once(&mut args.key, input.parse()?, span, "key")?;
             } else if lookahead.peek(kw::create) {
-                args.create = Some(input.parse::<kw::create>()?.span);
+                let span = input.parse::<kw::create>()?.span;
+                set_once(&mut args.create, span, span, "create")?;
             } else if lookahead.peek(kw::capture_body) {
-                input.parse::<kw::capture_body>()?;
-                args.capture_body = true;
+                let span = input.parse::<kw::capture_body>()?.span;
+                set_once(&mut args.capture_body, span, span, "capture_body")?;
             } else if lookahead.peek(kw::on_load_error) {
-                input.parse::<kw::on_load_error>()?;
+                let span = input.parse::<kw::on_load_error>()?.span;
                 input.parse::<Token![=]>()?;
                 let choice: LitStr = input.parse()?;
-                args.refuse_on_load_error = match choice.value().as_str() {
+                let refuse = match choice.value().as_str() {
                     "refuse" => true,
                     "proceed" => false,
                     _ => {
@@ -82,6 +86,12 @@ impl Parse for Args {
                         ));
                     }
                 };
+                set_once(
+                    &mut args.refuse_on_load_error,
+                    refuse,
+                    span,
+                    "on_load_error",
+                )?;
             } else {
                 let error = lookahead.error();
                 return Err(syn::Error::new(
@@ -163,7 +173,7 @@ pub(crate) fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream> {
 
     let fn_name = &signature.ident;
     let meta = format_ident!("__audit_sensitive_{}", fn_name);
-    let refuse = args.refuse_on_load_error;
+    let refuse = args.refuse_on_load_error.unwrap_or(false);
     let vis = &item.vis;
     let attrs = &item.attrs;
     let generics = &signature.generics;
@@ -171,7 +181,7 @@ pub(crate) fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream> {
     let body = &item.block;
 
     // The body's extractor is wrapped so its JSON is recorded before it is parsed.
-    let capture_index = if args.capture_body {
+    let capture_index = if args.capture_body.is_some() {
         Some(params.len().checked_sub(1).ok_or_else(|| {
             syn::Error::new_spanned(
                 &signature.ident,

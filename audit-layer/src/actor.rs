@@ -121,31 +121,17 @@ pub enum ActorKind {
     Anonymous,
 }
 
-/// Finds the actor of a request from its head, for applications whose authentication leaves
-/// no [`Actor`] in the extensions. Called once per request, when the request arrives.
-///
-/// Any `Fn(&http::request::Parts) -> Option<Actor>` closure is a resolver. One that panics
-/// is logged and counts as `None`: the request is still served and recorded.
-pub trait ResolveActor: Send + Sync + 'static {
-    /// The actor of this request, if it can tell.
-    fn resolve(&self, parts: &http::request::Parts) -> Option<Actor>;
-}
+/// The application's actor resolver: a closure over the request head, called once per
+/// request when it arrives (see
+/// [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver)).
+pub(crate) type Resolver = dyn Fn(&http::request::Parts) -> Option<Actor> + Send + Sync;
 
-impl<F> ResolveActor for F
-where
-    F: Fn(&http::request::Parts) -> Option<Actor> + Send + Sync + 'static,
-{
-    fn resolve(&self, parts: &http::request::Parts) -> Option<Actor> {
-        self(parts)
-    }
-}
-
-/// A shared, type-erased [`ResolveActor`].
+/// A shared [`Resolver`].
 #[derive(Clone)]
-pub(crate) struct SharedResolver(pub(crate) Arc<dyn ResolveActor>);
+pub(crate) struct SharedResolver(pub(crate) Arc<Resolver>);
 
 impl fmt::Debug for SharedResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ResolveActor")
+        f.write_str("Resolver")
     }
 }

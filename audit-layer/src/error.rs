@@ -39,6 +39,15 @@ pub enum ConfigError {
     /// The writer thread could not be started.
     #[error("cannot start the audit writer: {0}")]
     Writer(#[source] std::io::Error),
+    /// A sink could not connect, or create what it writes into, at a checked start
+    /// ([`AuditTrailBuilder::build_checked`](crate::AuditTrailBuilder::build_checked)).
+    #[error("audit sink `{sink}` cannot start: {reason}")]
+    Unreachable {
+        /// The sink's name.
+        sink: String,
+        /// Why, as the sink says.
+        reason: String,
+    },
     /// More than one mistake, each as it would be reported alone.
     #[error("{} configuration errors: {}", .0.len(), list(.0))]
     Several(Vec<ConfigError>),

@@ -246,8 +246,12 @@ impl<S: Sink> Sink for FaultySink<S> {
         })
     }
 
-    fn flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        self.inner.flush()
+    fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        self.inner.open()
+    }
+
+    fn tick(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        self.inner.tick()
     }
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {

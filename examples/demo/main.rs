@@ -161,7 +161,7 @@ async fn run() -> Result<(), String> {
 
     let mut builder = AuditTrail::builder().sink(file_sink(&settings.audit_dir)?);
     // Copies for queries and consumers; the file trail stays the tamper-evident record.
-    // Both connect on their first write. Every sink must hold an event before it counts
+    // Both connect at start (`build_checked` below). Every sink must hold an event before it counts
     // as written: while a server is down its events wait, /health reports it, and
     // sensitive requests wait for it under the default `block` policy.
     let mut copies = Vec::new();
@@ -186,7 +186,10 @@ async fn run() -> Result<(), String> {
                 .within(FAILED_LOGIN_WINDOW),
         )
         .detector(PrivilegeGrant::new(PRIVILEGED_ROLES))
-        .build()
+        // Connects the PostgreSQL and NATS copies first: a server that is down fails the
+        // start with its reason, rather than holding back the first requests.
+        .build_checked()
+        .await
         .map_err(|e| configuration_errors(&e))?;
     let audit = Arc::new(audit);
 

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::writer::{Writer, WriterSettings};
 use super::{AuditTrail, Counters, Shared, StopHandle, WriterState};
-use crate::actor::{ResolveActor, SharedResolver};
+use crate::actor::{Actor, SharedResolver};
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::config::Config;
 use crate::delivery::policy::{Durability, FailurePolicy};
@@ -146,8 +146,31 @@ impl AuditTrailBuilder {
     }
 
     /// Finds the actor from the request head when nothing put an [`Actor`](crate::Actor) in
-    /// the extensions. See [`Actor`](crate::Actor) for the order of sources.
-    pub fn actor_resolver(mut self, resolver: impl ResolveActor) -> Self {
+    /// the extensions: a closure over the request's `Parts` (its argument's type is
+    /// inferred). See [`Actor`](crate::Actor) for the order of sources. A resolver that
+    /// panics is logged and counts as not knowing.
+    ///
+    /// ```
+    /// use audit_layer::{Actor, AuditTrail};
+    /// use audit_layer::sink::MemorySink;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let runtime = tokio::runtime::Runtime::new()?;
+    /// # let _guard = runtime.enter();
+    /// let audit = AuditTrail::builder()
+    ///     .sink(MemorySink::new())
+    ///     // A gateway that authenticated the caller names them in `x-authenticated-user`.
+    ///     .actor_resolver(|parts| {
+    ///         let user = parts.headers.get("x-authenticated-user")?.to_str().ok()?;
+    ///         Some(Actor::user(user))
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn actor_resolver<F>(mut self, resolver: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<Actor> + Send + Sync + 'static,
+    {
         self.config.actor_resolver = Some(SharedResolver(Arc::new(resolver)));
         self
     }
@@ -272,8 +295,66 @@ impl AuditTrailBuilder {
     /// Checks the configuration, starts the writer thread and returns the trail's handle.
     ///
     /// Every mistake in the configuration is reported: one as itself, several as
-    /// [`ConfigError::Several`].
-    pub fn build(mut self) -> Result<AuditTrail, ConfigError> {
+    /// [`ConfigError::Several`]. Sinks that reach a server connect on their first batch;
+    /// [`build_checked`](Self::build_checked) connects them first.
+    pub fn build(self) -> Result<AuditTrail, ConfigError> {
+        let trail = self.start()?;
+        trail.record_start();
+        Ok(trail)
+    }
+
+    /// [`build`](Self::build), then connects every sink (and creates its table or stream)
+    /// before the trail records anything: a server that is down or refuses the settings
+    /// fails the start with [`ConfigError::Unreachable`] naming the sink, instead of
+    /// holding back the first events (and, under the default policy, the first sensitive
+    /// requests) while the writer retries.
+    ///
+    /// ```
+    /// use audit_layer::sink::{BoxFuture, Sink, SinkError};
+    /// use audit_layer::{AuditEvent, AuditTrail, ConfigError};
+    ///
+    /// /// A sink whose server is down.
+    /// struct Unreachable;
+    ///
+    /// impl Sink for Unreachable {
+    ///     fn name(&self) -> &str {
+    ///         "db:10.0.0.7"
+    ///     }
+    ///     fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+    ///         Box::pin(async { Err(SinkError::new("connection refused")) })
+    ///     }
+    ///     fn write_batch<'a>(&'a mut self, _: &'a [AuditEvent]) -> BoxFuture<'a, Result<(), SinkError>> {
+    ///         Box::pin(async { Err(SinkError::new("connection refused")) })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() {
+    /// let error = AuditTrail::builder().sink(Unreachable).build_checked().await.unwrap_err();
+    /// assert!(matches!(error, ConfigError::Unreachable { .. }));
+    /// assert_eq!(error.to_string(), "audit sink `db:10.0.0.7` cannot start: connection refused");
+    /// # }
+    /// ```
+    pub async fn build_checked(self) -> Result<AuditTrail, ConfigError> {
+        let trail = self.start()?;
+        let failures: Vec<_> = trail
+            .open_sinks()
+            .await
+            .into_iter()
+            .map(|(sink, error)| ConfigError::Unreachable {
+                sink,
+                reason: error.to_string(),
+            })
+            .collect();
+        if let Some(error) = ConfigError::from_all(failures) {
+            trail.abandon().await;
+            return Err(error);
+        }
+        trail.record_start();
+        Ok(trail)
+    }
+
+    /// Checks the configuration and starts the writer; records nothing yet.
+    fn start(mut self) -> Result<AuditTrail, ConfigError> {
         let mut errors = self.check();
         if self.sinks.is_empty() {
             errors.push(ConfigError::NoSink);
@@ -321,9 +402,6 @@ impl AuditTrailBuilder {
             sensitive_routes: std::sync::Mutex::default(),
             spare_events,
         });
-        // Starting the trail is itself an event (OWASP: audit start and stop). The queue is
-        // empty and at least one slot long, so this cannot wait.
-        shared.enqueue_detached(shared.scrub(Box::new(super::lifecycle_event("audit.start"))));
         Ok(AuditTrail {
             shared,
             state,

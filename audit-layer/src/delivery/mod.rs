@@ -178,6 +178,38 @@ impl AuditTrail {
             .collect()
     }
 
+    /// Opens every sink on the writer's thread, where they will run; the sinks that failed,
+    /// by name, with why.
+    async fn open_sinks(&self) -> Vec<(String, crate::sink::SinkError)> {
+        let (reply, answer) = oneshot::channel();
+        if self.shared.queue.send(Item::Open(reply)).await.is_err() {
+            return vec![("writer".to_owned(), crate::sink::SinkError::new("stopped"))];
+        }
+        self.shared.wake_writer.notify_one();
+        answer
+            .await
+            .unwrap_or_else(|_| vec![("writer".to_owned(), crate::sink::SinkError::new("stopped"))])
+    }
+
+    /// Records `audit.start`: the trail is running (OWASP: audit start and stop).
+    fn record_start(&self) {
+        // The queue is empty and at least one slot long, so this cannot wait.
+        self.shared
+            .enqueue_detached(self.shared.scrub(Box::new(lifecycle_event("audit.start"))));
+    }
+
+    /// Stops a trail that never started recording: its writer ends, nothing is written.
+    async fn abandon(self) {
+        let Some(stop) = self.take_stop() else {
+            return;
+        };
+        let (reply, answer) = oneshot::channel();
+        if stop.request.send(reply).is_ok() {
+            self.shared.wake_writer.notify_one();
+            let _ = answer.await;
+        }
+    }
+
     fn take_stop(&self) -> Option<StopHandle> {
         self.stop
             .lock()
@@ -308,6 +340,8 @@ pub(crate) enum Item {
     Event(Scrubbed, Option<Ack>),
     /// Answer once everything before this item is written.
     Flush(oneshot::Sender<Result<(), AuditError>>),
+    /// Open every sink, and answer with those that failed.
+    Open(oneshot::Sender<Vec<(String, crate::sink::SinkError)>>),
 }
 
 /// Answers a request waiting for its event to be synced.

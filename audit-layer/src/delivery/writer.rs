@@ -52,7 +52,7 @@ pub(crate) struct WriterSettings {
     /// ...or as soon as this many are unsynced.
     pub(crate) sync_batch: u64,
     /// How often sinks get [`Sink::flush`] (checkpoints and other periodic work).
-    pub(crate) flush_interval: Duration,
+    pub(crate) tick_interval: Duration,
     /// How long ordinary events are gathered before a write.
     pub(crate) write_delay: Duration,
 }
@@ -69,7 +69,7 @@ impl Default for WriterSettings {
             shutdown_timeout: Duration::from_secs(30),
             sync_interval: Duration::from_millis(100),
             sync_batch: 4096,
-            flush_interval: Duration::from_secs(1),
+            tick_interval: Duration::from_secs(1),
             write_delay: Duration::from_millis(2),
         }
     }
@@ -100,6 +100,7 @@ fn gather_time(write_delay: Duration, received: usize, received_over: Duration) 
 }
 
 type Reply = oneshot::Sender<Result<(), AuditError>>;
+type OpenReply = oneshot::Sender<Vec<(String, SinkError)>>;
 
 pub(crate) struct Writer {
     items: mpsc::Receiver<Item>,
@@ -119,6 +120,8 @@ pub(crate) struct Writer {
     acks: VecDeque<Waiting>,
     /// Flush requests: answer once every event before the ticket is written.
     waiters: Vec<(u64, Reply)>,
+    /// Requests to open every sink (a checked start).
+    opens: Vec<OpenReply>,
     received: Vec<Item>,
     /// Hands the memory of written events back to the layer.
     recycler: Recycler,
@@ -130,7 +133,7 @@ pub(crate) struct Writer {
     counters: Arc<Counters>,
     state: watch::Sender<WriterState>,
     settings: WriterSettings,
-    last_flush: Instant,
+    last_tick: Instant,
     /// When the last round took its events from the queue: with the number it took, the
     /// rate at which events arrive, which sets how long the next round gathers.
     last_receive: Instant,
@@ -314,6 +317,7 @@ impl Writer {
             durable_upto: 0,
             acks: VecDeque::new(),
             waiters: Vec::new(),
+            opens: Vec::new(),
             received: Vec::with_capacity(settings.batch_size),
             recycler: Recycler::new(Arc::default()),
             detectors: Vec::new(),
@@ -322,7 +326,7 @@ impl Writer {
             counters,
             state,
             settings,
-            last_flush: now,
+            last_tick: now,
             last_receive: now,
         }
     }
@@ -392,10 +396,11 @@ impl Writer {
                 () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {}
                 _ = tick.tick() => {}
             }
+            self.open_sinks().await;
             self.record_gap();
             self.deliver().await;
             self.sync(false).await;
-            self.periodic_flush().await;
+            self.periodic_tick().await;
             self.settle();
             if received > 0 && received < self.settings.batch_size {
                 self.gather(gather_time(
@@ -447,6 +452,7 @@ impl Writer {
                         self.detect();
                     }
                 }
+                Item::Open(reply) => self.opens.push(reply),
                 Item::Flush(reply) => {
                     let ticket = self.base + self.pending.len() as u64;
                     self.waiters.push((ticket, reply));
@@ -577,15 +583,28 @@ impl Writer {
         (&mut self.sinks, round)
     }
 
-    async fn periodic_flush(&mut self) {
-        if self.last_flush.elapsed() < self.settings.flush_interval {
+    /// Opens every sink for each request to, and answers with the failures.
+    async fn open_sinks(&mut self) {
+        for reply in std::mem::take(&mut self.opens) {
+            let mut failures = Vec::new();
+            for slot in &mut self.sinks {
+                if let Err(error) = guarded(|| slot.sink.open()).await {
+                    failures.push((slot.sink.name().to_owned(), error));
+                }
+            }
+            let _ = reply.send(failures);
+        }
+    }
+
+    async fn periodic_tick(&mut self) {
+        if self.last_tick.elapsed() < self.settings.tick_interval {
             return;
         }
-        self.last_flush = Instant::now();
+        self.last_tick = Instant::now();
         for slot in &mut self.sinks {
-            if let Err(error) = guarded(|| slot.sink.flush()).await {
+            if let Err(error) = guarded(|| slot.sink.tick()).await {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink flush failed");
+                tracing::error!(target: "audit", sink = slot.sink.name(), %error, "audit sink tick failed");
             }
         }
     }

@@ -198,7 +198,7 @@ impl Sink for JsonlFileSink {
         Box::pin(async move { self.trail.sync().map_err(SinkError::from) })
     }
 
-    fn flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn tick(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move { self.trail.tick().map_err(SinkError::from) })
     }
 

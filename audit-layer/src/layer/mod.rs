@@ -81,5 +81,4 @@ pub use self::future::{AUDIT_ERROR_HEADER, ResponseFuture};
 #[cfg(feature = "axum")]
 pub(crate) use self::record::matched_route;
 pub use self::service::{Audit, AuditLayer};
-pub use crate::actor::ResolveActor;
 pub use crate::client_ip::{ForwardedHeader, TrustedProxies};

@@ -362,7 +362,7 @@ fn recorded_headers(recorded: &[HeaderName], headers: &HeaderMap) -> BTreeMap<St
 /// logged and treated as not knowing, so that its bug does not drop the request, nor the
 /// request's event.
 fn resolve_actor(resolver: &SharedResolver, parts: &Parts) -> Option<Actor> {
-    panic::catch_unwind(AssertUnwindSafe(|| resolver.0.resolve(parts))).unwrap_or_else(|payload| {
+    panic::catch_unwind(AssertUnwindSafe(|| (resolver.0)(parts))).unwrap_or_else(|payload| {
         tracing::error!(
             target: "audit",
             panic = panic_message(payload.as_ref()),
@@ -468,7 +468,7 @@ mod tests {
         let trail = AuditTrail::builder()
             .sink(sink.clone())
             .label("service", "billing")
-            .actor_resolver(|_: &http::request::Parts| Some(Actor::user("alice")))
+            .actor_resolver(|_| Some(Actor::user("alice")))
             .build()
             .unwrap();
         let app = Router::new()

@@ -68,7 +68,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// - `Err` means the batch must be offered again: the writer retries it, with backoff, until
 ///   it succeeds; no event is skipped. A sink must therefore leave no part of a failed batch
 ///   visible (the file sink truncates what it wrote), or be idempotent by event id.
-/// - `sync` makes written events durable; `flush` is called periodically; `close` once, at
+/// - `open` connects ahead of the first batch when the application asks for a checked start
+///   ([`AuditTrailBuilder::build_checked`](crate::AuditTrailBuilder::build_checked)); a sink
+///   must still connect on its own when a batch finds it unconnected.
+/// - `sync` makes written events durable; `tick` is called periodically; `close` once, at
 ///   shutdown, after the last batch.
 pub trait Sink: Send + 'static {
     /// A short name for logs, errors and metric labels (`jsonl:/var/log/audit`). The
@@ -89,9 +92,16 @@ pub trait Sink: Send + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Connects, and creates what the sink writes into (a table, a stream), as its first
+    /// batch would: a start-up check that fails at once with the reason, rather than at the
+    /// first event. The default does nothing: for sinks with nothing to reach.
+    fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Periodic work, called by the writer about once a second (a due checkpoint). The
     /// default does nothing.
-    fn flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+    fn tick(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }
 

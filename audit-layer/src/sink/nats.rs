@@ -408,6 +408,15 @@ impl Sink for NatsSink {
         &self.name
     }
 
+    fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            if self.jetstream.is_none() {
+                self.jetstream = Some(self.connect().await?);
+            }
+            Ok(())
+        })
+    }
+
     fn write_batch<'a>(
         &'a mut self,
         events: &'a [AuditEvent],

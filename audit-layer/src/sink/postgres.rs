@@ -490,6 +490,17 @@ impl Drop for Connection {
 }
 
 impl PostgresSink {
+    /// Every connection wanted, open (a new one creates the table if asked to).
+    async fn ensure_connected(&mut self) -> Result<(), SinkError> {
+        self.connections
+            .retain(|connection| !connection.client.is_closed());
+        while self.connections.len() < self.connections_wanted {
+            let connection = self.connect().await?;
+            self.connections.push(connection);
+        }
+        Ok(())
+    }
+
     async fn connect(&self) -> Result<Connection, SinkError> {
         let connecting = async {
             match &self.tls {
@@ -693,17 +704,16 @@ impl Sink for PostgresSink {
         &self.name
     }
 
+    fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(self.ensure_connected())
+    }
+
     fn write_batch<'a>(
         &'a mut self,
         events: &'a [AuditEvent],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            self.connections
-                .retain(|connection| !connection.client.is_closed());
-            while self.connections.len() < self.connections_wanted {
-                let connection = self.connect().await?;
-                self.connections.push(connection);
-            }
+            self.ensure_connected().await?;
             let result = self.insert(events).await;
             if result.is_err() {
                 // Start afresh on the retry: a connection may be broken or mid-statement.
