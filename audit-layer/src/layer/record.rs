@@ -289,7 +289,9 @@ impl InFlight {
         event.before = notes.before;
         event.after = notes.after;
         event.changes = notes.changes;
-        Scrubbed::new(event, &self.shared.config.secret_names)
+        // `before`, `after` and `changes` can only come from a sensitive handler's
+        // snapshots (`AuditContext` offers no other way to set them).
+        Scrubbed::with_snapshots(event, &self.shared.config.secret_names)
     }
 }
 

@@ -32,6 +32,15 @@ impl Scrubbed {
         Self(event)
     }
 
+    /// Scrubs a request's event whose `before`, `after` and `changes`, if any, are the
+    /// sensitive handler's snapshots: those were scrubbed by these same rules with these
+    /// same names when they were taken (they must be, there: only the unredacted values'
+    /// fingerprints tell that a redacted field changed), so they are not walked again.
+    pub(crate) fn with_snapshots(mut event: Box<AuditEvent>, names: &SecretNames) -> Self {
+        scrub_parts(&mut event, names, Snapshots::Taken);
+        Self(event)
+    }
+
     /// The event, to be written.
     pub(crate) fn into_inner(self) -> Box<AuditEvent> {
         self.0
@@ -52,6 +61,19 @@ impl Deref for Scrubbed {
 /// The `reason`, the strings of `details` and recorded header values are free text, and lose
 /// the common shapes of a secret; the `target` and the actor, identifiers, are bounded only.
 pub(crate) fn scrub(event: &mut AuditEvent, names: &SecretNames) {
+    scrub_parts(event, names, Snapshots::Unknown);
+}
+
+/// Where an event's `before`, `after` and `changes` come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Snapshots {
+    /// Anyone: scrubbed here.
+    Unknown,
+    /// A sensitive handler's snapshots and their diff, scrubbed when taken.
+    Taken,
+}
+
+fn scrub_parts(event: &mut AuditEvent, names: &SecretNames, snapshots: Snapshots) {
     // Every field named: a new one cannot be forgotten here.
     let AuditEvent {
         schema: _,
@@ -89,6 +111,9 @@ pub(crate) fn scrub(event: &mut AuditEvent, names: &SecretNames) {
     scrub_labels(labels, names);
     if let Some(details) = details {
         scrub_details(details, names);
+    }
+    if snapshots == Snapshots::Taken {
+        return;
     }
     for state in [before, after].into_iter().flatten() {
         scrub_structured(state, names);
