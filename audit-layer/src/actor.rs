@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// Who did it: the [`Actor`] of an event, and how the layer finds it.
+/// Who performed an audited action.
 ///
 /// The layer resolves the actor when the response is ready, from the first of:
 ///
@@ -35,8 +35,6 @@ use serde::{Deserialize, Serialize};
 /// );
 /// assert_eq!(serde_json::to_string(&Actor::anonymous()).unwrap(), r#"{"id":"anonymous","kind":"anonymous"}"#);
 /// ```
-///
-/// Who performed an audited action.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Actor {

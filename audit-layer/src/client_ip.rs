@@ -23,7 +23,7 @@ pub enum ForwardedHeader {
     Forwarded,
 }
 
-/// The client's address: the connection peer, or the client that trusted proxies name.
+/// The networks whose connections may name the client in a forwarding header.
 ///
 /// The peer comes from axum's `ConnectInfo<SocketAddr>` (serve with
 /// `into_make_service_with_connect_info::<SocketAddr>()`), or from a plain [`SocketAddr`]
@@ -49,8 +49,6 @@ pub enum ForwardedHeader {
 /// let err = TrustedProxies::new(["10.0.0.0/33"]).unwrap_err();
 /// assert!(err.to_string().contains("10.0.0.0/33"));
 /// ```
-///
-/// The networks whose connections may name the client in a forwarding header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies {
     networks: Vec<IpNet>,

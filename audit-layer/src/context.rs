@@ -40,7 +40,7 @@ use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};
 use crate::sensitive::{Auditable, recorded_change, target_of};
 
-/// Per-request annotations: what a handler or inner middleware adds to its request's event.
+/// A handle on the event of the current request, to name and enrich it.
 ///
 /// The layer puts an [`AuditContext`] in the request extensions of every audited request;
 /// with the `axum` feature it is also an extractor. Whatever is set on it before the response
@@ -49,8 +49,6 @@ use crate::sensitive::{Auditable, recorded_change, target_of};
 ///
 /// # Example
 ///
-///
-/// A handle on the event of the current request, to name and enrich it.
 #[derive(Clone)]
 pub struct AuditContext {
     inner: Arc<Inner>,

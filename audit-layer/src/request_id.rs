@@ -11,7 +11,9 @@ use crate::event::{Timestamp, event_id};
 /// The longest request id kept from a client, in bytes.
 pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// The request id: kept from the client when it is safe, generated otherwise.
+/// The id of one request, in the request extensions of every audited request.
+///
+/// With the `axum` feature it is also an extractor. Two ids are equal when their text is.
 ///
 /// An incoming `x-request-id` (the header name is configurable) is kept only if it is 1 to
 /// 128 bytes of `[A-Za-z0-9._:-]`; anything else is replaced by a fresh UUID v7 (the id of the
@@ -29,10 +31,6 @@ pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
 /// assert!(!RequestId::is_acceptable(&"x".repeat(129)));
 /// assert_eq!(RequestId::generate().as_str().len(), 36);
 /// ```
-///
-/// The id of one request, in the request extensions of every audited request.
-///
-/// With the `axum` feature it is also an extractor. Two ids are equal when their text is.
 #[derive(Clone)]
 pub struct RequestId(Repr);
 

@@ -25,7 +25,8 @@ pub enum Overflow {
     DropWithGap,
 }
 
-/// Delivery policies: how durable each event must be before its response leaves, and what
+/// What happens when the trail cannot keep up, and how durable events must be.
+///
 /// happens when the trail cannot keep up.
 ///
 /// # Durability

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 /// The `prev_hash` of the first event of a trail.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The hash chain: each line of a file trail carries `seq`, `prev_hash` and `hash`.
+/// A secret key that turns the chain into an HMAC-SHA256 chain.
 ///
 /// A line is the event's JSON with three fields in front:
 ///
@@ -35,8 +35,6 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// assert_eq!(plain.as_str().len(), 64);
 /// assert_ne!(plain, keyed);
 /// ```
-///
-/// A secret key that turns the chain into an HMAC-SHA256 chain.
 #[derive(Clone)]
 pub struct ChainKey {
     mac: Hmac<Sha256>,

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Timestamp;
 
-/// Signed checkpoints: Ed25519 signatures over the state of the chain, so that a verifier
+/// One signed statement about the chain.
+///
 /// holding only the public key detects a trail that was truncated or wholly replaced.
 ///
 /// Every N events or T seconds, at each file rotation and at shutdown, the file sink appends
@@ -34,8 +35,6 @@ use crate::event::Timestamp;
 /// assert_eq!(public.key_id(), key.public_key().key_id());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-///
-/// One signed statement about the chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Checkpoint {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-/// Time as sinks see it, replaceable in tests.
+/// A source of the current time.
 ///
 /// # Example
 ///
@@ -16,8 +16,6 @@ use std::time::{Duration, SystemTime};
 /// clock.advance(Duration::from_secs(86_400));
 /// assert_eq!(clock.now(), UNIX_EPOCH + Duration::from_secs(86_400));
 /// ```
-///
-/// A source of the current time.
 pub trait Clock: Send + Sync + 'static {
     /// The current time.
     fn now(&self) -> SystemTime;

@@ -11,7 +11,8 @@ use serde_json::Value;
 use super::layout;
 use crate::event::Timestamp;
 
-/// Reading a file trail back: events in trail order, filtered, for people and scripts.
+/// Which events to keep; every field that is set must match. Build it with
+/// `..Filter::default()`, so fields added later keep your code compiling.
 ///
 /// Events are matched as JSON values rather than [`AuditEvent`](crate::AuditEvent)s, so a
 /// trail written by a later version, with fields this one does not know, still reads.
@@ -31,9 +32,6 @@ use crate::event::Timestamp;
 /// assert!(filter.matches(&event));
 /// assert!(!Filter { actor: Some("1".into()), ..Filter::default() }.matches(&event));
 /// ```
-///
-/// Which events to keep; every field that is set must match. Build it with
-/// `..Filter::default()`, so fields added later keep your code compiling.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     /// `actor.id` or `actor.name`.

@@ -151,7 +151,7 @@ impl fmt::Display for Fault {
 
 impl std::error::Error for Fault {}
 
-/// Verification of a file trail: the hash chain, the signed checkpoints, and the files.
+/// Verifies the trail in `dir`: the hash chain, the signed checkpoints, and the files.
 ///
 /// [`verify_trail`] reads every file of a trail directory in order and stops at the first
 /// [`Fault`], naming its file, line and seq and what kind it is:
