@@ -7,8 +7,9 @@ use std::time::Duration;
 use http::HeaderName;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use super::handle::{AuditTrail, StopHandle};
+use super::queue::{Counters, Shared, WriterState};
 use super::writer::{Writer, WriterSettings};
-use super::{AuditTrail, Counters, Shared, StopHandle, WriterState};
 use crate::actor::{Actor, SharedResolver};
 use crate::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::config::Config;
@@ -402,14 +403,14 @@ impl AuditTrailBuilder {
             sensitive_routes: std::sync::Mutex::default(),
             spare_events,
         });
-        Ok(AuditTrail {
+        Ok(AuditTrail::new(
             shared,
             state,
-            stop: std::sync::Mutex::new(Some(StopHandle {
+            StopHandle {
                 request: stop_tx,
                 finished,
-            })),
-        })
+            },
+        ))
     }
 }
 

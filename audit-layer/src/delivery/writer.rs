@@ -29,8 +29,8 @@ use futures_util::future::join_all;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::queue::{Ack, Counters, Item, Synced, WriterState};
 use super::spare::{Recycler, SpareEvents};
-use super::{Ack, Counters, Item, Synced, WriterState};
 use crate::detect::Detector;
 use crate::error::{AuditError, panic_message};
 use crate::event::{AuditEvent, Category};
@@ -117,7 +117,7 @@ pub(crate) struct Writer {
     /// response leaves.
     durable_upto: u64,
     /// Requests waiting for their event to be synced, by global index.
-    acks: VecDeque<Waiting>,
+    acks: VecDeque<AwaitingSync>,
     /// Flush requests: answer once every event before the ticket is written.
     waiters: Vec<(u64, Reply)>,
     /// Requests to open every sink (a checked start).
@@ -140,7 +140,7 @@ pub(crate) struct Writer {
 }
 
 /// A request waiting for its event to be synced.
-struct Waiting {
+struct AwaitingSync {
     /// The event's global index.
     index: u64,
     ack: Ack,
@@ -441,7 +441,7 @@ impl Writer {
                     let index = self.base + self.pending.len() as u64;
                     if let Some(ack) = ack {
                         self.durable_upto = index + 1;
-                        self.acks.push_back(Waiting {
+                        self.acks.push_back(AwaitingSync {
                             index,
                             ack,
                             event: None,
