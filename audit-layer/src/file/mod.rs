@@ -49,11 +49,16 @@
 //! # Ok(()) }
 //! ```
 
+mod active;
 mod chain;
 mod checkpoint;
 mod clock;
 mod layout;
+mod lock;
+mod private;
 mod query;
+mod recovery;
+mod retention;
 mod sink;
 mod trail;
 mod verify;

@@ -1,145 +1,49 @@
-//! The state machine behind [`JsonlFileSink`](super::JsonlFileSink): the active file, the
-//! chain, checkpoints, rotation, recovery and retention.
+//! The state machine behind [`JsonlFileSink`](super::JsonlFileSink): appending chained
+//! lines, rotation and checkpoints. The file being written, recovery at start, retention,
+//! the directory's lock and its private files each have a module of their own beside this.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use serde_json::json;
-
-use super::chain::{self, ChainKey, LinkHash, parse_line};
-use super::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints, write_private};
-use super::layout::{self, CHECKPOINTS, TrailFile};
-use super::sink::{GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSinkBuilder, LOCK_FILE};
+use super::active::{ActiveFile, trim_padding};
+use super::chain::{self, ChainKey, LinkHash};
+use super::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints};
+use super::layout::{self, CHECKPOINTS};
+use super::lock::lock_dir;
+use super::private::{create_private_dir, load_or_generate_key, open_private};
+use super::recovery::{
+    first_event, last_event, recover_checkpoints_file, recover_torn_tail, remove_leftovers,
+};
+use super::retention::compress;
+use super::sink::JsonlFileSinkBuilder;
 use crate::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome, Timestamp, write_event_members};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
 pub(super) struct FileTrail {
-    dir: PathBuf,
-    name: String,
-    settings: JsonlFileSinkBuilder,
-    signer: CheckpointKey,
-    current: Option<ActiveFile>,
-    next_seq: u64,
-    last_hash: LinkHash,
+    pub(super) dir: PathBuf,
+    pub(super) name: String,
+    pub(super) settings: JsonlFileSinkBuilder,
+    pub(super) signer: CheckpointKey,
+    pub(super) current: Option<ActiveFile>,
+    pub(super) next_seq: u64,
+    pub(super) last_hash: LinkHash,
     /// The first seq still in the trail (above 0 after a retention purge).
-    first_seq: u64,
-    last_checkpoint: Option<Checkpoint>,
+    pub(super) first_seq: u64,
+    pub(super) last_checkpoint: Option<Checkpoint>,
     /// Events written since the last checkpoint.
-    unsealed: u64,
-    last_checkpoint_at: SystemTime,
+    pub(super) unsealed: u64,
+    pub(super) last_checkpoint_at: SystemTime,
     /// Events of the trail itself (recovery, purge) waiting to be written.
-    system_events: Vec<AuditEvent>,
-    buf: Vec<u8>,
+    pub(super) system_events: Vec<AuditEvent>,
+    pub(super) buf: Vec<u8>,
     /// A failed write may have left a partial line that could not be removed.
-    needs_newline: bool,
+    pub(super) needs_newline: bool,
     /// The directory's writer lock ([`lock_dir`]), released when the sink is dropped.
-    _lock: Option<File>,
-}
-
-/// The file being appended to.
-struct ActiveFile {
-    day: String,
-    part: u32,
-    path: PathBuf,
-    handle: File,
-    /// The end of the last line: where the next write goes.
-    len: u64,
-    /// The file's size: above `len` when zeros were preallocated after it.
-    size: u64,
-    /// How far ahead of its lines the file is zero-filled
-    /// ([`JsonlFileSinkBuilder::preallocate`]). When above 0, lines are written at their
-    /// offset, to go over the zeros; otherwise through `O_APPEND`. Both are safe because
-    /// the directory lock keeps it to one writer; appending is kept where it is enough, so
-    /// that even a writer that bypassed the lock (a filesystem that cannot lock) would
-    /// interleave lines, which verify reports, rather than overwrite them.
-    preallocate: u64,
-    /// Zero-filling failed (a disk too full for the zeros may still hold the lines): not
-    /// tried again for this file.
-    preallocation_failed: bool,
-}
-
-impl ActiveFile {
-    /// Opens (or creates) a trail file to continue it. A file left with preallocated zeros
-    /// has had them cut off at start ([`trim_padding`]).
-    fn open(dir: &Path, day: &str, part: u32, preallocate: u64) -> io::Result<Self> {
-        let path = dir.join(layout::file_name(day, part));
-        let handle = open_private(&path, preallocate == 0)?;
-        let len = handle.metadata()?.len();
-        Ok(Self {
-            day: day.to_owned(),
-            part,
-            path,
-            handle,
-            len,
-            size: len,
-            preallocate,
-            preallocation_failed: false,
-        })
-    }
-
-    fn stem(&self) -> String {
-        layout::file_name(&self.day, self.part)
-    }
-
-    /// Appends `bytes` after the last line.
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.preallocate > 0 {
-            write_all_at(&self.handle, bytes, self.len)?;
-        } else {
-            (&self.handle).write_all(bytes)?;
-        }
-        self.len += bytes.len() as u64;
-        self.size = self.size.max(self.len);
-        Ok(())
-    }
-
-    /// Before lines that will end at `end`: zero-fills the file that far and its
-    /// preallocation beyond, up to `limit` (the rotation size: beyond it, the zeros would
-    /// only be cut off again), so that writes up to there do not change its size. Only an
-    /// optimization: if the zeros cannot be written, the file goes on without them.
-    fn zero_fill_for(&mut self, end: u64, limit: u64) {
-        if self.preallocate == 0 || self.preallocation_failed || end <= self.size {
-            return;
-        }
-        let (len, target) = (self.len, (end + self.preallocate).min(limit.max(end)));
-        if let Err(error) = self.write_zeros_to(target) {
-            tracing::warn!(target: "audit", file = %self.path.display(), %error, "could not zero-fill the trail file ahead; writing it without");
-            self.preallocation_failed = true;
-            let _ = self.cut_to(len);
-        }
-    }
-
-    fn write_zeros_to(&mut self, target: u64) -> io::Result<()> {
-        static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-        while self.size < target {
-            let chunk = (target - self.size).min(ZEROS.len() as u64) as usize;
-            write_all_at(&self.handle, &ZEROS[..chunk], self.size)?;
-            self.size += chunk as u64;
-        }
-        Ok(())
-    }
-
-    /// Cuts off the preallocated zeros, if any, and syncs the file: what it holds is then
-    /// plain JSON Lines.
-    fn close(&mut self) -> io::Result<()> {
-        if self.size > self.len {
-            self.cut_to(self.len)?;
-        }
-        self.handle.sync_all()
-    }
-
-    /// Cuts the file back to `len`: a failed write's partial line, or the zeros after the
-    /// last line when the file is closed.
-    fn cut_to(&mut self, len: u64) -> io::Result<()> {
-        self.handle.set_len(len)?;
-        self.len = len;
-        self.size = len;
-        Ok(())
-    }
+    pub(super) _lock: Option<File>,
 }
 
 impl FileTrail {
@@ -490,82 +394,10 @@ impl FileTrail {
             "no trail file holds the events to checkpoint",
         ))
     }
-
-    fn compress_closed_files(&mut self) -> io::Result<()> {
-        let active = self.current.as_ref().map(|c| c.path.clone());
-        for file in layout::list(&self.dir)? {
-            if !file.gzipped && Some(&file.path) != active.as_ref() {
-                compress(&file.path)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes files past retention that a checkpoint covers, and queues an
-    /// `audit.retention.purge` event naming them.
-    fn retention_sweep(&mut self) -> io::Result<()> {
-        let Some(sealed_to) = self.last_checkpoint.as_ref().map(|cp| cp.seq_to) else {
-            return Ok(());
-        };
-        if self.settings.retention.is_none() && self.settings.retention_bytes.is_none() {
-            return Ok(());
-        }
-        let active = self.current.as_ref().map(|c| c.path.clone());
-        let trail_files = layout::list(&self.dir)?;
-        let mut total: u64 = 0;
-        for file in &trail_files {
-            total += fs::metadata(&file.path)?.len();
-        }
-        let now = self.settings.clock.now();
-        let mut purged = Vec::new();
-        let mut range: Option<(u64, u64)> = None;
-        for file in &trail_files {
-            if Some(&file.path) == active.as_ref() {
-                break;
-            }
-            let expired = self
-                .settings
-                .retention
-                .is_some_and(|age| day_end(&file.day).is_some_and(|end| end + age <= now));
-            let over_budget = self.settings.retention_bytes.is_some_and(|max| total > max);
-            if !expired && !over_budget {
-                break;
-            }
-            let Some((first, last)) = seq_range(file)? else {
-                continue;
-            };
-            if last > sealed_to {
-                break;
-            }
-            let size = fs::metadata(&file.path)?.len();
-            fs::remove_file(&file.path)?;
-            total = total.saturating_sub(size);
-            range = Some((range.map_or(first, |r| r.0), last));
-            purged.push(file.name());
-        }
-        if let Some((seq_from, seq_to)) = range {
-            self.first_seq = seq_to + 1;
-            tracing::info!(target: "audit", files = ?purged, seq_from, seq_to, "audit retention purged files");
-            let event = system_event(
-                "audit.retention.purge",
-                Outcome::Success,
-                format!(
-                    "retention deleted {} file(s) holding seq {seq_from}..={seq_to}",
-                    purged.len()
-                ),
-                now,
-            )
-            .with_detail("files", json!(purged))
-            .with_detail("seq_from", seq_from)
-            .with_detail("seq_to", seq_to);
-            self.system_events.push(event);
-        }
-        Ok(())
-    }
 }
 
 /// An event of the trail itself.
-fn system_event(
+pub(super) fn system_event(
     action: &'static str,
     outcome: Outcome,
     reason: String,
@@ -589,341 +421,8 @@ pub(crate) fn day_of(time: SystemTime) -> String {
 }
 
 /// The end of a UTC day.
-fn day_end(day: &str) -> Option<SystemTime> {
+pub(super) fn day_end(day: &str) -> Option<SystemTime> {
     Timestamp::parse(&format!("{day}T00:00:00Z"))
         .ok()
         .map(|start| start.as_system_time() + DAY)
-}
-
-/// The seq of the last event of the trail and its hash.
-fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, LinkHash)>> {
-    for file in trail_files.iter().rev() {
-        if let Some(line) = file.last_line()? {
-            let parsed = parse_line(&line).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the last line of {} is not a chained audit line",
-                        file.name()
-                    ),
-                )
-            })?;
-            let hash = LinkHash::parse(parsed.hash).ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("the last line of {} has a malformed hash", file.name()),
-                )
-            })?;
-            return Ok(Some((parsed.seq, hash)));
-        }
-    }
-    Ok(None)
-}
-
-/// The seq of the first event of the trail.
-fn first_event(trail_files: &[TrailFile]) -> io::Result<Option<u64>> {
-    for file in trail_files {
-        if let Some((first, _)) = seq_range(file)? {
-            return Ok(Some(first));
-        }
-    }
-    Ok(None)
-}
-
-/// The first and last seq of a file.
-fn seq_range(file: &TrailFile) -> io::Result<Option<(u64, u64)>> {
-    let seq = |line: Option<Vec<u8>>| line.as_deref().and_then(parse_line).map(|l| l.seq);
-    Ok(seq(file.first_line()?).zip(seq(file.last_line()?)))
-}
-
-/// Moves an unterminated or unreadable tail of the last file aside into a `.torn` file and
-/// returns the `audit.recovery` event that records it. Reads the file back from its end,
-/// only as far as its last complete audit line.
-fn recover_torn_tail(file: &TrailFile, now: SystemTime) -> io::Result<Option<AuditEvent>> {
-    let (start, tail) = layout::read_back(&file.path, |tail, at_start| {
-        complete_lines_end(tail, at_start).is_some()
-    })?;
-    let good = complete_lines_end(&tail, true).unwrap_or(0);
-    if good == tail.len() {
-        return Ok(None);
-    }
-    let torn = move_aside(&file.path, &tail[good..], now)?;
-    let offset = start + good as u64;
-    truncate(&file.path, offset)?;
-    let torn_bytes = (tail.len() - good) as u64;
-    let reason = format!(
-        "{} ended with {torn_bytes} byte(s) that are not a complete audit line (a write cut \
-         short by a crash); they were moved to {torn}",
-        file.name(),
-    );
-    tracing::warn!(target: "audit", "{reason}");
-    Ok(Some(
-        system_event("audit.recovery", Outcome::Success, reason, now)
-            .with_detail("file", file.name())
-            .with_detail("offset", offset)
-            .with_detail("torn_bytes", torn_bytes)
-            .with_detail("moved_to", torn),
-    ))
-}
-
-/// Where the last complete audit line of `tail` (the end of a file) ends: after a crash a
-/// file can end in a partial line, and also in whole lines of garbage (zeroed blocks).
-/// `None` when `tail` does not reach back far enough to tell; with `at_start` (`tail` is
-/// the whole file) it always tells, `Some(0)` when no line is an audit line.
-fn complete_lines_end(tail: &[u8], at_start: bool) -> Option<usize> {
-    let line_start = |end: usize| match tail[..end].iter().rposition(|b| *b == b'\n') {
-        Some(i) => Some(i + 1),
-        None => at_start.then_some(0),
-    };
-    let mut good = line_start(tail.len())?;
-    while good > 0 {
-        let start = line_start(good - 1)?;
-        if parse_line(&tail[start..good - 1]).is_some() {
-            return Some(good);
-        }
-        good = start;
-    }
-    Some(0)
-}
-
-/// The same for the checkpoints file.
-fn recover_checkpoints_file(dir: &Path, now: SystemTime) -> io::Result<Option<AuditEvent>> {
-    let path = dir.join(CHECKPOINTS);
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let good = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if good == bytes.len() {
-        return Ok(None);
-    }
-    let torn = move_aside(&path, &bytes[good..], now)?;
-    truncate(&path, good as u64)?;
-    let reason = format!(
-        "{CHECKPOINTS} ended with {} byte(s) of an unfinished checkpoint; they were moved to {torn}",
-        bytes.len() - good
-    );
-    tracing::warn!(target: "audit", "{reason}");
-    Ok(Some(
-        system_event("audit.recovery", Outcome::Success, reason, now)
-            .with_detail("file", CHECKPOINTS)
-            .with_detail("moved_to", torn),
-    ))
-}
-
-/// Writes `bytes` to `<file>.<unix seconds>.torn` and returns that name.
-fn move_aside(path: &Path, bytes: &[u8], now: SystemTime) -> io::Result<String> {
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let name = format!(
-        "{}.{secs}.torn",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    );
-    write_private(&path.with_file_name(&name), bytes)?;
-    Ok(name)
-}
-
-/// Cuts off the zeros a file sink preallocated after the last line of `path` and returns
-/// the length that remains. They hold no data, so nothing is recorded.
-fn trim_padding(path: &Path) -> io::Result<u64> {
-    let len = layout::lines_end(path)?;
-    if len < fs::metadata(path)?.len() {
-        truncate(path, len)?;
-    }
-    Ok(len)
-}
-
-/// Writes all of `bytes` at `offset`.
-#[cfg(unix)]
-fn write_all_at(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
-}
-
-/// Writes all of `bytes` at `offset`.
-#[cfg(not(unix))]
-fn write_all_at(mut file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
-    use std::io::{Seek, SeekFrom};
-    file.seek(SeekFrom::Start(offset))?;
-    file.write_all(bytes)
-}
-
-fn truncate(path: &Path, len: u64) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(len)?;
-    file.sync_all()
-}
-
-/// Removes half-written compressed files left by a crash.
-fn remove_leftovers(dir: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_name().to_string_lossy().ends_with(".gz.tmp") {
-            fs::remove_file(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// Gzips a closed file: `.gz.tmp`, synced, renamed to `.gz`, then the original removed.
-fn compress(path: &Path) -> io::Result<()> {
-    let bytes = fs::read(path)?;
-    let mut gz_name = path.as_os_str().to_owned();
-    gz_name.push(".gz");
-    let gz_path = PathBuf::from(gz_name);
-    let mut tmp_name = gz_path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp_path = PathBuf::from(tmp_name);
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(&bytes)?;
-    write_private(&tmp_path, &encoder.finish()?)?;
-    fs::rename(&tmp_path, &gz_path)?;
-    fs::remove_file(path)
-}
-
-/// Takes the directory's writer lock: an exclusive lock on its `audit.lock` file, which
-/// the kernel releases when the file is closed, so a process that crashed leaves nothing
-/// to clean up. A second writer, in this process or another, would fork the chain (or, with
-/// preallocation, write over the first one's lines), so it is refused with
-/// [`io::ErrorKind::ResourceBusy`]. Where the platform has no file locks
-/// ([`io::ErrorKind::Unsupported`]), the sink opens without the lock and warns; any other
-/// failure to lock (a network filesystem refusing locks) is an error, found at start-up
-/// rather than guessed around.
-///
-/// The lock belongs to the open file: a child process that another thread of this process
-/// is starting shares it from its fork until its exec closes it, and for that instant the
-/// lock outlives the sink that took it. So a lock held by this very process is waited for,
-/// up to [`OWN_LOCK_WAIT`], before it is refused: a restart in the process that shut the
-/// trail down is not refused because a child was being started at the time.
-fn lock_dir(dir: &Path) -> io::Result<Option<File>> {
-    let path = dir.join(LOCK_FILE);
-    let mut file = open_private(&path, false)?;
-    let waiting_since = std::time::Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => {
-                // Who holds it, for the error the next writer gets.
-                file.set_len(0)?;
-                writeln!(file, "{}", std::process::id())?;
-                return Ok(Some(file));
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                let holder = holder.trim();
-                let holder_is_us = holder == std::process::id().to_string();
-                if holder_is_us && waiting_since.elapsed() < OWN_LOCK_WAIT {
-                    std::thread::sleep(Duration::from_millis(1));
-                    continue;
-                }
-                let holder = match holder {
-                    pid if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) => {
-                        format!(" (by process {pid})")
-                    }
-                    _ => String::new(),
-                };
-                return Err(io::Error::new(
-                    io::ErrorKind::ResourceBusy,
-                    format!(
-                        "{} is held{holder}: another sink is writing this trail directory, and \
-                         two writers would fork its chain; give each process a directory of \
-                         its own",
-                        path.display()
-                    ),
-                ));
-            }
-            Err(fs::TryLockError::Error(error)) if error.kind() == io::ErrorKind::Unsupported => {
-                tracing::warn!(target: "audit", dir = %dir.display(), %error, "cannot lock the trail directory on this filesystem: make sure one process only writes it");
-                return Ok(None);
-            }
-            Err(fs::TryLockError::Error(error)) => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!(
-                        "cannot lock the trail directory's {}: {error}",
-                        path.display()
-                    ),
-                ));
-            }
-        }
-    }
-}
-
-/// How long a lock held by this process itself is waited for (see [`lock_dir`]): far
-/// longer than a child process takes from its fork to its exec.
-const OWN_LOCK_WAIT: Duration = Duration::from_millis(250);
-
-fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
-    let secret = dir.join(GENERATED_KEY);
-    let to_io = |e: super::checkpoint::KeyError| io::Error::other(e.to_string());
-    if secret.exists() {
-        return CheckpointKey::from_file(&secret).map_err(to_io);
-    }
-    let key = CheckpointKey::generate().map_err(to_io)?;
-    key.save(&secret, &dir.join(GENERATED_PUBLIC_KEY))
-        .map_err(to_io)?;
-    tracing::warn!(
-        target: "audit",
-        dir = %dir.display(),
-        "generated a checkpoint signing key in the trail directory: fine for a demo; in \
-         production pass one from a secret store (JsonlFileSinkBuilder::signing_key)"
-    );
-    Ok(key)
-}
-
-/// Opens `path` to write, creating it (mode `0600`): appending, or at offsets.
-fn open_private(path: &Path, append: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.append(append).write(true).create(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !dir.exists() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let meta = fs::metadata(dir)?;
-    if !meta.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!(
-                "audit directory {} exists and is not a directory",
-                dir.display()
-            ),
-        ));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        tracing::warn!(
-            target: "audit",
-            dir = %dir.display(),
-            mode = format_args!("{:o}", meta.permissions().mode() & 0o777),
-            "audit directory is readable by other users; 0700 is recommended"
-        );
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    if !fs::metadata(dir)?.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!(
-                "audit directory {} exists and is not a directory",
-                dir.display()
-            ),
-        ));
-    }
-    Ok(())
 }

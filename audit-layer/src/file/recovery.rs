@@ -1,0 +1,161 @@
+//! What a start finds after a crash: the chain's end, a torn last line, a torn checkpoint,
+//! leftovers of an interrupted compression.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::active::truncate;
+use super::chain::{LinkHash, parse_line};
+use super::checkpoint::write_private;
+use super::layout::{self, CHECKPOINTS, TrailFile};
+use super::trail::system_event;
+use crate::event::{AuditEvent, Outcome};
+
+/// The seq of the last event of the trail and its hash.
+pub(super) fn last_event(trail_files: &[TrailFile]) -> io::Result<Option<(u64, LinkHash)>> {
+    for file in trail_files.iter().rev() {
+        if let Some(line) = file.last_line()? {
+            let parsed = parse_line(&line).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the last line of {} is not a chained audit line",
+                        file.name()
+                    ),
+                )
+            })?;
+            let hash = LinkHash::parse(parsed.hash).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the last line of {} has a malformed hash", file.name()),
+                )
+            })?;
+            return Ok(Some((parsed.seq, hash)));
+        }
+    }
+    Ok(None)
+}
+
+/// The seq of the first event of the trail.
+pub(super) fn first_event(trail_files: &[TrailFile]) -> io::Result<Option<u64>> {
+    for file in trail_files {
+        if let Some((first, _)) = seq_range(file)? {
+            return Ok(Some(first));
+        }
+    }
+    Ok(None)
+}
+
+/// The first and last seq of a file.
+pub(super) fn seq_range(file: &TrailFile) -> io::Result<Option<(u64, u64)>> {
+    let seq = |line: Option<Vec<u8>>| line.as_deref().and_then(parse_line).map(|l| l.seq);
+    Ok(seq(file.first_line()?).zip(seq(file.last_line()?)))
+}
+
+/// Moves an unterminated or unreadable tail of the last file aside into a `.torn` file and
+/// returns the `audit.recovery` event that records it. Reads the file back from its end,
+/// only as far as its last complete audit line.
+pub(super) fn recover_torn_tail(
+    file: &TrailFile,
+    now: SystemTime,
+) -> io::Result<Option<AuditEvent>> {
+    let (start, tail) = layout::read_back(&file.path, |tail, at_start| {
+        complete_lines_end(tail, at_start).is_some()
+    })?;
+    let good = complete_lines_end(&tail, true).unwrap_or(0);
+    if good == tail.len() {
+        return Ok(None);
+    }
+    let torn = move_aside(&file.path, &tail[good..], now)?;
+    let offset = start + good as u64;
+    truncate(&file.path, offset)?;
+    let torn_bytes = (tail.len() - good) as u64;
+    let reason = format!(
+        "{} ended with {torn_bytes} byte(s) that are not a complete audit line (a write cut \
+         short by a crash); they were moved to {torn}",
+        file.name(),
+    );
+    tracing::warn!(target: "audit", "{reason}");
+    Ok(Some(
+        system_event("audit.recovery", Outcome::Success, reason, now)
+            .with_detail("file", file.name())
+            .with_detail("offset", offset)
+            .with_detail("torn_bytes", torn_bytes)
+            .with_detail("moved_to", torn),
+    ))
+}
+
+/// Where the last complete audit line of `tail` (the end of a file) ends: after a crash a
+/// file can end in a partial line, and also in whole lines of garbage (zeroed blocks).
+/// `None` when `tail` does not reach back far enough to tell; with `at_start` (`tail` is
+/// the whole file) it always tells, `Some(0)` when no line is an audit line.
+fn complete_lines_end(tail: &[u8], at_start: bool) -> Option<usize> {
+    let line_start = |end: usize| match tail[..end].iter().rposition(|b| *b == b'\n') {
+        Some(i) => Some(i + 1),
+        None => at_start.then_some(0),
+    };
+    let mut good = line_start(tail.len())?;
+    while good > 0 {
+        let start = line_start(good - 1)?;
+        if parse_line(&tail[start..good - 1]).is_some() {
+            return Some(good);
+        }
+        good = start;
+    }
+    Some(0)
+}
+
+/// The same for the checkpoints file.
+pub(super) fn recover_checkpoints_file(
+    dir: &Path,
+    now: SystemTime,
+) -> io::Result<Option<AuditEvent>> {
+    let path = dir.join(CHECKPOINTS);
+    let bytes = match fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let good = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if good == bytes.len() {
+        return Ok(None);
+    }
+    let torn = move_aside(&path, &bytes[good..], now)?;
+    truncate(&path, good as u64)?;
+    let reason = format!(
+        "{CHECKPOINTS} ended with {} byte(s) of an unfinished checkpoint; they were moved to {torn}",
+        bytes.len() - good
+    );
+    tracing::warn!(target: "audit", "{reason}");
+    Ok(Some(
+        system_event("audit.recovery", Outcome::Success, reason, now)
+            .with_detail("file", CHECKPOINTS)
+            .with_detail("moved_to", torn),
+    ))
+}
+
+/// Writes `bytes` to `<file>.<unix seconds>.torn` and returns that name.
+fn move_aside(path: &Path, bytes: &[u8], now: SystemTime) -> io::Result<String> {
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let name = format!(
+        "{}.{secs}.torn",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
+    write_private(&path.with_file_name(&name), bytes)?;
+    Ok(name)
+}
+
+/// Removes half-written compressed files left by a crash.
+pub(super) fn remove_leftovers(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().ends_with(".gz.tmp") {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
