@@ -159,3 +159,101 @@ pub(super) fn remove_leftovers(dir: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::file::chain::append_line;
+
+    /// `count` chained lines, from seq 0.
+    fn chained_lines(count: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut prev = LinkHash::GENESIS;
+        for seq in 0..count {
+            prev = append_line(&mut out, None, seq, &prev, |out| {
+                out.extend_from_slice(br#""schema":"audit/1"}"#);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        }
+        out
+    }
+
+    fn trail_file(dir: &Path, bytes: &[u8]) -> TrailFile {
+        let path = dir.join(layout::file_name("2026-12-03", 0));
+        fs::write(&path, bytes).unwrap();
+        layout::list(dir).unwrap().remove(0)
+    }
+
+    #[test]
+    fn the_end_of_the_last_complete_line_is_found_past_any_garbage() {
+        let good = chained_lines(3);
+        assert_eq!(complete_lines_end(&good, true), Some(good.len()));
+        let mut torn = good.clone();
+        torn.extend_from_slice(br#"{"seq":3,"prev_ha"#);
+        assert_eq!(complete_lines_end(&torn, true), Some(good.len()));
+        // Zeroed blocks after a crash are whole lines of garbage.
+        let mut zeroed = good.clone();
+        zeroed.extend_from_slice(&[0; 100]);
+        zeroed.push(b'\n');
+        zeroed.extend_from_slice(&[0; 10]);
+        assert_eq!(complete_lines_end(&zeroed, true), Some(good.len()));
+        // Nothing that parses: nothing is kept.
+        assert_eq!(complete_lines_end(b"not a line\nnor this", true), Some(0));
+        // A tail that does not reach a line's start cannot tell, unless it is the whole file.
+        assert_eq!(complete_lines_end(b"no newline here", false), None);
+    }
+
+    #[test]
+    fn a_torn_tail_is_moved_aside_and_recorded_and_the_file_ends_at_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = chained_lines(4);
+        let mut bytes = good.clone();
+        bytes.extend_from_slice(br#"{"seq":4,"prev_hash":"ab"#);
+        let file = trail_file(dir.path(), &bytes);
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_720_000);
+
+        let event = recover_torn_tail(&file, now)
+            .unwrap()
+            .expect("a recovery event");
+        assert_eq!(event.action, "audit.recovery");
+        let details = event.details.as_ref().unwrap();
+        assert_eq!(details["offset"], good.len() as u64);
+        assert_eq!(details["torn_bytes"], (bytes.len() - good.len()) as u64);
+        assert_eq!(fs::read(&file.path).unwrap(), good);
+        let moved = details["moved_to"].as_str().unwrap();
+        assert_eq!(
+            fs::read(dir.path().join(moved)).unwrap(),
+            &bytes[good.len()..]
+        );
+        assert_eq!(
+            last_event(std::slice::from_ref(&file)).unwrap().unwrap().0,
+            3
+        );
+        assert_eq!(seq_range(&file).unwrap(), Some((0, 3)));
+
+        // A file that ends cleanly is left alone.
+        assert!(recover_torn_tail(&file, now).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_torn_checkpoint_is_moved_aside_and_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = UNIX_EPOCH + Duration::from_secs(1_764_720_000);
+        assert!(recover_checkpoints_file(dir.path(), now).unwrap().is_none());
+        fs::write(dir.path().join(CHECKPOINTS), b"{\"seq_to\":1}\n{\"seq_").unwrap();
+        let event = recover_checkpoints_file(dir.path(), now).unwrap().unwrap();
+        assert_eq!(event.action, "audit.recovery");
+        assert_eq!(
+            fs::read(dir.path().join(CHECKPOINTS)).unwrap(),
+            b"{\"seq_to\":1}\n"
+        );
+
+        let leftover = dir.path().join("audit-2026-12-02.jsonl.gz.tmp");
+        fs::write(&leftover, b"half").unwrap();
+        remove_leftovers(dir.path()).unwrap();
+        assert!(!leftover.exists());
+    }
+}

@@ -426,3 +426,96 @@ pub(super) fn day_end(day: &str) -> Option<SystemTime> {
         .ok()
         .map(|start| start.as_system_time() + DAY)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+    use crate::file::{JsonlFileSink, ManualClock, VerifyOptions, verify_trail};
+
+    fn events(from: u64, count: u64) -> Vec<AuditEvent> {
+        (from..from + count)
+            .map(|n| {
+                AuditEvent::new(
+                    Category::System,
+                    "test.event",
+                    Outcome::Success,
+                    Actor::service("test"),
+                )
+                .with_detail("n", n)
+            })
+            .collect()
+    }
+
+    fn seqs(dir: &Path) -> Vec<u64> {
+        layout::list(dir)
+            .unwrap()
+            .iter()
+            .flat_map(|file| {
+                let bytes = file.read().unwrap();
+                bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .map(|line| chain::parse_line(line).unwrap().seq)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_chain_continues_across_a_reopen_and_the_closed_trail_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(UNIX_EPOCH + DAY * 20_000);
+        let settings = || JsonlFileSink::builder(dir.path()).clock(clock.clone());
+
+        let mut trail = FileTrail::open(settings()).unwrap();
+        trail.append(&events(0, 3)).unwrap();
+        trail.close().unwrap();
+        drop(trail);
+        let mut trail = FileTrail::open(settings()).unwrap();
+        trail.append(&events(3, 2)).unwrap();
+        trail.close().unwrap();
+        drop(trail);
+
+        assert_eq!(seqs(dir.path()), vec![0, 1, 2, 3, 4]);
+        let report = verify_trail(dir.path(), &VerifyOptions::default()).unwrap();
+        assert_eq!(report.events, 5);
+        assert_eq!(report.unsealed, 0, "close seals the trail");
+    }
+
+    #[test]
+    fn a_new_day_and_a_full_file_each_start_a_file_and_the_chain_runs_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(UNIX_EPOCH + DAY * 20_000);
+        let mut trail = FileTrail::open(
+            JsonlFileSink::builder(dir.path())
+                .clock(clock.clone())
+                .rotate_bytes(600),
+        )
+        .unwrap();
+        for batch in 0..4 {
+            trail.append(&events(batch * 2, 2)).unwrap();
+        }
+        clock.advance(DAY);
+        trail.append(&events(8, 1)).unwrap();
+        trail.close().unwrap();
+        drop(trail);
+
+        let files = layout::list(dir.path()).unwrap();
+        assert!(files.len() >= 3, "{files:?}");
+        assert_ne!(files[0].day, files[files.len() - 1].day);
+        assert_eq!(seqs(dir.path()), (0..9).collect::<Vec<_>>());
+        verify_trail(dir.path(), &VerifyOptions::default()).unwrap();
+    }
+
+    #[test]
+    fn a_second_writer_on_the_same_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = FileTrail::open(JsonlFileSink::builder(dir.path())).unwrap();
+        let error = FileTrail::open(JsonlFileSink::builder(dir.path()))
+            .err()
+            .expect("the directory is locked");
+        assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
+    }
+}

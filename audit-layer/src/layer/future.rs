@@ -491,3 +491,155 @@ fn stamp_request_id<B>(response: &mut Response<B>, record: &InFlight) {
         record.request_id.header_value(),
     );
 }
+
+// Each state, driven by hand through a tower service: what the future returns, and where
+// the event goes, when it is polled or dropped there.
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use http::{Request, Response, StatusCode};
+    use tower::{Layer, Service, ServiceExt};
+
+    use crate::event::{Category, Outcome};
+    use crate::sink::MemorySink;
+    use crate::testing::FaultySink;
+    use crate::{AuditTrail, Durability};
+
+    type Body = String;
+
+    fn service(
+        trail: &AuditTrail,
+    ) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone {
+        trail
+            .layer()
+            .layer(tower::service_fn(|_: Request<Body>| async {
+                Ok::<_, Infallible>(Response::new(Body::from("ok")))
+            }))
+    }
+
+    fn request(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::new()).unwrap()
+    }
+
+    /// Polls once, without waiting.
+    fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+        let waker = std::task::Waker::noop();
+        std::pin::Pin::new(future).poll(&mut std::task::Context::from_waker(waker))
+    }
+
+    #[tokio::test]
+    async fn a_skipped_request_passes_through_without_an_event() {
+        let sink = MemorySink::new();
+        let trail = AuditTrail::builder()
+            .sink(sink.clone())
+            .skip_paths(["/health"])
+            .build()
+            .unwrap();
+        let response = service(&trail).oneshot(request("/health")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(!response.headers().contains_key("x-request-id"));
+        trail.flush().await.unwrap();
+        assert!(sink.request_events().is_empty());
+        trail.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_durable_event_holds_its_response_until_synced() {
+        let memory = MemorySink::new();
+        let (sink, faults) = FaultySink::new(memory.clone());
+        let trail = AuditTrail::builder()
+            .sink(sink)
+            .route_durability("/pay", Durability::Synced)
+            .build()
+            .unwrap();
+        trail.flush().await.unwrap();
+        faults.stall();
+        let mut call = Box::pin(service(&trail).oneshot(request("/pay")));
+        // Running, then Syncing: the response is ready, its event is not yet on disk.
+        for _ in 0..50 {
+            assert!(poll_once(&mut call).is_pending());
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        faults.resume();
+        let response = call.await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        trail.flush().await.unwrap();
+        let events = memory.request_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].outcome, Outcome::Success);
+        trail.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_future_dropped_while_its_event_waits_for_room_still_delivers_it() {
+        let memory = MemorySink::new();
+        let (sink, faults) = FaultySink::new(memory.clone());
+        let trail = AuditTrail::builder()
+            .sink(sink)
+            .queue_capacity(1)
+            .batch_size(1)
+            .build()
+            .unwrap();
+        trail.flush().await.unwrap();
+        faults.stall();
+        // The writer holds one event, the queue holds another: the third must wait.
+        service(&trail).oneshot(request("/a")).await.unwrap();
+        while faults.held() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        service(&trail).oneshot(request("/b")).await.unwrap();
+        let mut call = Box::pin(service(&trail).oneshot(request("/c")));
+        for _ in 0..10 {
+            assert!(
+                poll_once(&mut call).is_pending(),
+                "Enqueueing waits for room"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(call);
+        faults.resume();
+        // A task now waits for room for the dropped request's event: it gets in once the
+        // writer takes the others (audit.start, /a, /b, /c accepted).
+        let accepted = async {
+            while trail.stats().accepted < 4 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), accepted)
+            .await
+            .expect("the dropped request's event gets into the queue");
+        trail.shutdown().await.unwrap();
+        let paths: Vec<_> = memory
+            .request_events()
+            .iter()
+            .map(|event| event.request.as_ref().unwrap().path.clone())
+            .collect();
+        assert_eq!(paths, ["/a", "/b", "/c"]);
+        assert_eq!(trail.stats().lost, 0);
+    }
+
+    #[tokio::test]
+    async fn a_future_dropped_before_its_response_records_a_cancelled_request() {
+        let sink = MemorySink::new();
+        let trail = AuditTrail::builder().sink(sink.clone()).build().unwrap();
+        let slow = trail
+            .layer()
+            .layer(tower::service_fn(|_: Request<Body>| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<_, Infallible>(Response::new(Body::new()))
+            }));
+        let mut call = Box::pin(slow.oneshot(request("/slow")));
+        assert!(poll_once(&mut call).is_pending());
+        drop(call);
+        trail.flush().await.unwrap();
+        let events = sink.request_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].outcome, Outcome::Cancelled);
+        assert_eq!(events[0].category, Category::Request);
+        trail.shutdown().await.unwrap();
+    }
+}
