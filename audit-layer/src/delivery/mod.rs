@@ -39,9 +39,11 @@
 
 mod builder;
 mod gap;
+mod gather;
 mod handle;
 pub(crate) mod policy;
 mod queue;
+mod slot;
 mod spare;
 mod writer;
 

@@ -24,18 +24,19 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use futures_util::future::join_all;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::gather::gather_time;
 use super::queue::{Ack, Counters, Item, Synced, WriterState};
+use super::slot::{Round, SinkSlot, guarded};
 use super::spare::{Recycler, SpareEvents};
 use crate::detect::Detector;
 use crate::error::{AuditError, panic_message};
 use crate::event::{AuditEvent, Category};
 use crate::redact::{SecretNames, scrub};
-use crate::sink::{BoxFuture, Sink, SinkError};
+use crate::sink::{Sink, SinkError};
 
 #[derive(Clone, Debug)]
 pub(crate) struct WriterSettings {
@@ -73,30 +74,6 @@ impl Default for WriterSettings {
             write_delay: Duration::from_millis(2),
         }
     }
-}
-
-/// The events a round of the writer should hold: below this, a round's fixed cost (its
-/// wake-up, timer and `write` call, 25 to 28 us of CPU on the machine of `BENCHMARKS.md`)
-/// outweighs the events' own.
-const ROUND_EVENTS: u32 = 64;
-
-/// How many times the write delay a round may gather for while events arrive slowly.
-const MAX_GATHER_STRETCH: u32 = 5;
-
-/// How long the next round gathers ordinary events, from how many the last round took
-/// (`received`) and over how long they arrived (`received_over`): the time
-/// [`ROUND_EVENTS`] take at that rate, at least the write delay and at most
-/// [`MAX_GATHER_STRETCH`] times it.
-///
-/// At a few thousand requests a second, a 2 ms delay would wake the writer 500 times a
-/// second for a dozen events each; stretched, about 100 times. At high rates the write
-/// delay stands, which keeps each batch small enough to stay in the cache. The rate, not
-/// the count alone, decides: a round stretched to take 64 events must not make the next
-/// one short again.
-fn gather_time(write_delay: Duration, received: usize, received_over: Duration) -> Duration {
-    let received = u32::try_from(received).unwrap_or(u32::MAX).max(1);
-    (received_over.saturating_mul(ROUND_EVENTS) / received)
-        .clamp(write_delay, write_delay.saturating_mul(MAX_GATHER_STRETCH))
 }
 
 type Reply = oneshot::Sender<Result<(), AuditError>>;
@@ -146,142 +123,6 @@ struct AwaitingSync {
     ack: Ack,
     /// The event, once every sink has it (written, maybe not yet synced).
     event: Option<Box<AuditEvent>>,
-}
-
-struct SinkSlot {
-    sink: Box<dyn Sink>,
-    /// The sink's name as a metric label, made once: metrics are recorded every round, and
-    /// cloning a shared string does not allocate.
-    label: metrics::SharedString,
-    /// Global index of the first event this sink has not been given.
-    written: u64,
-    /// Global index of the first event this sink has not synced.
-    synced: u64,
-    last_sync: Instant,
-    failures: u32,
-    retry_at: Option<Instant>,
-    last_error: String,
-}
-
-impl SinkSlot {
-    fn failing_error(&self, waiting: u64) -> AuditError {
-        AuditError::SinkFailing {
-            sink: self.sink.name().to_owned(),
-            error: self.last_error.clone(),
-            pending: waiting,
-        }
-    }
-
-    fn fail(&mut self, error: &str, settings: &WriterSettings, counters: &Counters, what: &str) {
-        self.failures += 1;
-        counters.write_errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("audit_sink_errors_total", "sink" => self.label.clone()).increment(1);
-        let exponent = self.failures.saturating_sub(1).min(16);
-        let backoff = settings
-            .backoff_initial
-            .saturating_mul(1 << exponent)
-            .min(settings.backoff_max);
-        self.retry_at = Some(Instant::now() + backoff);
-        self.last_error = error.to_owned();
-        tracing::error!(
-            target: "audit",
-            sink = self.sink.name(),
-            %error,
-            attempt = self.failures,
-            retry_in_ms = backoff.as_millis() as u64,
-            "audit sink {what} failed; its events are kept and retried"
-        );
-    }
-
-    fn recovered(&mut self) {
-        if self.failures > 0 {
-            tracing::info!(
-                target: "audit",
-                sink = self.sink.name(),
-                failures = self.failures,
-                "audit sink recovered; no event was lost"
-            );
-        }
-        self.failures = 0;
-        self.retry_at = None;
-    }
-
-    fn waiting(&self, now: Instant) -> bool {
-        self.retry_at.is_some_and(|at| at > now)
-    }
-
-    /// Writes every event this sink does not have yet, a batch at a time, until done or an
-    /// error.
-    async fn deliver(&mut self, round: &Round<'_>) {
-        let accepted = round.accepted();
-        while self.written < accepted {
-            let start = (self.written - round.base) as usize;
-            let end = (start + round.settings.batch_size).min(round.pending.len());
-            let started = std::time::Instant::now();
-            let batch = &round.pending[start..end];
-            match guarded(|| self.sink.write_batch(batch)).await {
-                Ok(()) => {
-                    metrics::histogram!("audit_write_seconds", "sink" => self.label.clone())
-                        .record(started.elapsed().as_secs_f64());
-                    // A write after a failed sync does not mean the sink works again:
-                    // the sync that follows will tell.
-                    if self.synced == self.written {
-                        self.recovered();
-                    }
-                    self.written = round.base + end as u64;
-                }
-                Err(error) => {
-                    self.fail(&error.to_string(), round.settings, round.counters, "write");
-                    break;
-                }
-            }
-        }
-    }
-
-    /// Syncs what this sink has written if it is due (or `all`).
-    async fn sync(&mut self, round: &Round<'_>, all: bool, now: Instant) {
-        // A sink that failed is synced at once: only a sync can show it works again.
-        let due = all
-            || self.failures > 0
-            || self.synced < round.durable_upto
-            || self.written - self.synced >= round.settings.sync_batch
-            || now.duration_since(self.last_sync) >= round.settings.sync_interval;
-        if !due {
-            return;
-        }
-        let started = std::time::Instant::now();
-        match guarded(|| self.sink.sync()).await {
-            Ok(()) => {
-                metrics::histogram!("audit_sync_seconds", "sink" => self.label.clone())
-                    .record(started.elapsed().as_secs_f64());
-                round.counters.syncs.fetch_add(1, Ordering::Relaxed);
-                self.synced = self.written;
-                self.last_sync = now;
-                // A sync of what was written before a write failed does not mean the
-                // sink works again: only one that leaves nothing behind does.
-                if self.written == round.accepted() {
-                    self.recovered();
-                }
-            }
-            Err(error) => self.fail(&error.to_string(), round.settings, round.counters, "sync"),
-        }
-    }
-}
-
-/// What every sink's part of one delivery or sync round reads.
-struct Round<'a> {
-    pending: &'a [AuditEvent],
-    base: u64,
-    durable_upto: u64,
-    settings: &'a WriterSettings,
-    counters: &'a Counters,
-}
-
-impl Round<'_> {
-    /// The global index one past the last accepted event.
-    fn accepted(&self) -> u64 {
-        self.base + self.pending.len() as u64
-    }
 }
 
 impl Writer {
@@ -781,82 +622,5 @@ async fn join_each<F: Future<Output = ()>>(mut futures: impl Iterator<Item = F>)
         Some(second) => {
             join_all([first, second].into_iter().chain(futures)).await;
         }
-    }
-}
-
-/// Runs one call of a sink, a panic included: a sink that panics is a failing sink, whose
-/// events wait and are retried like those of any sink that fails, not a dead writer thread
-/// that would lose every event it holds and stop taking more.
-async fn guarded<'a>(
-    call: impl FnOnce() -> BoxFuture<'a, Result<(), SinkError>>,
-) -> Result<(), SinkError> {
-    let future = panic::catch_unwind(AssertUnwindSafe(call)).map_err(panicked)?;
-    AssertUnwindSafe(future)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|payload| Err(panicked(payload)))
-}
-
-fn panicked(payload: Box<dyn std::any::Any + Send>) -> SinkError {
-    SinkError::new(format!(
-        "the sink panicked: {}",
-        panic_message(payload.as_ref())
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: Duration = Duration::from_millis(1);
-
-    #[test]
-    fn a_full_round_gathers_for_the_write_delay() {
-        assert_eq!(gather_time(2 * MS, 64, 2 * MS), 2 * MS);
-        assert_eq!(gather_time(2 * MS, 500, 2 * MS), 2 * MS);
-    }
-
-    #[test]
-    fn a_stretched_round_stays_stretched_while_the_rate_holds() {
-        // 64 events over 10 ms: the next round gathers 10 ms again, not 2.
-        assert_eq!(gather_time(2 * MS, 64, 10 * MS), 10 * MS);
-        assert_eq!(gather_time(2 * MS, 48, 6 * MS), 8 * MS);
-    }
-
-    #[test]
-    fn a_slow_trickle_stretches_the_wait_to_the_time_a_full_round_takes() {
-        // 16 events in 2 ms: 64 take 8 ms.
-        assert_eq!(gather_time(2 * MS, 16, 2 * MS), 8 * MS);
-        // 32 events in 3 ms: 6 ms.
-        assert_eq!(gather_time(2 * MS, 32, 3 * MS), 6 * MS);
-    }
-
-    #[test]
-    fn the_stretch_is_bounded_by_five_write_delays() {
-        // One event after an hour of silence.
-        assert_eq!(gather_time(2 * MS, 1, Duration::from_secs(3600)), 10 * MS);
-        assert_eq!(gather_time(20 * MS, 3, 2 * MS * 1000), 100 * MS);
-    }
-
-    #[test]
-    fn a_quick_partial_round_still_gathers_for_the_write_delay() {
-        // 32 events in 0.5 ms: 64 would take 1 ms, less than the delay.
-        assert_eq!(gather_time(2 * MS, 32, MS / 2), 2 * MS);
-    }
-
-    #[test]
-    fn no_write_delay_means_no_gathering() {
-        assert_eq!(
-            gather_time(Duration::ZERO, 1, Duration::from_secs(1)),
-            Duration::ZERO
-        );
-        assert_eq!(gather_time(Duration::ZERO, 100, MS), Duration::ZERO);
-    }
-
-    #[test]
-    fn extreme_settings_saturate_instead_of_panicking() {
-        assert_eq!(gather_time(Duration::MAX, 1, Duration::MAX), Duration::MAX);
-        assert_eq!(gather_time(2 * MS, 0, Duration::MAX), 10 * MS);
-        assert_eq!(gather_time(2 * MS, usize::MAX, MS), 2 * MS);
     }
 }
