@@ -985,3 +985,43 @@ async fn concurrent_events_of_every_shape_each_hold_only_their_own_request() {
     }
     audit.shutdown().await.unwrap();
 }
+
+/// An authentication middleware added before the audit layer runs after it: the `Actor` it
+/// inserts arrives after the layer read the request. Handlers that extract `AuditContext`
+/// (every sensitive handler does) still record it; one set on the context wins over it.
+#[tokio::test]
+async fn an_actor_inserted_by_a_middleware_inside_the_layer_is_adopted_by_the_extractors() {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+
+    let (builder, sink) = memory_trail();
+    let audit = builder.build().unwrap();
+    let app = Router::new()
+        .route("/me", get(|_audit: AuditContext| async { "me" }))
+        .route(
+            "/as-service",
+            get(|audit: AuditContext| async move {
+                audit.set_actor(Actor::service("batch"));
+                "ok"
+            }),
+        )
+        // Added first, so it runs inside the audit layer.
+        .layer(middleware::from_fn(
+            |mut request: Request, next: Next| async move {
+                request
+                    .extensions_mut()
+                    .insert(Actor::user("7").with_name("grace"));
+                next.run(request).await
+            },
+        ))
+        .layer(audit.layer());
+    for path in ["/me", "/as-service"] {
+        app.clone().oneshot(common::get(path)).await.unwrap();
+    }
+    audit.flush().await.unwrap();
+    let events = sink.request_events();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].actor, Actor::user("7").with_name("grace"));
+    assert_eq!(events[1].actor, Actor::service("batch"));
+    audit.shutdown().await.unwrap();
+}

@@ -1,33 +1,4 @@
 //! A request's audit context, for handlers.
-#![cfg_attr(feature = "axum", doc = "```")]
-#![cfg_attr(not(feature = "axum"), doc = "```ignore")]
-//! use audit_layer::{AuditContext, AuditTrail};
-//! use audit_layer::sink::MemorySink;
-//! use axum::{Router, routing::get};
-//! use tower::ServiceExt;
-//!
-//! async fn export(audit: AuditContext) -> &'static str {
-//!     audit.set_action("user.export");
-//!     audit.detail("format", "csv");
-//!     audit.detail("record_count", 3);
-//!     "id,name\n"
-//! }
-//!
-//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let sink = MemorySink::new();
-//! let audit = AuditTrail::builder().sink(sink.clone()).build()?;
-//! let app = Router::new().route("/export", get(export)).layer(audit.layer());
-//!
-//! let request = http::Request::get("/export").body(axum::body::Body::empty())?;
-//! app.oneshot(request).await?;
-//! audit.flush().await?;
-//!
-//! let event = &sink.request_events()[0];
-//! assert_eq!(event.action, "user.export");
-//! assert_eq!(event.details.as_ref().unwrap()["record_count"], 3);
-//! # audit.shutdown().await?;
-//! # Ok(()) }
-//! ```
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -49,6 +20,35 @@ use crate::sensitive::{Auditable, recorded_change, target_of};
 ///
 /// # Example
 ///
+#[cfg_attr(feature = "axum", doc = "```")]
+#[cfg_attr(not(feature = "axum"), doc = "```ignore")]
+/// use audit_layer::{AuditContext, AuditTrail};
+/// use audit_layer::sink::MemorySink;
+/// use axum::{Router, routing::get};
+/// use tower::ServiceExt;
+///
+/// async fn export(audit: AuditContext) -> &'static str {
+///     audit.set_action("user.export");
+///     audit.detail("format", "csv");
+///     audit.detail("record_count", 3);
+///     "id,name\n"
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = MemorySink::new();
+/// let audit = AuditTrail::builder().sink(sink.clone()).build()?;
+/// let app = Router::new().route("/export", get(export)).layer(audit.layer());
+///
+/// let request = http::Request::get("/export").body(axum::body::Body::empty())?;
+/// app.oneshot(request).await?;
+/// audit.flush().await?;
+///
+/// let event = &sink.request_events()[0];
+/// assert_eq!(event.action, "user.export");
+/// assert_eq!(event.details.as_ref().unwrap()["record_count"], 3);
+/// # audit.shutdown().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct AuditContext {
     inner: Arc<Inner>,
@@ -57,6 +57,9 @@ pub struct AuditContext {
 struct Inner {
     shared: Arc<Shared>,
     annotations: Mutex<Annotations>,
+    /// Whether the request's extensions held an [`Actor`] when the layer read them.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    actor_at_capture: bool,
 }
 
 impl fmt::Debug for AuditContext {
@@ -86,12 +89,49 @@ pub(crate) struct Annotations {
 }
 
 impl AuditContext {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, actor_at_capture: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 shared,
                 annotations: Mutex::new(Annotations::default()),
+                actor_at_capture,
             }),
+        }
+    }
+
+    /// Takes an [`Actor`] that a middleware inside the layer put in the request's
+    /// extensions after the layer read them (an authentication middleware added to the
+    /// router before the audit layer, so run after it): the extractors that see the extensions again adopt
+    /// it, as [`set_actor`](Self::set_actor) would, unless an actor was set already. In
+    /// debug builds this is logged once, with the fix: the request is recorded with its
+    /// actor only where a handler extracts the context.
+    #[cfg(feature = "axum")]
+    pub(crate) fn adopt_late_actor(&self, extensions: &http::Extensions) {
+        if self.inner.actor_at_capture {
+            return;
+        }
+        let Some(actor) = extensions.get::<Actor>() else {
+            return;
+        };
+        let mut notes = self.lock();
+        if notes.actor.is_some() {
+            return;
+        }
+        notes.actor = Some(actor.clone());
+        drop(notes);
+        #[cfg(debug_assertions)]
+        {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    target: "audit",
+                    "an `Actor` was put in the request's extensions after the audit layer read \
+                     them (by a middleware inside the audit layer); it is recorded only for \
+                     handlers that extract `AuditContext`. Add the authentication middleware \
+                     after the audit layer, `.layer(audit.layer()).layer(auth)` (the last layer \
+                     added runs first), or call `AuditContext::set_actor` in it"
+                );
+            });
         }
     }
 
@@ -238,10 +278,12 @@ mod extract {
         ) -> Result<Self, Self::Rejection> {
             // Missing means the layer is not in front of this handler: a wiring bug that must
             // be loud, not an event silently recorded nowhere.
-            parts.extensions.get::<AuditContext>().cloned().ok_or((
+            let context = parts.extensions.get::<AuditContext>().cloned().ok_or((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "AuditContext needs the audit layer in front of this handler",
-            ))
+            ))?;
+            context.adopt_late_actor(&parts.extensions);
+            Ok(context)
         }
     }
 
@@ -252,7 +294,11 @@ mod extract {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Option<Self>, Self::Rejection> {
-            Ok(parts.extensions.get::<AuditContext>().cloned())
+            let context = parts.extensions.get::<AuditContext>().cloned();
+            if let Some(context) = &context {
+                context.adopt_late_actor(&parts.extensions);
+            }
+            Ok(context)
         }
     }
 }

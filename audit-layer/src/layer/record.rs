@@ -332,7 +332,8 @@ fn hand_to_handlers(
     parts: &mut Parts,
     request_id: &RequestId,
 ) -> AuditContext {
-    let context = AuditContext::new(Arc::clone(shared));
+    let actor_at_capture = parts.extensions.get::<Actor>().is_some();
+    let context = AuditContext::new(Arc::clone(shared), actor_at_capture);
     parts.extensions.insert(context.clone());
     parts.extensions.insert(request_id.clone());
     context

@@ -55,6 +55,7 @@ where
             )
                 .into_response());
         };
+        context.adopt_late_actor(&parts.extensions);
         context.set_action(M::ACTION);
         context.mark_sensitive();
         let shared = context.shared();
