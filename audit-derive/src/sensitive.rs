@@ -117,59 +117,11 @@ struct Param {
 
 pub(crate) fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream> {
     let signature = &item.sig;
-    if signature.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(
-            signature.fn_token,
-            "`#[sensitive]` handlers must be `async fn`: the before-state is read and the \
-             after-state recorded around the body's future",
-        ));
-    }
-    let action = args.action.ok_or_else(|| {
-        syn::Error::new(
-            Span::call_site(),
-            "missing `action = \"...\"`: name the action this handler performs, like \
-             `#[sensitive(action = \"user.role.change\", resource = User, key = id)]`",
-        )
-    })?;
-    let resource = args.resource.ok_or_else(|| {
-        syn::Error::new(
-            Span::call_site(),
-            "missing `resource = Type`: the `Auditable` + `Snapshot` type this handler changes",
-        )
-    })?;
-    match (&args.key, args.create) {
-        (Some(key), Some(_)) => {
-            return Err(syn::Error::new_spanned(
-                key,
-                "`key` and `create` exclude each other: a created resource has no key yet",
-            ));
-        }
-        (None, None) => {
-            return Err(syn::Error::new(
-                Span::call_site(),
-                "missing `key = <parameter>` (the resource's key, like `key = id` for \
-                 `Path(id): Path<u64>`), or `create` for a handler that creates the resource",
-            ));
-        }
-        _ => {}
-    }
-
-    let mut params = Vec::new();
-    for (index, input) in signature.inputs.iter().enumerate() {
-        match input {
-            FnArg::Receiver(receiver) => {
-                return Err(syn::Error::new_spanned(
-                    receiver,
-                    "`#[sensitive]` handlers are free functions, not methods",
-                ));
-            }
-            FnArg::Typed(typed) => params.push(Param {
-                pattern: (*typed.pat).clone(),
-                ty: (*typed.ty).clone(),
-                name: format_ident!("__audit_arg{}", index),
-            }),
-        }
-    }
+    check_async(signature)?;
+    let (action, resource) = check_required(&args)?;
+    check_key_or_create(&args)?;
+    let params = check_params(signature)?;
+    let capture_index = check_capture_body(&args, &params, signature)?;
 
     let fn_name = &signature.ident;
     let meta = format_ident!("__audit_sensitive_{}", fn_name);
@@ -180,17 +132,6 @@ pub(crate) fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream> {
     let where_clause = &generics.where_clause;
     let body = &item.block;
 
-    // The body's extractor is wrapped so its JSON is recorded before it is parsed.
-    let capture_index = if args.capture_body.is_some() {
-        Some(params.len().checked_sub(1).ok_or_else(|| {
-            syn::Error::new_spanned(
-                &signature.ident,
-                "`capture_body` needs a body extractor as the last parameter",
-            )
-        })?)
-    } else {
-        None
-    };
     let declared = params.iter().enumerate().map(|(i, p)| {
         let (name, ty) = (&p.name, &p.ty);
         if Some(i) == capture_index {
@@ -301,6 +242,91 @@ pub(crate) fn expand(args: Args, item: ItemFn) -> syn::Result<TokenStream> {
             const ACTION: &'static str = #action;
             const REFUSE_ON_LOAD_ERROR: bool = #refuse;
         }
+    })
+}
+
+/// A sensitive handler is an `async fn`: the before-state is read and the after-state
+/// recorded around the body's future.
+fn check_async(signature: &syn::Signature) -> syn::Result<()> {
+    if signature.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            signature.fn_token,
+            "`#[sensitive]` handlers must be `async fn`: the before-state is read and the \
+             after-state recorded around the body's future",
+        ));
+    }
+    Ok(())
+}
+
+/// The arguments every handler needs: its action and the resource it changes.
+fn check_required(args: &Args) -> syn::Result<(&LitStr, &Type)> {
+    let action = args.action.as_ref().ok_or_else(|| {
+        syn::Error::new(
+            Span::call_site(),
+            "missing `action = \"...\"`: name the action this handler performs, like \
+             `#[sensitive(action = \"user.role.change\", resource = User, key = id)]`",
+        )
+    })?;
+    let resource = args.resource.as_ref().ok_or_else(|| {
+        syn::Error::new(
+            Span::call_site(),
+            "missing `resource = Type`: the `Auditable` + `Snapshot` type this handler changes",
+        )
+    })?;
+    Ok((action, resource))
+}
+
+/// Exactly one of `key = <parameter>` (a change to an existing resource) and `create`.
+fn check_key_or_create(args: &Args) -> syn::Result<()> {
+    match (&args.key, args.create) {
+        (Some(key), Some(_)) => Err(syn::Error::new_spanned(
+            key,
+            "`key` and `create` exclude each other: a created resource has no key yet",
+        )),
+        (None, None) => Err(syn::Error::new(
+            Span::call_site(),
+            "missing `key = <parameter>` (the resource's key, like `key = id` for \
+             `Path(id): Path<u64>`), or `create` for a handler that creates the resource",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The handler's parameters, each renamed for the generated function; a method is refused.
+fn check_params(signature: &syn::Signature) -> syn::Result<Vec<Param>> {
+    signature
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(index, input)| match input {
+            FnArg::Receiver(receiver) => Err(syn::Error::new_spanned(
+                receiver,
+                "`#[sensitive]` handlers are free functions, not methods",
+            )),
+            FnArg::Typed(typed) => Ok(Param {
+                pattern: (*typed.pat).clone(),
+                ty: (*typed.ty).clone(),
+                name: format_ident!("__audit_arg{}", index),
+            }),
+        })
+        .collect()
+}
+
+/// With `capture_body`, the index of the body extractor (the last parameter), wrapped so
+/// its JSON is recorded before it is parsed.
+fn check_capture_body(
+    args: &Args,
+    params: &[Param],
+    signature: &syn::Signature,
+) -> syn::Result<Option<usize>> {
+    if args.capture_body.is_none() {
+        return Ok(None);
+    }
+    params.len().checked_sub(1).map(Some).ok_or_else(|| {
+        syn::Error::new_spanned(
+            &signature.ident,
+            "`capture_body` needs a body extractor as the last parameter",
+        )
     })
 }
 
