@@ -16,7 +16,7 @@
 //! - `AUDIT_DIR`: the trail's directory (`./audit-log`);
 //! - `AUDIT_POSTGRES_URL`: also deliver every event to PostgreSQL, table `audit_events`;
 //! - `AUDIT_NATS_URL`: also publish every event to NATS JetStream, stream `AUDIT`, subjects
-//!   `audit.<category>.<action>`;
+//!   `audit.<category>.<action>` (the stream's name in lower case);
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
 //!   (a demo signing key is generated in the trail directory otherwise);
