@@ -79,10 +79,6 @@
 // The library must not panic on bad input; tests may unwrap (see clippy.toml).
 #![warn(clippy::unwrap_used)]
 
-mod actor;
-mod client_ip;
-mod config;
-mod context;
 mod delivery;
 pub mod detect;
 mod error;
@@ -90,18 +86,17 @@ pub mod event;
 pub mod file;
 pub mod layer;
 pub mod redact;
-mod request_id;
 pub mod sensitive;
 pub mod sink;
 pub mod testing;
 
-pub use self::actor::{Actor, ActorKind};
-pub use self::context::AuditContext;
 pub use self::delivery::policy::{Durability, FailurePolicy, Overflow};
 pub use self::delivery::{AuditStats, AuditTrail, AuditTrailBuilder, Health};
 pub use self::error::{AuditError, BoxError, ConfigError};
+pub use self::event::actor::{Actor, ActorKind};
 pub use self::event::model::{AuditEvent, Category, Outcome};
-pub use self::request_id::RequestId;
+pub use self::layer::context::AuditContext;
+pub use self::layer::request_id::RequestId;
 pub use self::sensitive::auditable::Auditable;
 
 /// `#[derive(Auditable)]`: see the [`sensitive`](mod@crate::sensitive) module.

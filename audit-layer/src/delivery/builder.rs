@@ -10,13 +10,13 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use super::handle::{AuditTrail, StopHandle};
 use super::queue::{Counters, Shared, WriterState};
 use super::writer::{Writer, WriterSettings};
-use crate::actor::{Actor, SharedResolver};
-use crate::client_ip::{ForwardedHeader, TrustedProxies};
-use crate::config::Config;
 use crate::delivery::policy::{Durability, FailurePolicy};
 use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
+use crate::event::actor::Actor;
+use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
+use crate::layer::config::{Config, SharedResolver};
 use crate::redact::{FORBIDDEN_HEADERS, SecretNames, limits};
 use crate::sink::Sink;
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use crate::actor::Actor;
+use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 
 /// What was dropped or refused since the last `audit.gap` event.

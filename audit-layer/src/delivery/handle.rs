@@ -7,8 +7,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::AuditTrailBuilder;
 use super::queue::{Item, SensitiveRouteInfo, Shared, WriterState};
-use crate::actor::Actor;
 use crate::error::AuditError;
+use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome};
 use crate::layer::AuditLayer;
 

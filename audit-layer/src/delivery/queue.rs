@@ -10,9 +10,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use super::gap::Gap;
 use super::handle::{AuditStats, Health};
 use super::spare::SpareEvents;
-use crate::config::Config;
 use crate::error::AuditError;
 use crate::event::AuditEvent;
+use crate::layer::config::Config;
 use crate::redact::Scrubbed;
 
 /// What travels from the layer to the writer.

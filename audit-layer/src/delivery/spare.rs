@@ -18,7 +18,7 @@ use std::time::UNIX_EPOCH;
 
 use uuid::Uuid;
 
-use crate::actor::{Actor, ActorKind};
+use crate::event::actor::{Actor, ActorKind};
 use crate::event::{AuditEvent, Category, Outcome, Timestamp};
 
 /// How many spares are kept: twice the events the writer takes in one round (512 by

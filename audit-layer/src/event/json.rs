@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use uuid::Uuid;
 
 use super::model::{AuditEvent, RequestInfo, ResponseInfo, Source, Timestamp};
-use crate::actor::{Actor, ActorKind};
+use crate::event::actor::{Actor, ActorKind};
 
 /// Appends `event` as one JSON object (no newline).
 pub(crate) fn write_event(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {

@@ -18,6 +18,7 @@
 //! assert_eq!(back, event);
 //! ```
 
+pub(crate) mod actor;
 mod json;
 pub(crate) mod model;
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 use uuid::timestamp::context::{ContextV7, ThreadLocalContext};
 
-use crate::actor::Actor;
+use crate::event::actor::Actor;
 
 /// The value of every event's `schema` field.
 pub const SCHEMA: &str = "audit/1";

@@ -18,7 +18,7 @@ use super::recovery::{
 };
 use super::retention::compress;
 use super::sink::JsonlFileSinkBuilder;
-use crate::actor::Actor;
+use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome, Timestamp, write_event_members};
 
 const DAY: Duration = Duration::from_secs(86_400);

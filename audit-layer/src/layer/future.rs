@@ -15,11 +15,11 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use super::record::InFlight;
-use crate::actor::Actor;
 use crate::delivery::policy::{Durability, Overflow};
 use crate::delivery::{Ack, Item, Reserve, Shared, SpareEvents, Synced, TryEnqueue};
 use crate::error::panic_message;
 use crate::event::AuditEvent;
+use crate::event::actor::Actor;
 use crate::redact::Scrubbed;
 
 /// The header set on a response replaced by 503 because its event could not be made durable.

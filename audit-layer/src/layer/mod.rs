@@ -73,12 +73,16 @@
 //! # Ok(()) }
 //! ```
 
+pub(crate) mod client_ip;
+pub(crate) mod config;
+pub(crate) mod context;
 mod future;
 mod record;
+pub(crate) mod request_id;
 mod service;
 
+pub use self::client_ip::{ForwardedHeader, TrustedProxies};
 pub use self::future::{AUDIT_ERROR_HEADER, ResponseFuture};
 #[cfg(feature = "axum")]
 pub(crate) use self::record::matched_route;
 pub use self::service::{Audit, AuditLayer};
-pub use crate::client_ip::{ForwardedHeader, TrustedProxies};

@@ -12,16 +12,17 @@ use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
-use crate::actor::{ANONYMOUS_ID, Actor, ActorKind, SharedResolver};
-use crate::client_ip;
-use crate::context::AuditContext;
 use crate::delivery::{EventStrings, Shared, Spare};
 use crate::error::panic_message;
+use crate::event::actor::{ANONYMOUS_ID, Actor, ActorKind};
 use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
+use crate::layer::client_ip;
+use crate::layer::config::SharedResolver;
+use crate::layer::context::AuditContext;
+use crate::layer::request_id::RequestId;
 use crate::redact::{REDACTED, Scrubbed, bound, bound_into, limits};
-use crate::request_id::RequestId;
 
 /// The default action of a request event.
 pub(crate) const HTTP_REQUEST: &str = "http.request";

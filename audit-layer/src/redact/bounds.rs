@@ -4,6 +4,8 @@ use super::TRUNCATED;
 
 /// Upper bounds, in bytes, of recorded strings.
 pub(crate) mod limits {
+    /// A request id: the longest a client's `x-request-id` may be to be kept.
+    pub(crate) const REQUEST_ID: usize = 128;
     pub(crate) const PATH: usize = 2048;
     pub(crate) const ROUTE: usize = 2048;
     pub(crate) const QUERY: usize = 2048;

@@ -16,9 +16,8 @@ use super::json::{redact_json, redact_strings, redact_url_credentials_in};
 use super::names::{FORBIDDEN_HEADERS, SecretNames};
 use super::request::{path_into, path_is_clean, query_is_clean, redact_query_into};
 use super::text::{recorded_header_value, recorded_reason, redact_url_credentials};
-use crate::actor::Actor;
+use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Change, RequestInfo, Source};
-use crate::request_id::MAX_REQUEST_ID_LEN;
 
 /// An event that has passed [`scrub`]: the only kind the delivery queue takes, so that no
 /// way into the trail can skip the stage.
@@ -168,7 +167,7 @@ fn scrub_request(request: &mut RequestInfo, names: &SecretNames) {
         query,
         headers,
     } = request;
-    bound_in_place(id, MAX_REQUEST_ID_LEN);
+    bound_in_place(id, limits::REQUEST_ID);
     bound_cow_in_place(method, limits::ACTION);
     // The path is judged against the route as matched, before the route is cut.
     if !path_is_clean(path, route.as_deref(), names, limits::PATH) {

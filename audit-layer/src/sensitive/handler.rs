@@ -13,7 +13,7 @@ use http::request::Parts;
 
 use super::diff::{recorded_change, recorded_state};
 use super::{AuditSnapshot, Auditable, Snapshot, target_of};
-use crate::context::AuditContext;
+use crate::layer::context::AuditContext;
 use crate::layer::matched_route;
 
 /// What the attribute says about one handler.

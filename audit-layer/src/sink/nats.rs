@@ -453,7 +453,7 @@ impl Sink for NatsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actor::Actor;
+    use crate::event::actor::Actor;
     use crate::event::{Category, Outcome};
 
     #[test]

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::actor::Actor;
 use crate::delivery::Shared;
+use crate::event::actor::Actor;
 use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};
 use crate::sensitive::{Auditable, recorded_change, target_of};

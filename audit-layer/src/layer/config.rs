@@ -1,12 +1,14 @@
 //! What the layer needs to know to build an event, shared by every clone of the layer.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::actor::SharedResolver;
-use crate::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::delivery::policy::{DurabilityRules, FailurePolicy};
+use crate::event::actor::Actor;
+use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::redact::SecretNames;
 
 /// The layer's configuration, built once by
@@ -58,5 +60,20 @@ impl Config {
                 .skip
                 .iter()
                 .any(|entry| entry == path || route == Some(entry.as_str()))
+    }
+}
+
+/// The application's actor resolver: a closure over the request head, called once per
+/// request when it arrives (see
+/// [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver)).
+pub(crate) type Resolver = dyn Fn(&http::request::Parts) -> Option<Actor> + Send + Sync;
+
+/// A shared [`Resolver`].
+#[derive(Clone)]
+pub(crate) struct SharedResolver(pub(crate) Arc<Resolver>);
+
+impl fmt::Debug for SharedResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Resolver")
     }
 }

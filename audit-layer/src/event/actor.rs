@@ -1,8 +1,5 @@
 //! Who did it: the actor of an event.
 
-use std::fmt;
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 /// Who performed an audited action.
@@ -117,19 +114,4 @@ pub enum ActorKind {
     Service,
     /// Nobody authenticated.
     Anonymous,
-}
-
-/// The application's actor resolver: a closure over the request head, called once per
-/// request when it arrives (see
-/// [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver)).
-pub(crate) type Resolver = dyn Fn(&http::request::Parts) -> Option<Actor> + Send + Sync;
-
-/// A shared [`Resolver`].
-#[derive(Clone)]
-pub(crate) struct SharedResolver(pub(crate) Arc<Resolver>);
-
-impl fmt::Debug for SharedResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Resolver")
-    }
 }

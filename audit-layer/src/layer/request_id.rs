@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::event::{Timestamp, event_id};
 
 /// The longest request id kept from a client, in bytes.
-pub(crate) const MAX_REQUEST_ID_LEN: usize = 128;
+pub(crate) const MAX_REQUEST_ID_LEN: usize = crate::redact::limits::REQUEST_ID;
 
 /// The id of one request, in the request extensions of every audited request.
 ///
