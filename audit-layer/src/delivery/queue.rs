@@ -39,8 +39,8 @@ pub(crate) struct Synced {
     /// The event, once every sink has it: it goes back to be emptied on the request's
     /// thread, where what it holds was allocated, and kept there as a spare. Freed on the
     /// writer's thread instead, its few dozen allocations each take glibc's slow path for a
-    /// foreign arena, under that arena's lock (7.6% of a durable POST's server time in a
-    /// `perf` profile; BENCHMARKS.md, fourth round).
+    /// foreign arena, under that arena's lock (a measurable share of a durable POST's
+    /// server time under `perf`).
     pub(crate) event: Option<Box<AuditEvent>>,
 }
 

@@ -135,10 +135,9 @@ impl JsonlFileSinkBuilder {
     /// before the cache flush. Over zeros already written, a sync writes only the new lines.
     /// Where requests wait for their event's sync (`#[sensitive]` handlers, logins and
     /// alerts, whose [`Durability`](crate::Durability) is `Synced` by default), each sync
-    /// then returns sooner: on the ext4 disk of the machine in `BENCHMARKS.md`, `fdatasync`
-    /// after an 11 KB append took 380 us, after the same write over zeros 165 us. The
-    /// zeros are written, and synced, once per that many bytes (1 MiB, about 1,700 events,
-    /// took 5 ms there), so 1 MiB is a good value.
+    /// then returns sooner (about twice as fast on ext4; BENCHMARKS.md has the figures).
+    /// The zeros are written, and synced, once per that many bytes: 1 MiB (about 1,700
+    /// events) is a good value.
     ///
     /// The file being written then ends in zero bytes until it is closed: they are cut off
     /// at rotation and shutdown, and at the next start after a crash. `audit verify`,
