@@ -541,4 +541,46 @@ mod tests {
         );
         assert_eq!(full.reason.as_deref(), Some("reset requested"));
     }
+
+    /// A bug in the scrub stage neither fails the request nor loses its event, and the event
+    /// it leaves holds none of the request's text.
+    #[tokio::test]
+    async fn a_panic_in_scrub_still_records_the_request_without_its_text() {
+        let sink = MemorySink::new();
+        let trail = AuditTrail::builder().sink(sink.clone()).build().unwrap();
+        let app = Router::new()
+            .route(
+                "/reset/{token}",
+                get(|context: AuditContext| async move {
+                    context.set_reason("REASON-SECRET");
+                    context.label("tenant", "LABEL-SECRET");
+                    "ok"
+                }),
+            )
+            .layer(trail.layer());
+        let peer: SocketAddr = "203.0.113.9:4711".parse().unwrap();
+        let request = Request::builder()
+            .uri("/reset/PATH-SECRET?q=QUERY-SECRET")
+            .header("user-agent", "UA-SECRET")
+            .header("x-request-id", "ID-SECRET")
+            .extension(ConnectInfo(peer))
+            .body(Body::empty())
+            .unwrap();
+        crate::redact::PANIC_IN_SCRUB.set(true);
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        trail.flush().await.unwrap();
+
+        let events = sink.request_events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        let event = &events[0];
+        assert_eq!(event.action, "http.request");
+        assert_eq!(event.response.as_ref().unwrap().status, Some(200));
+        assert_eq!(event.source.as_ref().unwrap().ip, Some(peer.ip()));
+        assert_eq!(event.request.as_ref().unwrap().method, "GET");
+        assert!(event.reason.as_deref().unwrap().contains("failed to scrub"));
+        let line = serde_json::to_string(event).unwrap();
+        assert!(!line.contains("SECRET"), "{line}");
+        trail.shutdown().await.unwrap();
+    }
 }

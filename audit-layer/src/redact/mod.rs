@@ -73,5 +73,7 @@ pub use self::names::{DEFAULT_SECRET_NAMES, SecretNames};
 pub(crate) use self::bounds::{bound, bound_into, bound_json, limits};
 pub(crate) use self::json::{redact_json, redact_url_credentials_in};
 pub(crate) use self::names::FORBIDDEN_HEADERS;
+#[cfg(all(test, feature = "axum"))]
+pub(crate) use self::scrub::PANIC_IN_SCRUB;
 pub(crate) use self::scrub::{Scrubbed, scrub};
 pub(crate) use self::text::redact_url_credentials;

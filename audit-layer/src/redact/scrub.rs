@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::ops::Deref;
+use std::panic::{self, AssertUnwindSafe};
 
 use super::REDACTED;
 use super::bounds::{bound, bound_json, bound_keys, bound_string, limits};
@@ -16,6 +17,7 @@ use super::json::{redact_json, redact_strings, redact_url_credentials_in};
 use super::names::{FORBIDDEN_HEADERS, SecretNames};
 use super::request::{path_into, path_is_clean, query_is_clean, redact_query_into};
 use super::text::{recorded_header_value, recorded_reason, redact_url_credentials};
+use crate::error::panic_message;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Change, RequestInfo, Source};
 
@@ -27,7 +29,7 @@ pub(crate) struct Scrubbed(Box<AuditEvent>);
 impl Scrubbed {
     /// Scrubs `event` (see [`scrub`]).
     pub(crate) fn new(mut event: Box<AuditEvent>, names: &SecretNames) -> Self {
-        scrub(&mut event, names);
+        scrub_parts_or_keep(&mut event, names, Snapshots::Unknown);
         Self(event)
     }
 
@@ -36,7 +38,7 @@ impl Scrubbed {
     /// same names when they were taken (they must be, there: only the unredacted values'
     /// fingerprints tell that a redacted field changed), so they are not walked again.
     pub(crate) fn with_snapshots(mut event: Box<AuditEvent>, names: &SecretNames) -> Self {
-        scrub_parts(&mut event, names, Snapshots::Taken);
+        scrub_parts_or_keep(&mut event, names, Snapshots::Taken);
         Self(event)
     }
 
@@ -60,7 +62,63 @@ impl Deref for Scrubbed {
 /// The `reason`, the strings of `details` and recorded header values are free text, and lose
 /// the common shapes of a secret; the `target` and the actor, identifiers, are bounded only.
 pub(crate) fn scrub(event: &mut AuditEvent, names: &SecretNames) {
-    scrub_parts(event, names, Snapshots::Unknown);
+    scrub_parts_or_keep(event, names, Snapshots::Unknown);
+}
+
+/// The reason of an event whose scrubbing panicked (see [`keep_what_holds_no_text`]).
+const SCRUB_FAILED: &str = "the audit trail failed to scrub this event (a bug; its panic is in \
+     the server's log): only what holds no text is recorded";
+
+/// [`scrub_parts`], or, if it panics (a bug), [`keep_what_holds_no_text`]: the event is
+/// still recorded, and nothing the bug could have left unscrubbed is.
+fn scrub_parts_or_keep(event: &mut AuditEvent, names: &SecretNames, snapshots: Snapshots) {
+    let scrubbed = panic::catch_unwind(AssertUnwindSafe(|| {
+        scrub_parts(event, names, snapshots);
+    }));
+    if let Err(payload) = scrubbed {
+        tracing::error!(
+            target: "audit",
+            panic = panic_message(payload.as_ref()),
+            "scrubbing an audit event panicked; a partial event is recorded"
+        );
+        keep_what_holds_no_text(event);
+    }
+}
+
+/// Empties every part of `event` that holds text from a client or from application code,
+/// keeping its id, time, category, outcome, the client's address and the response.
+fn keep_what_holds_no_text(event: &mut AuditEvent) {
+    // An action is an identifier (`user.role.change`): kept when it looks like one.
+    let identifier =
+        event.action.len() <= limits::ACTION && event.action.bytes().all(|b| b.is_ascii_graphic());
+    if !identifier {
+        event.action = Cow::Borrowed("audit.unscrubbable");
+    }
+    event.actor = Actor::anonymous();
+    if let Some(source) = &mut event.source {
+        source.user_agent = None;
+        source.forwarded = None;
+    }
+    if let Some(request) = &mut event.request {
+        *request = RequestInfo {
+            id: event.id.to_string(),
+            method: match &request.method {
+                Cow::Borrowed(method) => Cow::Borrowed(method),
+                Cow::Owned(_) => Cow::Borrowed("OTHER"),
+            },
+            path: REDACTED.to_owned(),
+            route: None,
+            query: None,
+            headers: Default::default(),
+        };
+    }
+    event.target = None;
+    event.reason = Some(SCRUB_FAILED.to_owned());
+    event.labels.clear();
+    event.details = None;
+    event.before = None;
+    event.after = None;
+    event.changes = None;
 }
 
 /// Where an event's `before`, `after` and `changes` come from.
@@ -72,7 +130,20 @@ enum Snapshots {
     Taken,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Makes the next scrub on this thread panic, as a bug in it would.
+    pub(crate) static PANIC_IN_SCRUB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn scrub_parts(event: &mut AuditEvent, names: &SecretNames, snapshots: Snapshots) {
+    #[cfg(test)]
+    if PANIC_IN_SCRUB.replace(false) {
+        panic!(
+            "injected scrub fault at {:?}",
+            event.request.as_ref().map(|r| &r.path)
+        );
+    }
     // Every field named: a new one cannot be forgotten here.
     let AuditEvent {
         schema: _,
