@@ -115,9 +115,9 @@ impl InFlight {
             }),
             headers: recorded_headers(&config.recorded_headers, &parts.headers),
         };
-        let request_actor = parts
-            .extensions
-            .get::<Actor>()
+        let extension_actor = parts.extensions.get::<Actor>();
+        let actor_at_capture = extension_actor.is_some();
+        let request_actor = extension_actor
             .cloned()
             .or_else(|| resolve_actor(config.actor_resolver.as_ref()?, parts))
             .or_else(|| {
@@ -146,7 +146,7 @@ impl InFlight {
             changes: None,
         };
 
-        let context = hand_to_handlers(&shared, parts, &request_id);
+        let context = hand_to_handlers(&shared, parts, &request_id, actor_at_capture);
         Self {
             start,
             event,
@@ -210,12 +210,12 @@ impl InFlight {
         });
         event.labels = shared.config.labels.clone();
 
-        let request_actor = parts
-            .extensions
-            .get::<Actor>()
+        let extension_actor = parts.extensions.get::<Actor>();
+        let actor_at_capture = extension_actor.is_some();
+        let request_actor = extension_actor
             .cloned()
             .or_else(|| resolve_actor(shared.config.actor_resolver.as_ref()?, parts));
-        let context = hand_to_handlers(&shared, parts, &request_id);
+        let context = hand_to_handlers(&shared, parts, &request_id, actor_at_capture);
         Self {
             start,
             event: Box::new(event),
@@ -327,13 +327,14 @@ impl Arrival {
 }
 
 /// Puts the request's [`AuditContext`] and [`RequestId`] in its extensions, for handlers
-/// and middleware inside the layer; returns the context.
+/// and middleware inside the layer (`actor_at_capture`: whether an `Actor` was already there);
+/// returns the context.
 fn hand_to_handlers(
     shared: &Arc<Shared>,
     parts: &mut Parts,
     request_id: &RequestId,
+    actor_at_capture: bool,
 ) -> AuditContext {
-    let actor_at_capture = parts.extensions.get::<Actor>().is_some();
     let context = AuditContext::new(Arc::clone(shared), actor_at_capture);
     parts.extensions.insert(context.clone());
     parts.extensions.insert(request_id.clone());
