@@ -70,28 +70,26 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::task::JoinHandle;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::error::SqlState;
-use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{Client, NoTls, Socket, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
-use uuid::Uuid;
 
-use super::{BoxFuture, Sink, SinkError};
+mod copy;
+mod table;
+mod tls;
+
+use self::copy::{split_at, storable_json, store};
+use self::table::TableName;
+use self::tls::{open, tls_connector};
 use crate::error::ConfigError;
 use crate::event::{AuditEvent, write_event};
+use crate::sink::{BoxFuture, Sink, SinkError};
 
 /// The table used when none is given.
 pub const DEFAULT_TABLE: &str = "audit_events";
@@ -305,173 +303,6 @@ fn describe_hosts(config: &tokio_postgres::Config) -> String {
     }
 }
 
-/// A validated, optionally schema-qualified table name.
-#[derive(Clone, Debug)]
-struct TableName {
-    /// As given: `audit.events`.
-    display: String,
-    /// Quoted for SQL: `"audit"."events"`.
-    quoted: String,
-    /// The schema, quoted, when the name has one.
-    schema: Option<String>,
-    /// The index name, quoted, unqualified: an index lives in its table's schema.
-    time_index: String,
-}
-
-impl TableName {
-    fn parse(text: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = text.split('.').collect();
-        if parts.len() > 2 || parts.iter().any(|part| !is_identifier(part)) {
-            return Err(format!(
-                "`{text}` is not a table name: use letters, digits and underscores, not \
-                 starting with a digit, at most 63 bytes, optionally `schema.table`"
-            ));
-        }
-        let quoted = parts
-            .iter()
-            .map(|part| format!("\"{part}\""))
-            .collect::<Vec<_>>()
-            .join(".");
-        let table = parts[parts.len() - 1];
-        let mut index = format!("{table}_time_idx");
-        // PostgreSQL would truncate a longer name itself; do it here so it stays valid UTF-8
-        // (identifiers are ASCII here).
-        index.truncate(63);
-        Ok(Self {
-            display: text.to_owned(),
-            schema: (parts.len() == 2).then(|| format!("\"{}\"", parts[0])),
-            quoted,
-            time_index: format!("\"{index}\""),
-        })
-    }
-
-    fn create_sql(&self) -> String {
-        let schema = match &self.schema {
-            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"),
-            None => String::new(),
-        };
-        format!(
-            "{schema}CREATE TABLE IF NOT EXISTS {table} (\n    \
-                 id uuid PRIMARY KEY,\n    \
-                 time timestamptz NOT NULL,\n    \
-                 category text NOT NULL,\n    \
-                 action text NOT NULL,\n    \
-                 outcome text NOT NULL,\n    \
-                 actor_id text NOT NULL,\n    \
-                 source_ip inet,\n    \
-                 request_id text,\n    \
-                 target text,\n    \
-                 status integer,\n    \
-                 event json NOT NULL\n\
-             );\n\
-             CREATE INDEX IF NOT EXISTS {index} ON {table} (time);\n",
-            table = self.quoted,
-            index = self.time_index,
-        )
-    }
-
-    /// A query that returns no row but tells the columns' types.
-    fn types_sql(&self) -> String {
-        format!("SELECT {COLUMNS} FROM {} LIMIT 0", self.quoted)
-    }
-
-    fn copy_sql(&self) -> String {
-        format!(
-            "COPY {} ({COLUMNS}) FROM STDIN (FORMAT binary)",
-            self.quoted
-        )
-    }
-
-    fn existing_ids_sql(&self) -> String {
-        format!("SELECT id FROM {} WHERE id = ANY($1)", self.quoted)
-    }
-}
-
-/// The columns the sink writes, in the order it writes them.
-const COLUMNS: &str =
-    "id, time, category, action, outcome, actor_id, source_ip, request_id, target, status, event";
-
-/// The event's JSON as a `json` or `jsonb` value, whichever the column is: the sink accepts a
-/// table made with either.
-#[derive(Debug)]
-struct EventJson<'a>(&'a str);
-
-impl ToSql for EventJson<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        if *ty == Type::JSONB {
-            // jsonb's binary format: a version byte, then the text.
-            out.put_u8(1);
-        }
-        out.put_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB
-    }
-
-    to_sql_checked!();
-}
-
-fn is_identifier(text: &str) -> bool {
-    let mut chars = text.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && text.len() <= 63
-}
-
-/// Connects, and drives the connection on a task of its own.
-async fn open<T>(
-    config: &tokio_postgres::Config,
-    tls: T,
-    name: &str,
-) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error>
-where
-    T: MakeTlsConnect<Socket>,
-    T::Stream: Send + 'static,
-{
-    let (client, connection) = config.connect(tls).await?;
-    let name = name.to_owned();
-    let task = tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::warn!(target: "audit", sink = %name, %error, "PostgreSQL connection closed");
-        }
-    });
-    Ok((client, task))
-}
-
-/// TLS that verifies the server's certificate and name against Mozilla's roots and `pems`.
-fn tls_connector(pems: &[Vec<u8>]) -> Result<MakeRustlsConnect, String> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for pem in pems {
-        let mut found = 0;
-        for certificate in CertificateDer::pem_slice_iter(pem) {
-            let certificate = certificate
-                .map_err(|error| format!("a root certificate is not valid PEM: {error}"))?;
-            roots
-                .add(certificate)
-                .map_err(|error| format!("a root certificate is not usable: {error}"))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err("a root certificate PEM holds no `BEGIN CERTIFICATE` block".to_owned());
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
-}
-
 /// A live connection: the client, its prepared statements, the table's column types, and the
 /// task that drives it.
 struct Connection {
@@ -575,110 +406,6 @@ impl PostgresSink {
     }
 }
 
-/// Copies `rows` in on one connection; if some are already stored (a batch offered again
-/// after its commit went through unseen), copies the others.
-async fn store(
-    connection: &Connection,
-    rows: &[(&AuditEvent, Cow<'_, str>)],
-) -> Result<u64, tokio_postgres::Error> {
-    let all = rows.iter().map(|(event, json)| (*event, json.as_ref()));
-    match copy_rows(connection, all.clone()).await {
-        Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-            let ids: Vec<Uuid> = rows.iter().map(|(event, _)| event.id).collect();
-            let stored: HashSet<Uuid> = connection
-                .client
-                .query(&connection.existing_ids, &[&ids])
-                .await?
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            let missing = all.filter(|(event, _)| !stored.contains(&event.id));
-            copy_rows(connection, missing).await
-        }
-        other => other,
-    }
-}
-
-/// The events' JSON texts, from one buffer and their end offsets.
-fn split_at<'a>(json: &'a str, ends: &'a [usize]) -> impl Iterator<Item = &'a str> + 'a {
-    ends.iter().scan(0, move |start, &end| {
-        let text = &json[*start..end];
-        *start = end;
-        Some(text)
-    })
-}
-
-/// One `COPY ... FROM STDIN (FORMAT binary)`: the rows land together or not at all.
-async fn copy_rows<'a>(
-    connection: &Connection,
-    rows: impl Iterator<Item = (&'a AuditEvent, &'a str)>,
-) -> Result<u64, tokio_postgres::Error> {
-    let sink = connection.client.copy_in(&connection.copy).await?;
-    let writer = BinaryCopyInWriter::new(sink, &connection.types);
-    tokio::pin!(writer);
-    for (event, json) in rows {
-        let time = event.time.as_system_time();
-        let ip = event.source.as_ref().and_then(|source| source.ip);
-        let status = event.status().map(i32::from);
-        writer
-            .as_mut()
-            .write(&[
-                &event.id,
-                &time,
-                &event.category.as_str(),
-                &storable_text(&event.action),
-                &event.outcome.as_str(),
-                &storable_text(&event.actor.id),
-                &ip,
-                &event.request_id().map(storable_text),
-                &event.target.as_deref().map(storable_text),
-                &status,
-                &EventJson(json),
-            ])
-            .await?;
-    }
-    writer.finish().await
-}
-
-/// PostgreSQL text cannot hold a NUL character: it becomes U+FFFD. Refused, the row would
-/// fail its batch on every retry and hold back every event after it.
-fn storable_text(text: &str) -> Cow<'_, str> {
-    if text.contains('\0') {
-        Cow::Owned(text.replace('\0', "\u{fffd}"))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// The event's JSON with each `\u0000` escape (a NUL in a string) as `\ufffd`: `jsonb`
-/// refuses it, and `->>` on a `json` column cannot turn it into text. An escaped backslash
-/// followed by `u0000` is left alone.
-fn storable_json(json: &str) -> Cow<'_, str> {
-    const NUL: &str = "\\u0000";
-    if !json.contains(NUL) {
-        return Cow::Borrowed(json);
-    }
-    let mut out = String::with_capacity(json.len());
-    let mut copied = 0;
-    let mut at = 0;
-    let bytes = json.as_bytes();
-    while at < bytes.len() {
-        if bytes[at] != b'\\' {
-            at += 1;
-        } else if json[at..].starts_with(NUL) {
-            out.push_str(&json[copied..at]);
-            out.push_str("\\ufffd");
-            at += NUL.len();
-            copied = at;
-        } else {
-            // An escape: the backslash and the ASCII character after it.
-            at += 2;
-        }
-    }
-    out.push_str(&json[copied..]);
-    Cow::Owned(out)
-}
-
 /// The server's own message when there is one (`relation ... does not exist`), which
 /// tokio-postgres's Display reduces to "db error"; otherwise the error and its causes
 /// (`error performing TLS handshake: invalid peer certificate: UnknownIssuer`).
@@ -734,6 +461,7 @@ impl Sink for PostgresSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::postgres::copy::storable_text;
 
     #[test]
     fn table_names_are_checked_and_quoted() {

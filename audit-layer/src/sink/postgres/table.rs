@@ -1,0 +1,123 @@
+//! The table: its validated name, its SQL, and the event column's binary form.
+
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// A validated, optionally schema-qualified table name.
+#[derive(Clone, Debug)]
+pub(super) struct TableName {
+    /// As given: `audit.events`.
+    pub(super) display: String,
+    /// Quoted for SQL: `"audit"."events"`.
+    pub(super) quoted: String,
+    /// The schema, quoted, when the name has one.
+    pub(super) schema: Option<String>,
+    /// The index name, quoted, unqualified: an index lives in its table's schema.
+    pub(super) time_index: String,
+}
+
+impl TableName {
+    pub(super) fn parse(text: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = text.split('.').collect();
+        if parts.len() > 2 || parts.iter().any(|part| !is_identifier(part)) {
+            return Err(format!(
+                "`{text}` is not a table name: use letters, digits and underscores, not \
+                 starting with a digit, at most 63 bytes, optionally `schema.table`"
+            ));
+        }
+        let quoted = parts
+            .iter()
+            .map(|part| format!("\"{part}\""))
+            .collect::<Vec<_>>()
+            .join(".");
+        let table = parts[parts.len() - 1];
+        let mut index = format!("{table}_time_idx");
+        // PostgreSQL would truncate a longer name itself; do it here so it stays valid UTF-8
+        // (identifiers are ASCII here).
+        index.truncate(63);
+        Ok(Self {
+            display: text.to_owned(),
+            schema: (parts.len() == 2).then(|| format!("\"{}\"", parts[0])),
+            quoted,
+            time_index: format!("\"{index}\""),
+        })
+    }
+
+    pub(super) fn create_sql(&self) -> String {
+        let schema = match &self.schema {
+            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"),
+            None => String::new(),
+        };
+        format!(
+            "{schema}CREATE TABLE IF NOT EXISTS {table} (\n    \
+                 id uuid PRIMARY KEY,\n    \
+                 time timestamptz NOT NULL,\n    \
+                 category text NOT NULL,\n    \
+                 action text NOT NULL,\n    \
+                 outcome text NOT NULL,\n    \
+                 actor_id text NOT NULL,\n    \
+                 source_ip inet,\n    \
+                 request_id text,\n    \
+                 target text,\n    \
+                 status integer,\n    \
+                 event json NOT NULL\n\
+             );\n\
+             CREATE INDEX IF NOT EXISTS {index} ON {table} (time);\n",
+            table = self.quoted,
+            index = self.time_index,
+        )
+    }
+
+    /// A query that returns no row but tells the columns' types.
+    pub(super) fn types_sql(&self) -> String {
+        format!("SELECT {COLUMNS} FROM {} LIMIT 0", self.quoted)
+    }
+
+    pub(super) fn copy_sql(&self) -> String {
+        format!(
+            "COPY {} ({COLUMNS}) FROM STDIN (FORMAT binary)",
+            self.quoted
+        )
+    }
+
+    pub(super) fn existing_ids_sql(&self) -> String {
+        format!("SELECT id FROM {} WHERE id = ANY($1)", self.quoted)
+    }
+}
+
+/// The columns the sink writes, in the order it writes them.
+pub(super) const COLUMNS: &str =
+    "id, time, category, action, outcome, actor_id, source_ip, request_id, target, status, event";
+
+/// The event's JSON as a `json` or `jsonb` value, whichever the column is: the sink accepts a
+/// table made with either.
+#[derive(Debug)]
+pub(super) struct EventJson<'a>(pub(super) &'a str);
+
+impl ToSql for EventJson<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            // jsonb's binary format: a version byte, then the text.
+            out.put_u8(1);
+        }
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSON || *ty == Type::JSONB
+    }
+
+    to_sql_checked!();
+}
+
+pub(super) fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && text.len() <= 63
+}
