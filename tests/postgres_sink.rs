@@ -400,12 +400,17 @@ async fn a_checked_start_connects_first_and_fails_at_once_when_unreachable() {
         return;
     };
     let table = services::unique_name("audit_test");
+    // Writes are held: whatever exists once the start returns, the start made.
+    let (sink, faults) = audit_layer::testing::FaultySink::new(
+        PostgresSink::builder(&url).table(&table).build().unwrap(),
+    );
+    faults.stall();
     let audit = AuditTrail::builder()
-        .sink(PostgresSink::builder(&url).table(&table).build().unwrap())
+        .sink(sink)
         .build_checked()
         .await
         .unwrap();
-    // The table exists before the first event reached the sink.
+    assert_eq!(faults.writes(), 0);
     assert_eq!(
         query_count(
             &client,
@@ -414,6 +419,11 @@ async fn a_checked_start_connects_first_and_fails_at_once_when_unreachable() {
         .await,
         1
     );
+    assert_eq!(
+        query_count(&client, &format!("SELECT count(*) FROM {table}")).await,
+        0
+    );
+    faults.resume();
     audit.shutdown().await.unwrap();
     drop_table(&client, &table).await;
 
