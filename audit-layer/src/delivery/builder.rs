@@ -8,15 +8,16 @@ use http::HeaderName;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::handle::{AuditTrail, StopHandle};
-use super::queue::{Counters, Shared, WriterState};
+use super::policy::{DeliveryPolicy, Durability, FailurePolicy};
+use super::queue::{Counters, Intake, WriterState};
 use super::writer::{Writer, WriterSettings};
-use crate::delivery::policy::{Durability, FailurePolicy};
 use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
 use crate::event::actor::Actor;
 use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::layer::config::{Config, SharedResolver};
+use crate::layer::shared::Shared;
 use crate::redact::{FORBIDDEN_HEADERS, SecretNames, limits};
 use crate::sink::Sink;
 
@@ -26,6 +27,7 @@ use crate::sink::Sink;
 #[must_use = "call `build()` to start the trail"]
 pub struct AuditTrailBuilder {
     config: Config,
+    delivery: DeliveryPolicy,
     sinks: Vec<Box<dyn Sink>>,
     detectors: Vec<Box<dyn Detector>>,
     queue_capacity: usize,
@@ -48,6 +50,7 @@ impl AuditTrailBuilder {
     pub(super) fn new() -> Self {
         Self {
             config: Config::default(),
+            delivery: DeliveryPolicy::default(),
             sinks: Vec::new(),
             detectors: Vec::new(),
             queue_capacity: 8192,
@@ -210,21 +213,21 @@ impl AuditTrailBuilder {
     /// What happens when the trail cannot keep up (default [`FailurePolicy::block`]: wait).
     /// See [`FailurePolicy`](crate::FailurePolicy) for when to pick each.
     pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
-        self.config.failure_policy = policy;
+        self.delivery.failure = policy;
         self
     }
 
     /// How durable events of a category must be before their response leaves (`Synced` for
     /// `sensitive`, `auth` and `alert`, `Batched` for the rest, by default).
     pub fn durability(mut self, category: Category, level: Durability) -> Self {
-        self.config.durability.set_category(category, level);
+        self.delivery.durability.set_category(category, level);
         self
     }
 
     /// How durable the events of a route (pattern like `/payments/{id}`, or a path) must be;
     /// wins over the category's level.
     pub fn route_durability(mut self, route: impl Into<String>, level: Durability) -> Self {
-        self.config.durability.set_route(route.into(), level);
+        self.delivery.durability.set_route(route.into(), level);
         self
     }
 
@@ -238,7 +241,7 @@ impl AuditTrailBuilder {
     /// before it is answered 503 instead (10 s by default). Under [`FailurePolicy::block`]
     /// it waits as long as it takes.
     pub fn durable_timeout(mut self, timeout: Duration) -> Self {
-        self.config.durable_timeout = timeout;
+        self.delivery.durable_timeout = timeout;
         self
     }
 
@@ -384,7 +387,7 @@ impl AuditTrailBuilder {
             state_tx,
             WriterSettings {
                 max_pending: self.queue_capacity.max(self.writer.batch_size),
-                sync_alerts: self.config.durability.level(Category::Alert, None, None)
+                sync_alerts: self.delivery.durability.level(Category::Alert, None, None)
                     == Durability::Synced,
                 ..self.writer
             },
@@ -394,15 +397,16 @@ impl AuditTrailBuilder {
             .with_detectors(self.detectors, self.config.secret_names.clone())
             .spawn(finished_tx)
             .map_err(ConfigError::Writer)?;
-        let shared = Arc::new(Shared {
-            config: self.config,
+        let intake = Intake {
+            policy: self.delivery,
+            secret_names: self.config.secret_names.clone(),
             queue,
             wake_writer,
             counters,
             state: state.clone(),
-            sensitive_routes: std::sync::Mutex::default(),
             spare_events,
-        });
+        };
+        let shared = Arc::new(Shared::new(self.config, intake));
         Ok(AuditTrail::new(
             shared,
             state,

@@ -6,11 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{oneshot, watch};
 
 use super::AuditTrailBuilder;
-use super::queue::{Item, SensitiveRouteInfo, Shared, WriterState};
+use super::queue::{Item, WriterState, enqueue_detached};
 use crate::error::AuditError;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome};
 use crate::layer::AuditLayer;
+use crate::layer::shared::Shared;
+use crate::sensitive::SensitiveRouteInfo;
 
 /// The handle of a running audit trail.
 ///
@@ -68,7 +70,7 @@ impl AuditTrail {
     /// field's name, and a change whose values differed only in what was redacted is
     /// recorded as a redacted change (changed, never what to).
     pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        self.shared.record(event).await
+        self.shared.intake.record(event).await
     }
 
     /// Waits until every event accepted before this call is written to every sink.
@@ -80,11 +82,12 @@ impl AuditTrail {
         let mut state = self.state.clone();
         let wait = async {
             self.shared
+                .intake
                 .queue
                 .send(Item::Flush(reply))
                 .await
                 .map_err(|_| AuditError::Closed)?;
-            self.shared.wake_writer.notify_one();
+            self.shared.intake.wake_writer.notify_one();
             answer.await.unwrap_or(Err(AuditError::Closed))
         };
         tokio::select! {
@@ -105,7 +108,11 @@ impl AuditTrail {
             return Err(AuditError::Closed);
         }
         // Stopping the trail is itself an event (OWASP: audit start and stop).
-        let _ = self.shared.record(lifecycle_event("audit.stop")).await;
+        let _ = self
+            .shared
+            .intake
+            .record(lifecycle_event("audit.stop"))
+            .await;
         let Some(stop) = self.take_stop() else {
             return Err(AuditError::Closed);
         };
@@ -114,42 +121,43 @@ impl AuditTrail {
             return Err(AuditError::Closed);
         }
         // The writer may be waiting out its write delay.
-        self.shared.wake_writer.notify_one();
+        self.shared.intake.wake_writer.notify_one();
         answer.await.unwrap_or(Err(AuditError::Closed))
     }
 
     /// Counters of the trail so far.
     pub fn stats(&self) -> AuditStats {
-        self.shared.stats()
+        self.shared.intake.stats()
     }
 
     /// Whether the trail keeps up: [`Health::Failing`] when a sink keeps failing or the
     /// queue is full (the failure policy is engaged), [`Health::Degraded`] while a sink is
     /// being retried, [`Health::Healthy`] otherwise.
     pub fn health(&self) -> Health {
-        self.shared.health()
+        self.shared.intake.health()
     }
 
     /// The routes served by sensitive handlers that have been called so far, with their
     /// actions.
     pub fn sensitive_routes(&self) -> Vec<SensitiveRouteInfo> {
-        self.shared
-            .sensitive_routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect()
+        self.shared.sensitive_routes()
     }
 
     /// Opens every sink on the writer's thread, where they will run; the sinks that failed,
     /// by name, with why.
     pub(super) async fn open_sinks(&self) -> Vec<(String, crate::sink::SinkError)> {
         let (reply, answer) = oneshot::channel();
-        if self.shared.queue.send(Item::Open(reply)).await.is_err() {
+        if self
+            .shared
+            .intake
+            .queue
+            .send(Item::Open(reply))
+            .await
+            .is_err()
+        {
             return vec![("writer".to_owned(), crate::sink::SinkError::new("stopped"))];
         }
-        self.shared.wake_writer.notify_one();
+        self.shared.intake.wake_writer.notify_one();
         answer
             .await
             .unwrap_or_else(|_| vec![("writer".to_owned(), crate::sink::SinkError::new("stopped"))])
@@ -158,8 +166,11 @@ impl AuditTrail {
     /// Records `audit.start`: the trail is running (OWASP: audit start and stop).
     pub(super) fn record_start(&self) {
         // The queue is empty and at least one slot long, so this cannot wait.
-        self.shared
-            .enqueue_detached(self.shared.scrub(Box::new(lifecycle_event("audit.start"))));
+        let event = self
+            .shared
+            .intake
+            .scrub(Box::new(lifecycle_event("audit.start")));
+        enqueue_detached(&self.shared, event);
     }
 
     /// Stops a trail that never started recording: its writer ends, nothing is written.
@@ -169,7 +180,7 @@ impl AuditTrail {
         };
         let (reply, answer) = oneshot::channel();
         if stop.request.send(reply).is_ok() {
-            self.shared.wake_writer.notify_one();
+            self.shared.intake.wake_writer.notify_one();
             let _ = answer.await;
         }
     }
@@ -191,7 +202,7 @@ impl Drop for AuditTrail {
         );
         let (reply, _answer) = oneshot::channel();
         let sent = stop.request.send(reply).is_ok();
-        self.shared.wake_writer.notify_one();
+        self.shared.intake.wake_writer.notify_one();
         if sent
             && stop
                 .finished

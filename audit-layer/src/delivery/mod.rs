@@ -37,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 mod builder;
 mod gap;
 mod gather;
@@ -47,9 +48,8 @@ mod slot;
 mod spare;
 mod writer;
 
+pub(crate) use self::admission::{Admission, Delivered};
 pub use self::builder::AuditTrailBuilder;
 pub use self::handle::{AuditStats, AuditTrail, Health};
-pub use self::queue::SensitiveRouteInfo;
-
-pub(crate) use self::queue::{Ack, Item, Reserve, Shared, Synced, TryEnqueue};
-pub(crate) use self::spare::{EventStrings, Spare, SpareEvents};
+pub(crate) use self::queue::{Intake, enqueue_detached};
+pub(crate) use self::spare::{EventStrings, Spare};

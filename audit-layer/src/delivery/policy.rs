@@ -102,6 +102,26 @@ impl FailurePolicy {
     }
 }
 
+/// How events are delivered: which are durable, how long a full queue or a sync is waited
+/// for, and what is let go then.
+#[derive(Clone, Debug)]
+pub(crate) struct DeliveryPolicy {
+    pub(crate) failure: FailurePolicy,
+    pub(crate) durability: DurabilityRules,
+    /// How long a response waits for its event's sync when the policy may refuse.
+    pub(crate) durable_timeout: Duration,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        Self {
+            failure: FailurePolicy::default(),
+            durability: DurabilityRules::default(),
+            durable_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Durability by category and by route.
 #[derive(Clone, Debug)]
 pub(crate) struct DurabilityRules {

@@ -1,7 +1,6 @@
-//! The queue between the layer and the writer: what travels on it, and the state every
-//! layer, the handle and the writer share.
+//! The queue between the layer and the writer: what travels on it, and its sending end
+//! ([`Intake`]), shared by every layer, the handle and detached senders.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -9,11 +8,11 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::gap::Gap;
 use super::handle::{AuditStats, Health};
+use super::policy::DeliveryPolicy;
 use super::spare::SpareEvents;
 use crate::error::AuditError;
 use crate::event::AuditEvent;
-use crate::layer::config::Config;
-use crate::redact::Scrubbed;
+use crate::redact::{Scrubbed, SecretNames};
 
 /// What travels from the layer to the writer.
 // Events are moved into the queue's slots either way; boxing them would add an allocation
@@ -53,31 +52,19 @@ pub(crate) struct WriterState {
     pub(crate) degraded: bool,
 }
 
-/// A route served by a sensitive handler, as the layer has seen it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[non_exhaustive]
-pub struct SensitiveRouteInfo {
-    /// The HTTP method.
-    pub method: String,
-    /// The route pattern (`/admin/users/{id}/role`).
-    pub route: String,
-    /// The handler's action (`user.role.change`).
-    pub action: String,
-}
-
-/// State shared by the handle, every layer and the writer.
+/// The sending end of the queue: how an event gets in, and what the writer reports back.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) queue: mpsc::Sender<Item>,
-    /// Cuts the writer's write delay short (see [`Shared::sent`]).
-    pub(crate) wake_writer: Arc<Notify>,
-    pub(crate) counters: Arc<Counters>,
-    pub(crate) state: watch::Receiver<WriterState>,
-    /// Routes served by sensitive handlers, learned as they are called.
-    pub(crate) sensitive_routes: Mutex<BTreeSet<SensitiveRouteInfo>>,
+pub(crate) struct Intake {
+    pub(super) policy: DeliveryPolicy,
+    /// For events that did not come through the layer's scrub (`AuditTrail::record`).
+    pub(super) secret_names: SecretNames,
+    pub(super) queue: mpsc::Sender<Item>,
+    /// Cuts the writer's write delay short (see [`Intake::sent`]).
+    pub(super) wake_writer: Arc<Notify>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) state: watch::Receiver<WriterState>,
     /// The memory of written events, for the next requests' events.
-    pub(crate) spare_events: Arc<SpareEvents>,
+    pub(super) spare_events: Arc<SpareEvents>,
 }
 
 #[derive(Debug, Default)]
@@ -99,11 +86,27 @@ pub(crate) type Reserve =
 
 /// Why an event could not be enqueued at once.
 pub(crate) enum TryEnqueue {
-    /// The queue is full: wait on this, then [`Shared::send_with`].
+    /// The queue is full: wait on this, then [`Intake::send_with`].
     Full(Scrubbed, Option<Ack>, Reserve),
 }
 
-impl Shared {
+impl AsRef<Intake> for Intake {
+    fn as_ref(&self) -> &Intake {
+        self
+    }
+}
+
+impl Intake {
+    /// How events are delivered.
+    pub(crate) fn policy(&self) -> &DeliveryPolicy {
+        &self.policy
+    }
+
+    /// The memory of written events, for the next requests' events.
+    pub(crate) fn spare_events(&self) -> &SpareEvents {
+        &self.spare_events
+    }
+
     /// Enqueues without waiting, or says how to wait.
     pub(crate) fn try_enqueue(&self, event: Scrubbed, ack: Option<Ack>) -> Result<(), TryEnqueue> {
         let urgent = ack.is_some();
@@ -167,10 +170,12 @@ impl Shared {
             .count(event, refused);
     }
 
-    /// Whether the trail cannot take an event now: the queue is full or a sink keeps failing.
+    /// Whether a sensitive request is refused before its handler runs: the policy may refuse,
+    /// and the trail cannot take an event now (the queue is full or a sink keeps failing).
     #[cfg(feature = "axum")]
-    pub(crate) fn is_congested(&self) -> bool {
-        self.queue.capacity() == 0 || self.state.borrow().failing.is_some()
+    pub(crate) fn refuses_sensitive(&self) -> bool {
+        self.policy.failure.may_refuse()
+            && (self.queue.capacity() == 0 || self.state.borrow().failing.is_some())
     }
 
     pub(crate) fn health(&self) -> Health {
@@ -191,43 +196,6 @@ impl Shared {
             };
         }
         Health::Healthy
-    }
-
-    /// Enqueues from a place that cannot wait (a dropped future): when the queue is full, a
-    /// task (or, outside a runtime, a thread) waits for room instead.
-    pub(crate) fn enqueue_detached(self: &Arc<Self>, event: Scrubbed) {
-        match self.try_enqueue(event, None) {
-            Ok(()) => {}
-            Err(TryEnqueue::Full(event, _, reserve)) => {
-                let mut detached = DetachedEvent {
-                    shared: Arc::clone(self),
-                    event: Some(event),
-                };
-                let wait = async move {
-                    let room = reserve.await;
-                    let Some(event) = detached.event.take() else {
-                        return;
-                    };
-                    match room {
-                        Ok(permit) => detached.shared.send_with(permit, event, None),
-                        Err(_) => detached.shared.lost(&event),
-                    }
-                };
-                match tokio::runtime::Handle::try_current() {
-                    Ok(runtime) => {
-                        runtime.spawn(wait);
-                    }
-                    Err(_) => {
-                        let spawned = std::thread::Builder::new()
-                            .name("audit-enqueue".into())
-                            .spawn(move || block_on_own_runtime(wait));
-                        if let Err(error) = spawned {
-                            tracing::error!(target: "audit", %error, "cannot start a thread to enqueue an audit event");
-                        }
-                    }
-                }
-            }
-        }
     }
 
     /// Scrubs an event built by application code, waits for room, then enqueues.
@@ -260,7 +228,7 @@ impl Shared {
 
     /// `event`, through the one stage that redacts and bounds every event.
     pub(crate) fn scrub(&self, event: Box<AuditEvent>) -> Scrubbed {
-        Scrubbed::new(event, &self.config.secret_names)
+        Scrubbed::new(event, &self.secret_names)
     }
 
     /// An event found the queue full (its sender waits, or the policy lets it go).
@@ -285,25 +253,6 @@ impl Shared {
         tracing::error!(target: "audit", event = %json, "{why}");
     }
 
-    /// Remembers that a sensitive handler serves this route.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn note_sensitive_route(&self, method: &str, route: &str, action: &str) {
-        let mut routes = self
-            .sensitive_routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let known = routes
-            .iter()
-            .any(|r| r.method == method && r.route == route && r.action == action);
-        if !known {
-            routes.insert(SensitiveRouteInfo {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                action: action.to_owned(),
-            });
-        }
-    }
-
     pub(crate) fn stats(&self) -> AuditStats {
         AuditStats {
             accepted: self.counters.accepted.load(Ordering::Relaxed),
@@ -319,22 +268,64 @@ impl Shared {
     }
 }
 
+/// Enqueues from a place that cannot wait (a dropped future): when the queue is full, a
+/// task (or, outside a runtime, a thread) waits for room instead. `owner` holds the
+/// [`Intake`], and is kept alive while the event waits.
+pub(crate) fn enqueue_detached<S>(owner: &Arc<S>, event: Scrubbed)
+where
+    S: AsRef<Intake> + Send + Sync + 'static,
+{
+    let Err(TryEnqueue::Full(event, _, reserve)) = (**owner).as_ref().try_enqueue(event, None)
+    else {
+        return;
+    };
+    let mut detached = DetachedEvent {
+        owner: Arc::clone(owner),
+        event: Some(event),
+    };
+    let wait = async move {
+        let room = reserve.await;
+        let Some(event) = detached.event.take() else {
+            return;
+        };
+        let intake = (*detached.owner).as_ref();
+        match room {
+            Ok(permit) => intake.send_with(permit, event, None),
+            Err(_) => intake.lost(&event),
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(wait);
+        }
+        Err(_) => {
+            let spawned = std::thread::Builder::new()
+                .name("audit-enqueue".into())
+                .spawn(move || block_on_own_runtime(wait));
+            if let Err(error) = spawned {
+                tracing::error!(target: "audit", %error, "cannot start a thread to enqueue an audit event");
+            }
+        }
+    }
+}
+
 /// An event of a dropped request waiting, off the request's path, for room in the queue.
 /// Dropped before it got in (its runtime shut down first, or no thread could be started to
 /// wait), it tries the queue once more, and if there is still no room it is counted as lost
 /// and logged in full: never dropped silently.
-struct DetachedEvent {
-    shared: Arc<Shared>,
+struct DetachedEvent<S: AsRef<Intake>> {
+    owner: Arc<S>,
     event: Option<Scrubbed>,
 }
 
-impl Drop for DetachedEvent {
+impl<S: AsRef<Intake>> Drop for DetachedEvent<S> {
     fn drop(&mut self) {
         let Some(event) = self.event.take() else {
             return;
         };
-        if let Err(TryEnqueue::Full(event, ..)) = self.shared.try_enqueue(event, None) {
-            self.shared.log_lost(
+        let intake = (*self.owner).as_ref();
+        if let Err(TryEnqueue::Full(event, ..)) = intake.try_enqueue(event, None) {
+            intake.log_lost(
                 &event,
                 "the runtime stopped while this audit event waited for room in the queue; \
                  it was not recorded in the trail",

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
-use crate::delivery::policy::{DurabilityRules, FailurePolicy};
 use crate::event::actor::Actor;
 use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::redact::SecretNames;
@@ -26,10 +25,6 @@ pub(crate) struct Config {
     pub(crate) actor_header: Option<HeaderName>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) catch_panics: bool,
-    pub(crate) failure_policy: FailurePolicy,
-    pub(crate) durability: DurabilityRules,
-    /// How long a response waits for its event's sync when the policy may refuse.
-    pub(crate) durable_timeout: std::time::Duration,
 }
 
 impl Default for Config {
@@ -45,9 +40,6 @@ impl Default for Config {
             actor_header: None,
             labels: BTreeMap::new(),
             catch_panics: true,
-            failure_policy: FailurePolicy::default(),
-            durability: DurabilityRules::default(),
-            durable_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

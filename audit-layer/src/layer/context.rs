@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crate::delivery::Shared;
+use super::shared::Shared;
 use crate::event::actor::Actor;
 use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};

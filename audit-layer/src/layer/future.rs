@@ -1,26 +1,21 @@
-//! [`ResponseFuture`]: runs the inner future, then queues the request's event, and for a
-//! durable event waits until it is synced.
+//! [`ResponseFuture`]: runs the inner future, builds the request's event, and hands it to the
+//! delivery (see [`Admission`]), which decides when the response may go.
 
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::{HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
-use tokio::time::Sleep;
 
 use super::record::InFlight;
-use crate::delivery::policy::{Durability, Overflow};
-use crate::delivery::{Ack, Item, Reserve, Shared, SpareEvents, Synced, TryEnqueue};
+use super::shared::Shared;
+use crate::delivery::{Admission, Delivered, enqueue_detached};
 use crate::error::panic_message;
-use crate::event::AuditEvent;
 use crate::event::actor::Actor;
-use crate::redact::Scrubbed;
 
 /// The header set on a response replaced by 503 because its event could not be made durable.
 pub const AUDIT_ERROR_HEADER: &str = "x-audit-error";
@@ -29,7 +24,7 @@ pin_project! {
     /// Response future of [`Audit`](super::Audit).
     ///
     /// Resolves once the inner future has, the request's event is in the queue and, for a
-    /// [durable](crate::delivery::policy::Durability::Synced) event, synced. Dropped before that, it
+    /// [durable](crate::Durability::Synced) event, synced. Dropped before that, it
     /// still queues the event: as `cancelled` if the response was not ready.
     pub struct ResponseFuture<F>
     where
@@ -37,7 +32,7 @@ pin_project! {
     {
         #[pin]
         state: State<F>,
-        event: EventGuard,
+        record: RecordGuard,
     }
 }
 
@@ -52,10 +47,8 @@ pin_project! {
         Running { #[pin] future: F },
         // The inner service panicked in `call`.
         Panicked { payload: Option<Box<dyn Any + Send>> },
-        // The response is ready; the queue was full.
-        Enqueueing { reserve: Reserve, deadline: Option<Pin<Box<Sleep>>>, output: Option<F::Output> },
-        // The event is queued; the response waits for its sync.
-        Syncing { ack: oneshot::Receiver<Synced>, deadline: Option<Pin<Box<Sleep>>>, spares: Arc<SpareEvents>, output: Option<F::Output> },
+        // The response is ready; its event is on its way into the queue.
+        Delivering { admission: Admission<Shared>, output: Option<F::Output> },
         Done,
     }
 }
@@ -64,14 +57,14 @@ impl<F: Future> ResponseFuture<F> {
     pub(crate) fn passthrough(future: F) -> Self {
         Self {
             state: State::Passthrough { future },
-            event: EventGuard(Pending::Nothing),
+            record: RecordGuard(None),
         }
     }
 
     pub(crate) fn running(future: F, record: InFlight) -> Self {
         Self {
             state: State::Running { future },
-            event: EventGuard(Pending::InFlight(record)),
+            record: RecordGuard(Some(record)),
         }
     }
 
@@ -80,7 +73,7 @@ impl<F: Future> ResponseFuture<F> {
             state: State::Panicked {
                 payload: Some(payload),
             },
-            event: EventGuard(Pending::InFlight(record)),
+            record: RecordGuard(Some(record)),
         }
     }
 }
@@ -101,108 +94,59 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        loop {
-            let (next, output) = match this.state.as_mut().project() {
-                StateProj::Passthrough { future } => return future.poll(cx),
-                StateProj::Running { future } => {
-                    let output = match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(output)) => this.event.complete(output),
-                        Err(payload) => {
-                            // Drop the panicked future first: its destructors may still
-                            // annotate the event (a sensitive handler's before-state).
-                            this.state.set(State::Done);
-                            this.event.complete_panic(payload)
-                        }
-                    };
-                    (this.event.enqueue(), output)
-                }
-                StateProj::Panicked { payload } => match payload.take() {
-                    Some(payload) => {
-                        let output = this.event.complete_panic(payload);
-                        (this.event.enqueue(), output)
+        let (mut admission, output) = match this.state.as_mut().project() {
+            StateProj::Passthrough { future } => return future.poll(cx),
+            StateProj::Running { future } => {
+                match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(output)) => this.record.complete(output),
+                    Err(payload) => {
+                        // Drop the panicked future first: its destructors may still
+                        // annotate the event (a sensitive handler's before-state).
+                        this.state.set(State::Done);
+                        this.record.complete_panic(payload)
                     }
-                    None => polled_after_completion(),
-                },
-                StateProj::Enqueueing {
-                    reserve,
-                    deadline,
-                    output,
-                } => {
-                    let step = match reserve.as_mut().poll(cx) {
-                        Poll::Ready(Ok(permit)) => this.event.send(permit),
-                        Poll::Ready(Err(_closed)) => {
-                            this.event.lost();
-                            Step::Respond
-                        }
-                        Poll::Pending => match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                            Some(Poll::Ready(())) => match this.event.overflow() {
-                                Some(step) => step,
-                                // Ordinary events under `FailClosed` keep waiting.
-                                None => {
-                                    *deadline = None;
-                                    return Poll::Pending;
-                                }
-                            },
-                            _ => return Poll::Pending,
-                        },
-                    };
-                    (step, take_output(output))
                 }
-                StateProj::Syncing {
-                    ack,
-                    deadline,
-                    spares,
-                    output,
-                } => {
-                    let synced = match Pin::new(ack).poll(cx) {
-                        Poll::Ready(Ok(Synced { result, event })) => {
-                            // Emptied here, on the thread that allocated what it holds,
-                            // and kept for the next request.
-                            if let Some(event) = event {
-                                spares.put_back(event);
-                            }
-                            result.is_ok()
-                        }
-                        Poll::Ready(_) => false,
-                        Poll::Pending => match deadline.as_mut().map(|d| d.as_mut().poll(cx)) {
-                            Some(Poll::Ready(())) => false,
-                            _ => return Poll::Pending,
-                        },
-                    };
-                    let output = take_output(output);
-                    this.state.set(State::Done);
-                    return Poll::Ready(if synced { output } else { not_durable(output) });
-                }
-                StateProj::Done => polled_after_completion(),
-            };
-            match next {
-                Step::Respond => {
-                    this.state.set(State::Done);
-                    return Poll::Ready(output);
-                }
-                Step::Unavailable => {
-                    this.state.set(State::Done);
-                    return Poll::Ready(not_durable(output));
-                }
-                Step::Wait(reserve, deadline) => this.state.set(State::Enqueueing {
-                    reserve,
-                    deadline,
-                    output: Some(output),
-                }),
-                Step::Sync(ack, deadline, spares) => this.state.set(State::Syncing {
-                    ack,
-                    deadline,
-                    spares,
-                    output: Some(output),
-                }),
             }
-        }
+            StateProj::Panicked { payload } => match payload.take() {
+                Some(payload) => this.record.complete_panic(payload),
+                None => polled_after_completion(),
+            },
+            StateProj::Delivering { admission, output } => {
+                let delivered = std::task::ready!(admission.poll(cx));
+                let output = output.take().unwrap_or_else(|| polled_after_completion());
+                this.state.set(State::Done);
+                return Poll::Ready(respond(delivered, output));
+            }
+            StateProj::Done => polled_after_completion(),
+        };
+        let delivered = match admission.as_mut().map(|admission| admission.poll(cx)) {
+            None => Delivered::Accepted,
+            Some(Poll::Ready(delivered)) => delivered,
+            Some(Poll::Pending) => {
+                let admission = admission
+                    .take()
+                    .unwrap_or_else(|| polled_after_completion());
+                this.state.set(State::Delivering {
+                    admission,
+                    output: Some(output),
+                });
+                return Poll::Pending;
+            }
+        };
+        this.state.set(State::Done);
+        Poll::Ready(respond(delivered, output))
     }
 }
 
-fn take_output<T>(output: &mut Option<T>) -> T {
-    output.take().unwrap_or_else(|| polled_after_completion())
+fn respond<B: Default, E>(
+    delivered: Delivered,
+    output: Result<Response<B>, E>,
+) -> Result<Response<B>, E> {
+    match delivered {
+        Delivered::Accepted => output,
+        Delivered::NotDurable => not_durable(output),
+    }
 }
 
 fn polled_after_completion() -> ! {
@@ -233,88 +177,30 @@ fn not_durable<B: Default, E>(output: Result<Response<B>, E>) -> Result<Response
     Ok(response)
 }
 
-/// What the future does next, once the event is built.
-enum Step {
-    Respond,
-    /// Answer 503: the event could not be made durable.
-    Unavailable,
-    Wait(Reserve, Option<Pin<Box<Sleep>>>),
-    /// Wait for the sync; then give the event's memory back to these spares.
-    Sync(
-        oneshot::Receiver<Synced>,
-        Option<Pin<Box<Sleep>>>,
-        Arc<SpareEvents>,
-    ),
-}
+/// The request's record until its event is built; dropped while holding it (the future was
+/// dropped before the response was ready), it queues a `cancelled` event.
+struct RecordGuard(Option<InFlight>);
 
-/// A request's event until it is in the queue.
-enum Pending {
-    Nothing,
-    InFlight(InFlight),
-    Built {
-        event: Scrubbed,
-        shared: Arc<Shared>,
-        plan: Plan,
-        ack: Option<Ack>,
-    },
-}
-
-/// How an event is delivered.
-#[derive(Clone, Copy)]
-struct Plan {
-    durable: bool,
-    /// The event of a sensitive request refused because the trail could not take events.
-    refused: bool,
-}
-
-impl Plan {
-    fn of(event: &AuditEvent, shared: &Shared, refused: bool) -> Self {
-        let request = event.request.as_ref();
-        let level = shared.config.durability.level(
-            event.category,
-            request.and_then(|r| r.route.as_deref()),
-            request.map(|r| r.path.as_str()),
-        );
-        Self {
-            durable: !refused && level == Durability::Synced,
-            refused,
-        }
-    }
-}
-
-/// Owns the pending event; if dropped while holding one, queues it anyway.
-struct EventGuard(Pending);
-
-impl EventGuard {
-    fn take(&mut self) -> Pending {
-        std::mem::replace(&mut self.0, Pending::Nothing)
-    }
-
-    /// Builds the event of a finished inner future and stamps the response.
+impl RecordGuard {
+    /// Builds the event of a finished inner future, stamps the response, and starts the
+    /// event's delivery.
     fn complete<B, E: fmt::Display>(
         &mut self,
         mut output: Result<Response<B>, E>,
-    ) -> Result<Response<B>, E> {
-        if let Pending::InFlight(record) = self.take() {
-            let shared = Arc::clone(&record.shared);
-            let refused = record.refused();
-            let event = match &mut output {
-                Ok(response) => {
-                    stamp_request_id(response, &record);
-                    let actor = response.extensions().get::<Actor>().cloned();
-                    record.respond(response.status(), actor)
-                }
-                Err(error) => record.fail(None, error.to_string()),
-            };
-            let plan = Plan::of(&event, &shared, refused);
-            self.0 = Pending::Built {
-                event,
-                shared,
-                plan,
-                ack: None,
-            };
-        }
-        output
+    ) -> (Option<Admission<Shared>>, Result<Response<B>, E>) {
+        let Some(record) = self.0.take() else {
+            return (None, output);
+        };
+        let refused = record.refused();
+        let (shared, event) = match &mut output {
+            Ok(response) => {
+                stamp_request_id(response, &record);
+                let actor = response.extensions().get::<Actor>().cloned();
+                record.respond(response.status(), actor)
+            }
+            Err(error) => record.fail(None, error.to_string()),
+        };
+        (Some(Admission::start(shared, event, refused)), output)
     }
 
     /// Builds the event of a panic and answers 500, or resumes unwinding if the trail does
@@ -322,165 +208,28 @@ impl EventGuard {
     fn complete_panic<B: Default, E>(
         &mut self,
         payload: Box<dyn Any + Send>,
-    ) -> Result<Response<B>, E> {
-        let Pending::InFlight(record) = self.take() else {
+    ) -> (Option<Admission<Shared>>, Result<Response<B>, E>) {
+        let Some(record) = self.0.take() else {
             panic::resume_unwind(payload)
         };
-        let shared = Arc::clone(&record.shared);
         let mut response = Response::new(B::default());
         *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         stamp_request_id(&mut response, &record);
         let reason = format!("panic: {}", panic_message(payload.as_ref()));
-        let event = record.fail(Some(StatusCode::INTERNAL_SERVER_ERROR), reason);
+        let (shared, event) = record.fail(Some(StatusCode::INTERNAL_SERVER_ERROR), reason);
         if !shared.config.catch_panics {
-            shared.enqueue_detached(event);
+            enqueue_detached(&shared, event);
             panic::resume_unwind(payload);
         }
-        let plan = Plan::of(&event, &shared, false);
-        self.0 = Pending::Built {
-            event,
-            shared,
-            plan,
-            ack: None,
-        };
-        Ok(response)
-    }
-
-    /// Queues the built event if there is room; otherwise applies the failure policy.
-    fn enqueue(&mut self) -> Step {
-        let Pending::Built {
-            event,
-            shared,
-            plan,
-            ack: _,
-        } = self.take()
-        else {
-            return Step::Respond;
-        };
-        let (ack, synced) = if plan.durable {
-            let (ack, synced) = oneshot::channel();
-            (Some(ack), Some(synced))
-        } else {
-            (None, None)
-        };
-        match shared.try_enqueue(event, ack) {
-            Ok(()) => match synced {
-                Some(synced) => Step::Sync(
-                    synced,
-                    sync_deadline(&shared),
-                    Arc::clone(&shared.spare_events),
-                ),
-                None => Step::Respond,
-            },
-            Err(TryEnqueue::Full(event, ack, reserve)) => {
-                let policy = shared.config.failure_policy;
-                self.0 = Pending::Built {
-                    event,
-                    shared,
-                    plan,
-                    ack,
-                };
-                match policy.max_wait {
-                    // A refusal answers at once; it is counted for the next gap event.
-                    _ if plan.refused => self.overflow().unwrap_or(Step::Wait(reserve, None)),
-                    None => Step::Wait(reserve, None),
-                    Some(wait) if wait.is_zero() => {
-                        self.overflow().unwrap_or(Step::Wait(reserve, None))
-                    }
-                    Some(wait) => Step::Wait(reserve, Some(Box::pin(tokio::time::sleep(wait)))),
-                }
-            }
-        }
-    }
-
-    /// The queue stayed full for as long as the policy allows: what to do instead, or `None`
-    /// to keep waiting (ordinary events under `FailClosed`).
-    fn overflow(&mut self) -> Option<Step> {
-        let Pending::Built {
-            event,
-            shared,
-            plan,
-            ack,
-        } = self.take()
-        else {
-            return Some(Step::Respond);
-        };
-        if plan.refused {
-            shared.count_gap(&event, true);
-            return Some(Step::Respond);
-        }
-        if plan.durable {
-            // Never dropped: it waits on its own, and the client is told it is not durable.
-            shared.enqueue_detached(event);
-            return Some(Step::Unavailable);
-        }
-        match shared.config.failure_policy.overflow {
-            Overflow::DropWithGap => {
-                shared.count_gap(&event, false);
-                Some(Step::Respond)
-            }
-            _ => {
-                self.0 = Pending::Built {
-                    event,
-                    shared,
-                    plan,
-                    ack,
-                };
-                None
-            }
-        }
-    }
-
-    /// Queues the event with a permit from the reserve future.
-    fn send(&mut self, permit: tokio::sync::mpsc::OwnedPermit<Item>) -> Step {
-        let Pending::Built {
-            event,
-            shared,
-            plan,
-            ..
-        } = self.take()
-        else {
-            return Step::Respond;
-        };
-        if plan.durable {
-            let (ack, synced) = oneshot::channel();
-            shared.send_with(permit, event, Some(ack));
-            Step::Sync(
-                synced,
-                sync_deadline(&shared),
-                Arc::clone(&shared.spare_events),
-            )
-        } else {
-            shared.send_with(permit, event, None);
-            Step::Respond
-        }
-    }
-
-    fn lost(&mut self) {
-        if let Pending::Built { event, shared, .. } = self.take() {
-            shared.lost(&event);
-        }
+        (Some(Admission::start(shared, event, false)), Ok(response))
     }
 }
 
-/// How long a response waits for its sync: without bound under a blocking policy.
-fn sync_deadline(shared: &Shared) -> Option<Pin<Box<Sleep>>> {
-    shared
-        .config
-        .failure_policy
-        .may_refuse()
-        .then(|| Box::pin(tokio::time::sleep(shared.config.durable_timeout)))
-}
-
-impl Drop for EventGuard {
+impl Drop for RecordGuard {
     fn drop(&mut self) {
-        match self.take() {
-            Pending::Nothing => {}
-            Pending::InFlight(record) => {
-                let shared = Arc::clone(&record.shared);
-                shared.enqueue_detached(record.cancel());
-            }
-            Pending::Built { event, shared, .. } => shared.enqueue_detached(event),
+        if let Some(record) = self.0.take() {
+            let (shared, event) = record.cancel();
+            enqueue_detached(&shared, event);
         }
     }
 }

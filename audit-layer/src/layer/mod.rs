@@ -80,6 +80,7 @@ mod future;
 mod record;
 pub(crate) mod request_id;
 mod service;
+pub(crate) mod shared;
 
 pub use self::client_ip::{ForwardedHeader, TrustedProxies};
 pub use self::future::{AUDIT_ERROR_HEADER, ResponseFuture};

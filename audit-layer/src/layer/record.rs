@@ -12,7 +12,8 @@ use http::header::USER_AGENT;
 use http::request::Parts;
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 
-use crate::delivery::{EventStrings, Shared, Spare};
+use super::shared::Shared;
+use crate::delivery::{EventStrings, Spare};
 use crate::error::panic_message;
 use crate::event::actor::{ANONYMOUS_ID, Actor, ActorKind};
 use crate::event::{
@@ -81,7 +82,7 @@ impl InFlight {
                     user_agent: mut user_agent_text,
                     actor_id,
                 },
-        } = shared.spare_events.take();
+        } = shared.intake.spare_events().take();
         #[cfg(test)]
         if PANIC_IN_CAPTURE.replace(false) {
             // Quoting the request, as some panics' messages do.
@@ -233,8 +234,8 @@ impl InFlight {
         self.context.lock().refused
     }
 
-    /// The event of a request answered with `status`.
-    pub(crate) fn respond(self, status: StatusCode, response_actor: Option<Actor>) -> Scrubbed {
+    /// The event of a request answered with `status`, and the layer's state it goes to.
+    pub(crate) fn respond(self, status: StatusCode, response_actor: Option<Actor>) -> Built {
         self.into_event(
             Some(status),
             Outcome::from_status(status),
@@ -244,12 +245,12 @@ impl InFlight {
     }
 
     /// The event of a request whose service failed or panicked.
-    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> Scrubbed {
+    pub(crate) fn fail(self, status: Option<StatusCode>, reason: String) -> Built {
         self.into_event(status, Outcome::Error, None, Some(reason))
     }
 
     /// The event of a request abandoned before its response.
-    pub(crate) fn cancel(self) -> Scrubbed {
+    pub(crate) fn cancel(self) -> Built {
         self.into_event(None, Outcome::Cancelled, None, None)
     }
 
@@ -259,7 +260,7 @@ impl InFlight {
         outcome: Outcome,
         response_actor: Option<Actor>,
         reason: Option<String>,
-    ) -> Scrubbed {
+    ) -> Built {
         let duration_us = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
         let notes = self.context.take();
         let mut event = self.event;
@@ -292,9 +293,13 @@ impl InFlight {
         event.changes = notes.changes;
         // `before`, `after` and `changes` can only come from a sensitive handler's
         // snapshots (`AuditContext` offers no other way to set them).
-        Scrubbed::with_snapshots(event, &self.shared.config.secret_names)
+        let event = Scrubbed::with_snapshots(event, &self.shared.config.secret_names);
+        (self.shared, event)
     }
 }
+
+/// A request's finished event, with the layer's state it is delivered through.
+pub(crate) type Built = (Arc<Shared>, Scrubbed);
 
 /// The reason a partial event gives (see [`InFlight::capture_failed`]).
 const CAPTURE_FAILED: &str =

@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::record::{InFlight, client_uri, matched_route};
-use crate::delivery::Shared;
+use super::shared::Shared;
 
 /// Applies [`Audit`] to a service. Built by [`AuditTrail::layer`](crate::AuditTrail::layer).
 #[derive(Clone)]

@@ -58,8 +58,7 @@ where
         context.adopt_late_actor(&parts.extensions);
         context.set_action(M::ACTION);
         context.mark_sensitive();
-        let shared = context.shared();
-        if shared.config.failure_policy.may_refuse() && shared.is_congested() {
+        if context.shared().intake.refuses_sensitive() {
             // Fail closed: the action is not performed while it cannot be audited.
             const REASON: &str = "refused: the audit trail cannot record this action now";
             context.refuse(REASON);

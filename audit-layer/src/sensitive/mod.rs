@@ -62,6 +62,7 @@ pub(crate) mod auditable;
 mod diff;
 #[cfg(feature = "axum")]
 pub(crate) mod handler;
+mod route;
 mod snapshot;
 
 pub use self::auditable::AuditSnapshot;
@@ -71,8 +72,8 @@ pub use self::auditable::{
     FieldRef, SnapshotValue, ViaAuditable, ViaAuditableCollection, ViaSerialize,
 };
 pub(crate) use self::diff::recorded_change;
+pub use self::route::SensitiveRouteInfo;
 pub use self::snapshot::Snapshot;
-pub use crate::delivery::SensitiveRouteInfo;
 
 /// `resource:id` of a snapshot, else of a key.
 pub(crate) fn target_of<R: Auditable>(
