@@ -635,6 +635,96 @@ async fn a_panicking_actor_resolver_neither_drops_the_request_nor_its_event() {
     audit.shutdown().await.unwrap();
 }
 
+/// A session look-up: answers after `delay`, naming the user of the `session` cookie.
+fn session_resolver(
+    delay: Duration,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> impl Fn(
+    &http::request::Parts,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Actor>> + Send>>
++ Send
++ Sync
++ 'static {
+    move |parts| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let session = parts
+            .headers
+            .get("cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|cookie| cookie.strip_prefix("session="))
+            .map(str::to_owned);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            if session.as_deref() == Some("boom") {
+                panic!("session store bug");
+            }
+            Some(Actor::user(format!("user-of-{}", session?)))
+        })
+    }
+}
+
+#[tokio::test]
+async fn an_async_resolver_names_the_actor_whether_it_answers_before_or_after_the_handler() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (builder, sink) = memory_trail();
+    let audit = builder
+        .actor_resolver_async(session_resolver(Duration::from_millis(30), calls.clone()))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/fast", get(|| async { "fast" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(120)).await;
+                "slow"
+            }),
+        )
+        .layer(audit.layer());
+    for (path, session) in [("/fast", "a"), ("/slow", "b"), ("/fast", "boom")] {
+        let request = request_from("192.0.2.10:1", "GET", path)
+            .header("cookie", format!("session={session}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path} {session}");
+    }
+    // An actor already in the extensions needs no look-up.
+    let request = request_from("192.0.2.10:1", "GET", "/fast")
+        .header("cookie", "session=c")
+        .extension(Actor::user("outer"))
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap();
+    audit.flush().await.unwrap();
+    let actors: Vec<_> = sink
+        .request_events()
+        .into_iter()
+        .map(|event| event.actor.id)
+        .collect();
+    // The look-up outlasts `/fast`'s handler: the response waited for it. A look-up that
+    // panics counts as not knowing.
+    assert_eq!(actors, ["user-of-a", "user-of-b", "anonymous", "outer"]);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    audit.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_second_actor_resolver_is_a_configuration_error() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (builder, _sink) = memory_trail();
+    let error = builder
+        .actor_resolver(|_| None)
+        .actor_resolver_async(session_resolver(Duration::ZERO, calls))
+        .build()
+        .expect_err("two resolvers are refused");
+    assert!(
+        matches!(error, audit_layer::ConfigError::Twice(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("actor resolver"), "{error}");
+}
+
 #[tokio::test]
 async fn actor_sources_in_order_of_precedence() {
     let (builder, sink) = memory_trail();

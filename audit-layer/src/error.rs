@@ -48,6 +48,9 @@ pub enum ConfigError {
         /// Why, as the sink says.
         reason: String,
     },
+    /// A setting that takes one value was given more than once.
+    #[error("{0} was given more than once; a trail has one")]
+    Twice(&'static str),
     /// More than one mistake, each as it would be reported alone.
     #[error("{} configuration errors: {}", .0.len(), list(.0))]
     Several(Vec<ConfigError>),

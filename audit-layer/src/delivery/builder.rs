@@ -44,6 +44,8 @@ struct Unchecked {
     request_id_header: Option<String>,
     recorded_headers: Vec<String>,
     actor_header: Option<String>,
+    /// A second actor resolver was given.
+    resolver_twice: bool,
 }
 
 impl AuditTrailBuilder {
@@ -171,12 +173,64 @@ impl AuditTrailBuilder {
     ///     .build()?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// A trail has one resolver: giving a second, of either kind, is an error from
+    /// [`build`](Self::build).
     pub fn actor_resolver<F>(mut self, resolver: F) -> Self
     where
         F: Fn(&http::request::Parts) -> Option<Actor> + Send + Sync + 'static,
     {
-        self.config.actor_resolver = Some(SharedResolver(Arc::new(resolver)));
+        self.set_resolver(SharedResolver::Now(Arc::new(resolver)));
         self
+    }
+
+    /// Finds the actor with an async look-up (a session store, a token introspection):
+    /// the closure reads what it needs from the request head and returns a `'static`
+    /// future. The future runs beside the inner service, so it adds no latency unless it
+    /// is slower than the handler; a response waits for it before its event is built. Bound
+    /// it yourself (`tokio::time::timeout`) if the store can hang. A resolver that panics, in
+    /// the closure or in the future, is logged and counts as not knowing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use audit_layer::{Actor, AuditTrail};
+    /// use audit_layer::sink::MemorySink;
+    ///
+    /// # async fn session_user(_: String) -> Option<String> { Some("7".into()) }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let runtime = tokio::runtime::Runtime::new()?;
+    /// # let _guard = runtime.enter();
+    /// let audit = AuditTrail::builder()
+    ///     .sink(MemorySink::new())
+    ///     .actor_resolver_async(|parts| {
+    ///         let cookie = parts.headers.get("cookie").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    ///         async move {
+    ///             let lookup = session_user(cookie?);
+    ///             let user = tokio::time::timeout(Duration::from_millis(200), lookup).await.ok()??;
+    ///             Some(Actor::user(user))
+    ///         }
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A trail has one resolver: giving a second, of either kind, is an error from
+    /// [`build`](Self::build).
+    pub fn actor_resolver_async<F, Fut>(mut self, resolver: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<Actor>> + Send + 'static,
+    {
+        self.set_resolver(SharedResolver::Later(Arc::new(move |parts| {
+            Box::pin(resolver(parts))
+        })));
+        self
+    }
+
+    fn set_resolver(&mut self, resolver: SharedResolver) {
+        if self.config.actor_resolver.replace(resolver).is_some() {
+            self.unchecked.resolver_twice = true;
+        }
     }
 
     /// Takes the actor's id from a request header, as a last resort.
@@ -462,6 +516,9 @@ impl AuditTrailBuilder {
                 Ok(name) => self.config.actor_header = Some(name),
                 Err(error) => errors.push(error),
             }
+        }
+        if unchecked.resolver_twice {
+            errors.push(ConfigError::Twice("an actor resolver"));
         }
         let names = &self.config.secret_names;
         for name in unchecked.recorded_headers {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 /// 3. an [`Actor`] in the **request** extensions when the request reached the audit layer (an
 ///    auth layer *outside* it);
 /// 4. the resolver given to
-///    [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver);
+///    [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver) (or
+///    [`actor_resolver_async`](crate::AuditTrailBuilder::actor_resolver_async), whose
+///    look-up the response waits for);
 /// 5. the header named by
 ///    [`AuditTrailBuilder::trust_actor_header`](crate::AuditTrailBuilder::trust_actor_header),
 ///    an explicit opt-in;

@@ -9,6 +9,7 @@ use http::HeaderName;
 use crate::event::actor::Actor;
 use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::redact::SecretNames;
+use crate::sink::BoxFuture;
 
 /// The layer's configuration, built once by
 /// [`AuditTrailBuilder`](crate::AuditTrailBuilder).
@@ -57,12 +58,21 @@ impl Config {
 
 /// The application's actor resolver: a closure over the request head, called once per
 /// request when it arrives (see
-/// [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver)).
-pub(crate) type Resolver = dyn Fn(&http::request::Parts) -> Option<Actor> + Send + Sync;
-
-/// A shared [`Resolver`].
+/// [`AuditTrailBuilder::actor_resolver`](crate::AuditTrailBuilder::actor_resolver) and
+/// [`actor_resolver_async`](crate::AuditTrailBuilder::actor_resolver_async)).
 #[derive(Clone)]
-pub(crate) struct SharedResolver(pub(crate) Arc<Resolver>);
+pub(crate) enum SharedResolver {
+    /// Knows at once.
+    Now(Arc<Resolve<Option<Actor>>>),
+    /// Looks the actor up (a session store): polled beside the inner service.
+    Later(Arc<Resolve<PendingActor>>),
+}
+
+/// A closure over the request head.
+type Resolve<T> = dyn Fn(&http::request::Parts) -> T + Send + Sync;
+
+/// An async resolver's look-up of one request's actor.
+pub(crate) type PendingActor = BoxFuture<'static, Option<Actor>>;
 
 impl fmt::Debug for SharedResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

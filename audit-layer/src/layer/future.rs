@@ -47,6 +47,8 @@ pin_project! {
         Running { #[pin] future: F },
         // The inner service panicked in `call`.
         Panicked { payload: Option<Box<dyn Any + Send>> },
+        // The response is ready; the async actor resolver has not answered yet.
+        Resolving { output: Option<F::Output> },
         // The response is ready; its event is on its way into the queue.
         Delivering { admission: Admission<Shared>, output: Option<F::Output> },
         Done,
@@ -94,31 +96,46 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let (mut admission, output) = match this.state.as_mut().project() {
-            StateProj::Passthrough { future } => return future.poll(cx),
-            StateProj::Running { future } => {
-                match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
-                    Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(output)) => this.record.complete(output),
-                    Err(payload) => {
-                        // Drop the panicked future first: its destructors may still
-                        // annotate the event (a sensitive handler's before-state).
-                        this.state.set(State::Done);
-                        this.record.complete_panic(payload)
+        let (mut admission, output) = loop {
+            break match this.state.as_mut().project() {
+                StateProj::Passthrough { future } => return future.poll(cx),
+                StateProj::Running { future } => {
+                    // The resolver's look-up runs beside the inner service.
+                    let resolved = this.record.poll_actor(cx).is_ready();
+                    match panic::catch_unwind(AssertUnwindSafe(|| future.poll(cx))) {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(output)) if !resolved => {
+                            this.state.set(State::Resolving {
+                                output: Some(output),
+                            });
+                            continue;
+                        }
+                        Ok(Poll::Ready(output)) => this.record.complete(output),
+                        Err(payload) => {
+                            // Drop the panicked future first: its destructors may still
+                            // annotate the event (a sensitive handler's before-state).
+                            this.state.set(State::Done);
+                            this.record.complete_panic(payload)
+                        }
                     }
                 }
-            }
-            StateProj::Panicked { payload } => match payload.take() {
-                Some(payload) => this.record.complete_panic(payload),
-                None => polled_after_completion(),
-            },
-            StateProj::Delivering { admission, output } => {
-                let delivered = std::task::ready!(admission.poll(cx));
-                let output = output.take().unwrap_or_else(|| polled_after_completion());
-                this.state.set(State::Done);
-                return Poll::Ready(respond(delivered, output));
-            }
-            StateProj::Done => polled_after_completion(),
+                StateProj::Panicked { payload } => match payload.take() {
+                    Some(payload) => this.record.complete_panic(payload),
+                    None => polled_after_completion(),
+                },
+                StateProj::Resolving { output } => {
+                    std::task::ready!(this.record.poll_actor(cx));
+                    let output = output.take().unwrap_or_else(|| polled_after_completion());
+                    this.record.complete(output)
+                }
+                StateProj::Delivering { admission, output } => {
+                    let delivered = std::task::ready!(admission.poll(cx));
+                    let output = output.take().unwrap_or_else(|| polled_after_completion());
+                    this.state.set(State::Done);
+                    return Poll::Ready(respond(delivered, output));
+                }
+                StateProj::Done => polled_after_completion(),
+            };
         };
         let delivered = match admission.as_mut().map(|admission| admission.poll(cx)) {
             None => Delivered::Accepted,
@@ -182,6 +199,14 @@ fn not_durable<B: Default, E>(output: Result<Response<B>, E>) -> Result<Response
 struct RecordGuard(Option<InFlight>);
 
 impl RecordGuard {
+    /// Polls the async actor resolver's look-up; ready when there is none left.
+    fn poll_actor(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        match &mut self.0 {
+            Some(record) => record.poll_actor(cx),
+            None => Poll::Ready(()),
+        }
+    }
+
     /// Builds the event of a finished inner future, stamps the response, and starts the
     /// event's delivery.
     fn complete<B, E: fmt::Display>(

@@ -20,7 +20,7 @@ use crate::event::{
     AuditEvent, Category, Outcome, RequestInfo, ResponseInfo, SCHEMA, Source, Timestamp, event_id,
 };
 use crate::layer::client_ip;
-use crate::layer::config::SharedResolver;
+use crate::layer::config::{PendingActor, SharedResolver};
 use crate::layer::context::AuditContext;
 use crate::layer::request_id::RequestId;
 use crate::redact::{REDACTED, Scrubbed, bound, bound_into, limits};
@@ -34,6 +34,8 @@ pub(crate) const HTTP_REQUEST: &str = "http.request";
 /// written when there is one (see `trail::spare`), and completed in place: the response
 /// future and the queue then move a pointer, not the event's few hundred bytes.
 pub(crate) struct InFlight {
+    /// An async resolver's look-up of the actor, until it answers.
+    pending_actor: Option<PendingActor>,
     pub(crate) shared: Arc<Shared>,
     start: Instant,
     /// Request fields filled in; outcome, actor and response are set when it completes.
@@ -118,13 +120,14 @@ impl InFlight {
         };
         let extension_actor = parts.extensions.get::<Actor>();
         let actor_at_capture = extension_actor.is_some();
-        let request_actor = extension_actor
-            .cloned()
-            .or_else(|| resolve_actor(config.actor_resolver.as_ref()?, parts))
-            .or_else(|| {
-                let value = parts.headers.get(config.actor_header.as_ref()?)?;
-                Some(Actor::user(header_text(value, limits::ACTOR_FIELD)))
-            });
+        let (resolved, pending_actor) = match extension_actor {
+            Some(actor) => (Some(actor.clone()), None),
+            None => ask_resolver(config.actor_resolver.as_ref(), parts),
+        };
+        let request_actor = resolved.or_else(|| {
+            let value = parts.headers.get(config.actor_header.as_ref()?)?;
+            Some(Actor::user(header_text(value, limits::ACTOR_FIELD)))
+        });
         *event = AuditEvent {
             schema: Cow::Borrowed(SCHEMA),
             id,
@@ -149,6 +152,7 @@ impl InFlight {
 
         let context = hand_to_handlers(&shared, parts, &request_id, actor_at_capture);
         Self {
+            pending_actor,
             start,
             event,
             request_actor,
@@ -213,11 +217,13 @@ impl InFlight {
 
         let extension_actor = parts.extensions.get::<Actor>();
         let actor_at_capture = extension_actor.is_some();
-        let request_actor = extension_actor
-            .cloned()
-            .or_else(|| resolve_actor(shared.config.actor_resolver.as_ref()?, parts));
+        let (request_actor, pending_actor) = match extension_actor {
+            Some(actor) => (Some(actor.clone()), None),
+            None => ask_resolver(shared.config.actor_resolver.as_ref(), parts),
+        };
         let context = hand_to_handlers(&shared, parts, &request_id, actor_at_capture);
         Self {
+            pending_actor,
             start,
             event: Box::new(event),
             request_actor,
@@ -226,6 +232,27 @@ impl InFlight {
             capture_error: Some(CAPTURE_FAILED.to_owned()),
             shared,
         }
+    }
+
+    /// Polls the async resolver's look-up, if one is running: ready once it has answered
+    /// (its actor then stands where a resolver's does), or when there is none.
+    pub(crate) fn poll_actor(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let Some(lookup) = &mut self.pending_actor else {
+            return std::task::Poll::Ready(());
+        };
+        let answer = match panic::catch_unwind(AssertUnwindSafe(|| lookup.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Pending) => return std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(actor)) => actor,
+            Err(payload) => {
+                resolver_panicked(payload.as_ref());
+                None
+            }
+        };
+        self.pending_actor = None;
+        if answer.is_some() {
+            self.request_actor = answer;
+        }
+        std::task::Poll::Ready(())
     }
 
     /// Whether a sensitive handler refused this request because the trail could not take
@@ -368,18 +395,34 @@ fn recorded_headers(recorded: &[HeaderName], headers: &HeaderMap) -> BTreeMap<St
         .collect()
 }
 
-/// The resolver's actor. The resolver is the application's code: one that panics is
-/// logged and treated as not knowing, so that its bug does not drop the request, nor the
-/// request's event.
-fn resolve_actor(resolver: &SharedResolver, parts: &Parts) -> Option<Actor> {
-    panic::catch_unwind(AssertUnwindSafe(|| (resolver.0)(parts))).unwrap_or_else(|payload| {
-        tracing::error!(
-            target: "audit",
-            panic = panic_message(payload.as_ref()),
-            "the actor resolver panicked; the request is recorded without its actor"
-        );
-        None
+/// The resolver's actor, or its look-up of it. The resolver is the application's code: one
+/// that panics is logged and treated as not knowing, so that its bug does not drop the
+/// request, nor the request's event.
+fn ask_resolver(
+    resolver: Option<&SharedResolver>,
+    parts: &Parts,
+) -> (Option<Actor>, Option<PendingActor>) {
+    let asked = match resolver {
+        None => return (None, None),
+        Some(SharedResolver::Now(resolve)) => {
+            panic::catch_unwind(AssertUnwindSafe(|| (resolve(parts), None)))
+        }
+        Some(SharedResolver::Later(look_up)) => {
+            panic::catch_unwind(AssertUnwindSafe(|| (None, Some(look_up(parts)))))
+        }
+    };
+    asked.unwrap_or_else(|payload| {
+        resolver_panicked(payload.as_ref());
+        (None, None)
     })
+}
+
+fn resolver_panicked(payload: &(dyn Any + Send)) {
+    tracing::error!(
+        target: "audit",
+        panic = panic_message(payload),
+        "the actor resolver panicked; the request is recorded without its actor"
+    );
 }
 
 /// The connection peer: axum's `ConnectInfo<SocketAddr>`, or a plain `SocketAddr`.
