@@ -67,7 +67,7 @@ fn main() {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let trail = AuditTrail::builder()
-            .sink(JsonlFileSink::new(dir.path()).expect("sink"))
+            .sink(JsonlFileSink::new(dir.path()))
             .build()
             .expect("trail");
         let audited = measure(&router.clone().layer(trail.layer()), N, Some(&trail)).await;
@@ -75,7 +75,7 @@ fn main() {
 
         // The file sink alone: serializing, chaining and writing a batch of events.
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut sink = JsonlFileSink::new(dir.path()).expect("sink");
+        let mut sink = JsonlFileSink::new(dir.path());
         let event = AuditEvent::new(
             audit_layer::Category::Request,
             "http.request",

@@ -91,8 +91,7 @@ fn main() {
                 "bare" => serve(&router, n, hello.0, hello.1).await,
                 "audited" | "audited-detectors" => {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let mut builder =
-                        AuditTrail::builder().sink(JsonlFileSink::new(dir.path()).expect("sink"));
+                    let mut builder = AuditTrail::builder().sink(JsonlFileSink::new(dir.path()));
                     if mode == "audited-detectors" {
                         // The demo's two: each GET is looked at, and raises nothing.
                         builder = builder

@@ -51,7 +51,7 @@ fn layer(c: &mut Criterion) {
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
     let file_trail = AuditTrail::builder()
-        .sink(JsonlFileSink::new(dir.path()).expect("sink"))
+        .sink(JsonlFileSink::new(dir.path()))
         .build()
         .expect("trail");
 

@@ -59,8 +59,7 @@ fn pipeline(c: &mut Criterion) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sink = JsonlFileSink::builder(dir.path())
             .checkpoint_every(10_000, Duration::from_secs(60))
-            .open()
-            .expect("sink");
+            .build();
         b.iter(|| runtime.block_on(sink.write_batch(&batch)).expect("write"));
         runtime.block_on(sink.close()).expect("close");
     });
@@ -93,7 +92,7 @@ fn pipeline(c: &mut Criterion) {
 
     // A trail of 100,000 events to verify.
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut sink = JsonlFileSink::new(dir.path()).expect("sink");
+    let mut sink = JsonlFileSink::new(dir.path());
     runtime.block_on(async {
         for _ in 0..(100_000 / batch.len()) {
             sink.write_batch(&batch).await.expect("write");

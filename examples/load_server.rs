@@ -381,11 +381,11 @@ async fn run() -> Result<(), String> {
             builder = if mode == Mode::AuditDiscard {
                 builder.sink(DiscardSink)
             } else {
-                let sink = JsonlFileSink::builder(&dir)
-                    .preallocate(preallocate)
-                    .open()
-                    .map_err(|e| format!("audit sink: {e}"))?;
-                builder.sink(sink)
+                builder.sink(
+                    JsonlFileSink::builder(&dir)
+                        .preallocate(preallocate)
+                        .build(),
+                )
             };
             if let Some(delay) = write_delay {
                 builder = builder.write_delay(delay);

@@ -324,7 +324,7 @@ async fn file_sink_writes_one_parseable_line_per_event_with_private_modes() {
     let dir = tempfile::tempdir().unwrap();
     let trail_dir = dir.path().join("nested/audit-log");
     let audit = AuditTrail::builder()
-        .sink(JsonlFileSink::new(&trail_dir).unwrap())
+        .sink(JsonlFileSink::new(&trail_dir))
         .build()
         .unwrap();
     let app = Router::new()
@@ -389,7 +389,7 @@ async fn file_sink_appends_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let audit = AuditTrail::builder()
-            .sink(JsonlFileSink::new(dir.path()).unwrap())
+            .sink(JsonlFileSink::new(dir.path()))
             .build()
             .unwrap();
         send_hellos(&hello(&audit), 5).await;
@@ -409,12 +409,7 @@ async fn file_sink_errors_are_retried_and_surface_in_flush() {
     let moved = dir.path().join("moved");
     let audit = AuditTrail::builder()
         // Every batch starts a new file, so every batch needs the directory.
-        .sink(
-            JsonlFileSink::builder(&trail_dir)
-                .rotate_bytes(1)
-                .open()
-                .unwrap(),
-        )
+        .sink(JsonlFileSink::builder(&trail_dir).rotate_bytes(1).build())
         .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))
         .failing_after(1)
         .build()

@@ -476,7 +476,7 @@ async fn an_applications_own_detector_raises_alerts() {
 /// Writes a file trail of five failed logins for dave and a grant of admin, with or without
 /// the detectors live.
 async fn file_trail(dir: &std::path::Path, live_detectors: bool) {
-    let mut builder = AuditTrail::builder().sink(JsonlFileSink::new(dir).expect("sink"));
+    let mut builder = AuditTrail::builder().sink(JsonlFileSink::new(dir));
     if live_detectors {
         builder = builder
             .detector(BruteForce::new("auth.login"))

@@ -481,7 +481,7 @@ async fn a_sink_whose_syncs_fail_stays_failing_while_its_writes_succeed() {
 #[tokio::test]
 async fn a_full_disk_under_the_file_sink_loses_nothing_and_the_trail_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    let (sink, faults) = FaultySink::new(JsonlFileSink::new(dir.path()).unwrap());
+    let (sink, faults) = FaultySink::new(JsonlFileSink::new(dir.path()));
     let audit = AuditTrail::builder()
         .sink(sink)
         .retry_backoff(Duration::from_millis(5), Duration::from_millis(20))

@@ -13,6 +13,7 @@ use audit_layer::file::{
 };
 use audit_layer::sink::Sink;
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
+use common::trail::OpenNow;
 use proptest::prelude::*;
 
 /// A generated trail and what verifies it.
@@ -84,7 +85,7 @@ fn build(
     if let Some(chain_key) = &chain_key {
         builder = builder.chain_key(chain_key.clone());
     }
-    let mut sink = builder.open().unwrap();
+    let mut sink = builder.open_now().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

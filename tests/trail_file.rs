@@ -15,7 +15,9 @@ use audit_layer::file::{
 use audit_layer::sink::Sink;
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
 use common::demo::audit_binary;
-use common::trail::{START, builder, close, empty_trail_dir, event, options, runtime, write};
+use common::trail::{
+    OpenNow, START, builder, close, empty_trail_dir, event, options, runtime, write,
+};
 use common::trail_files;
 
 fn all_events(dir: &Path) -> Vec<serde_json::Value> {
@@ -26,7 +28,7 @@ fn all_events(dir: &Path) -> Vec<serde_json::Value> {
 fn the_chain_continues_across_restarts() {
     let (dir, key, clock) = empty_trail_dir();
     for round in 0..3 {
-        let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+        let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
         write(&mut sink, &[event("a", "x"), event("b", "y")]);
         close(sink);
         let report = verify_trail(dir.path(), &options(&key)).unwrap();
@@ -47,7 +49,7 @@ fn events_a_crash_left_unsealed_are_sealed_at_the_next_start() {
     let open = || {
         builder(dir.path(), &key, &clock)
             .checkpoint_every(1_000, Duration::from_secs(3_600))
-            .open()
+            .open_now()
             .unwrap()
     };
     let mut sink = open();
@@ -68,7 +70,7 @@ fn events_a_crash_left_unsealed_are_sealed_at_the_next_start() {
 #[test]
 fn a_torn_last_line_is_moved_aside_and_recorded() {
     let (dir, key, clock) = empty_trail_dir();
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut sink, &[event("a", "x"), event("b", "y")]);
     // A crash: the process dies in the middle of a write, without closing.
     drop(sink);
@@ -78,7 +80,7 @@ fn a_torn_last_line_is_moved_aside_and_recorded() {
     bytes.extend_from_slice(torn);
     fs::write(file, &bytes).unwrap();
 
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut sink, &[event("c", "z")]);
     close(sink);
 
@@ -109,7 +111,7 @@ fn a_torn_last_line_is_moved_aside_and_recorded() {
 #[test]
 fn zeroed_blocks_after_a_crash_are_recovered_too() {
     let (dir, key, clock) = empty_trail_dir();
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut sink, &[event("a", "x")]);
     drop(sink);
     let file = &trail_files(dir.path())[0];
@@ -117,7 +119,7 @@ fn zeroed_blocks_after_a_crash_are_recovered_too() {
     bytes.extend_from_slice(&[0u8; 300]);
     bytes.push(b'\n');
     fs::write(file, &bytes).unwrap();
-    let sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     close(sink);
     let report = verify_trail(dir.path(), &options(&key)).unwrap();
     assert_eq!(report.events, 2, "the event and the recovery record");
@@ -129,7 +131,7 @@ fn zeroed_blocks_after_a_crash_are_recovered_too() {
 #[test]
 fn a_torn_tail_longer_than_one_read_is_found_and_moved_aside() {
     let (dir, key, clock) = empty_trail_dir();
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     let events: Vec<_> = (0..400).map(|_| event("a", "x")).collect();
     write(&mut sink, &events);
     drop(sink);
@@ -146,7 +148,7 @@ fn a_torn_tail_longer_than_one_read_is_found_and_moved_aside() {
         .write_all(&garbage)
         .unwrap();
 
-    let sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     close(sink);
     let recovery = all_events(dir.path())
         .into_iter()
@@ -167,7 +169,7 @@ fn preallocated(bytes: u64) -> (tempfile::TempDir, CheckpointKey, ManualClock, J
     let (dir, key, clock) = empty_trail_dir();
     let sink = builder(dir.path(), &key, &clock)
         .preallocate(bytes)
-        .open()
+        .open_now()
         .unwrap();
     (dir, key, clock, sink)
 }
@@ -222,7 +224,7 @@ fn zeros_a_crash_left_preallocated_are_cut_off_at_the_next_start_with_nothing_lo
     assert!(only_file(dir.path()).0 >= 16 * 1024);
 
     // Reopened without preallocation: the zeros go, the chain continues after `b`.
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut sink, &[event("c", "z")]);
     close(sink);
     let (size, bytes) = only_file(dir.path());
@@ -302,7 +304,7 @@ fn files_rotate_by_size_and_by_day_and_gzip_when_closed() {
     let mut sink = builder(dir.path(), &key, &clock)
         .rotate_bytes(600)
         .gzip(true)
-        .open()
+        .open_now()
         .unwrap();
     for i in 0..6 {
         write(&mut sink, &[event("a", &format!("user-{i}"))]);
@@ -339,7 +341,9 @@ fn files_rotate_by_size_and_by_day_and_gzip_when_closed() {
 fn retention_purges_old_sealed_files_and_the_trail_still_verifies() {
     let (dir, key, clock) = empty_trail_dir();
     let retention = |b: JsonlFileSinkBuilder| b.retention(Some(Duration::from_secs(30 * 86_400)));
-    let mut sink = retention(builder(dir.path(), &key, &clock)).open().unwrap();
+    let mut sink = retention(builder(dir.path(), &key, &clock))
+        .open_now()
+        .unwrap();
     write(&mut sink, &[event("old-1", "x"), event("old-2", "x")]);
     clock.advance(Duration::from_secs(10 * 86_400));
     write(&mut sink, &[event("middle", "x")]);
@@ -386,7 +390,7 @@ fn retention_by_size_keeps_the_newest_and_never_unsealed_files() {
         .rotate_bytes(400)
         .retention(None)
         .retention_bytes(Some(1_500))
-        .open()
+        .open_now()
         .unwrap();
     for i in 0..12 {
         write(&mut sink, &[event("a", &format!("user-{i}"))]);
@@ -412,7 +416,7 @@ fn a_checkpoint_is_written_when_the_interval_passes() {
     let (dir, key, clock) = empty_trail_dir();
     let mut sink = builder(dir.path(), &key, &clock)
         .checkpoint_every(1_000, Duration::from_secs(60))
-        .open()
+        .open_now()
         .unwrap();
     write(&mut sink, &[event("a", "x")]);
     let unsealed = |dir: &Path| verify_trail(dir, &options(&key)).unwrap().unsealed;
@@ -434,14 +438,14 @@ fn a_checkpoint_is_written_when_the_interval_passes() {
 #[test]
 fn a_torn_checkpoint_line_is_recovered() {
     let (dir, key, clock) = empty_trail_dir();
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut sink, &[event("a", "x")]);
     close(sink);
     let path = dir.path().join("checkpoints.jsonl");
     let mut text = fs::read(&path).unwrap();
     text.extend_from_slice(br#"{"type":"checkpoint","seq_fr"#);
     fs::write(&path, text).unwrap();
-    let sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     close(sink);
     verify_trail(dir.path(), &options(&key)).unwrap();
     assert!(
@@ -454,7 +458,7 @@ fn a_torn_checkpoint_line_is_recovered() {
 /// A trail with a few events of different actors, actions and outcomes.
 fn sample_trail() -> (tempfile::TempDir, CheckpointKey) {
     let (dir, key, clock) = empty_trail_dir();
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(
         &mut sink,
         &[
@@ -587,7 +591,7 @@ fn the_audit_command_tails_and_follows() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(400));
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
-    let mut sink = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut sink, &[event("late.arrival", "bob")]);
     close(sink);
     std::thread::sleep(Duration::from_millis(800));
@@ -604,7 +608,7 @@ fn the_audit_command_follows_lines_written_over_preallocated_zeros() {
     let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(START));
     let mut sink = builder(dir.path(), &key, &clock)
         .preallocate(32 * 1024)
-        .open()
+        .open_now()
         .unwrap();
     write(&mut sink, &[event("before.follow", "bob")]);
     runtime().block_on(sink.sync()).unwrap();

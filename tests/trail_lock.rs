@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use audit_layer::AuditTrail;
 use audit_layer::file::{LOCK_FILE, verify_trail};
 use common::trail::{
-    builder, close, directory_contents, empty_trail_dir, event, options, runtime, write,
+    OpenNow, builder, close, directory_contents, empty_trail_dir, event, options, runtime, write,
 };
 use common::trail_files;
 
@@ -23,7 +23,7 @@ use common::trail_files;
 #[test]
 fn a_trail_directory_takes_one_writing_sink_at_a_time() {
     let (dir, key, clock) = empty_trail_dir();
-    let mut first = builder(dir.path(), &key, &clock).open().unwrap();
+    let mut first = builder(dir.path(), &key, &clock).open_now().unwrap();
     write(&mut first, &[event("a", "x")]);
     // A partial line, as if a write were under way: a second writer's recovery would move it
     // aside.
@@ -36,8 +36,11 @@ fn a_trail_directory_takes_one_writing_sink_at_a_time() {
         .unwrap();
     let before = directory_contents(dir.path());
 
-    let error = builder(dir.path(), &key, &clock).open().unwrap_err();
-    assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");
+    let error = builder(dir.path(), &key, &clock).open_now().unwrap_err();
+    let kind = std::error::Error::source(&error)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    assert_eq!(kind, Some(io::ErrorKind::ResourceBusy), "{error}");
     let message = error.to_string();
     assert!(
         message.contains(&dir.path().display().to_string()),
@@ -54,7 +57,7 @@ fn a_trail_directory_takes_one_writing_sink_at_a_time() {
     );
 
     drop(first);
-    let second = builder(dir.path(), &key, &clock).open().unwrap();
+    let second = builder(dir.path(), &key, &clock).open_now().unwrap();
     close(second);
     let report = verify_trail(dir.path(), &options(&key)).unwrap();
     assert_eq!(
@@ -74,7 +77,7 @@ fn a_trail_directory_is_free_as_soon_as_shutdown_returns() {
     const ROUNDS: u64 = 150;
     for round in 0..ROUNDS {
         let trail = AuditTrail::builder()
-            .sink(builder(dir.path(), &key, &clock).open().unwrap())
+            .sink(builder(dir.path(), &key, &clock).open_now().unwrap())
             .build()
             .unwrap();
         runtime.block_on(trail.shutdown()).unwrap();
@@ -96,14 +99,49 @@ fn a_trail_directory_is_free_as_soon_as_shutdown_returns() {
 #[test]
 fn a_lock_this_process_lets_go_of_within_a_moment_is_waited_for() {
     let (dir, key, clock) = empty_trail_dir();
-    let first = builder(dir.path(), &key, &clock).open().unwrap();
+    let first = builder(dir.path(), &key, &clock).open_now().unwrap();
     let release = std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_millis(50));
         close(first);
     });
-    let second = builder(dir.path(), &key, &clock).open().unwrap();
+    let second = builder(dir.path(), &key, &clock).open_now().unwrap();
     release.join().unwrap();
     close(second);
     let report = verify_trail(dir.path(), &options(&key)).unwrap();
     assert_eq!(report.unsealed, 0);
+}
+
+/// Building the sink does no I/O; a checked start opens it, and a directory another sink
+/// writes fails the start with the reason, naming the sink.
+#[test]
+fn a_checked_start_on_a_directory_being_written_fails_with_the_reason() {
+    let (dir, key, clock) = empty_trail_dir();
+    let not_yet = dir.path().join("not-yet");
+    let unopened = audit_layer::file::JsonlFileSink::new(&not_yet);
+    assert!(!not_yet.exists(), "building the sink created nothing");
+    drop(unopened);
+
+    let first = builder(dir.path(), &key, &clock).open_now().unwrap();
+    let runtime = runtime();
+    let error = runtime
+        .block_on(
+            AuditTrail::builder()
+                .sink(builder(dir.path(), &key, &clock).build())
+                .build_checked(),
+        )
+        .expect_err("the directory is locked");
+    let message = error.to_string();
+    assert!(
+        matches!(error, audit_layer::ConfigError::Unreachable { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("jsonl:{}", dir.path().display())),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("by process {}", std::process::id())),
+        "{message}"
+    );
+    close(first);
 }

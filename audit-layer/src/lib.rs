@@ -17,7 +17,7 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let audit = AuditTrail::builder()
-//!         .sink(JsonlFileSink::new("./audit-log")?)
+//!         .sink(JsonlFileSink::new("./audit-log"))
 //!         .trusted_proxies(["10.0.0.0/8"])
 //!         .build()?; // starts the background writer
 //!

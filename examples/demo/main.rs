@@ -186,8 +186,9 @@ async fn run() -> Result<(), String> {
                 .within(FAILED_LOGIN_WINDOW),
         )
         .detector(PrivilegeGrant::new(PRIVILEGED_ROLES))
-        // Connects the PostgreSQL and NATS copies first: a server that is down fails the
-        // start with its reason, rather than holding back the first requests.
+        // Opens the trail directory and connects the PostgreSQL and NATS copies first: a
+        // directory that cannot be used or a server that is down fails the start with its
+        // reason, rather than holding back the first requests.
         .build_checked()
         .await
         .map_err(|e| configuration_errors(&e))?;
@@ -295,8 +296,8 @@ fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
                 format!("AUDIT_PREALLOCATE: `{bytes}` is not a number of bytes: {e}")
             })?);
     }
-    sink.open()
-        .map_err(|e| format!("cannot use audit directory {}: {e}", dir.display()))
+    // Opened by `build_checked` below: a directory that cannot be used fails the start.
+    Ok(sink.build())
 }
 
 #[derive(Deserialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use audit_layer::file::{
     CheckpointKey, JsonlFileSink, JsonlFileSinkBuilder, ManualClock, VerifyOptions,
 };
-use audit_layer::sink::Sink;
+use audit_layer::sink::{Sink, SinkError};
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
 
 /// The clock's start: 2026-09-21.
@@ -49,6 +49,19 @@ pub fn builder(dir: &Path, key: &CheckpointKey, clock: &ManualClock) -> JsonlFil
 /// Writes `events` to the sink.
 pub fn write(sink: &mut JsonlFileSink, events: &[AuditEvent]) {
     runtime().block_on(sink.write_batch(events)).unwrap();
+}
+
+/// Opens a sink at once, as the writer does before its first batch.
+pub trait OpenNow {
+    fn open_now(self) -> Result<JsonlFileSink, SinkError>;
+}
+
+impl OpenNow for JsonlFileSinkBuilder {
+    fn open_now(self) -> Result<JsonlFileSink, SinkError> {
+        let mut sink = self.build();
+        runtime().block_on(sink.open())?;
+        Ok(sink)
+    }
 }
 
 /// Closes the sink.

@@ -21,7 +21,7 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! let audit = AuditTrail::builder()
-//!     .sink(JsonlFileSink::new(dir.path())?)
+//!     .sink(JsonlFileSink::new(dir.path()))
 //!     .trusted_proxies(["10.0.0.0/8"])
 //!     .skip_paths(["/health"])
 //!     .build()?;

@@ -36,7 +36,7 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let audit = AuditTrail::builder().sink(JsonlFileSink::new(dir.path())?).build()?;
+//! let audit = AuditTrail::builder().sink(JsonlFileSink::new(dir.path())).build()?;
 //! let app = Router::new().route("/hello", get(|| async { "hello" })).layer(audit.layer());
 //!
 //! app.oneshot(http::Request::get("/hello").body(axum::body::Body::empty())?).await?;

@@ -22,18 +22,24 @@ pub const GENERATED_PUBLIC_KEY: &str = "signing.pub";
 pub const LOCK_FILE: &str = "audit.lock";
 
 /// Appends events as chained JSON Lines to the files of one trail directory.
+///
+/// Building it does no I/O. The trail is opened on the writer's thread by
+/// [`Sink::open`] (which [`build_checked`](crate::AuditTrailBuilder::build_checked) calls,
+/// to fail at start-up) or by the first batch: the directory is created, its lock
+/// ([`LOCK_FILE`]) taken, a crash recovered from and the chain continued. A directory that
+/// cannot be opened (not a directory, written by another sink, a trail that cannot be
+/// continued) fails the sink until it can, as a sink whose server is down does.
 pub struct JsonlFileSink {
-    trail: FileTrail,
+    settings: JsonlFileSinkBuilder,
+    name: String,
+    /// The open trail, once opened.
+    trail: Option<FileTrail>,
 }
 
 impl JsonlFileSink {
     /// A sink writing into `dir` with the default settings (see [`JsonlFileSinkBuilder`]).
-    ///
-    /// Fails if the directory cannot be created, is not a directory, is being written by
-    /// another sink ([`std::io::ErrorKind::ResourceBusy`]), or holds a trail that cannot be
-    /// continued, so that a misconfiguration is reported at start-up.
-    pub fn new(dir: impl AsRef<Path>) -> io::Result<Self> {
-        Self::builder(dir).open()
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        Self::builder(dir).build()
     }
 
     /// Configures a sink writing into `dir`.
@@ -55,12 +61,22 @@ impl JsonlFileSink {
 
     /// The directory of the trail.
     pub fn dir(&self) -> &Path {
-        self.trail.dir()
+        &self.settings.dir
+    }
+
+    /// The open trail, opened first if it is not.
+    fn trail(&mut self) -> io::Result<&mut FileTrail> {
+        let trail = match self.trail.take() {
+            Some(trail) => trail,
+            None => FileTrail::open(&self.settings)?,
+        };
+        Ok(self.trail.insert(trail))
     }
 }
 
 /// Settings of a [`JsonlFileSink`]; every method takes and returns the builder.
-#[must_use = "call `open()` to get the sink"]
+#[must_use = "call `build()` to get the sink"]
+#[derive(Clone)]
 pub struct JsonlFileSinkBuilder {
     pub(crate) dir: PathBuf,
     pub(crate) clock: Arc<dyn Clock>,
@@ -156,12 +172,13 @@ impl JsonlFileSinkBuilder {
         self
     }
 
-    /// Opens the trail: creates the directory, takes its lock ([`LOCK_FILE`]), recovers from
-    /// a crash, continues the chain.
-    pub fn open(self) -> io::Result<JsonlFileSink> {
-        Ok(JsonlFileSink {
-            trail: FileTrail::open(self)?,
-        })
+    /// The sink, not yet opened (see [`JsonlFileSink`]).
+    pub fn build(self) -> JsonlFileSink {
+        JsonlFileSink {
+            name: format!("jsonl:{}", self.dir.display()),
+            settings: self,
+            trail: None,
+        }
     }
 }
 
@@ -183,33 +200,49 @@ impl fmt::Debug for JsonlFileSinkBuilder {
 
 impl Sink for JsonlFileSink {
     fn name(&self) -> &str {
-        self.trail.name()
+        &self.name
+    }
+
+    fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move { self.trail().map(drop).map_err(SinkError::from) })
     }
 
     fn write_batch<'a>(
         &'a mut self,
         events: &'a [AuditEvent],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
-        Box::pin(async move { self.trail.append(events).map_err(SinkError::from) })
+        Box::pin(async move { self.trail()?.append(events).map_err(SinkError::from) })
     }
 
     fn sync(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move { self.trail.sync().map_err(SinkError::from) })
+        Box::pin(async move { self.trail()?.sync().map_err(SinkError::from) })
     }
 
     fn tick(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move { self.trail.tick().map_err(SinkError::from) })
+        // A trail not yet opened has nothing due.
+        Box::pin(async move {
+            match &mut self.trail {
+                Some(trail) => trail.tick().map_err(SinkError::from),
+                None => Ok(()),
+            }
+        })
     }
 
     fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move { self.trail.close().map_err(SinkError::from) })
+        Box::pin(async move {
+            match &mut self.trail {
+                Some(trail) => trail.close().map_err(SinkError::from),
+                None => Ok(()),
+            }
+        })
     }
 }
 
 impl fmt::Debug for JsonlFileSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JsonlFileSink")
-            .field("dir", &self.trail.dir())
+            .field("dir", &self.settings.dir)
+            .field("open", &self.trail.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::active::{ActiveFile, trim_padding};
@@ -25,7 +25,6 @@ const DAY: Duration = Duration::from_secs(86_400);
 
 pub(super) struct FileTrail {
     pub(super) dir: PathBuf,
-    pub(super) name: String,
     pub(super) settings: JsonlFileSinkBuilder,
     pub(super) signer: CheckpointKey,
     pub(super) current: Option<ActiveFile>,
@@ -47,7 +46,7 @@ pub(super) struct FileTrail {
 }
 
 impl FileTrail {
-    pub(super) fn open(settings: JsonlFileSinkBuilder) -> io::Result<Self> {
+    pub(super) fn open(settings: &JsonlFileSinkBuilder) -> io::Result<Self> {
         let dir = settings.dir.clone();
         create_private_dir(&dir)?;
         // Before anything reads or repairs the files: they may be another writer's.
@@ -122,7 +121,6 @@ impl FileTrail {
         };
         let now = settings.clock.now();
         let mut trail = Self {
-            name: format!("jsonl:{}", dir.display()),
             dir,
             signer,
             current,
@@ -136,7 +134,7 @@ impl FileTrail {
             buf: Vec::with_capacity(64 * 1024),
             needs_newline: false,
             _lock: lock,
-            settings,
+            settings: settings.clone(),
         };
         if trail.settings.gzip {
             trail.compress_closed_files()?;
@@ -149,14 +147,6 @@ impl FileTrail {
         // Seal whatever a crash left unsealed, and the recovery events.
         trail.checkpoint()?;
         Ok(trail)
-    }
-
-    pub(super) fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub(super) fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Appends events to the chain, as one write; then any event the trail itself has to
@@ -432,6 +422,8 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     use super::*;
+    use std::path::Path;
+
     use crate::file::{JsonlFileSink, ManualClock, VerifyOptions, verify_trail};
 
     fn events(from: u64, count: u64) -> Vec<AuditEvent> {
@@ -469,11 +461,11 @@ mod tests {
         let clock = ManualClock::new(UNIX_EPOCH + DAY * 20_000);
         let settings = || JsonlFileSink::builder(dir.path()).clock(clock.clone());
 
-        let mut trail = FileTrail::open(settings()).unwrap();
+        let mut trail = FileTrail::open(&settings()).unwrap();
         trail.append(&events(0, 3)).unwrap();
         trail.close().unwrap();
         drop(trail);
-        let mut trail = FileTrail::open(settings()).unwrap();
+        let mut trail = FileTrail::open(&settings()).unwrap();
         trail.append(&events(3, 2)).unwrap();
         trail.close().unwrap();
         drop(trail);
@@ -489,7 +481,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(UNIX_EPOCH + DAY * 20_000);
         let mut trail = FileTrail::open(
-            JsonlFileSink::builder(dir.path())
+            &JsonlFileSink::builder(dir.path())
                 .clock(clock.clone())
                 .rotate_bytes(600),
         )
@@ -512,8 +504,8 @@ mod tests {
     #[test]
     fn a_second_writer_on_the_same_directory_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = FileTrail::open(JsonlFileSink::builder(dir.path())).unwrap();
-        let error = FileTrail::open(JsonlFileSink::builder(dir.path()))
+        let _first = FileTrail::open(&JsonlFileSink::builder(dir.path())).unwrap();
+        let error = FileTrail::open(&JsonlFileSink::builder(dir.path()))
             .err()
             .expect("the directory is locked");
         assert_eq!(error.kind(), io::ErrorKind::ResourceBusy, "{error}");

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::header::USER_AGENT;
@@ -236,13 +237,13 @@ impl InFlight {
 
     /// Polls the async resolver's look-up, if one is running: ready once it has answered
     /// (its actor then stands where a resolver's does), or when there is none.
-    pub(crate) fn poll_actor(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+    pub(crate) fn poll_actor(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some(lookup) = &mut self.pending_actor else {
-            return std::task::Poll::Ready(());
+            return Poll::Ready(());
         };
         let answer = match panic::catch_unwind(AssertUnwindSafe(|| lookup.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Pending) => return std::task::Poll::Pending,
-            Ok(std::task::Poll::Ready(actor)) => actor,
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(actor)) => actor,
             Err(payload) => {
                 resolver_panicked(payload.as_ref());
                 None
@@ -252,7 +253,7 @@ impl InFlight {
         if answer.is_some() {
             self.request_actor = answer;
         }
-        std::task::Poll::Ready(())
+        Poll::Ready(())
     }
 
     /// Whether a sensitive handler refused this request because the trail could not take

@@ -92,9 +92,10 @@ pub trait Sink: Send + 'static {
         Box::pin(async { Ok(()) })
     }
 
-    /// Connects, and creates what the sink writes into (a table, a stream), as its first
-    /// batch would: a start-up check that fails at once with the reason, rather than at the
-    /// first event. The default does nothing: for sinks with nothing to reach.
+    /// Connects to or opens what the sink writes into (a table, a stream, a trail
+    /// directory), creating it if need be, as its first batch would: a start-up check that
+    /// fails at once with the reason, rather than at the first event. The default does
+    /// nothing: for sinks with nothing to reach.
     fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async { Ok(()) })
     }

@@ -36,7 +36,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let audit = AuditTrail::builder()
-//!     .sink(JsonlFileSink::new("./audit-log")?)
+//!     .sink(JsonlFileSink::new("./audit-log"))
 //!     .sink(NatsSink::builder("nats://127.0.0.1:4222").stream("AUDIT").subject_prefix("audit").build()?)
 //!     .build()?;
 //! # Ok(()) }

@@ -63,7 +63,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let audit = AuditTrail::builder()
-//!     .sink(JsonlFileSink::new("./audit-log")?)
+//!     .sink(JsonlFileSink::new("./audit-log"))
 //!     .sink(PostgresSink::builder("postgres://audit@127.0.0.1/app").table("audit.events").build()?)
 //!     .build()?;
 //! # Ok(()) }
