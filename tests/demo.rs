@@ -489,3 +489,55 @@ async fn demo_also_delivers_to_postgres_and_nats_when_asked() {
     assert_eq!(event["id"], id.as_str());
     assert_eq!(event["request"]["id"], request_id.as_str());
 }
+
+/// Resident memory of a process, in MiB (Linux).
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+/// Failed logins from anyone (each one an Argon2 check holding 19 MiB) leave the demo's
+/// memory bounded: 200 of them, 16 at a time, once took it from 66 MB to 3.6 GB.
+#[tokio::test]
+async fn a_burst_of_failed_logins_leaves_the_demo_s_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), &[]);
+    let addr = demo.addr;
+    let pid = demo.child.id();
+    let body = r#"{"username":"x","password":"y"}"#;
+    assert_eq!(send(addr, "POST", "/login", &[], body).await.0, 401);
+    let before = rss_mib(pid);
+    let mut peak = before;
+    let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let attempts = attempts.clone();
+            tokio::spawn(async move {
+                while attempts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 200 {
+                    assert_eq!(send(addr, "POST", "/login", &[], body).await.0, 401);
+                }
+            })
+        })
+        .collect();
+    while !workers.iter().all(|w| w.is_finished()) {
+        peak = peak.max(rss_mib(pid));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let after = rss_mib(pid);
+    println!(
+        "demo RSS: {before} MiB before, {peak} MiB at most, {after} MiB after 200 failed logins"
+    );
+    assert!(
+        peak < before + 100,
+        "RSS grew from {before} MiB to {peak} MiB under 200 failed logins"
+    );
+    assert!(demo.terminate().success());
+}

@@ -547,3 +547,110 @@ async fn a_header_value_marked_sensitive_is_never_recorded() {
     assert_no_leak(&trail_text(&sink), &["PARTNER-SECRET", "UA-SECRET"]);
     audit.shutdown().await.unwrap();
 }
+
+/// What the hostile campaign planted, field by field: the user agent, query parameters
+/// under the names OAuth, OpenID Connect, SAML and AWS signatures use, forwarding entries,
+/// the target, free text inside a snapshot's configuration value, and card numbers
+/// anywhere. None of it is recorded; a card number keeps its last four digits.
+#[tokio::test]
+async fn secrets_in_every_free_text_field_and_under_every_common_name_are_not_recorded() {
+    let (builder, sink) = memory_trail();
+    let audit = builder.trusted_proxies(["10.0.0.0/8"]).build().unwrap();
+    let app = Router::new()
+        .route(
+            "/callback",
+            get(|audit: AuditContext| async move {
+                audit.set_target("user:7 api_key=TARGET-S1");
+                "ok"
+            }),
+        )
+        .layer(audit.layer());
+    let secret_params = [
+        "jwt",
+        "passphrase",
+        "credentials",
+        "authorization",
+        "cookie",
+        "sig",
+        "otp",
+        "pin",
+        "code",
+        "id_token",
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "X-Amz-Security-Token",
+        "SAMLResponse",
+        "client_assertion",
+        "code_verifier",
+    ];
+    let query: Vec<String> = secret_params
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!("{name}=QUERY-S{i}"))
+        .chain([
+            "zip_code=75001".to_owned(),
+            "ref=4111111111111111".to_owned(),
+        ])
+        .collect();
+    for user_agent in [
+        "curl/8 Authorization: Bearer UA-S1",
+        "bot api_key=UA-S2",
+        "fetch https://u:UA-S3@h/",
+        "pay 5500 0000 0000 0004",
+    ] {
+        let request = request_from(
+            "10.0.0.2:1",
+            "GET",
+            &format!("/callback?{}", query.join("&")),
+        )
+        .header("user-agent", user_agent)
+        .header("x-forwarded-for", "token=XFF-S1, 198.51.100.4")
+        .body(Body::empty())
+        .unwrap();
+        app.clone().oneshot(request).await.unwrap();
+    }
+    let mut change = AuditEvent::new(
+        Category::Sensitive,
+        "config.change",
+        Outcome::Success,
+        Actor::user("1"),
+    );
+    change.before = Some(json!({"upstream": "retry=3 api_key=SNAP-S1 Bearer SNAP-S2xyz"}));
+    change.after = Some(json!({"upstream": r#"password: "SNAP-S3" card 4111111111111111"#}));
+    audit.record(change).await.unwrap();
+    audit.shutdown().await.unwrap();
+    let text = trail_text(&sink);
+    let planted: Vec<String> = (0..secret_params.len())
+        .map(|i| format!("QUERY-S{i}="))
+        .chain(
+            [
+                "TARGET-S1",
+                "UA-S1",
+                "UA-S2",
+                "UA-S3",
+                "XFF-S1",
+                "SNAP-S1",
+                "SNAP-S2",
+                "SNAP-S3",
+            ]
+            .map(str::to_owned),
+        )
+        .chain(["4111111111111111", "5500 0000 0000 0004"].map(str::to_owned))
+        .collect();
+    // `QUERY-S1=` would also match `QUERY-S10`: each marker is checked with what follows.
+    for marker in &planted {
+        let marker = marker.trim_end_matches('=');
+        let leaked = text
+            .match_indices(marker)
+            .any(|(at, _)| !text[at + marker.len()..].starts_with(|c: char| c.is_ascii_digit()));
+        assert!(!leaked, "{marker} leaked: {text}");
+    }
+    assert!(text.contains("zip_code=75001"), "{text}");
+    assert!(text.contains("ref=************1111"), "{text}");
+    assert!(text.contains("**** **** **** 0004"), "{text}");
+    let event = sink.events_of("http.request").remove(0);
+    assert_eq!(
+        event.source.as_ref().unwrap().ip,
+        Some("198.51.100.4".parse().unwrap())
+    );
+}

@@ -44,7 +44,7 @@ pub(crate) async fn create_user(
             "a name and a password of at least 8 characters are needed",
         ));
     }
-    let hash = hash_off_thread(body.password).await?;
+    let hash = hash_off_thread(&app, body.password).await?;
     let user = app
         .store
         .create_user(body.name.trim(), body.role, hash)
@@ -147,15 +147,16 @@ pub(crate) async fn change_password(
         ));
     }
     let (state, name, old) = (app.clone(), current.user.name.clone(), body.old_password);
-    let verified = tokio::task::spawn_blocking(move || state.store.authenticate(&name, &old))
+    let verified = app
+        .hashers
+        .run(move || state.store.authenticate(&name, &old))
         .await
-        .ok()
         .flatten()
         .is_some();
     if !verified {
         return Err(ApiError(StatusCode::FORBIDDEN, "the old password is wrong"));
     }
-    let hash = hash_off_thread(body.new_password).await?;
+    let hash = hash_off_thread(&app, body.new_password).await?;
     app.store.set_password_hash(current.user.id, hash);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -184,11 +185,11 @@ pub(crate) async fn export_users(
     ([(header::CONTENT_TYPE, "text/csv")], csv).into_response()
 }
 
-/// Argon2 is deliberately slow: keep it off the async workers.
-async fn hash_off_thread(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+/// Argon2 is deliberately slow: on the hashing threads, off the async workers.
+async fn hash_off_thread(app: &AppState, password: String) -> Result<String, ApiError> {
+    app.hashers
+        .run(move || hash_password(&password))
         .await
-        .ok()
         .and_then(Result::ok)
         .ok_or(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,

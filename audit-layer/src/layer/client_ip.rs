@@ -2,8 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::HeaderMap;
 use http::header::{FORWARDED, HeaderName};
+use http::{HeaderMap, HeaderValue};
 use ipnet::IpNet;
 
 use crate::error::ConfigError;
@@ -32,9 +32,10 @@ pub enum ForwardedHeader {
 /// A forwarding header counts only when the peer is a configured trusted proxy. The client is
 /// then the rightmost address of the chain that is not itself a trusted proxy: every entry to
 /// its right was appended by a proxy we trust, every entry to its left could be forged by the
-/// client. A malformed entry on that path, or a chain longer than 32 entries, falls back to
-/// the peer. The chain as received is recorded in `source.forwarded` either way, so a forgery
-/// attempt is visible.
+/// client. The chain is read from the right, so no length or size of what a client put on
+/// its left changes that. A malformed entry on that path falls back to the peer. The chain
+/// as received is recorded in `source.forwarded` either way, so a forgery attempt is
+/// visible: its rightmost 32 entries, after a truncation marker if there were more.
 ///
 /// # Example
 ///
@@ -99,6 +100,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Resolves the client of a request from its peer and headers. Never fails: anything
 /// unusable falls back to the peer.
+///
+/// The chain is read from the right, entry by entry, whatever its length or size: the
+/// client is found before any entry a client could have written is looked at, and only the
+/// rightmost entries are kept for `source.forwarded`.
 pub(crate) fn resolve(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
@@ -110,32 +115,49 @@ pub(crate) fn resolve(
         port: peer.map(|p| p.port()),
         forwarded: None,
     };
-    let Some(chain) = Chain::read(headers, header) else {
-        return peer_only;
+    let name = match header {
+        ForwardedHeader::XForwardedFor => &X_FORWARDED_FOR,
+        ForwardedHeader::Forwarded => &FORWARDED,
     };
-    let forwarded = Some(chain.record());
-    let trusted_peer = peer.is_some_and(|p| trusted.contains(p.ip()));
-    if !trusted_peer || chain.oversized {
-        return ClientAddr {
-            forwarded,
-            ..peer_only
-        };
+    if !headers.contains_key(name) {
+        return peer_only;
     }
+    // Walked while it names trusted proxies (only behind a trusted peer), kept while there
+    // is room: whichever ends last ends the walk.
+    let mut searching = peer.is_some_and(|p| trusted.contains(p.ip()));
     let mut client = None;
-    for node in chain.nodes.iter().rev() {
-        match parse_node(node) {
-            Some((ip, port)) if trusted.contains(ip) => client = Some((ip, port)),
-            Some(found) => {
-                client = Some(found);
-                break;
-            }
-            // Past this point we cannot tell a proxy's entry from a forged one.
-            None => {
-                client = None;
-                break;
+    let mut kept: Vec<String> = Vec::new();
+    let mut cut = false;
+    for entry in entries_from_right(headers.get_all(name).iter().rev(), header) {
+        if kept.len() < limits::FORWARDED_ENTRIES {
+            kept.push(sanitize(&bound(entry.text, limits::FORWARDED_ENTRY)));
+        } else {
+            cut = true;
+        }
+        if searching {
+            match parse_node(entry.node) {
+                Some((ip, port)) if trusted.contains(ip) => client = Some((ip, port)),
+                Some(found) => {
+                    client = Some(found);
+                    searching = false;
+                }
+                // Past this point we cannot tell a proxy's entry from a forged one.
+                None => {
+                    client = None;
+                    searching = false;
+                }
             }
         }
+        if !searching && cut {
+            break;
+        }
     }
+    if cut {
+        kept.truncate(limits::FORWARDED_ENTRIES - 1);
+        kept.push(TRUNCATED.to_owned());
+    }
+    kept.reverse();
+    let forwarded = Some(kept);
     match client {
         Some((ip, port)) => ClientAddr {
             ip: Some(ip),
@@ -149,80 +171,46 @@ pub(crate) fn resolve(
     }
 }
 
-/// A forwarding chain, leftmost (claimed client) first.
-struct Chain<'a> {
-    /// The entries as received (whole elements for `Forwarded`).
-    entries: Vec<&'a str>,
-    /// The address of each entry (`for=` of a `Forwarded` element, unquoted).
-    nodes: Vec<&'a str>,
-    oversized: bool,
+/// One entry of a forwarding chain.
+struct Entry<'a> {
+    /// As received (a whole element for `Forwarded`).
+    text: &'a str,
+    /// Its address (`for=` of a `Forwarded` element, unquoted); empty if it has none.
+    node: &'a str,
 }
 
-impl<'a> Chain<'a> {
-    fn read(headers: &'a HeaderMap, header: ForwardedHeader) -> Option<Self> {
-        let name = match header {
-            ForwardedHeader::XForwardedFor => &X_FORWARDED_FOR,
-            ForwardedHeader::Forwarded => &FORWARDED,
-        };
-        let mut chain = Chain {
-            entries: Vec::new(),
-            nodes: Vec::new(),
-            oversized: false,
-        };
-        let mut total = 0;
-        let mut present = false;
-        for value in headers.get_all(name) {
-            present = true;
-            total += value.len();
-            let Ok(text) = value.to_str() else {
-                // Not visible ASCII: record that something was there, trust none of it.
-                chain.entries.push("[invalid]");
-                chain.nodes.push("");
-                continue;
-            };
-            if total > limits::FORWARDED_HEADER {
-                chain.oversized = true;
-                break;
-            }
-            match header {
-                ForwardedHeader::XForwardedFor => {
-                    for entry in text.split(',').map(str::trim) {
-                        chain.entries.push(entry);
-                        chain.nodes.push(entry);
+/// The entries of a chain, rightmost first, from its header lines given last line first.
+fn entries_from_right<'a>(
+    lines: impl Iterator<Item = &'a HeaderValue>,
+    header: ForwardedHeader,
+) -> impl Iterator<Item = Entry<'a>> {
+    lines.flat_map(move |line| {
+        let entries: Box<dyn Iterator<Item = Entry<'a>>> = match line.to_str() {
+            // Not visible ASCII: record that something was there, trust none of it.
+            Err(_) => Box::new(std::iter::once(Entry {
+                text: "[invalid]",
+                node: "",
+            })),
+            Ok(text) => match header {
+                ForwardedHeader::XForwardedFor => Box::new(text.rsplit(',').map(|entry| {
+                    let entry = entry.trim();
+                    Entry {
+                        text: entry,
+                        node: entry,
                     }
-                }
+                })),
+                // Quotes are only known from the left: a line's elements are split first.
                 ForwardedHeader::Forwarded => {
-                    for element in split_unquoted(text, ',').map(str::trim) {
-                        chain.entries.push(element);
-                        chain.nodes.push(forwarded_for(element).unwrap_or(""));
-                    }
+                    let elements: Vec<&str> = split_unquoted(text, ',').map(str::trim).collect();
+                    Box::new(elements.into_iter().rev().map(|element| Entry {
+                        text: element,
+                        node: forwarded_for(element).unwrap_or(""),
+                    }))
                 }
-            }
-        }
-        if chain.entries.len() > limits::FORWARDED_ENTRIES {
-            chain.oversized = true;
-        }
-        present.then_some(chain)
-    }
-
-    /// The chain for `source.forwarded`: at most 32 entries of at most 64 bytes; a longer
-    /// chain keeps its rightmost entries after a truncation marker.
-    fn record(&self) -> Vec<String> {
-        let max = limits::FORWARDED_ENTRIES;
-        let mut out = Vec::with_capacity(self.entries.len().min(max));
-        let skip = if self.entries.len() > max || self.oversized {
-            out.push(TRUNCATED.to_owned());
-            self.entries.len().saturating_sub(max - 1)
-        } else {
-            0
+            },
         };
-        out.extend(
-            self.entries[skip..]
-                .iter()
-                .map(|e| sanitize(&bound(e, limits::FORWARDED_ENTRY))),
-        );
-        out
-    }
+        entries
+    })
 }
 
 /// Replaces control characters so a recorded entry is plain text.
@@ -419,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn oversized_chain_falls_back_and_is_bounded() {
+    fn a_long_chain_is_read_from_the_right_and_kept_from_the_right() {
         let long = (0..100)
             .map(|i| format!("198.51.100.{i}"))
             .collect::<Vec<_>>()
@@ -430,10 +418,11 @@ mod tests {
             &proxies(),
             ForwardedHeader::XForwardedFor,
         );
-        assert_eq!(got.ip, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(got.ip, Some("198.51.100.99".parse().unwrap()));
         let recorded = got.forwarded.unwrap();
         assert_eq!(recorded.len(), 32);
         assert_eq!(recorded[0], TRUNCATED);
+        assert_eq!(recorded[1], "198.51.100.69");
         assert_eq!(recorded[31], "198.51.100.99");
 
         let wide = format!("{}, 198.51.100.4", "x".repeat(500));
@@ -443,7 +432,44 @@ mod tests {
             &proxies(),
             ForwardedHeader::XForwardedFor,
         );
-        assert!(got.forwarded.unwrap()[0].len() <= 64);
+        assert_eq!(got.ip, Some("198.51.100.4".parse().unwrap()));
+        let recorded = got.forwarded.unwrap();
+        assert!(recorded[0].len() <= 64);
+        assert_eq!(recorded[1], "198.51.100.4");
+    }
+
+    #[test]
+    fn forged_entries_of_any_number_or_size_left_of_the_client_change_nothing() {
+        // The campaign's cases: 32 forged entries, one of 33 KiB, and thousands, each on
+        // one line or as lines of their own, before the real client and a trusted proxy.
+        let cases = [
+            vec!["6.6.6.6".to_owned(); 32].join(", "),
+            "6".repeat(33 * 1024),
+            vec!["6.6.6.6".to_owned(); 5_000].join(","),
+        ];
+        for forged in cases {
+            for split_lines in [false, true] {
+                let mut map = HeaderMap::new();
+                if split_lines {
+                    map.append("x-forwarded-for", HeaderValue::from_str(&forged).unwrap());
+                    map.append("x-forwarded-for", HeaderValue::from_static("198.51.100.4"));
+                    map.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+                } else {
+                    let value = format!("{forged}, 198.51.100.4, 10.0.0.1");
+                    map.append("x-forwarded-for", HeaderValue::from_str(&value).unwrap());
+                }
+                let got = resolve(
+                    peer("10.0.0.2:80"),
+                    &map,
+                    &proxies(),
+                    ForwardedHeader::XForwardedFor,
+                );
+                assert_eq!(got.ip, Some("198.51.100.4".parse().unwrap()));
+                let recorded = got.forwarded.unwrap();
+                assert!(recorded.len() <= 32);
+                assert_eq!(recorded[recorded.len() - 2..], ["198.51.100.4", "10.0.0.1"]);
+            }
+        }
     }
 
     #[test]

@@ -13,8 +13,6 @@ pub(crate) mod limits {
     pub(crate) const HEADER_VALUE: usize = 512;
     pub(crate) const FORWARDED_ENTRY: usize = 64;
     pub(crate) const FORWARDED_ENTRIES: usize = 32;
-    /// Forwarding headers longer than this are not parsed at all.
-    pub(crate) const FORWARDED_HEADER: usize = 32 * 1024;
     pub(crate) const ACTION: usize = 128;
     pub(crate) const TARGET: usize = 256;
     pub(crate) const REASON: usize = 1024;

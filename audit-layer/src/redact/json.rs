@@ -3,7 +3,7 @@
 use super::REDACTED;
 use super::bounds::limits;
 use super::names::SecretNames;
-use super::text::{recorded_text, redact_url_credentials};
+use super::text::{recorded_text, scan_free_text};
 
 /// Every string of `value` as [`recorded_text`] records free text.
 pub(super) fn redact_strings(value: &mut serde_json::Value, names: &SecretNames) {
@@ -52,11 +52,12 @@ pub(crate) fn redact_json(value: &mut serde_json::Value, names: &SecretNames) {
     }
 }
 
-/// Redacts, in place, the credentials of every URL in a string of `value`
-/// ([`redact_url_credentials`]).
-pub(crate) fn redact_url_credentials_in(value: &mut serde_json::Value) {
+/// Takes the shapes of a secret out of every string of `value`, in place
+/// ([`scan_free_text`]): a configuration value can hold `api_key=...` or a URL's
+/// credentials under a name that is no secret's.
+pub(crate) fn scan_strings_in(value: &mut serde_json::Value, names: &SecretNames) {
     for_each_string(value, 0, &mut |text| {
-        if let Some(redacted) = redact_url_credentials(text) {
+        if let Some(redacted) = scan_free_text(text, names) {
             *text = redacted;
         }
     });

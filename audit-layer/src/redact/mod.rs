@@ -10,7 +10,9 @@
 //!
 //! Short entries (`key`, `pwd`, `auth`, `card`, `cvv`) match only as whole words, so `monkey`
 //! is not redacted; a name that is over-redacted costs a little context, a secret that is not
-//! costs an incident.
+//! costs an incident. An entry written `=code` matches only a whole name (`?code=` of an
+//! OAuth callback, not `zip_code`); in free text, only before `=` (`code=...`, not
+//! `status code: 503`).
 //!
 //! Every event passes through one stage before it is queued, whoever filled it: the
 //! layer's (which captures a request as it is and leaves the judging here), an event
@@ -23,16 +25,16 @@
 //! copied: it is recorded as `[REDACTED]`, whatever the configuration records.
 //!
 //! Free text, which no name describes, is scanned for the common shapes of a secret: every
-//! `reason`, every string in `details` (an error's text, put there by a handler, can
-//! quote a URL or a connection string), and every recorded header's value (a `Referer`
+//! `reason`, every string in `details`, `before`, `after`, changes and labels (an error's
+//! text or a configuration value can quote a URL or a connection string), the `target`,
+//! the user agent, each forwarding entry and every recorded header's value (a `Referer`
 //! can carry a reset token in its query). The value after a secret name (`api_key=x`,
 //! `"password": "x"`) or a credentials header (`Authorization: x`, to the end of its line),
-//! a URL's password and `Bearer`/`Basic` credentials become `[REDACTED]`. It is a net, not a
-//! guarantee, and it over-redacts rather than under-redacts. Snapshots (`before`, `after`)
-//! and the values of changes are structured data, and labels short values: they are
-//! redacted by name, and of their strings only a URL's credentials are taken out
-//! (`postgres://app:[REDACTED]@db`, under a name like `database_url` that is no secret's).
-//! A change to the redacted part alone is still reported, as a redacted change.
+//! a URL's credentials and `Bearer`/`Basic` credentials become `[REDACTED]`, and a card
+//! number (13 to 19 digits passing the Luhn check) keeps only its last four digits, as it
+//! does in the path and the query. It is a net, not a guarantee, and it over-redacts rather
+//! than under-redacts. A change to the redacted part alone is still reported, as a
+//! redacted change.
 //!
 //! Bounds are in bytes, and a cut value ends in `...[truncated]`: strings in `details`,
 //! `before`, `after` and changes at 4 KiB, their object keys at 256 (a cut key that meets
@@ -71,9 +73,9 @@ mod text;
 pub use self::names::{DEFAULT_SECRET_NAMES, SecretNames};
 
 pub(crate) use self::bounds::{bound, bound_into, bound_json, limits};
-pub(crate) use self::json::{redact_json, redact_url_credentials_in};
+pub(crate) use self::json::{redact_json, scan_strings_in};
 pub(crate) use self::names::FORBIDDEN_HEADERS;
 #[cfg(all(test, feature = "axum"))]
 pub(crate) use self::scrub::PANIC_IN_SCRUB;
 pub(crate) use self::scrub::{Scrubbed, scrub};
-pub(crate) use self::text::redact_url_credentials;
+pub(crate) use self::text::scan_free_text;

@@ -5,23 +5,45 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 
 /// The names redacted by default (see the [module docs](crate::redact) for how they match).
+///
+/// Drawn from OWASP's Logging Cheat Sheet (passwords, session ids, access tokens, keys,
+/// payment card data) and the parameters of OAuth 2.0 / OpenID Connect (`code`, `id_token`,
+/// `client_assertion`, `code_verifier`), SAML (`SAMLResponse`, `SAMLRequest`, `SAMLart`) and
+/// AWS Signature V4 (`X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`).
 pub const DEFAULT_SECRET_NAMES: &[&str] = &[
     "password",
     "passwd",
     "pwd",
+    "passphrase",
     "secret",
     "token",
     "access_token",
     "refresh_token",
     "id_token",
+    "jwt",
     "api_key",
     "apikey",
     "key",
+    "credential",
+    "authorization",
+    "cookie",
     "session",
+    "sid",
     "auth",
     "signature",
+    "sig",
+    "assertion",
+    "code_verifier",
+    "=code",
+    "otp",
+    "totp",
+    "pin",
+    "samlresponse",
+    "samlrequest",
+    "samlart",
     "card",
     "cvv",
+    "cvc",
 ];
 
 /// Header names that can never be recorded, whatever the configuration says.
@@ -39,6 +61,8 @@ pub struct SecretNames {
     /// Entries, lower case, separators removed, shortest first: a name is compared only
     /// with the entries its length allows.
     squashed: Vec<String>,
+    /// Entries given as `=name`: they match a whole name only.
+    whole: Vec<String>,
     /// Exactly [`DEFAULT_SECRET_NAMES`], as `default()` makes it.
     is_default: bool,
 }
@@ -60,6 +84,7 @@ impl SecretNames {
     {
         let mut list = Self {
             squashed: Vec::new(),
+            whole: Vec::new(),
             is_default: false,
         };
         list.extend(names);
@@ -73,6 +98,14 @@ impl SecretNames {
         S: AsRef<str>,
     {
         for name in names {
+            if let Some(whole) = name.as_ref().strip_prefix('=') {
+                let squashed = squash(whole);
+                if !squashed.is_empty() && !self.whole.contains(&squashed) {
+                    self.whole.push(squashed);
+                    self.is_default = false;
+                }
+                continue;
+            }
             let squashed = squash(name.as_ref());
             if !squashed.is_empty() && !self.squashed.contains(&squashed) {
                 let at = self
@@ -91,6 +124,29 @@ impl SecretNames {
 
     /// Whether `name` names a secret. `name` may be percent-encoded, as in a query string.
     pub fn is_secret(&self, name: &str) -> bool {
+        self.is_secret_word(name) || self.is_whole_entry(name)
+    }
+
+    /// Whether `name`, whole, is an entry given as `=name`.
+    fn is_whole_entry(&self, name: &str) -> bool {
+        if self.whole.is_empty() {
+            return false;
+        }
+        if is_squashed(name) {
+            return self.whole.iter().any(|entry| entry == name);
+        }
+        let decoded = decode_component(name);
+        let mut buf = [0; 64];
+        match squash_into(&decoded, &mut buf) {
+            Some(squashed) => self.whole.iter().any(|entry| entry == squashed),
+            // Longer than any entry.
+            None => false,
+        }
+    }
+
+    /// [`is_secret`](Self::is_secret) without the entries that match a whole name only: for
+    /// a word of free text, which is rarely a whole name (`status code: 503`).
+    pub(crate) fn is_secret_word(&self, name: &str) -> bool {
         // Called for every query parameter of every request. Most names are lower-case
         // letters and digits (`page`, `q`, `limit`): one word, encoding nothing, their own
         // squashed form, compared as they are.
@@ -259,7 +315,7 @@ mod tests {
             names.is_default(),
             "names already in the list change nothing"
         );
-        names.extend(["pin"]);
+        names.extend(["ssn"]);
         assert!(!names.is_default());
         assert!(!SecretNames::new(DEFAULT_SECRET_NAMES.iter().copied()).is_default());
     }

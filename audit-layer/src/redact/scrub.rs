@@ -11,12 +11,14 @@ use std::borrow::Cow;
 use std::ops::Deref;
 use std::panic::{self, AssertUnwindSafe};
 
-use super::REDACTED;
 use super::bounds::{bound, bound_json, bound_keys, bound_string, limits};
-use super::json::{redact_json, redact_strings, redact_url_credentials_in};
+use super::json::{redact_json, redact_strings, scan_strings_in};
 use super::names::{FORBIDDEN_HEADERS, SecretNames};
 use super::request::{path_into, path_is_clean, query_is_clean, redact_query_into};
-use super::text::{recorded_header_value, recorded_reason, redact_url_credentials};
+use super::text::{
+    mask_card_numbers, recorded_header_value, recorded_reason, recorded_text, scan_free_text,
+};
+use super::{REDACTED, TRUNCATED};
 use crate::error::panic_message;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Change, RequestInfo, Source};
@@ -167,13 +169,13 @@ fn scrub_parts(event: &mut AuditEvent, names: &SecretNames, snapshots: Snapshots
     bound_cow_in_place(action, limits::ACTION);
     scrub_actor(actor);
     if let Some(source) = source {
-        scrub_source(source);
+        scrub_source(source, names);
     }
     if let Some(request) = request {
         scrub_request(request, names);
     }
     if let Some(target) = target {
-        bound_in_place(target, limits::TARGET);
+        *target = recorded_text(std::mem::take(target), names, limits::TARGET);
     }
     if let Some(reason) = reason {
         *reason = recorded_reason(std::mem::take(reason), names);
@@ -217,14 +219,21 @@ fn scrub_actor(actor: &mut Actor) {
     }
 }
 
-fn scrub_source(source: &mut Source) {
+/// The user agent and the forwarding chain are client input of any shape: scanned as free
+/// text. A chain too long keeps its rightmost entries, those nearest the server.
+fn scrub_source(source: &mut Source, names: &SecretNames) {
     if let Some(user_agent) = &mut source.user_agent {
-        bound_in_place(user_agent, limits::USER_AGENT);
+        *user_agent = recorded_text(std::mem::take(user_agent), names, limits::USER_AGENT);
     }
     if let Some(forwarded) = &mut source.forwarded {
-        forwarded.truncate(limits::FORWARDED_ENTRIES);
+        if forwarded.len() > limits::FORWARDED_ENTRIES {
+            forwarded.drain(..forwarded.len() - (limits::FORWARDED_ENTRIES - 1));
+            forwarded.insert(0, TRUNCATED.to_owned());
+        }
         for entry in forwarded {
-            bound_in_place(entry, limits::FORWARDED_ENTRY);
+            if entry != TRUNCATED {
+                *entry = recorded_text(std::mem::take(entry), names, limits::FORWARDED_ENTRY);
+            }
         }
     }
 }
@@ -254,6 +263,12 @@ fn scrub_request(request: &mut RequestInfo, names: &SecretNames) {
         let raw = std::mem::take(query);
         redact_query_into(query, &raw, names, limits::QUERY);
     }
+    // A card number has no name to be known by: it is found by its shape.
+    for text in std::iter::once(&mut *path).chain(query.as_mut()) {
+        if let Some(masked) = mask_card_numbers(text) {
+            *text = masked;
+        }
+    }
     // Most requests record no header: the map is not walked.
     if !headers.is_empty() {
         headers.retain(|name, _| {
@@ -267,8 +282,7 @@ fn scrub_request(request: &mut RequestInfo, names: &SecretNames) {
     }
 }
 
-/// Labels: [`REDACTED`] under a secret name, else without a URL's credentials (a label is
-/// a short value, not free text: only that shape is certain), bounded; at most
+/// Labels: [`REDACTED`] under a secret name, else scanned as free text, bounded; at most
 /// [`limits::LABELS`] of them, the first by name.
 fn scrub_labels(labels: &mut std::collections::BTreeMap<String, String>, names: &SecretNames) {
     while labels.len() > limits::LABELS {
@@ -280,7 +294,7 @@ fn scrub_labels(labels: &mut std::collections::BTreeMap<String, String>, names: 
                 *value = REDACTED.to_owned();
             }
         } else {
-            if let Some(redacted) = redact_url_credentials(value) {
+            if let Some(redacted) = scan_free_text(value, names) {
                 *value = redacted;
             }
             bound_in_place(value, limits::LABEL_VALUE);
@@ -304,10 +318,10 @@ fn scrub_details(details: &mut serde_json::Map<String, serde_json::Value>, names
 }
 
 /// Structured data (`before`, `after`, a change's values): secret-named fields redacted,
-/// a URL's credentials taken out of every string, bounded.
+/// every string scanned as free text, bounded.
 fn scrub_structured(value: &mut serde_json::Value, names: &SecretNames) {
     redact_json(value, names);
-    redact_url_credentials_in(value);
+    scan_strings_in(value, names);
     bound_json(value, 0);
 }
 

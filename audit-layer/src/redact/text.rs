@@ -38,10 +38,25 @@ pub(super) fn recorded_text(text: String, names: &SecretNames, max: usize) -> St
 }
 
 /// [`recorded_reason`] before the bound. The text is returned as it is when it holds none of
-/// the characters a secret's shape needs.
+/// a secret's shapes.
 fn redact_text(text: String, names: &SecretNames) -> String {
+    scan_free_text(&text, names).unwrap_or(text)
+}
+
+/// Free text with every shape of a secret it holds taken out: the value after a secret name
+/// or a credentials header, a URL's credentials, `Bearer`/`Basic` credentials (each
+/// replaced by [`REDACTED`]) and card numbers ([`mask_card_numbers`]). `None` when it holds
+/// none, so that clean text is not copied.
+pub(crate) fn scan_free_text(text: &str, names: &SecretNames) -> Option<String> {
+    let redacted = redact_secret_shapes(text, names);
+    let redacted = redact_url_credentials(redacted.as_deref().unwrap_or(text)).or(redacted);
+    mask_card_numbers(redacted.as_deref().unwrap_or(text)).or(redacted)
+}
+
+/// [`scan_free_text`] but for card numbers.
+fn redact_secret_shapes(text: &str, names: &SecretNames) -> Option<String> {
     if !text.bytes().any(|b| matches!(b, b'=' | b':' | b' ')) {
-        return text;
+        return None;
     }
     let bytes = text.as_bytes();
     // Allocated at the first redaction: most texts have none.
@@ -68,7 +83,9 @@ fn redact_text(text: String, names: &SecretNames) -> String {
             // A credentials header's value has spaces (`Token abc`) and `;` (cookies): it
             // runs to the end of its line.
             value_after_name(bytes, word_end, |b| b == b'\n' || b == b'\r')
-        } else if names.is_secret(word) {
+        } else if names.is_secret_word(word)
+            || (bytes.get(word_end) == Some(&b'=') && names.is_secret(word))
+        {
             value_after_name(bytes, word_end, ends_value)
         } else {
             None
@@ -85,10 +102,125 @@ fn redact_text(text: String, names: &SecretNames) -> String {
         }
     }
     if copied == 0 {
-        return text;
+        return None;
     }
     out.push_str(&text[copied..]);
-    out
+    Some(out)
+}
+
+/// `text` with every digit of each card number (PAN) in it but the last four replaced by
+/// `*` (`4111 1111 1111 1111` becomes `**** **** **** 1111`), as PCI DSS allows a PAN to be
+/// shown; `None` when it holds none.
+///
+/// A card number is 13 to 19 digits that pass the Luhn check, written whole or in groups
+/// split by single spaces or dashes, and not part of a longer word or number. Of a longer
+/// run of groups (a number, then a year), the earliest longest run of whole groups that is
+/// a card number is masked.
+pub(crate) fn mask_card_numbers(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 13 {
+        return None;
+    }
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() || (i > 0 && bytes[i - 1].is_ascii_alphanumeric()) {
+            i += 1;
+            continue;
+        }
+        // The groups of a run of digits split by one space or dash.
+        groups.clear();
+        let mut end = i;
+        loop {
+            let start = end;
+            end += bytes[end..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            groups.push((start, end));
+            let joined = matches!(bytes.get(end), Some(b' ' | b'-'))
+                && bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
+            if !joined {
+                break;
+            }
+            end += 1;
+        }
+        // Glued to a letter on its right, the run is part of a word (a hash, an id).
+        if bytes.get(end).is_some_and(u8::is_ascii_alphabetic) {
+            i = end;
+            continue;
+        }
+        match card_number_in(bytes, &groups) {
+            Some((start, stop)) => {
+                out.push_str(&text[copied..start]);
+                let digits = bytes[start..stop]
+                    .iter()
+                    .filter(|b| b.is_ascii_digit())
+                    .count();
+                let mut masked = 0;
+                for &b in &bytes[start..stop] {
+                    if b.is_ascii_digit() && masked < digits - 4 {
+                        out.push('*');
+                        masked += 1;
+                    } else {
+                        out.push(char::from(b));
+                    }
+                }
+                copied = stop;
+                i = stop;
+            }
+            None => i = end,
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&text[copied..]);
+    Some(out)
+}
+
+/// The span of the earliest, then longest, run of whole `groups` that is a card number.
+fn card_number_in(bytes: &[u8], groups: &[(usize, usize)]) -> Option<(usize, usize)> {
+    for first in 0..groups.len() {
+        let mut digits = 0;
+        let mut found = None;
+        for last in first..groups.len() {
+            digits += groups[last].1 - groups[last].0;
+            if digits > 19 {
+                break;
+            }
+            let span = (groups[first].0, groups[last].1);
+            if digits >= 13 && passes_luhn(&bytes[span.0..span.1]) {
+                found = Some(span);
+            }
+        }
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// The Luhn check of the digits of `text` (separators skipped).
+fn passes_luhn(text: &[u8]) -> bool {
+    let sum: u32 = text
+        .iter()
+        .rev()
+        .filter(|b| b.is_ascii_digit())
+        .enumerate()
+        .map(|(i, b)| {
+            let digit = u32::from(b - b'0');
+            if i % 2 == 1 {
+                let doubled = digit * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                digit
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
 }
 
 /// Bytes of a name in free text: `api_key`, `X-Api-Key`, `user.password`.
@@ -151,11 +283,8 @@ fn url_password(bytes: &[u8], at: usize) -> Option<(usize, usize)> {
 /// `text` with the credentials of every URL in it ([`url_password`]'s span) replaced by
 /// [`REDACTED`]; `None` when it holds none.
 ///
-/// The one shape of free text that snapshots (structured data) and labels (short values)
-/// are scanned for: unlike a `name: value` pair, a URL's `user:password@` cannot be
-/// anything but credentials, and a configuration entry (`database_url`) often holds one
-/// under a name that is not a secret's.
-pub(crate) fn redact_url_credentials(text: &str) -> Option<String> {
+/// Found by its `://` wherever it is, as a scheme need not be a word (`git+ssh://`).
+fn redact_url_credentials(text: &str) -> Option<String> {
     // Most strings have no `@`; the search for `://` is only set up for those that do.
     if !text.as_bytes().contains(&b'@') {
         return None;
@@ -208,7 +337,7 @@ fn looks_like_credentials(token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::redact::{TRUNCATED, redact_url_credentials_in};
+    use crate::redact::{TRUNCATED, scan_strings_in};
 
     #[test]
     fn secrets_in_free_text_are_redacted() {
@@ -279,10 +408,12 @@ mod tests {
         }
     }
 
-    /// Structured values are scanned for a URL's credentials only: a `name: value` pair in
-    /// a configuration value is data, a URL's `user:password@` never is.
+    /// The strings of structured values (snapshots, changes, labels) are scanned as free
+    /// text: a configuration value can hold a URL's credentials or `api_key=...` under a
+    /// name that is no secret's. Clean text is kept without a copy.
     #[test]
-    fn credentials_in_urls_are_redacted_and_nothing_else_is() {
+    fn strings_of_structured_values_lose_urls_credentials_and_secret_pairs() {
+        let names = SecretNames::default();
         for (text, redacted) in [
             (
                 "postgres://app:pw@db:5432/app?sslmode=require",
@@ -301,11 +432,14 @@ mod tests {
             ("ops@example.com", None),
             ("https://example.com/@handle", None),
             ("https://example.com/a?next=x@y", None),
-            ("password: hunter2, key=value", None),
+            (
+                "password: hunter2, key=value",
+                Some("password: [REDACTED], key=[REDACTED]"),
+            ),
             ("@://", None),
             ("", None),
         ] {
-            assert_eq!(redact_url_credentials(text).as_deref(), redacted, "{text}");
+            assert_eq!(scan_free_text(text, &names).as_deref(), redacted, "{text}");
         }
 
         let mut value = serde_json::json!({
@@ -314,15 +448,51 @@ mod tests {
             "nested": {"url": "nats://c:three@h:4222"},
             "note": "key: value",
         });
-        redact_url_credentials_in(&mut value);
+        scan_strings_in(&mut value, &names);
         assert_eq!(
             value,
             serde_json::json!({
                 "dsn": "postgres://a:[REDACTED]@h/d",
                 "replicas": ["postgres://b:[REDACTED]@h/d", 3, null],
                 "nested": {"url": "nats://c:[REDACTED]@h:4222"},
-                "note": "key: value",
+                "note": "key: [REDACTED]",
             })
+        );
+    }
+
+    #[test]
+    fn card_numbers_are_masked_to_their_last_four_digits() {
+        for (text, masked) in [
+            ("4111111111111111", Some("************1111")),
+            (
+                "card 4111 1111 1111 1111 exp 12/29",
+                Some("card **** **** **** 1111 exp 12/29"),
+            ),
+            (
+                "pan=5500-0000-0000-0004&x=1",
+                Some("pan=****-****-****-0004&x=1"),
+            ),
+            // Amex, 15 digits, and a 19-digit one.
+            ("378282246310005", Some("***********0005")),
+            ("6011000990139424", Some("************9424")),
+            // Followed by a group that is no part of it.
+            ("4111111111111111 2029", Some("************1111 2029")),
+            // Not Luhn-valid, too short, too long, or part of a word or a longer number.
+            ("4111111111111112", None),
+            ("411111111111", None),
+            ("41111111111111111111111", None),
+            ("sha:a4111111111111111", None),
+            ("4111111111111111abc", None),
+            ("order 12345, total 99", None),
+            ("", None),
+        ] {
+            assert_eq!(mask_card_numbers(text).as_deref(), masked, "{text}");
+        }
+        // Everywhere free text is scanned, with the other shapes.
+        let names = SecretNames::default();
+        assert_eq!(
+            scan_free_text("paid with 4111111111111111, token=abc", &names).as_deref(),
+            Some("paid with ************1111, token=[REDACTED]")
         );
     }
 
@@ -374,7 +544,7 @@ mod tests {
             after in r#"([/?# ]\PC{0,20})?"#,
         ) {
             let text = format!("{before} {scheme}://{user}:SECRET@host{after}");
-            let redacted = redact_url_credentials(&text);
+            let redacted = scan_free_text(&text, &SecretNames::default());
             let recorded = redacted.as_deref().unwrap_or(&text);
             proptest::prop_assert!(!recorded.contains("SECRET"), "{}", recorded);
         }

@@ -8,9 +8,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::redact::{
-    REDACTED, SecretNames, redact_json, redact_url_credentials, redact_url_credentials_in,
-};
+use crate::redact::{REDACTED, SecretNames, redact_json, scan_free_text, scan_strings_in};
 
 /// A type whose state can be recorded before and after a sensitive action.
 ///
@@ -110,7 +108,7 @@ impl AuditSnapshot {
                     mut fingerprint,
                 } => {
                     if let Value::String(text) = &json
-                        && let Some(redacted) = redact_url_credentials(text)
+                        && let Some(redacted) = scan_free_text(text, names)
                     {
                         // A scalar is compared as it is, unless part of it is redacted:
                         // then by the fingerprint of what it was, so that a change to the
@@ -120,7 +118,7 @@ impl AuditSnapshot {
                     } else {
                         // Containers are fingerprinted whole when they are taken.
                         redact_json(&mut json, names);
-                        redact_url_credentials_in(&mut json);
+                        scan_strings_in(&mut json, names);
                     }
                     SnapshotValue::Plain { json, fingerprint }
                 }
