@@ -640,3 +640,38 @@ fn the_audit_command_follows_lines_written_over_preallocated_zeros() {
     );
     close(sink);
 }
+
+/// Characters that reorder or hide text (a bidi override, a line separator, a zero-width
+/// space) and C1 controls, recorded in a target, are shown escaped by `audit tail` and
+/// `audit query`, in both formats: what is shown is what the trail holds.
+#[test]
+fn the_audit_command_shows_display_spoofing_characters_escaped() {
+    let (dir, key, clock) = empty_trail_dir();
+    let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
+    let spoof = "user:7\u{202E}txt.exe\u{2028}forged line\u{200B}\u{009B}31m";
+    write(&mut sink, &[event("a", "x").with_target(spoof)]);
+    close(sink);
+    let trail = dir.path().to_str().unwrap();
+    for args in [
+        vec!["tail", trail, "--format", "table"],
+        vec!["tail", trail],
+        vec!["query", trail, "--format", "table"],
+        vec!["query", trail],
+    ] {
+        let (code, out, err) = audit(&args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for raw in ['\u{202E}', '\u{2028}', '\u{200B}', '\u{009B}'] {
+            assert!(!out.contains(raw), "{args:?} shows {raw:?} raw: {out}");
+        }
+        if args.contains(&"table") {
+            assert!(
+                out.contains("user:7<U+202E>txt.exe<U+2028>forged line<U+200B>?31m"),
+                "{out}"
+            );
+        } else {
+            let line = out.lines().find(|l| l.contains("user:7")).unwrap();
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["target"], spoof, "the same value, escaped");
+        }
+    }
+}

@@ -295,7 +295,7 @@ fn print_event(
     format: Format,
 ) -> io::Result<()> {
     match format {
-        Format::Json => writeln!(out, "{line}"),
+        Format::Json => writeln!(out, "{}", query::display_json_line(line)),
         Format::Table => writeln!(out, "{}", query::table_row(event)),
     }
 }

@@ -74,4 +74,6 @@ pub use self::verify::{Fault, FaultKind, VerifyOptions, VerifyReport, verify_tra
 
 /// What the `audit` command shares with the library. Not a public API.
 #[doc(hidden)]
-pub use self::query::{parse_ip, parse_time, table_header, table_row};
+pub use self::query::{
+    display_json_line, display_text, parse_ip, parse_time, table_header, table_row,
+};

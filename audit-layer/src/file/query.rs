@@ -191,10 +191,55 @@ pub fn table_row(event: &Value) -> String {
         request,
         text(&event["target"]),
     );
-    // What people read in a terminal must not carry terminal control sequences.
-    row.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    display_text(&row).into_owned()
+}
+
+/// Whether `c` changes how the text around it is shown without being seen itself: bidi
+/// controls (U+202E turns `exe.txt` into `txt.exe`), line and paragraph separators, and
+/// zero-width characters.
+fn hides_or_reorders(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}'
+    )
+}
+
+/// `text` safe to show in a terminal or a page: a control character (a terminal's escape
+/// sequences start with one) becomes `?`, and a character that hides or reorders text is
+/// written out as `<U+202E>`, so that what is shown is what the trail holds.
+pub fn display_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() || hides_or_reorders(c)) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push('?');
+        } else if hides_or_reorders(c) {
+            out.push_str(&format!("<U+{:04X}>", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A trail line safe to show: the same JSON value, with every character that hides or
+/// reorders text, and every control character, written as a `\u` escape (JSON already
+/// escapes those below U+0020).
+pub fn display_json_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if !line.chars().any(|c| c.is_control() || hides_or_reorders(c)) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len() + 16);
+    for c in line.chars() {
+        if c.is_control() || hides_or_reorders(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The header of [`table_row`]s.
