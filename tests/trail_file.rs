@@ -675,3 +675,66 @@ fn the_audit_command_shows_display_spoofing_characters_escaped() {
         }
     }
 }
+
+/// `rm -rf` of the trail directory, or of the day's file, while the sink writes: the next
+/// sync notices, writes the file back from the open file, and records `audit.recovery`;
+/// nothing written before or after is lost.
+#[test]
+fn a_removed_trail_is_noticed_and_written_back_at_the_next_sync() {
+    for remove_dir in [true, false] {
+        let (dir, key, clock) = empty_trail_dir();
+        let mut sink = builder(dir.path(), &key, &clock).open_now().unwrap();
+        let runtime = runtime();
+        write(&mut sink, &[event("before.a", "x"), event("before.b", "x")]);
+        runtime.block_on(sink.sync()).unwrap();
+        let file = trail_files(dir.path())[0].clone();
+        if remove_dir {
+            fs::remove_dir_all(dir.path()).unwrap();
+        } else {
+            fs::remove_file(&file).unwrap();
+        }
+        // Written to a file no path names, then synced: the sync writes it back first.
+        write(&mut sink, &[event("after.a", "x")]);
+        runtime.block_on(sink.sync()).unwrap();
+        assert!(file.exists(), "the file is back");
+        write(&mut sink, &[event("after.b", "x")]);
+        close(sink);
+
+        let actions: Vec<String> = all_events(dir.path())
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "before.a",
+                "before.b",
+                "after.a",
+                "audit.recovery",
+                "after.b"
+            ],
+            "remove_dir: {remove_dir}"
+        );
+        let recovery = all_events(dir.path())
+            .into_iter()
+            .find(|e| e["action"] == "audit.recovery")
+            .unwrap();
+        let reason = recovery["reason"].as_str().unwrap();
+        let removed = if remove_dir {
+            "trail directory"
+        } else {
+            "trail file"
+        };
+        assert!(reason.contains(&format!("the {removed} ")), "{reason}");
+        assert!(reason.contains("was removed"), "{reason}");
+        // The chain runs on unbroken through the file written back; the checkpoints that
+        // went with the directory are missed, as any deletion is.
+        let verified = verify_trail(dir.path(), &options(&key));
+        if remove_dir {
+            let fault = verified.unwrap_err();
+            assert!(fault.detail.contains("gone"), "{fault:?}");
+        } else {
+            assert_eq!(verified.unwrap().events, 5);
+        }
+    }
+}

@@ -28,6 +28,27 @@ pub(super) struct ActiveFile {
     /// Zero-filling failed (a disk too full for the zeros may still hold the lines): not
     /// tried again for this file.
     pub(super) preallocation_failed: bool,
+    /// What the file is, to tell whether its path still names it.
+    pub(super) identity: FileIdentity,
+}
+
+/// A file's device and inode (where the platform has them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct FileIdentity(u64, u64);
+
+impl FileIdentity {
+    pub(super) fn of(metadata: &fs::Metadata) -> Self {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            Self(metadata.dev(), metadata.ino())
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = metadata;
+            Self(0, 0)
+        }
+    }
 }
 
 impl ActiveFile {
@@ -36,8 +57,10 @@ impl ActiveFile {
     pub(super) fn open(dir: &Path, day: &str, part: u32, preallocate: u64) -> io::Result<Self> {
         let path = dir.join(layout::file_name(day, part));
         let handle = open_private(&path, preallocate == 0)?;
-        let len = handle.metadata()?.len();
+        let metadata = handle.metadata()?;
+        let len = metadata.len();
         Ok(Self {
+            identity: FileIdentity::of(&metadata),
             day: day.to_owned(),
             part,
             path,

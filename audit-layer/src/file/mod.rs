@@ -58,6 +58,7 @@ mod lock;
 mod private;
 mod query;
 mod recovery;
+mod removal;
 mod retention;
 mod sink;
 mod trail;

@@ -25,10 +25,11 @@ pub(super) fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
     Ok(key)
 }
 
-/// Opens `path` to write, creating it (mode `0600`): appending, or at offsets.
+/// Opens `path` to write, creating it (mode `0600`): appending, or at offsets. Readable
+/// too: a trail file removed while open is written back from what it holds.
 pub(super) fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.append(append).write(true).create(true);
+    options.append(append).read(true).write(true).create(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

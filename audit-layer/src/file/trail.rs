@@ -287,8 +287,13 @@ impl FileTrail {
         self.retention_sweep()
     }
 
-    /// Makes every written event durable.
+    /// Makes every written event durable, where the trail's path names it: a removed file
+    /// is written back first ([`restore_if_removed`](Self::restore_if_removed)).
     pub(super) fn sync(&mut self) -> io::Result<()> {
+        if self.restore_if_removed()? {
+            // The recovery, recorded and sealed before anything is called durable.
+            self.append(&[])?;
+        }
         match &self.current {
             Some(current) => current.handle.sync_data(),
             None => Ok(()),
