@@ -28,7 +28,7 @@ impl Trail {
         VerifyOptions {
             chain_key: self.chain_key.clone(),
             public_key: Some(self.key.public_key()),
-            progress: None,
+            ..VerifyOptions::default()
         }
     }
 

@@ -738,3 +738,99 @@ fn a_removed_trail_is_noticed_and_written_back_at_the_next_sync() {
         }
     }
 }
+
+/// Events after the last checkpoint (a crash, or lines a forger appended and chained) fail
+/// `audit verify` with exit status 3, saying how many and since when, unless
+/// `--allow-unsealed` accepts them.
+#[test]
+fn the_audit_command_refuses_an_unsealed_tail_unless_allowed() {
+    let (dir, key, clock) = empty_trail_dir();
+    let mut sink = builder(dir.path(), &key, &clock)
+        .checkpoint_every(1_000, Duration::from_secs(3_600))
+        .open_now()
+        .unwrap();
+    // The first events are sealed at once; the next ones wait for the next checkpoint.
+    write(&mut sink, &[event("sealed", "x")]);
+    clock.advance(Duration::from_secs(5));
+    write(
+        &mut sink,
+        &[event("unsealed.a", "x"), event("unsealed.b", "x")],
+    );
+    drop(sink);
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("signing.pub");
+    fs::write(&public, key.public_key().to_hex()).unwrap();
+    let trail = dir.path().to_str().unwrap();
+    let public = public.to_str().unwrap();
+
+    let (code, _, err) = audit(&["verify", trail, "--public-key", public]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.starts_with("UNSEALED: 2 event(s) since 20"), "{err}");
+    let (code, out, err) = audit(&["verify", trail, "--public-key", public, "--allow-unsealed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("unsealed: 2 event(s)"), "{out}");
+}
+
+/// Whoever holds the directory and the key can cut the trail's tail together with the
+/// checkpoints that cover it (or a whole day file with its checkpoint), and what is left
+/// verifies. A checkpoint mirror kept elsewhere turns that into a fault.
+#[test]
+fn a_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
+    for cut_whole_day in [false, true] {
+        let (dir, key, clock) = empty_trail_dir();
+        let mirror = tempfile::tempdir().unwrap();
+        let sink_builder = || {
+            builder(dir.path(), &key, &clock)
+                .checkpoint_mirror(audit_layer::file::DirectoryMirror::new(mirror.path()))
+        };
+        let mut sink = sink_builder().open_now().unwrap();
+        write(&mut sink, &[event("kept.a", "x"), event("kept.b", "x")]);
+        close(sink);
+        let kept_checkpoints = fs::read_to_string(dir.path().join("checkpoints.jsonl")).unwrap();
+        let kept_file = trail_files(dir.path())[0].clone();
+        let kept_len = fs::metadata(&kept_file).unwrap().len();
+        if cut_whole_day {
+            clock.advance(Duration::from_secs(86_400));
+        }
+        let mut sink = sink_builder().open_now().unwrap();
+        write(
+            &mut sink,
+            &[event("rolled.back.a", "x"), event("rolled.back.b", "x")],
+        );
+        close(sink);
+        assert_eq!(
+            trail_files(dir.path()).len(),
+            if cut_whole_day { 2 } else { 1 }
+        );
+
+        // The rollback: the later events and the checkpoints that cover them are gone.
+        if cut_whole_day {
+            fs::remove_file(&trail_files(dir.path())[1]).unwrap();
+        } else {
+            let bytes = fs::read(&kept_file).unwrap();
+            fs::write(&kept_file, &bytes[..kept_len as usize]).unwrap();
+        }
+        fs::write(dir.path().join("checkpoints.jsonl"), &kept_checkpoints).unwrap();
+
+        let keys = tempfile::tempdir().unwrap();
+        let public = keys.path().join("signing.pub");
+        fs::write(&public, key.public_key().to_hex()).unwrap();
+        let (trail, public) = (dir.path().to_str().unwrap(), public.to_str().unwrap());
+        let (code, _, err) = audit(&["verify", trail, "--public-key", public]);
+        assert_eq!(code, 0, "alone, what is left verifies: {err}");
+
+        let copy = mirror.path().join("checkpoints.jsonl");
+        let copy = copy.to_str().unwrap();
+        let (code, _, err) = audit(&[
+            "verify",
+            trail,
+            "--public-key",
+            public,
+            "--against-checkpoint",
+            copy,
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.starts_with("FAULT: rolled back: "), "{err}");
+        assert!(err.contains("its tail was removed"), "{err}");
+    }
+}

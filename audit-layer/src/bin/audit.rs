@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Exit status: 0 when all is well, 1 when verification finds a fault, 2 for any other
-//! error (one line on standard error).
+//! error (one line on standard error), 3 when the trail verifies but ends in events no
+//! signed checkpoint covers yet (`--allow-unsealed` accepts them, for a live trail).
 
 use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
@@ -49,6 +50,14 @@ enum Command {
         /// `signing.pub` in the trail directory, which only guards against accidents.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// A copy of the trail's checkpoints kept elsewhere (a checkpoint mirror's
+        /// `checkpoints.jsonl`): the trail must still hold what its newest covers.
+        #[arg(long)]
+        against_checkpoint: Option<PathBuf>,
+        /// Accept events after the last checkpoint (a trail being written seals them
+        /// within its checkpoint interval); without it they are exit status 3.
+        #[arg(long)]
+        allow_unsealed: bool,
     },
     /// Prints the events that match every given filter.
     Query {
@@ -134,7 +143,15 @@ fn main() -> ExitCode {
             dir,
             key,
             public_key,
-        } => verify(&dir, key.as_deref(), public_key.as_deref()),
+            against_checkpoint,
+            allow_unsealed,
+        } => verify(
+            &dir,
+            key.as_deref(),
+            public_key.as_deref(),
+            against_checkpoint.as_deref(),
+            allow_unsealed,
+        ),
         Command::Query {
             dir,
             actor,
@@ -190,7 +207,14 @@ fn main() -> ExitCode {
     })
 }
 
-fn verify(dir: &Path, key: Option<&Path>, public_key: Option<&Path>) -> Result<ExitCode, String> {
+fn verify(
+    dir: &Path,
+    key: Option<&Path>,
+    public_key: Option<&Path>,
+    against: Option<&Path>,
+    allow_unsealed: bool,
+) -> Result<ExitCode, String> {
+    let against_checkpoint = against.map(newest_checkpoint_in).transpose()?;
     let chain_key = key
         .map(|path| {
             let text = std::fs::read_to_string(path)
@@ -243,6 +267,7 @@ fn verify(dir: &Path, key: Option<&Path>, public_key: Option<&Path>) -> Result<E
             Arc::new(move |done: u64, _total: u64| bar.set_position(done))
                 as Arc<dyn Fn(u64, u64) + Send + Sync>
         }),
+        against_checkpoint,
     };
     let result = verify_trail(dir, &options);
     if let Some(bar) = bar {
@@ -273,11 +298,30 @@ fn verify(dir: &Path, key: Option<&Path>, public_key: Option<&Path>) -> Result<E
                     report.checkpoints
                 );
             }
-            if report.unsealed > 0 {
+            if let Some(against) = against {
                 println!(
-                    "unsealed: {} event(s) after the last checkpoint are not signed yet",
+                    "against {}: the trail holds what its newest checkpoint covers",
+                    against.display()
+                );
+            }
+            if report.unsealed > 0 {
+                let since = report
+                    .unsealed_since
+                    .map(|t| format!(" since {t}"))
+                    .unwrap_or_default();
+                let unsealed = format!(
+                    "{} event(s){since} after the last checkpoint are not signed: whoever can \
+                     write the directory could have appended or removed them",
                     report.unsealed
                 );
+                if !allow_unsealed {
+                    eprintln!(
+                        "UNSEALED: {unsealed} (a running trail seals them within its \
+                         checkpoint interval; --allow-unsealed accepts them)"
+                    );
+                    return Ok(ExitCode::from(3));
+                }
+                println!("unsealed: {unsealed}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -377,6 +421,28 @@ fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> 
     };
     eprintln!("{raised} alert(s) from {events} event(s){skipped}");
     Ok(())
+}
+
+/// The newest checkpoint in a file of checkpoints, one JSON object per line.
+fn newest_checkpoint_in(path: &Path) -> Result<audit_layer::file::Checkpoint, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--against-checkpoint {}: {e}", path.display()))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "--against-checkpoint {}: holds no checkpoint",
+                path.display()
+            )
+        })?;
+    serde_json::from_str(line).map_err(|e| {
+        format!(
+            "--against-checkpoint {}: its last line is not a checkpoint: {e}",
+            path.display()
+        )
+    })
 }
 
 fn ignore_broken_pipe(error: io::Error) -> Result<(), String> {

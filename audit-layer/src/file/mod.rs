@@ -55,6 +55,7 @@ mod checkpoint;
 mod clock;
 mod layout;
 mod lock;
+mod mirror;
 mod private;
 mod query;
 mod recovery;
@@ -67,6 +68,7 @@ mod verify;
 pub use self::chain::{ChainKey, GENESIS, LinkHash, link_hash};
 pub use self::checkpoint::{Checkpoint, CheckpointKey, KeyError, PublicKey};
 pub use self::clock::{Clock, ManualClock, SystemClock};
+pub use self::mirror::{CheckpointMirror, DirectoryMirror};
 pub use self::query::{Filter, for_each_event, lines_end, trail_files};
 pub use self::sink::{
     GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE,

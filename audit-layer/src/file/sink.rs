@@ -3,12 +3,13 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::chain::ChainKey;
 use super::checkpoint::CheckpointKey;
 use super::clock::{Clock, SystemClock};
+use super::mirror::CheckpointMirror;
 use crate::event::AuditEvent;
 use crate::sink::{BoxFuture, Sink, SinkError};
 
@@ -56,6 +57,7 @@ impl JsonlFileSink {
             retention: Some(Duration::from_secs(365 * 86_400)),
             retention_bytes: None,
             preallocate: 0,
+            mirror: None,
         }
     }
 
@@ -89,6 +91,7 @@ pub struct JsonlFileSinkBuilder {
     pub(crate) retention: Option<Duration>,
     pub(crate) retention_bytes: Option<u64>,
     pub(crate) preallocate: u64,
+    pub(crate) mirror: Option<Arc<Mutex<dyn CheckpointMirror>>>,
 }
 
 impl JsonlFileSinkBuilder {
@@ -166,6 +169,14 @@ impl JsonlFileSinkBuilder {
         self
     }
 
+    /// Publishes each checkpoint also to `mirror`, where the trail's writer cannot rewrite
+    /// it: then `audit verify --against-checkpoint` detects a rollback of the trail's tail
+    /// (see [`CheckpointMirror`]).
+    pub fn checkpoint_mirror(mut self, mirror: impl CheckpointMirror) -> Self {
+        self.mirror = Some(Arc::new(Mutex::new(mirror)));
+        self
+    }
+
     /// The clock that picks day files, ages files and times checkpoints (for tests).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -194,6 +205,13 @@ impl fmt::Debug for JsonlFileSinkBuilder {
             .field("retention", &self.retention)
             .field("retention_bytes", &self.retention_bytes)
             .field("preallocate", &self.preallocate)
+            .field(
+                "mirror",
+                &self.mirror.as_ref().map(|m| {
+                    m.lock()
+                        .map_or_else(|_| "(poisoned)".to_owned(), |m| m.name().to_owned())
+                }),
+            )
             .finish_non_exhaustive()
     }
 }

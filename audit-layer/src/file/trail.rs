@@ -325,6 +325,27 @@ impl FileTrail {
         Ok(())
     }
 
+    /// Publishes a checkpoint to the mirror, if there is one. A failure is logged: the next
+    /// checkpoint, which covers this one's events too, is published in its place.
+    fn publish_to_mirror(&self, checkpoint: &Checkpoint) {
+        let Some(mirror) = &self.settings.mirror else {
+            return;
+        };
+        let mut mirror = mirror
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(error) = mirror.publish(checkpoint) {
+            metrics::counter!("audit_checkpoint_mirror_errors_total").increment(1);
+            tracing::error!(
+                target: "audit",
+                mirror = mirror.name(),
+                seq_to = checkpoint.seq_to,
+                %error,
+                "could not publish a checkpoint to the mirror; the next one will be"
+            );
+        }
+    }
+
     fn checkpoint_or_log(&mut self) {
         if let Err(error) = self.checkpoint() {
             // The events are written; only their seal is late. It is retried at the next
@@ -370,6 +391,7 @@ impl FileTrail {
         let mut file = open_private(&path, true)?;
         file.write_all(&line)?;
         file.sync_data()?;
+        self.publish_to_mirror(&checkpoint);
         self.last_checkpoint = Some(checkpoint);
         self.unsealed = 0;
         self.last_checkpoint_at = now;

@@ -20,6 +20,10 @@ pub struct VerifyOptions {
     pub public_key: Option<PublicKey>,
     /// Called with (bytes done, bytes in all) as files are read.
     pub progress: Option<Arc<dyn Fn(u64, u64) + Send + Sync>>,
+    /// A checkpoint of this trail kept where its writer cannot rewrite it (a
+    /// [`CheckpointMirror`](super::CheckpointMirror)'s copy): the trail must still hold what
+    /// it covers, unchanged. Its signature is checked with `public_key` when one is given.
+    pub against_checkpoint: Option<Checkpoint>,
 }
 
 impl fmt::Debug for VerifyOptions {
@@ -27,6 +31,7 @@ impl fmt::Debug for VerifyOptions {
         f.debug_struct("VerifyOptions")
             .field("chain_key", &self.chain_key)
             .field("public_key", &self.public_key)
+            .field("against_checkpoint", &self.against_checkpoint)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +58,8 @@ pub struct VerifyReport {
     pub signatures_checked: bool,
     /// Events after the last checkpoint, which no signature covers yet.
     pub unsealed: u64,
+    /// The time of the first of them.
+    pub unsealed_since: Option<Timestamp>,
 }
 
 /// The kind of a [`Fault`].
@@ -79,6 +86,9 @@ pub enum FaultKind {
     WrongKey,
     /// A file cannot be read.
     Unreadable,
+    /// The trail no longer holds what a checkpoint kept elsewhere covers: its tail was
+    /// removed or rewritten, checkpoints included.
+    RolledBack,
 }
 
 impl fmt::Display for FaultKind {
@@ -94,6 +104,7 @@ impl fmt::Display for FaultKind {
             Self::BadCheckpoint => "bad checkpoint",
             Self::WrongKey => "wrong key",
             Self::Unreadable => "unreadable",
+            Self::RolledBack => "rolled back",
         })
     }
 }
@@ -203,6 +214,9 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         Fault::new(FaultKind::BadCheckpoint, e.to_string()).at(CHECKPOINTS, None, None)
     })?;
     check_checkpoints(&checkpoints, options)?;
+    if let Some(against) = &options.against_checkpoint {
+        check_mirrored(against, options)?;
+    }
     let trail_files = layout::list(dir).map_err(|e| unreadable(&dir.display().to_string(), e))?;
     let total_bytes = trail_files
         .iter()
@@ -221,6 +235,8 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
             .map_or_else(String::new, |cp| cp.last_hash.clone())
     };
     let mut walk = Walk {
+        against: options.against_checkpoint.as_ref(),
+        first_unsealed: checkpoints.last().map_or(0, |cp| cp.seq_to + 1),
         key: options.chain_key.as_ref(),
         sealed: checkpoints.iter().map(|cp| (cp.seq_to, cp)).collect(),
         checkpoints: &checkpoints,
@@ -260,6 +276,28 @@ pub fn verify_trail(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport,
         .at(CHECKPOINTS, None, None));
     }
     walk.finish(trail_files.last())
+}
+
+/// Checks a checkpoint kept elsewhere on its own: what it is, and who signed it.
+fn check_mirrored(checkpoint: &Checkpoint, options: &VerifyOptions) -> Result<(), Fault> {
+    let fault = |kind, detail: &str| {
+        Err(Fault::new(
+            kind,
+            format!("the checkpoint kept elsewhere: {detail}"),
+        ))
+    };
+    if checkpoint.kind != "checkpoint" {
+        return fault(FaultKind::BadCheckpoint, "not a checkpoint");
+    }
+    if let Some(key) = &options.public_key
+        && (checkpoint.key_id != key.key_id() || !checkpoint.verify(key))
+    {
+        return fault(
+            FaultKind::BadCheckpointSignature,
+            "its signature does not match the given public key",
+        );
+    }
+    Ok(())
 }
 
 /// Checks the checkpoints among themselves: signatures, links, ranges.
@@ -340,6 +378,10 @@ fn check_checkpoints(checkpoints: &[Checkpoint], options: &VerifyOptions) -> Res
 
 /// The state of a walk through the trail's lines.
 struct Walk<'a> {
+    /// A checkpoint kept elsewhere ([`VerifyOptions::against_checkpoint`]).
+    against: Option<&'a Checkpoint>,
+    /// The seq after the last checkpoint's.
+    first_unsealed: u64,
     key: Option<&'a ChainKey>,
     /// Checkpoints by the seq they end at.
     sealed: HashMap<u64, &'a Checkpoint>,
@@ -455,6 +497,23 @@ impl Walk<'_> {
                 }
             }
             offset += line.len() as u64 + 1;
+            if let Some(against) = self.against
+                && against.seq_to == parsed.seq
+                && against.last_hash != parsed.hash
+            {
+                return fault(
+                    FaultKind::RolledBack,
+                    parsed.seq,
+                    &format!(
+                        "differs from the checkpoint of {} kept elsewhere (the trail was \
+                         rewritten from here)",
+                        against.time
+                    ),
+                );
+            }
+            if parsed.seq == self.first_unsealed {
+                self.report.unsealed_since = time_of(line);
+            }
             if let Some(cp) = self.sealed.get(&parsed.seq) {
                 if cp.last_hash != parsed.hash {
                     return fault(
@@ -506,6 +565,20 @@ impl Walk<'_> {
 
     fn finish(mut self, last_file: Option<&TrailFile>) -> Result<VerifyReport, Fault> {
         let next = self.next_seq;
+        if let Some(against) = self.against
+            && next <= against.seq_to
+        {
+            let file = last_file.map_or_else(|| "(no trail file)".to_owned(), TrailFile::name);
+            return Err(Fault::new(
+                FaultKind::RolledBack,
+                format!(
+                    "the trail ends before seq {}, which the checkpoint of {} kept elsewhere \
+                     covers: its tail was removed",
+                    against.seq_to, against.time
+                ),
+            )
+            .at(&file, None, Some(next)));
+        }
         if let Some(last) = self.checkpoints.last() {
             if next <= last.seq_to {
                 if let Some(missing) = self.missing_file(next) {
