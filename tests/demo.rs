@@ -541,3 +541,91 @@ async fn a_burst_of_failed_logins_leaves_the_demo_s_memory_bounded() {
     );
     assert!(demo.terminate().success());
 }
+
+/// With PostgreSQL gone mid-run (a proxy of the test's own, cut), a sensitive change waits
+/// for it; SIGTERM still ends the demo within its bounds (10 s for requests in flight, 10 s
+/// for the trail's delivery), the change's event is in the file trail, and what PostgreSQL
+/// never got is on standard error.
+// Multi-threaded: the proxy's tasks run while the demo's start blocks this thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_the_demo_within_its_bounds_while_postgres_is_down() {
+    let Some((postgres_url, _client)) = common::services::postgres().await else {
+        return;
+    };
+    let (head, rest) = postgres_url.split_once('@').expect("a URL with a user");
+    let (host_port, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let upstream = tokio::net::lookup_host(host_port)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = common::proxy::Proxy::start(upstream).await;
+    let proxied_url = format!("{head}@{}/{tail}", proxy.addr);
+
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let stderr_path = logs.path().join("stderr");
+    let mut command = std::process::Command::new("sh");
+    command.args([
+        "-c",
+        &format!("exec \"$0\" 2>'{}'", stderr_path.display()),
+        common::demo::demo_binary().to_str().unwrap(),
+    ]);
+    let demo = Demo::start_command(command, dir.path(), &[("AUDIT_POSTGRES_URL", &proxied_url)]);
+    let addr = demo.addr;
+    let alice = login(addr, "alice", "alice-password").await;
+
+    proxy.cut();
+    let change = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = r#"{"value":true}"#;
+        let request = format!(
+            "PUT /admin/config/maintenance_mode HTTP/1.1\r\nHost: demo\r\n{alice}\r\n\
+             X-Request-Id: while-postgres-is-down\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        // Answered (or cut) once the demo gives up on it, well after the usual 10 s.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            stream.read_to_end(&mut response),
+        )
+        .await;
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!change.is_finished(), "the change waits for PostgreSQL");
+
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || demo.terminate())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(40),
+        "SIGTERM took {took:?} to end the demo"
+    );
+    assert!(
+        !status.success(),
+        "a shutdown that could not deliver says so: {status:?}"
+    );
+    let answer = change.await.unwrap();
+    assert!(
+        !answer.starts_with("HTTP/1.1 2"),
+        "never 2xx for a change whose event is not durable: {answer}"
+    );
+
+    let in_file = read_trail(dir.path())
+        .into_iter()
+        .filter(|e| e["request"]["id"] == "while-postgres-is-down")
+        .count();
+    assert_eq!(in_file, 1, "the file trail has the change");
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    let undelivered = stderr.lines().find(|line| {
+        line.starts_with("audit-undelivered ") && line.contains("while-postgres-is-down")
+    });
+    assert!(undelivered.is_some(), "{stderr}");
+}

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod demo;
+pub mod proxy;
 pub mod services;
 pub mod trail;
 
