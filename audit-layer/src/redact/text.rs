@@ -48,16 +48,33 @@ fn redact_text(text: String, names: &SecretNames) -> String {
 /// replaced by [`REDACTED`]) and card numbers ([`mask_card_numbers`]). `None` when it holds
 /// none, so that clean text is not copied.
 pub(crate) fn scan_free_text(text: &str, names: &SecretNames) -> Option<String> {
-    let redacted = redact_secret_shapes(text, names);
-    let redacted = redact_url_credentials(redacted.as_deref().unwrap_or(text)).or(redacted);
-    mask_card_numbers(redacted.as_deref().unwrap_or(text)).or(redacted)
+    // One pass says which shapes could be there: most texts (an id, a word, a path) hold
+    // none of what each needs.
+    let (mut separated, mut at_sign, mut digits) = (false, false, 0);
+    for &b in text.as_bytes() {
+        match b {
+            b'=' | b':' | b' ' => separated = true,
+            b'@' => at_sign = true,
+            b'0'..=b'9' => digits += 1,
+            _ => {}
+        }
+    }
+    let mut redacted = None;
+    if separated {
+        redacted = redact_secret_shapes(text, names);
+    }
+    if at_sign {
+        redacted = redact_url_credentials(redacted.as_deref().unwrap_or(text)).or(redacted);
+    }
+    if digits >= MIN_CARD_DIGITS {
+        redacted = mask_card_numbers(redacted.as_deref().unwrap_or(text)).or(redacted);
+    }
+    redacted
 }
 
-/// [`scan_free_text`] but for card numbers.
+/// [`scan_free_text`] but for URLs' credentials without a word before `://` and card
+/// numbers; for a text that holds `=`, `:` or a space.
 fn redact_secret_shapes(text: &str, names: &SecretNames) -> Option<String> {
-    if !text.bytes().any(|b| matches!(b, b'=' | b':' | b' ')) {
-        return None;
-    }
     let bytes = text.as_bytes();
     // Allocated at the first redaction: most texts have none.
     let mut out = String::new();
@@ -76,6 +93,9 @@ fn redact_secret_shapes(text: &str, names: &SecretNames) -> Option<String> {
             url_password(bytes, word_end + 3)
         } else if word.eq_ignore_ascii_case("bearer") || word.eq_ignore_ascii_case("basic") {
             credentials_after_scheme(bytes, word_end)
+        } else if !separator_follows(bytes, word_end) {
+            // Not `name = value` nor `name: value`: the name is not looked up.
+            None
         } else if FORBIDDEN_HEADERS
             .iter()
             .any(|header| word.eq_ignore_ascii_case(header))
@@ -118,7 +138,7 @@ fn redact_secret_shapes(text: &str, names: &SecretNames) -> Option<String> {
 /// a card number is masked.
 pub(crate) fn mask_card_numbers(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < 13 {
+    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < MIN_CARD_DIGITS {
         return None;
     }
     let mut out = String::new();
@@ -181,6 +201,9 @@ pub(crate) fn mask_card_numbers(text: &str) -> Option<String> {
     Some(out)
 }
 
+/// The fewest digits of a card number.
+const MIN_CARD_DIGITS: usize = 13;
+
 /// The span of the earliest, then longest, run of whole `groups` that is a card number.
 fn card_number_in(bytes: &[u8], groups: &[(usize, usize)]) -> Option<(usize, usize)> {
     for first in 0..groups.len() {
@@ -192,7 +215,7 @@ fn card_number_in(bytes: &[u8], groups: &[(usize, usize)]) -> Option<(usize, usi
                 break;
             }
             let span = (groups[first].0, groups[last].1);
-            if digits >= 13 && passes_luhn(&bytes[span.0..span.1]) {
+            if digits >= MIN_CARD_DIGITS && passes_luhn(&bytes[span.0..span.1]) {
                 found = Some(span);
             }
         }
@@ -221,6 +244,19 @@ fn passes_luhn(text: &[u8]) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Whether `=` or `:` follows a name ending at `at` (after a closing quote and spaces), as
+/// [`value_after_name`] needs.
+fn separator_follows(bytes: &[u8], mut at: usize) -> bool {
+    if matches!(bytes.get(at), Some(b'"' | b'\'')) {
+        at += 1;
+    }
+    at += bytes[at.min(bytes.len())..]
+        .iter()
+        .take_while(|&&b| b == b' ')
+        .count();
+    matches!(bytes.get(at), Some(b'=' | b':'))
 }
 
 /// Bytes of a name in free text: `api_key`, `X-Api-Key`, `user.password`.
