@@ -61,6 +61,8 @@ pub struct SecretNames {
     /// Entries, lower case, separators removed, shortest first: a name is compared only
     /// with the entries its length allows.
     squashed: Vec<String>,
+    /// The [`pairs`] of each entry of `squashed`, at the same index.
+    pairs: Vec<u64>,
     /// Entries given as `=name`: they match a whole name only.
     whole: Vec<String>,
     /// Exactly [`DEFAULT_SECRET_NAMES`], as `default()` makes it.
@@ -84,6 +86,7 @@ impl SecretNames {
     {
         let mut list = Self {
             squashed: Vec::new(),
+            pairs: Vec::new(),
             whole: Vec::new(),
             is_default: false,
         };
@@ -111,6 +114,7 @@ impl SecretNames {
                 let at = self
                     .squashed
                     .partition_point(|entry| entry.len() <= squashed.len());
+                self.pairs.insert(at, pairs(&squashed));
                 self.squashed.insert(at, squashed);
                 self.is_default = false;
             }
@@ -177,14 +181,21 @@ impl SecretNames {
         let len = squashed.len();
         let shorter = self.squashed.partition_point(|entry| entry.len() < len);
         let same = shorter + self.squashed[shorter..].partition_point(|entry| entry.len() == len);
-        self.squashed[shorter..same]
+        if self.squashed[shorter..same]
             .iter()
             .any(|entry| entry == squashed)
-            || self.squashed[..shorter]
-                .iter()
-                .rev()
-                .take_while(|entry| entry.len() >= MIN_CONTAINED_LEN)
-                .any(|entry| squashed.contains(entry.as_str()))
+        {
+            return true;
+        }
+        // An entry is in the name only if each of its letter pairs is: most are ruled out by
+        // one AND, without a search.
+        let in_name = pairs(squashed);
+        self.squashed[..shorter]
+            .iter()
+            .zip(&self.pairs[..shorter])
+            .rev()
+            .take_while(|(entry, _)| entry.len() >= MIN_CONTAINED_LEN)
+            .any(|(entry, pairs)| pairs & !in_name == 0 && squashed.contains(entry.as_str()))
     }
 
     /// Whether one of a name's words equals an entry.
@@ -199,6 +210,13 @@ impl SecretNames {
 
 /// The shortest entry matched inside a longer squashed name.
 const MIN_CONTAINED_LEN: usize = 5;
+
+/// The pairs of adjacent bytes of `text`, each hashed to one of 64 bits.
+fn pairs(text: &str) -> u64 {
+    text.as_bytes().windows(2).fold(0, |bits, pair| {
+        bits | 1 << ((u32::from(pair[0]) * 31 + u32::from(pair[1])) % 64)
+    })
+}
 
 /// Whether `name` is already its own squashed form: ASCII lower-case letters and digits.
 fn is_squashed(name: &str) -> bool {

@@ -138,7 +138,9 @@ fn redact_secret_shapes(text: &str, names: &SecretNames) -> Option<String> {
 /// a card number is masked.
 pub(crate) fn mask_card_numbers(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    if bytes.iter().filter(|b| b.is_ascii_digit()).count() < MIN_CARD_DIGITS {
+    if bytes.len() < MIN_CARD_DIGITS
+        || bytes.iter().filter(|b| b.is_ascii_digit()).count() < MIN_CARD_DIGITS
+    {
         return None;
     }
     let mut out = String::new();
