@@ -54,6 +54,12 @@
 //! - [`detect`]: detectors that raise `alert` events (brute-force logins, privilege grants).
 //! - [`testing`]: a sink that fails on command, for testing your failure handling.
 //!
+//! Imports run the way the event flows: `event` and `redact` below everything; `layer`
+//! (capture) above them; `sensitive` above `layer` (its handlers use the request's
+//! context); the delivery queue, admission and writer below `layer`, and `sink` and `file`
+//! below them. Only the trail's handle and builder, which put the pieces together, reach
+//! across.
+//!
 //! # Cargo features
 //!
 //! - `axum` (default): reads axum's `ConnectInfo` and `MatchedPath`; [`AuditContext`] and

@@ -11,8 +11,8 @@ use crate::error::AuditError;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome};
 use crate::layer::AuditLayer;
+use crate::layer::shared::SensitiveRouteInfo;
 use crate::layer::shared::Shared;
-use crate::sensitive::SensitiveRouteInfo;
 
 /// The handle of a running audit trail.
 ///

@@ -9,7 +9,6 @@ use http::HeaderName;
 use crate::event::actor::Actor;
 use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::redact::SecretNames;
-use crate::sink::BoxFuture;
 
 /// The layer's configuration, built once by
 /// [`AuditTrailBuilder`](crate::AuditTrailBuilder).
@@ -72,7 +71,8 @@ pub(crate) enum SharedResolver {
 type Resolve<T> = dyn Fn(&http::request::Parts) -> T + Send + Sync;
 
 /// An async resolver's look-up of one request's actor.
-pub(crate) type PendingActor = BoxFuture<'static, Option<Actor>>;
+pub(crate) type PendingActor =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<Actor>> + Send>>;
 
 impl fmt::Debug for SharedResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -9,7 +9,6 @@ use super::shared::Shared;
 use crate::event::actor::Actor;
 use crate::event::{Category, Change, Outcome};
 use crate::redact::{bound, bound_json, redact_json};
-use crate::sensitive::{Auditable, recorded_change, target_of};
 
 /// A handle on the event of the current request, to name and enrich it.
 ///
@@ -149,6 +148,11 @@ impl AuditContext {
         &self.inner.shared
     }
 
+    /// The names whose values are redacted.
+    pub(crate) fn secret_names(&self) -> &crate::redact::SecretNames {
+        &self.inner.shared.config.secret_names
+    }
+
     pub(crate) fn take(&self) -> Annotations {
         std::mem::take(&mut *self.lock())
     }
@@ -239,24 +243,6 @@ impl AuditContext {
     /// Marks the event as `sensitive`, as a [`sensitive`](macro@crate::sensitive) handler's is.
     pub fn mark_sensitive(&self) {
         self.set_category(Category::Sensitive);
-    }
-
-    /// Records the state of a resource before and after this request changed it: `before`,
-    /// `after` and `changes` (redacted as the type's [`Auditable`] derive says), and the
-    /// target (`user:7`) if none is set. `None` before is a creation, `None` after a deletion.
-    pub fn record_change<T: Auditable>(&self, before: Option<&T>, after: Option<&T>) {
-        let names = &self.inner.shared.config.secret_names;
-        let before = before.map(|b| b.audit_snapshot().redacted_for_trail(names));
-        let after = after.map(|a| a.audit_snapshot().redacted_for_trail(names));
-        let target = target_of::<T>(before.as_ref().or(after.as_ref()), None);
-        let change = recorded_change(before, after);
-        let mut notes = self.lock();
-        notes.before = change.before;
-        notes.after = change.after;
-        notes.changes = Some(change.changes);
-        if notes.target.is_none() {
-            notes.target = target;
-        }
     }
 }
 

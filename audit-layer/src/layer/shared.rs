@@ -6,7 +6,6 @@ use std::sync::{Mutex, PoisonError};
 
 use super::config::Config;
 use crate::delivery::Intake;
-use crate::sensitive::SensitiveRouteInfo;
 
 /// The layer's configuration, the way into the queue, and what the layer has learned.
 #[derive(Debug)]
@@ -60,4 +59,16 @@ impl Shared {
             .cloned()
             .collect()
     }
+}
+
+/// A route served by a sensitive handler, as the layer has seen it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct SensitiveRouteInfo {
+    /// The HTTP method.
+    pub method: String,
+    /// The route pattern (`/admin/users/{id}/role`).
+    pub route: String,
+    /// The handler's action (`user.role.change`).
+    pub action: String,
 }

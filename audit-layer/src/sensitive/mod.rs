@@ -62,7 +62,7 @@ pub(crate) mod auditable;
 mod diff;
 #[cfg(feature = "axum")]
 pub(crate) mod handler;
-mod route;
+mod manual;
 mod snapshot;
 
 pub use self::auditable::AuditSnapshot;
@@ -72,8 +72,8 @@ pub use self::auditable::{
     FieldRef, SnapshotValue, ViaAuditable, ViaAuditableCollection, ViaSerialize,
 };
 pub(crate) use self::diff::recorded_change;
-pub use self::route::SensitiveRouteInfo;
 pub use self::snapshot::Snapshot;
+pub use crate::layer::shared::SensitiveRouteInfo;
 
 /// `resource:id` of a snapshot, else of a key.
 pub(crate) fn target_of<R: Auditable>(
