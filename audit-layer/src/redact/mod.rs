@@ -64,6 +64,7 @@ pub const REDACTED: &str = "[REDACTED]";
 pub const TRUNCATED: &str = "...[truncated]";
 
 mod bounds;
+mod card;
 mod json;
 mod names;
 mod request;

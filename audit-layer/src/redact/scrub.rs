@@ -12,12 +12,11 @@ use std::ops::Deref;
 use std::panic::{self, AssertUnwindSafe};
 
 use super::bounds::{bound, bound_json, bound_keys, bound_string, limits};
+use super::card::mask_card_numbers;
 use super::json::{redact_json, redact_strings, scan_strings_in};
 use super::names::{FORBIDDEN_HEADERS, SecretNames};
 use super::request::{path_into, path_is_clean, query_is_clean, redact_query_into};
-use super::text::{
-    mask_card_numbers, recorded_header_value, recorded_reason, recorded_text, scan_free_text,
-};
+use super::text::{recorded_header_value, recorded_reason, recorded_text, scan_free_text};
 use super::{REDACTED, TRUNCATED};
 use crate::error::panic_message;
 use crate::event::actor::Actor;
