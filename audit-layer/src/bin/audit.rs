@@ -50,10 +50,17 @@ enum Command {
         /// `signing.pub` in the trail directory, which only guards against accidents.
         #[arg(long)]
         public_key: Option<PathBuf>,
-        /// A copy of the trail's checkpoints kept elsewhere (a checkpoint mirror's
-        /// `checkpoints.jsonl`): the trail must still hold what its newest covers.
+        /// A copy of the trail's checkpoints kept elsewhere: a checkpoint mirror's
+        /// `checkpoints.jsonl`, or the `postgres://` URL of a PostgreSQL mirror. The trail
+        /// must still hold what its newest covers.
         #[arg(long)]
-        against_checkpoint: Option<PathBuf>,
+        against_checkpoint: Option<String>,
+        /// The trail's name in a PostgreSQL mirror.
+        #[arg(long, default_value = "default")]
+        mirror_trail: String,
+        /// The table of a PostgreSQL mirror.
+        #[arg(long, default_value = "audit_checkpoints")]
+        mirror_table: String,
         /// Accept events after the last checkpoint (a trail being written seals them
         /// within its checkpoint interval); without it they are exit status 3.
         #[arg(long)]
@@ -144,12 +151,18 @@ fn main() -> ExitCode {
             key,
             public_key,
             against_checkpoint,
+            mirror_trail,
+            mirror_table,
             allow_unsealed,
         } => verify(
             &dir,
             key.as_deref(),
             public_key.as_deref(),
-            against_checkpoint.as_deref(),
+            against_checkpoint.as_deref().map(|place| Mirror {
+                place,
+                trail: &mirror_trail,
+                table: &mirror_table,
+            }),
             allow_unsealed,
         ),
         Command::Query {
@@ -211,10 +224,10 @@ fn verify(
     dir: &Path,
     key: Option<&Path>,
     public_key: Option<&Path>,
-    against: Option<&Path>,
+    against: Option<Mirror<'_>>,
     allow_unsealed: bool,
 ) -> Result<ExitCode, String> {
-    let against_checkpoint = against.map(newest_checkpoint_in).transpose()?;
+    let against_checkpoint = against.as_ref().map(Mirror::newest).transpose()?;
     let chain_key = key
         .map(|path| {
             let text = std::fs::read_to_string(path)
@@ -298,10 +311,10 @@ fn verify(
                     report.checkpoints
                 );
             }
-            if let Some(against) = against {
+            if let Some(against) = &against {
                 println!(
                     "against {}: the trail holds what its newest checkpoint covers",
-                    against.display()
+                    against.describe()
                 );
             }
             if report.unsealed > 0 {
@@ -421,6 +434,60 @@ fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> 
     };
     eprintln!("{raised} alert(s) from {events} event(s){skipped}");
     Ok(())
+}
+
+/// Where a copy of the trail's checkpoints is kept (`--against-checkpoint`).
+struct Mirror<'a> {
+    /// A file of checkpoints, or a PostgreSQL URL.
+    place: &'a str,
+    trail: &'a str,
+    table: &'a str,
+}
+
+impl Mirror<'_> {
+    fn is_postgres(&self) -> bool {
+        self.place.starts_with("postgres://") || self.place.starts_with("postgresql://")
+    }
+
+    /// What to call it in output: never the URL, which may hold a password.
+    fn describe(&self) -> String {
+        if self.is_postgres() {
+            format!("the PostgreSQL mirror's {} ({})", self.table, self.trail)
+        } else {
+            self.place.to_owned()
+        }
+    }
+
+    fn newest(&self) -> Result<audit_layer::file::Checkpoint, String> {
+        if !self.is_postgres() {
+            return newest_checkpoint_in(Path::new(self.place));
+        }
+        #[cfg(feature = "postgres")]
+        {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let newest = runtime.block_on(
+                audit_layer::sink::postgres::PostgresCheckpointMirror::newest(
+                    self.place, self.trail, self.table,
+                ),
+            );
+            newest
+                .map_err(|e| format!("--against-checkpoint: {e}"))?
+                .ok_or_else(|| {
+                    format!(
+                        "--against-checkpoint: {} holds no checkpoint",
+                        self.describe()
+                    )
+                })
+        }
+        #[cfg(not(feature = "postgres"))]
+        Err(
+            "--against-checkpoint: this `audit` was built without the `postgres` feature"
+                .to_owned(),
+        )
+    }
 }
 
 /// The newest checkpoint in a file of checkpoints, one JSON object per line.

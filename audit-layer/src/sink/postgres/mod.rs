@@ -81,8 +81,11 @@ use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod copy;
+mod mirror;
 mod table;
 mod tls;
+
+pub use self::mirror::{DEFAULT_CHECKPOINT_TABLE, PostgresCheckpointMirror};
 
 use self::copy::{split_at, storable_json, store};
 use self::table::TableName;
