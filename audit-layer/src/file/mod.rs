@@ -55,7 +55,7 @@ mod checkpoint;
 mod clock;
 mod layout;
 mod lock;
-mod mirror;
+pub(crate) mod mirror;
 mod private;
 mod query;
 mod recovery;

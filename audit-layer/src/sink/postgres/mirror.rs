@@ -2,8 +2,6 @@
 //! table that the application's own database user need not be able to change.
 
 use std::str::FromStr;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::Duration;
 
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
@@ -11,15 +9,11 @@ use tokio_postgres::config::SslMode;
 use super::table::TableName;
 use super::tls::{open, tls_connector};
 use crate::error::ConfigError;
+use crate::file::mirror::{MIRROR_TIMEOUT, Publish, PublishingThread};
 use crate::file::{Checkpoint, CheckpointMirror};
 
 /// The table used when none is given.
 pub const DEFAULT_CHECKPOINT_TABLE: &str = "audit_checkpoints";
-
-/// How long a publication, or the last one at shutdown, may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
-/// How long after a failed publication the next try comes.
-const RETRY: Duration = Duration::from_secs(5);
 
 /// Publishes each checkpoint of a file trail as a row of a PostgreSQL table: `(trail,
 /// seq_to, checkpoint)`, keyed by the trail's name and the last seq it covers.
@@ -42,33 +36,17 @@ const RETRY: Duration = Duration::from_secs(5);
 /// # Ok(()) }
 /// ```
 pub struct PostgresCheckpointMirror {
-    name: String,
-    shared: Arc<Shared>,
-    /// Told when the thread has stopped.
-    stopped: std::sync::mpsc::Receiver<()>,
+    thread: PublishingThread,
 }
 
-/// What the trail's writer and the publishing thread share.
-struct Shared {
-    state: Mutex<State>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    /// The newest checkpoint not yet published.
-    newest: Option<Checkpoint>,
-    /// The trail is closing: publish what is left and stop.
-    closing: bool,
-}
-
-/// Where rows go.
+/// Where rows go, and the connection once made.
 struct Target {
     config: tokio_postgres::Config,
     tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     table: TableName,
     trail: String,
     name: String,
+    connection: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>,
 }
 
 impl PostgresCheckpointMirror {
@@ -82,25 +60,9 @@ impl PostgresCheckpointMirror {
     /// The same, into `table` (`schema.table` allowed).
     pub fn with_table(url: &str, trail: &str, table: &str) -> Result<Self, ConfigError> {
         let target = Target::parse(url, trail, table)?;
-        let name = target.name.clone();
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            wake: Condvar::new(),
-        });
-        let (done, stopped) = std::sync::mpsc::channel();
-        let thread_shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("audit-checkpoint-mirror".into())
-            .spawn(move || {
-                publish_until_closed(&target, &thread_shared);
-                let _ = done.send(());
-            })
-            .map_err(ConfigError::Writer)?;
-        Ok(Self {
-            name,
-            shared,
-            stopped,
-        })
+        let thread =
+            PublishingThread::start(target.name.clone(), target).map_err(ConfigError::Writer)?;
+        Ok(Self { thread })
     }
 
     /// The newest checkpoint of `trail` in `table` at `url`, if any: what `audit verify
@@ -115,7 +77,7 @@ impl PostgresCheckpointMirror {
             sink: target.name.clone(),
             reason,
         };
-        let (client, task) = target.connect().await.map_err(unreachable)?;
+        let (client, task) = target.open().await.map_err(unreachable)?;
         let sql = format!(
             "SELECT checkpoint::text FROM {} WHERE trail = $1 ORDER BY seq_to DESC LIMIT 1",
             target.table.quoted
@@ -137,47 +99,36 @@ impl PostgresCheckpointMirror {
 impl std::fmt::Debug for PostgresCheckpointMirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresCheckpointMirror")
-            .field("name", &self.name)
+            .field("name", &self.thread.name())
             .finish_non_exhaustive()
     }
 }
 
 impl CheckpointMirror for PostgresCheckpointMirror {
     fn name(&self) -> &str {
-        &self.name
+        self.thread.name()
     }
 
     fn publish(&mut self, checkpoint: &Checkpoint) -> std::io::Result<()> {
-        let mut state = self
-            .shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        state.newest = Some(checkpoint.clone());
-        self.shared.wake.notify_one();
+        self.thread.hand_over(checkpoint);
         Ok(())
     }
 }
 
-impl Drop for PostgresCheckpointMirror {
-    fn drop(&mut self) {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closing = true;
-        self.shared.wake.notify_one();
-        // The trail's last checkpoint, written at its close, is published before it ends.
-        if self
-            .stopped
-            .recv_timeout(TIMEOUT + Duration::from_secs(1))
-            .is_err()
-        {
-            tracing::error!(
-                target: "audit",
-                mirror = %self.name,
-                "the checkpoint mirror did not publish the trail's last checkpoint in time"
-            );
+impl Publish for Target {
+    async fn publish(&mut self, checkpoint: &Checkpoint) -> Result<(), String> {
+        if self.connection.is_none() {
+            self.connection = Some(self.open().await?);
+        }
+        let Some((client, _)) = &self.connection else {
+            return Err("not connected".to_owned());
+        };
+        self.insert(client, checkpoint).await
+    }
+
+    fn disconnect(&mut self) {
+        if let Some((_, task)) = self.connection.take() {
+            task.abort();
         }
     }
 }
@@ -210,21 +161,24 @@ impl Target {
             tls,
             table,
             trail: trail.to_owned(),
+            connection: None,
         })
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
+    /// A connection of its own.
+    async fn open(&self) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), String> {
         let connecting = async {
             match &self.tls {
                 Some(tls) => open(&self.config, tls.clone(), &self.name).await,
                 None => open(&self.config, NoTls, &self.name).await,
             }
         };
-        match tokio::time::timeout(TIMEOUT, connecting).await {
+        match tokio::time::timeout(MIRROR_TIMEOUT, connecting).await {
             Ok(connected) => connected.map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no connection within {} s", TIMEOUT.as_secs())),
+            Err(_) => Err(format!(
+                "no connection within {} s",
+                MIRROR_TIMEOUT.as_secs()
+            )),
         }
     }
 
@@ -251,88 +205,14 @@ impl Target {
         );
         let json = serde_json::to_string(checkpoint).map_err(|e| e.to_string())?;
         let seq_to = i64::try_from(checkpoint.seq_to).map_err(|e| e.to_string())?;
-        let work = async {
-            client.batch_execute(&create).await?;
-            client
-                .execute(&insert, &[&self.trail, &seq_to, &json])
-                .await
-        };
-        match tokio::time::timeout(TIMEOUT, work).await {
-            Ok(done) => done.map(drop).map_err(|e| e.to_string()),
-            Err(_) => Err(format!("no answer within {} s", TIMEOUT.as_secs())),
-        }
-    }
-}
-
-/// The publishing thread: waits for a checkpoint, publishes the newest, retries with the
-/// next after a failure; after `closing`, publishes what is left once and returns.
-fn publish_until_closed(target: &Target, shared: &Shared) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(target: "audit", mirror = %target.name, %error, "cannot start the checkpoint mirror");
-            return;
-        }
-    };
-    let mut connection = None;
-    loop {
-        let (checkpoint, closing) = {
-            let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-            while state.newest.is_none() && !state.closing {
-                state = shared
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            (state.newest.take(), state.closing)
-        };
-        if let Some(checkpoint) = checkpoint {
-            let published = runtime.block_on(async {
-                if connection.is_none() {
-                    connection = Some(target.connect().await?);
-                }
-                let Some((client, _)) = &connection else {
-                    return Err("not connected".to_owned());
-                };
-                target.insert(client, &checkpoint).await
-            });
-            if let Err(error) = published {
-                if let Some((_, task)) = connection.take() {
-                    task.abort();
-                }
-                metrics::counter!("audit_checkpoint_mirror_errors_total").increment(1);
-                tracing::error!(
-                    target: "audit",
-                    mirror = %target.name,
-                    seq_to = checkpoint.seq_to,
-                    %error,
-                    "could not publish a checkpoint to the mirror; the next one will be"
-                );
-                if !closing {
-                    // Tried again in a while, unless a newer one came meanwhile.
-                    shared
-                        .state
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .newest
-                        .get_or_insert(checkpoint);
-                    std::thread::sleep(RETRY);
-                }
-            }
-        }
-        if closing {
-            let left = shared
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .newest
-                .is_some();
-            if !left {
-                return;
-            }
-        }
+        client
+            .batch_execute(&create)
+            .await
+            .map_err(|e| e.to_string())?;
+        client
+            .execute(&insert, &[&self.trail, &seq_to, &json])
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
