@@ -438,7 +438,7 @@ fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> 
 
 /// Where a copy of the trail's checkpoints is kept (`--against-checkpoint`).
 struct Mirror<'a> {
-    /// A file of checkpoints, or a PostgreSQL URL.
+    /// A file of checkpoints, or a PostgreSQL or NATS URL.
     place: &'a str,
     trail: &'a str,
     table: &'a str,
@@ -449,45 +449,62 @@ impl Mirror<'_> {
         self.place.starts_with("postgres://") || self.place.starts_with("postgresql://")
     }
 
+    fn is_nats(&self) -> bool {
+        self.place.starts_with("nats://") || self.place.starts_with("tls://")
+    }
+
     /// What to call it in output: never the URL, which may hold a password.
     fn describe(&self) -> String {
         if self.is_postgres() {
             format!("the PostgreSQL mirror's {} ({})", self.table, self.trail)
+        } else if self.is_nats() {
+            format!("the NATS mirror's audit-checkpoints.{}", self.trail)
         } else {
             self.place.to_owned()
         }
     }
 
     fn newest(&self) -> Result<audit_layer::file::Checkpoint, String> {
-        if !self.is_postgres() {
+        if !self.is_postgres() && !self.is_nats() {
             return newest_checkpoint_in(Path::new(self.place));
         }
-        #[cfg(feature = "postgres")]
-        {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let newest = runtime.block_on(
-                audit_layer::sink::postgres::PostgresCheckpointMirror::newest(
-                    self.place, self.trail, self.table,
-                ),
-            );
-            newest
-                .map_err(|e| format!("--against-checkpoint: {e}"))?
-                .ok_or_else(|| {
-                    format!(
-                        "--against-checkpoint: {} holds no checkpoint",
-                        self.describe()
-                    )
-                })
-        }
-        #[cfg(not(feature = "postgres"))]
-        Err(
-            "--against-checkpoint: this `audit` was built without the `postgres` feature"
-                .to_owned(),
-        )
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let newest = runtime.block_on(self.newest_remote())?;
+        newest.ok_or_else(|| {
+            format!(
+                "--against-checkpoint: {} holds no checkpoint",
+                self.describe()
+            )
+        })
     }
+
+    /// The newest checkpoint in a PostgreSQL or NATS mirror.
+    async fn newest_remote(&self) -> Result<Option<audit_layer::file::Checkpoint>, String> {
+        if self.is_postgres() {
+            #[cfg(feature = "postgres")]
+            return audit_layer::sink::postgres::PostgresCheckpointMirror::newest(
+                self.place, self.trail, self.table,
+            )
+            .await
+            .map_err(|e| format!("--against-checkpoint: {e}"));
+            #[cfg(not(feature = "postgres"))]
+            return Err(built_without("postgres"));
+        }
+        #[cfg(feature = "nats")]
+        return audit_layer::sink::nats::NatsCheckpointMirror::newest(self.place, self.trail)
+            .await
+            .map_err(|e| format!("--against-checkpoint: {e}"));
+        #[cfg(not(feature = "nats"))]
+        Err(built_without("nats"))
+    }
+}
+
+#[cfg(not(all(feature = "postgres", feature = "nats")))]
+fn built_without(feature: &str) -> String {
+    format!("--against-checkpoint: this `audit` was built without the `{feature}` feature")
 }
 
 /// The newest checkpoint in a file of checkpoints, one JSON object per line.

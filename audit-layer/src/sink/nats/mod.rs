@@ -50,6 +50,10 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 
 use super::{BoxFuture, Sink, SinkError};
+
+mod mirror;
+
+pub use self::mirror::{DEFAULT_CHECKPOINT_STREAM, NatsCheckpointMirror};
 use crate::error::ConfigError;
 use crate::event::{AuditEvent, write_event};
 
