@@ -565,13 +565,11 @@ async fn sigterm_ends_the_demo_within_its_bounds_while_postgres_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let stderr_path = logs.path().join("stderr");
-    let mut command = std::process::Command::new("sh");
-    command.args([
-        "-c",
-        &format!("exec \"$0\" 2>'{}'", stderr_path.display()),
-        common::demo::demo_binary().to_str().unwrap(),
-    ]);
-    let demo = Demo::start_command(command, dir.path(), &[("AUDIT_POSTGRES_URL", &proxied_url)]);
+    let demo = Demo::start_with_stderr_in(
+        dir.path(),
+        &stderr_path,
+        &[("AUDIT_POSTGRES_URL", &proxied_url)],
+    );
     let addr = demo.addr;
     let alice = login(addr, "alice", "alice-password").await;
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::demo::{Demo, demo_binary, read_trail};
+use common::demo::{Demo, read_trail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How many requests the campaign sends.
@@ -173,15 +173,9 @@ async fn thousands_of_hostile_requests_leave_the_demo_serving_and_its_trail_soun
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let stderr_path = logs.path().join("stderr");
-    let mut command = std::process::Command::new("sh");
-    command.args([
-        "-c",
-        &format!("exec \"$0\" 2>'{}'", stderr_path.display()),
-        demo_binary().to_str().unwrap(),
-    ]);
-    let demo = Demo::start_command(
-        command,
+    let demo = Demo::start_with_stderr_in(
         dir.path(),
+        &stderr_path,
         &[("DEMO_TRUSTED_PROXIES", "127.0.0.1/32")],
     );
     let addr = demo.addr;

@@ -304,28 +304,13 @@ async fn default_subjects_follow_the_stream_and_an_overlap_names_the_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
     use audit_layer::sink::nats::NatsCheckpointMirror;
-    use common::trail::{OpenNow, builder, close, empty_trail_dir, event, write};
+    use common::trail::MirroredTrail;
     let Some((url, jetstream)) = services::nats().await else {
         return;
     };
     let trail_name = services::unique_name("trail");
-    let (dir, key, clock) = empty_trail_dir();
-    let sink_builder = || {
-        builder(dir.path(), &key, &clock)
-            .checkpoint_mirror(NatsCheckpointMirror::new(&url, &trail_name).unwrap())
-    };
-    let (kept_checkpoints, kept_len) = tokio::task::block_in_place(|| {
-        let mut sink = sink_builder().open_now().unwrap();
-        write(&mut sink, &[event("kept.a", "x"), event("kept.b", "x")]);
-        close(sink);
-        let checkpoints = std::fs::read(dir.path().join("checkpoints.jsonl")).unwrap();
-        let len = std::fs::metadata(&common::trail_files(dir.path())[0])
-            .unwrap()
-            .len();
-        let mut sink = sink_builder().open_now().unwrap();
-        write(&mut sink, &[event("rolled.back.a", "x")]);
-        close(sink);
-        (checkpoints, len)
+    let trail = tokio::task::block_in_place(|| {
+        MirroredTrail::write(|| NatsCheckpointMirror::new(&url, &trail_name).unwrap())
     });
     let stream = jetstream.get_stream("AUDIT_CHECKPOINTS").await.unwrap();
     let newest = stream
@@ -335,22 +320,8 @@ async fn a_nats_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
     let newest: serde_json::Value = serde_json::from_slice(&newest.payload).unwrap();
     assert_eq!(newest["type"], "checkpoint");
 
-    let keys = tempfile::tempdir().unwrap();
-    let public = keys.path().join("signing.pub");
-    std::fs::write(&public, key.public_key().to_hex()).unwrap();
-    let verify = || {
-        let output = std::process::Command::new(common::demo::audit_binary())
-            .args(["verify", dir.path().to_str().unwrap(), "--public-key"])
-            .arg(&public)
-            .args(["--against-checkpoint", &url, "--mirror-trail", &trail_name])
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let against = ["--against-checkpoint", &url, "--mirror-trail", &trail_name];
+    let verify = || trail.verify(&against);
     let (code, out, err) = tokio::task::block_in_place(verify);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
@@ -358,10 +329,7 @@ async fn a_nats_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
         "{out}"
     );
 
-    let file = &common::trail_files(dir.path())[0];
-    let bytes = std::fs::read(file).unwrap();
-    std::fs::write(file, &bytes[..kept_len as usize]).unwrap();
-    std::fs::write(dir.path().join("checkpoints.jsonl"), &kept_checkpoints).unwrap();
+    trail.roll_back();
     let (code, _, err) = tokio::task::block_in_place(verify);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.starts_with("FAULT: rolled back: "), "{err}");

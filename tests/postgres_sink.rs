@@ -457,28 +457,13 @@ async fn a_checked_start_connects_first_and_fails_at_once_when_unreachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
     use audit_layer::sink::postgres::PostgresCheckpointMirror;
-    use common::trail::{OpenNow, builder, close, empty_trail_dir, event, write};
+    use common::trail::MirroredTrail;
     let Some((url, client)) = services::postgres().await else {
         return;
     };
     let trail_name = services::unique_name("trail");
-    let (dir, key, clock) = empty_trail_dir();
-    let sink_builder = || {
-        builder(dir.path(), &key, &clock)
-            .checkpoint_mirror(PostgresCheckpointMirror::new(&url, &trail_name).unwrap())
-    };
-    let (kept_checkpoints, kept_len) = tokio::task::block_in_place(|| {
-        let mut sink = sink_builder().open_now().unwrap();
-        write(&mut sink, &[event("kept.a", "x"), event("kept.b", "x")]);
-        close(sink);
-        let checkpoints = std::fs::read(dir.path().join("checkpoints.jsonl")).unwrap();
-        let len = std::fs::metadata(&common::trail_files(dir.path())[0])
-            .unwrap()
-            .len();
-        let mut sink = sink_builder().open_now().unwrap();
-        write(&mut sink, &[event("rolled.back.a", "x")]);
-        close(sink);
-        (checkpoints, len)
+    let trail = tokio::task::block_in_place(|| {
+        MirroredTrail::write(|| PostgresCheckpointMirror::new(&url, &trail_name).unwrap())
     });
     let rows = client
         .query(
@@ -489,22 +474,8 @@ async fn a_postgres_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
         .unwrap();
     assert!(rows.len() >= 2, "each close published its checkpoint");
 
-    let keys = tempfile::tempdir().unwrap();
-    let public = keys.path().join("signing.pub");
-    std::fs::write(&public, key.public_key().to_hex()).unwrap();
-    let verify = || {
-        let output = std::process::Command::new(common::demo::audit_binary())
-            .args(["verify", dir.path().to_str().unwrap(), "--public-key"])
-            .arg(&public)
-            .args(["--against-checkpoint", &url, "--mirror-trail", &trail_name])
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let against = ["--against-checkpoint", &url, "--mirror-trail", &trail_name];
+    let verify = || trail.verify(&against);
     let (code, out, err) = tokio::task::block_in_place(verify);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
@@ -513,10 +484,7 @@ async fn a_postgres_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
     );
     assert!(!out.contains(&url), "the URL may hold a password: {out}");
 
-    let file = &common::trail_files(dir.path())[0];
-    let bytes = std::fs::read(file).unwrap();
-    std::fs::write(file, &bytes[..kept_len as usize]).unwrap();
-    std::fs::write(dir.path().join("checkpoints.jsonl"), &kept_checkpoints).unwrap();
+    trail.roll_back();
     let (code, _, err) = tokio::task::block_in_place(verify);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.starts_with("FAULT: rolled back: "), "{err}");

@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::demo::{Demo, demo_binary, read_trail};
+use common::demo::{Demo, read_trail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends one request; the status and the body.
@@ -68,15 +68,9 @@ async fn no_planted_secret_reaches_any_record_copy_or_page() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let stderr_path = logs.path().join("stderr");
-    let mut command = std::process::Command::new("sh");
-    command.args([
-        "-c",
-        &format!("exec \"$0\" 2>'{}'", stderr_path.display()),
-        demo_binary().to_str().unwrap(),
-    ]);
-    let demo = Demo::start_command(
-        command,
+    let demo = Demo::start_with_stderr_in(
         dir.path(),
+        &stderr_path,
         &[
             ("AUDIT_POSTGRES_URL", &postgres_url),
             ("AUDIT_NATS_URL", &nats_url),

@@ -95,6 +95,22 @@ impl Demo {
         }
     }
 
+    /// Starts the demo with its standard error written to the file `stderr`, to be read
+    /// afterwards.
+    pub fn start_with_stderr_in(
+        audit_dir: &Path,
+        stderr: &Path,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("exec \"$0\" 2>'{}'", stderr.display()),
+            demo_binary().to_str().expect("a UTF-8 path"),
+        ]);
+        Self::start_command(command, audit_dir, extra_env)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let status = Command::new("kill")

@@ -90,3 +90,76 @@ pub fn directory_contents(dir: &Path) -> Vec<(String, Vec<u8>)> {
     contents.sort();
     contents
 }
+
+/// A trail written in two sessions, its checkpoints published to a mirror, whose second
+/// session can then be rolled back: its events cut from the file, and the checkpoints that
+/// cover them from `checkpoints.jsonl`.
+pub struct MirroredTrail {
+    pub dir: tempfile::TempDir,
+    /// The public key, in a directory of its own.
+    pub public_key: std::path::PathBuf,
+    _keys: tempfile::TempDir,
+    kept_checkpoints: Vec<u8>,
+    kept_len: u64,
+}
+
+impl MirroredTrail {
+    /// Writes the two sessions, each sink with a mirror from `mirror`.
+    pub fn write<M: audit_layer::file::CheckpointMirror>(mirror: impl Fn() -> M) -> Self {
+        let (dir, key, clock) = empty_trail_dir();
+        let mut sink = builder(dir.path(), &key, &clock)
+            .checkpoint_mirror(mirror())
+            .open_now()
+            .unwrap();
+        write(&mut sink, &[event("kept.a", "x"), event("kept.b", "x")]);
+        close(sink);
+        let kept_checkpoints = fs::read(dir.path().join("checkpoints.jsonl")).unwrap();
+        let kept_len = fs::metadata(&super::trail_files(dir.path())[0])
+            .unwrap()
+            .len();
+        let mut sink = builder(dir.path(), &key, &clock)
+            .checkpoint_mirror(mirror())
+            .open_now()
+            .unwrap();
+        write(&mut sink, &[event("rolled.back.a", "x")]);
+        close(sink);
+        let keys = tempfile::tempdir().unwrap();
+        let public_key = keys.path().join("signing.pub");
+        fs::write(&public_key, key.public_key().to_hex()).unwrap();
+        Self {
+            dir,
+            public_key,
+            _keys: keys,
+            kept_checkpoints,
+            kept_len,
+        }
+    }
+
+    /// Cuts the second session: what whoever holds the directory and the key can do.
+    pub fn roll_back(&self) {
+        let file = &super::trail_files(self.dir.path())[0];
+        let bytes = fs::read(file).unwrap();
+        fs::write(file, &bytes[..self.kept_len as usize]).unwrap();
+        fs::write(
+            self.dir.path().join("checkpoints.jsonl"),
+            &self.kept_checkpoints,
+        )
+        .unwrap();
+    }
+
+    /// `audit verify` of the trail with its public key and `args`: the exit status,
+    /// standard output and standard error.
+    pub fn verify(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = std::process::Command::new(super::demo::audit_binary())
+            .args(["verify", self.dir.path().to_str().unwrap(), "--public-key"])
+            .arg(&self.public_key)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
