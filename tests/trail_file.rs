@@ -834,3 +834,81 @@ fn a_checkpoint_mirror_makes_a_rolled_back_tail_a_fault() {
         assert!(err.contains("its tail was removed"), "{err}");
     }
 }
+
+/// A follower's reader: the trail in order from any seq, across rotations and gzipped
+/// files, going on as the trail grows, never past a line still being written or a line
+/// that does not verify.
+#[test]
+fn a_trail_reader_follows_the_trail_in_order_and_stops_at_a_fault() {
+    use audit_layer::file::{FaultKind, TrailReader};
+    let (dir, key, clock) = empty_trail_dir();
+    let mut sink = builder(dir.path(), &key, &clock)
+        .rotate_bytes(700)
+        .gzip(true)
+        .open_now()
+        .unwrap();
+    for n in 0..6 {
+        write(
+            &mut sink,
+            &[event("a", &format!("u{n}")), event("b", &format!("u{n}"))],
+        );
+    }
+    assert!(trail_files(dir.path()).len() > 2, "rotated");
+    let mut reader = TrailReader::new(dir.path(), 0, None);
+    let mut seqs = Vec::new();
+    loop {
+        let lines = reader.read(5).unwrap();
+        if lines.is_empty() {
+            break;
+        }
+        assert!(lines.len() <= 5);
+        for line in &lines {
+            let event: serde_json::Value = serde_json::from_str(&line.json).unwrap();
+            assert_eq!(event["seq"], line.seq);
+            assert_eq!(event["hash"], line.hash.as_str());
+        }
+        seqs.extend(lines.iter().map(|line| line.seq));
+    }
+    assert_eq!(seqs, (0..12).collect::<Vec<_>>());
+
+    // The trail grows: the reader goes on from where it was, and from the middle too.
+    write(&mut sink, &[event("c", "x")]);
+    let lines = reader.read(100).unwrap();
+    assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [12]);
+    let mut middle = TrailReader::new(dir.path(), 7, None);
+    let lines = middle.read(100).unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        (7..13).collect::<Vec<_>>()
+    );
+    close(sink);
+
+    // A line still being written is not read; nor is anything past a line that does not
+    // verify, however often the reader asks.
+    let newest = trail_files(dir.path()).pop().unwrap();
+    let whole = fs::read(&newest).unwrap();
+    fs::write(&newest, [&whole[..], b"{\"seq\":13,\"prev"].concat()).unwrap();
+    assert!(reader.read(100).unwrap().is_empty());
+    fs::write(&newest, &whole).unwrap();
+    let text = String::from_utf8(whole).unwrap();
+    let forged = text.replacen("\"action\":\"c\"", "\"action\":\"C\"", 1);
+    assert_ne!(forged, text);
+    fs::write(&newest, forged).unwrap();
+    let mut fresh = TrailReader::new(dir.path(), 0, None);
+    let mut read = Vec::new();
+    let fault = loop {
+        match fresh.read(3) {
+            Ok(lines) => read.extend(lines.iter().map(|l| l.seq)),
+            Err(fault) => break fault,
+        }
+    };
+    assert_eq!(
+        read,
+        (0..12).collect::<Vec<_>>(),
+        "everything before the fault"
+    );
+    assert_eq!(fault.kind, FaultKind::Modified);
+    assert_eq!(fault.seq, Some(12));
+    assert_eq!(fresh.read(3).unwrap_err(), fault, "and never past it");
+    assert_eq!(fresh.next_seq(), 12);
+}

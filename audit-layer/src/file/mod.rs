@@ -58,6 +58,7 @@ mod lock;
 pub(crate) mod mirror;
 mod private;
 mod query;
+mod reader;
 mod recovery;
 mod removal;
 mod retention;
@@ -70,6 +71,7 @@ pub use self::checkpoint::{Checkpoint, CheckpointKey, KeyError, PublicKey};
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::mirror::{CheckpointMirror, DirectoryMirror};
 pub use self::query::{Filter, for_each_event, lines_end, trail_files};
+pub use self::reader::{TrailLine, TrailReader};
 pub use self::sink::{
     GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE,
 };

@@ -126,7 +126,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn new(kind: FaultKind, detail: impl Into<String>) -> Self {
+    pub(super) fn new(kind: FaultKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             file: None,
@@ -136,7 +136,7 @@ impl Fault {
         }
     }
 
-    fn at(mut self, file: &str, line: Option<u64>, seq: Option<u64>) -> Self {
+    pub(super) fn at(mut self, file: &str, line: Option<u64>, seq: Option<u64>) -> Self {
         self.file = Some(file.to_owned());
         self.line = line;
         self.seq = seq;

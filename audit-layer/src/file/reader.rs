@@ -1,0 +1,271 @@
+//! [`TrailReader`]: a trail read in order from a cursor, each line checked against the one
+//! before it: what a follower ships (a database, a broker, an index, a SIEM), and only what
+//! verifies.
+
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::chain::{ChainKey, GENESIS, parse_line};
+use super::layout::{self, TrailFile};
+use super::verify::{Fault, FaultKind};
+
+/// One line of the trail, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrailLine {
+    /// Its place in the chain.
+    pub seq: u64,
+    /// Its hash, which the next line links to.
+    pub hash: String,
+    /// The whole line without its newline: one JSON object, `seq`, `prev_hash` and `hash`
+    /// first.
+    pub json: String,
+}
+
+/// Reads a trail directory in order from a seq, and goes on as the trail grows, across
+/// rotations and compression. Each line must link to the one before it (its `prev_hash`,
+/// its seq, its hash over its content, keyed if the chain is): a line that does not is a
+/// [`Fault`], returned at every read from then on, and nothing past it is read.
+///
+/// A line still being written (no newline yet) is not read until it is whole. Events a
+/// retention purge deleted before the cursor reached them are a [`FaultKind::MissingFile`].
+///
+/// ```
+/// use audit_layer::file::{JsonlFileSink, TrailReader};
+/// # use audit_layer::sink::Sink;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let mut sink = JsonlFileSink::new(dir.path());
+/// # let event = audit_layer::AuditEvent::new(audit_layer::Category::System, "a", audit_layer::Outcome::Success, audit_layer::Actor::service("s"));
+/// # sink.write_batch(&[event.clone(), event]).await?;
+/// let mut reader = TrailReader::new(dir.path(), 0, None);
+/// let lines = reader.read(100)?;
+/// assert_eq!(lines.iter().map(|line| line.seq).collect::<Vec<_>>(), [0, 1]);
+/// assert!(reader.read(100)?.is_empty(), "nothing more until the trail grows");
+/// assert_eq!(reader.next_seq(), 2);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TrailReader {
+    dir: PathBuf,
+    key: Option<ChainKey>,
+    next_seq: u64,
+    /// The hash of the line before `next_seq`, once known.
+    prev_hash: Option<String>,
+    /// The file of the next line (its stem, which compression keeps) and where in its
+    /// content the next line starts.
+    position: Option<(String, u64)>,
+    /// The fault met, returned from then on.
+    fault: Option<Fault>,
+}
+
+impl TrailReader {
+    /// A reader of the trail in `dir` from `from_seq` (0: the whole trail), checking a chain
+    /// keyed with `key` if it is. No I/O until the first read.
+    pub fn new(dir: impl AsRef<Path>, from_seq: u64, key: Option<ChainKey>) -> Self {
+        Self {
+            dir: dir.as_ref().to_path_buf(),
+            key,
+            next_seq: from_seq,
+            prev_hash: (from_seq == 0).then(|| GENESIS.to_owned()),
+            position: None,
+            fault: None,
+        }
+    }
+
+    /// The seq of the next line to read: the cursor a follower stores.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Up to `max` lines from the cursor, in order, and moves the cursor past them; none
+    /// when the trail holds no more yet.
+    pub fn read(&mut self, max: usize) -> Result<Vec<TrailLine>, Fault> {
+        if let Some(fault) = &self.fault {
+            return Err(fault.clone());
+        }
+        let read = self.read_unchecked(max);
+        if let Err(fault) = &read
+            && fault.kind != FaultKind::Unreadable
+        {
+            // A fault in the trail stays; a file that cannot be read now may be later.
+            self.fault = Some(fault.clone());
+        }
+        read
+    }
+
+    fn read_unchecked(&mut self, max: usize) -> Result<Vec<TrailLine>, Fault> {
+        let unreadable =
+            |what: &str, e: io::Error| Fault::new(FaultKind::Unreadable, format!("{what}: {e}"));
+        let mut lines = Vec::new();
+        while lines.len() < max {
+            let files = layout::list(&self.dir)
+                .map_err(|e| unreadable(&self.dir.display().to_string(), e))?;
+            let Some((index, offset)) = self.locate(&files)? else {
+                return Ok(lines);
+            };
+            let file = &files[index];
+            let bytes = content_from(file, offset, index + 1 == files.len())
+                .map_err(|e| unreadable(&file.name(), e))?;
+            let mut consumed = 0;
+            let mut cut_short = false;
+            for line in bytes.split_inclusive(|b| *b == b'\n') {
+                if lines.len() == max {
+                    break;
+                }
+                let Some(text) = line.strip_suffix(b"\n") else {
+                    cut_short = true;
+                    break;
+                };
+                lines.push(self.check(file, text)?);
+                consumed += line.len();
+            }
+            let later = index + 1 < files.len();
+            if consumed == bytes.len() && later {
+                self.position = Some((files[index + 1].stem(), 0));
+                continue;
+            }
+            self.position = Some((file.stem(), offset + consumed as u64));
+            if cut_short && later {
+                // Only the newest file may end in a line still being written.
+                return Err(Fault::new(FaultKind::Modified, "a line cut short").at(
+                    &file.name(),
+                    None,
+                    Some(self.next_seq),
+                ));
+            }
+            // The cursor is at the end of what the trail holds, or `max` lines are read.
+            break;
+        }
+        Ok(lines)
+    }
+
+    /// Checks that `text` is the next line of the chain, and moves past it.
+    fn check(&mut self, file: &TrailFile, text: &[u8]) -> Result<TrailLine, Fault> {
+        let seq = self.next_seq;
+        let fault = |kind, detail: &str| Fault::new(kind, detail).at(&file.name(), None, Some(seq));
+        let Some(parsed) = parse_line(text) else {
+            return Err(fault(FaultKind::Modified, "not a chained audit line"));
+        };
+        if parsed.seq != seq {
+            let kind = if parsed.seq > seq {
+                FaultKind::Deleted
+            } else {
+                FaultKind::Inserted
+            };
+            return Err(fault(
+                kind,
+                &format!("seq {seq} was expected, not {}", parsed.seq),
+            ));
+        }
+        if self.prev_hash.as_deref() != Some(parsed.prev_hash) {
+            return Err(fault(
+                FaultKind::Modified,
+                "does not link to the line before it (one of them was rewritten)",
+            ));
+        }
+        if parsed.expected_hash(self.key.as_ref()).as_str() != parsed.hash {
+            return Err(fault(
+                FaultKind::Modified,
+                "its hash does not match its content",
+            ));
+        }
+        let json = String::from_utf8(text.to_vec())
+            .map_err(|_| fault(FaultKind::Modified, "not UTF-8"))?;
+        self.prev_hash = Some(parsed.hash.to_owned());
+        self.next_seq = seq + 1;
+        Ok(TrailLine {
+            seq,
+            hash: parsed.hash.to_owned(),
+            json,
+        })
+    }
+
+    /// The file (by index) and offset of the next line; `None` if the trail is empty. The
+    /// first time, the file and line of `next_seq` are looked for.
+    fn locate(&mut self, files: &[TrailFile]) -> Result<Option<(usize, u64)>, Fault> {
+        if let Some((stem, offset)) = &self.position {
+            return match files.iter().position(|f| &f.stem() == stem) {
+                Some(index) => Ok(Some((index, *offset))),
+                None => Err(Fault::new(
+                    FaultKind::MissingFile,
+                    format!("{stem}, being read, is gone"),
+                )
+                .at(stem, None, Some(self.next_seq))),
+            };
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
+        // The last file whose first seq is at or before the line before the cursor (whose
+        // hash the cursor's line links to), or the cursor's line at the start of a trail.
+        let wanted = self.next_seq.saturating_sub(1);
+        let mut start = None;
+        for (index, file) in files.iter().enumerate() {
+            let first = file
+                .first_line()
+                .map_err(|e| Fault::new(FaultKind::Unreadable, format!("{}: {e}", file.name())))?
+                .as_deref()
+                .and_then(parse_line)
+                .map(|line| line.seq);
+            match first {
+                Some(seq) if seq <= wanted => start = Some(index),
+                _ => {}
+            }
+        }
+        let Some(index) = start else {
+            if self.next_seq == 0 {
+                return Ok(Some((0, 0)));
+            }
+            return Err(Fault::new(
+                FaultKind::MissingFile,
+                format!("seq {} and the lines before it are gone", self.next_seq - 1),
+            )
+            .at(&files[0].name(), None, Some(self.next_seq)));
+        };
+        if self.next_seq == 0 {
+            return Ok(Some((index, 0)));
+        }
+        // Within that file, the line before the cursor: its hash, and where the next starts.
+        let file = &files[index];
+        let bytes = content_from(file, 0, index + 1 == files.len())
+            .map_err(|e| Fault::new(FaultKind::Unreadable, format!("{}: {e}", file.name())))?;
+        let mut offset = 0;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            offset += line.len() as u64;
+            let parsed = parse_line(line.strip_suffix(b"\n").unwrap_or(line));
+            if let Some(parsed) = parsed.filter(|p| p.seq == wanted) {
+                self.prev_hash = Some(parsed.hash.to_owned());
+                self.position = Some((file.stem(), offset));
+                return Ok(Some((index, offset)));
+            }
+        }
+        Err(Fault::new(
+            FaultKind::Deleted,
+            format!("seq {wanted}, before the cursor, is not in the trail"),
+        )
+        .at(&file.name(), None, Some(wanted)))
+    }
+}
+
+/// The content of `file` from `offset`; for the newest file, without the zeros a sink
+/// preallocates after its last line.
+fn content_from(file: &TrailFile, offset: u64, newest: bool) -> io::Result<Vec<u8>> {
+    let mut bytes = if file.gzipped {
+        let all = file.read()?;
+        all.get(offset as usize..).unwrap_or_default().to_vec()
+    } else {
+        let mut handle = fs::File::open(&file.path)?;
+        handle.seek(SeekFrom::Start(offset))?;
+        let mut bytes = Vec::new();
+        handle.read_to_end(&mut bytes)?;
+        bytes
+    };
+    if newest {
+        let kept = layout::without_padding(&bytes).len();
+        bytes.truncate(kept);
+    }
+    Ok(bytes)
+}
