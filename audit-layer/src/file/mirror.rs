@@ -29,7 +29,7 @@ pub trait CheckpointMirror: Send + 'static {
 
 /// A second directory: each checkpoint is appended, as one line, to its `checkpoints.jsonl`
 /// and synced. Put it on another disk or host, where the trail's writer cannot write
-/// (an append-only mount, a different account's share).
+/// (an append-only mount, a different account's share), one directory per trail.
 ///
 /// ```
 /// use audit_layer::file::{DirectoryMirror, JsonlFileSink};
