@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::demo::{Demo, read_trail};
+use common::demo::{Demo, read_trail, rss_mib};
 use common::raw_http;
 
 /// Sends one request; returns the status code and the body.
@@ -488,17 +488,6 @@ async fn demo_also_delivers_to_postgres_and_nats_when_asked() {
     let event: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
     assert_eq!(event["id"], id.as_str());
     assert_eq!(event["request"]["id"], request_id.as_str());
-}
-
-/// Resident memory of a process, in MiB (Linux).
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib / 1024
 }
 
 /// Failed logins from anyone (each one an Argon2 check holding 19 MiB) leave the demo's

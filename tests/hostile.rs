@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::demo::{Demo, read_trail};
+use common::demo::{Demo, read_trail, rss_mib};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How many requests the campaign sends.
@@ -150,22 +150,6 @@ async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> (Option<u16>, Option<String
                 .then(|| value.trim().to_owned())
         });
     (status, request_id)
-}
-
-fn rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap()
-        / 1024
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

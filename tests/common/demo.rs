@@ -131,6 +131,17 @@ impl Drop for Demo {
     }
 }
 
+/// Resident memory of a process, in MiB (Linux).
+pub fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
 /// Every event of the trail in `dir`, in trail order (gzipped files included).
 pub fn read_trail(dir: &Path) -> Vec<serde_json::Value> {
     let mut events = Vec::new();
