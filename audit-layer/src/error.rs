@@ -48,6 +48,16 @@ pub enum ConfigError {
         /// Why, as the sink says.
         reason: String,
     },
+    /// Followers were given, but no file trail for them to follow.
+    #[error(
+        "followers copy the file trail, and no `JsonlFileSink` was added: add one with \
+         `AuditTrailBuilder::sink`, or add the store with `sink` instead of `follower` (the \
+         direct mode)"
+    )]
+    NothingToFollow,
+    /// Two followers have the same name (they would share a status and metric labels).
+    #[error("two followers are named `{0}`; give one of them other settings (a table, a stream)")]
+    FollowerName(String),
     /// A setting that takes one value was given more than once.
     #[error("{0} was given more than once; a trail has one")]
     Twice(&'static str),

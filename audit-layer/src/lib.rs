@@ -90,6 +90,7 @@ pub mod detect;
 mod error;
 pub mod event;
 pub mod file;
+pub mod follow;
 pub mod layer;
 pub mod redact;
 pub mod sensitive;

@@ -14,9 +14,10 @@
 //! Settings (see `../shared/DEMO.md` for the whole contract):
 //! - `DEMO_ADDR` or `--addr`: where to listen (`127.0.0.1:3000`);
 //! - `AUDIT_DIR`: the trail's directory (`./audit-log`);
-//! - `AUDIT_POSTGRES_URL`: also deliver every event to PostgreSQL, table `audit_events`;
-//! - `AUDIT_NATS_URL`: also publish every event to NATS JetStream, stream `AUDIT`, subjects
-//!   `audit.<category>.<action>` (the stream's name in lower case);
+//! - `AUDIT_POSTGRES_URL`: also copy every event to PostgreSQL, table `audit_events` (a
+//!   follower of the trail: an outage never stalls the demo);
+//! - `AUDIT_NATS_URL`: also copy every event to NATS JetStream, stream `AUDIT`, subjects
+//!   `audit.<category>.<action>` (the stream's name in lower case; a follower too);
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
 //!   (a demo signing key is generated in the trail directory otherwise);
@@ -45,7 +46,7 @@ use std::time::Duration;
 
 use audit_layer::detect::{BruteForce, PrivilegeGrant};
 use audit_layer::file::{ChainKey, CheckpointKey, JsonlFileSink};
-use audit_layer::sink::Sink as _;
+use audit_layer::follow::Follower;
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health, Outcome};
@@ -179,20 +180,20 @@ async fn run() -> Result<(), String> {
     };
 
     let mut builder = AuditTrail::builder().sink(file_sink(&settings.audit_dir)?);
-    // Copies for queries and consumers; the file trail stays the tamper-evident record.
-    // Both connect at start (`build_checked` below). Every sink must hold an event before it counts
-    // as written: while a server is down its events wait, /health reports it, and
-    // sensitive requests wait for it under the default `block` policy.
+    // Copies for queries and consumers, as followers of the file trail: each ships from its
+    // own cursor on its own thread, so a server that is down only makes its copy fall
+    // behind (/health says so) and never holds back a request; it catches up when the
+    // server returns, after a restart too. The file trail stays the tamper-evident record.
     let mut copies = Vec::new();
     if let Some(url) = &settings.postgres_url {
-        let sink = PostgresSink::new(url).map_err(|e| format!("AUDIT_POSTGRES_URL: {e}"))?;
-        copies.push(sink.name().to_owned());
-        builder = builder.sink(sink);
+        let follower = PostgresSink::new(url).map_err(|e| format!("AUDIT_POSTGRES_URL: {e}"))?;
+        copies.push(Follower::name(&follower).to_owned());
+        builder = builder.follower(follower);
     }
     if let Some(url) = &settings.nats_url {
-        let sink = NatsSink::new(url).map_err(|e| format!("AUDIT_NATS_URL: {e}"))?;
-        copies.push(sink.name().to_owned());
-        builder = builder.sink(sink);
+        let follower = NatsSink::new(url).map_err(|e| format!("AUDIT_NATS_URL: {e}"))?;
+        copies.push(Follower::name(&follower).to_owned());
+        builder = builder.follower(follower);
     }
     let audit = builder
         .trusted_proxies(&settings.trusted_proxies)
@@ -206,9 +207,8 @@ async fn run() -> Result<(), String> {
         )
         .detector(PrivilegeGrant::new(PRIVILEGED_ROLES))
         .shutdown_timeout(AUDIT_SHUTDOWN_TIMEOUT)
-        // Opens the trail directory and connects the PostgreSQL and NATS copies first: a
-        // directory that cannot be used or a server that is down fails the start with its
-        // reason, rather than holding back the first requests.
+        // Opens the trail directory first: a directory that cannot be used fails the start
+        // with its reason, rather than holding back the first requests.
         .build_checked()
         .await
         .map_err(|e| configuration_errors(&e))?;
@@ -408,7 +408,7 @@ async fn me(current: CurrentUser) -> Json<store::User> {
 
 /// `GET /health`: the audit trail's health; 503 while it is failing.
 async fn health(State(state): State<Arc<AppState>>) -> Response {
-    let (status, body) = match state.audit.health() {
+    let (status, mut body) = match state.audit.health() {
         Health::Healthy => (StatusCode::OK, serde_json::json!({"status": "healthy"})),
         Health::Degraded { reason } => (
             StatusCode::OK,
@@ -423,6 +423,11 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             serde_json::json!({"status": format!("{other:?}")}),
         ),
     };
+    // Where each copy is: its cursor, how far behind, what it is doing.
+    let followers = state.audit.followers();
+    if !followers.is_empty() {
+        body["followers"] = serde_json::json!(followers);
+    }
     (status, Json(body)).into_response()
 }
 

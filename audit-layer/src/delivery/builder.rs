@@ -1,5 +1,6 @@
 //! [`AuditTrailBuilder`]: every setting of the layer and the trail, in one place.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,12 +10,14 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use super::handle::{AuditTrail, StopHandle};
 use super::policy::{DeliveryPolicy, Durability, FailurePolicy};
-use super::queue::{Counters, Intake, WriterState};
+use super::queue::{Counters, Intake, WriterState, enqueue_detached};
 use super::writer::{Writer, WriterSettings};
 use crate::detect::Detector;
 use crate::error::ConfigError;
 use crate::event::Category;
 use crate::event::actor::Actor;
+use crate::file::{JsonlFileSink, TrailSource};
+use crate::follow::{Follower, FollowerSettings, Followers, Recorder};
 use crate::layer::client_ip::{ForwardedHeader, TrustedProxies};
 use crate::layer::config::{Config, SharedResolver};
 use crate::layer::shared::Shared;
@@ -29,6 +32,10 @@ pub struct AuditTrailBuilder {
     config: Config,
     delivery: DeliveryPolicy,
     sinks: Vec<Box<dyn Sink>>,
+    followers: Vec<Box<dyn Follower>>,
+    /// The first file trail among the sinks: what followers follow.
+    followed: Option<TrailSource>,
+    follower_settings: FollowerSettings,
     detectors: Vec<Box<dyn Detector>>,
     queue_capacity: usize,
     writer: WriterSettings,
@@ -54,6 +61,9 @@ impl AuditTrailBuilder {
             config: Config::default(),
             delivery: DeliveryPolicy::default(),
             sinks: Vec::new(),
+            followers: Vec::new(),
+            followed: None,
+            follower_settings: FollowerSettings::default(),
             detectors: Vec::new(),
             queue_capacity: 8192,
             writer: WriterSettings::default(),
@@ -62,8 +72,36 @@ impl AuditTrailBuilder {
     }
 
     /// Adds a sink. Every event goes to every sink, in the same order.
-    pub fn sink(mut self, sink: impl Sink) -> Self {
+    pub fn sink<S: Sink>(mut self, sink: S) -> Self {
+        if let Some(file) = (&sink as &dyn Any).downcast_ref::<JsonlFileSink>() {
+            self.followed.get_or_insert_with(|| file.source());
+        }
         self.sinks.push(Box::new(sink));
+        self
+    }
+
+    /// Adds a follower: a store that copies the file trail from a cursor of its own, on a
+    /// thread of its own, so that its outage only makes it fall behind (see
+    /// [`follow`](crate::follow)). It follows the first
+    /// [`JsonlFileSink`](crate::file::JsonlFileSink) among the sinks; `build` refuses
+    /// followers without one.
+    pub fn follower(mut self, follower: impl Follower) -> Self {
+        self.followers.push(Box::new(follower));
+        self
+    }
+
+    /// [`health`](AuditTrail::health) is Degraded while a follower's oldest unshipped event
+    /// is older than this (60 s by default), as well as while one is retrying or stopped.
+    pub fn follower_lag_threshold(mut self, threshold: Duration) -> Self {
+        self.follower_settings.lag_threshold = threshold;
+        self
+    }
+
+    /// How long [`shutdown`](AuditTrail::shutdown) lets followers ship what is left (5 s by
+    /// default); whatever they have not shipped then, they ship from their cursors at the
+    /// next start.
+    pub fn follower_drain(mut self, drain: Duration) -> Self {
+        self.follower_settings.drain = drain;
         self
     }
 
@@ -423,6 +461,15 @@ impl AuditTrailBuilder {
         if self.writer.batch_size == 0 {
             errors.push(ConfigError::Zero("batch_size"));
         }
+        if !self.followers.is_empty() && self.followed.is_none() {
+            errors.push(ConfigError::NothingToFollow);
+        }
+        let mut names = std::collections::HashSet::new();
+        for follower in &self.followers {
+            if !names.insert(follower.name()) {
+                errors.push(ConfigError::FollowerName(follower.name().to_owned()));
+            }
+        }
         if let Some(error) = ConfigError::from_all(errors) {
             return Err(error);
         }
@@ -461,8 +508,21 @@ impl AuditTrailBuilder {
             spare_events,
         };
         let shared = Arc::new(Shared::new(self.config, intake));
+        let followers = match self.followed {
+            Some(source) if !self.followers.is_empty() => Some(
+                Followers::start(
+                    self.followers,
+                    &source,
+                    &recorder(&shared),
+                    self.follower_settings,
+                )
+                .map_err(ConfigError::Writer)?,
+            ),
+            _ => None,
+        };
         Ok(AuditTrail::new(
             shared,
+            followers,
             state,
             StopHandle {
                 request: stop_tx,
@@ -479,6 +539,10 @@ impl fmt::Debug for AuditTrailBuilder {
             .field(
                 "sinks",
                 &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "followers",
+                &self.followers.iter().map(|f| f.name()).collect::<Vec<_>>(),
             )
             .field(
                 "detectors",
@@ -541,6 +605,18 @@ impl AuditTrailBuilder {
         }
         errors
     }
+}
+
+/// How followers record their own events (an alert, a gap) into the trail: scrubbed as
+/// every event is, and never waiting. Weak: the followers must not keep the queue open.
+fn recorder(shared: &Arc<Shared>) -> Recorder {
+    let shared = Arc::downgrade(shared);
+    Arc::new(move |event| {
+        if let Some(shared) = shared.upgrade() {
+            let event = shared.intake.scrub(Box::new(event));
+            enqueue_detached(&shared, event);
+        }
+    })
 }
 
 fn header_name(name: &str) -> Result<HeaderName, ConfigError> {

@@ -10,6 +10,7 @@ use super::queue::{Item, WriterState, enqueue_detached};
 use crate::error::AuditError;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome};
+use crate::follow::{FollowerStatus, Followers};
 use crate::layer::AuditLayer;
 use crate::layer::shared::SensitiveRouteInfo;
 use crate::layer::shared::Shared;
@@ -22,6 +23,7 @@ use crate::layer::shared::Shared;
 #[must_use = "dropping the AuditTrail stops the trail; call `shutdown().await` when the server stops"]
 pub struct AuditTrail {
     shared: Arc<Shared>,
+    followers: Option<Followers>,
     state: watch::Receiver<WriterState>,
     stop: Mutex<Option<StopHandle>>,
 }
@@ -36,11 +38,13 @@ impl AuditTrail {
     /// The handle of a writer just started.
     pub(super) fn new(
         shared: Arc<Shared>,
+        followers: Option<Followers>,
         state: watch::Receiver<WriterState>,
         stop: StopHandle,
     ) -> Self {
         Self {
             shared,
+            followers,
             state,
             stop: Mutex::new(Some(stop)),
         }
@@ -122,7 +126,11 @@ impl AuditTrail {
         }
         // The writer may be waiting out its write delay.
         self.shared.intake.wake_writer.notify_one();
-        answer.await.unwrap_or(Err(AuditError::Closed))
+        let result = answer.await.unwrap_or(Err(AuditError::Closed));
+        if let Some(followers) = &self.followers {
+            followers.stop().await;
+        }
+        result
     }
 
     /// Counters of the trail so far.
@@ -132,9 +140,26 @@ impl AuditTrail {
 
     /// Whether the trail keeps up: [`Health::Failing`] when a sink keeps failing or the
     /// queue is full (the failure policy is engaged), [`Health::Degraded`] while a sink is
-    /// being retried, [`Health::Healthy`] otherwise.
+    /// being retried or a follower is retrying, stopped or behind (see
+    /// [`follower_lag_threshold`](crate::AuditTrailBuilder::follower_lag_threshold)),
+    /// [`Health::Healthy`] otherwise.
     pub fn health(&self) -> Health {
-        self.shared.intake.health()
+        let health = self.shared.intake.health();
+        if health != Health::Healthy {
+            return health;
+        }
+        match self.followers.as_ref().and_then(Followers::trouble) {
+            Some(reason) => Health::Degraded { reason },
+            None => Health::Healthy,
+        }
+    }
+
+    /// Where each follower is: its cursor, how far behind, what it is doing.
+    pub fn followers(&self) -> Vec<FollowerStatus> {
+        self.followers
+            .as_ref()
+            .map(Followers::statuses)
+            .unwrap_or_default()
     }
 
     /// The routes served by sensitive handlers that have been called so far, with their
@@ -175,6 +200,9 @@ impl AuditTrail {
 
     /// Stops a trail that never started recording: its writer ends, nothing is written.
     pub(super) async fn abandon(self) {
+        if let Some(followers) = &self.followers {
+            followers.stop_now();
+        }
         let Some(stop) = self.take_stop() else {
             return;
         };
@@ -195,6 +223,9 @@ impl AuditTrail {
 
 impl Drop for AuditTrail {
     fn drop(&mut self) {
+        if let Some(followers) = &self.followers {
+            followers.stop_now();
+        }
         let Some(stop) = self.take_stop() else { return };
         tracing::warn!(
             target: "audit",

@@ -57,6 +57,7 @@ mod layout;
 mod lock;
 pub(crate) mod mirror;
 mod private;
+mod progress;
 mod query;
 mod reader;
 mod recovery;
@@ -73,9 +74,11 @@ pub use self::mirror::{CheckpointMirror, DirectoryMirror};
 pub use self::query::{Filter, for_each_event, lines_end, trail_files};
 pub use self::reader::{TrailLine, TrailReader};
 pub use self::sink::{
-    GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE,
+    GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE, TRAIL_ID,
 };
 pub use self::verify::{Fault, FaultKind, VerifyOptions, VerifyReport, verify_trail};
+
+pub(crate) use self::progress::TrailSource;
 
 /// What the `audit` command shares with the library. Not a public API.
 #[doc(hidden)]

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 
 use super::checkpoint::CheckpointKey;
-use super::sink::{GENERATED_KEY, GENERATED_PUBLIC_KEY};
+use super::sink::{GENERATED_KEY, GENERATED_PUBLIC_KEY, TRAIL_ID};
 
 pub(super) fn load_or_generate_key(dir: &Path) -> io::Result<CheckpointKey> {
     let secret = dir.join(GENERATED_KEY);
@@ -81,4 +81,49 @@ pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The trail's id: `configured`, or the one stored in [`TRAIL_ID`], generated on first use.
+/// A trail keeps its id: a configured one that differs from the stored one is refused.
+pub(super) fn load_or_create_trail_id(dir: &Path, configured: Option<&str>) -> io::Result<String> {
+    let path = dir.join(TRAIL_ID);
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(text) => Some(text.trim().to_owned()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
+    };
+    let invalid = |id: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{id}` is not a trail id: 1 to 64 letters, digits, `-` or `_`"),
+        )
+    };
+    match (stored, configured) {
+        (Some(stored), Some(configured)) if stored != configured => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the trail in {} is `{stored}` ({TRAIL_ID}), not `{configured}`: a trail keeps \
+                 its id; give another directory for another trail",
+                dir.display()
+            ),
+        )),
+        (Some(stored), _) if !is_trail_id(&stored) => Err(invalid(&stored)),
+        (Some(stored), _) => Ok(stored),
+        (None, Some(configured)) if !is_trail_id(configured) => Err(invalid(configured)),
+        (None, configured) => {
+            let id =
+                configured.map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
+            super::checkpoint::write_private(&path, format!("{id}\n").as_bytes())?;
+            Ok(id)
+        }
+    }
+}
+
+/// 1 to 64 letters, digits, `-` or `_`: a trail's id in rows, subjects and file names.
+pub(crate) fn is_trail_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::chain::{ChainKey, GENESIS, parse_line};
 use super::layout::{self, TrailFile};
 use super::verify::{Fault, FaultKind};
+use crate::event::{AuditEvent, Timestamp};
 
 /// One line of the trail, as written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,23 @@ pub struct TrailLine {
     /// The whole line without its newline: one JSON object, `seq`, `prev_hash` and `hash`
     /// first.
     pub json: String,
+}
+
+impl TrailLine {
+    /// The event's time, found without parsing the line: `time` is the first member after
+    /// `id`, and a quote inside a string is escaped, so the line's first `,"time":"` is the
+    /// event's own.
+    pub fn time(&self) -> Option<Timestamp> {
+        const KEY: &str = ",\"time\":\"";
+        let start = self.json.find(KEY)? + KEY.len();
+        let end = start + self.json[start..].find('"')?;
+        Timestamp::parse(&self.json[start..end]).ok()
+    }
+
+    /// The event the line holds (without its `seq`, `prev_hash` and `hash`).
+    pub fn event(&self) -> Result<AuditEvent, serde_json::Error> {
+        serde_json::from_str(&self.json)
+    }
 }
 
 /// Reads a trail directory in order from a seq, and goes on as the trail grows, across
@@ -59,6 +77,8 @@ pub struct TrailReader {
     position: Option<(String, u64)>,
     /// The fault met, returned from then on.
     fault: Option<Fault>,
+    /// The hash the line before `next_seq` must have (a copy's last line).
+    expect_prev: Option<String>,
 }
 
 impl TrailReader {
@@ -72,7 +92,49 @@ impl TrailReader {
             prev_hash: (from_seq == 0).then(|| GENESIS.to_owned()),
             position: None,
             fault: None,
+            expect_prev: None,
         }
+    }
+
+    /// A reader of the lines after `seq`, whose hash must be `hash`: a copy of the trail
+    /// that ends at that line goes on from there, and a copy of another trail (or of one
+    /// rewritten since) is a [`FaultKind::Forked`] at the first read.
+    pub fn after(dir: impl AsRef<Path>, seq: u64, hash: &str, key: Option<ChainKey>) -> Self {
+        let mut reader = Self::new(dir, seq + 1, key);
+        reader.expect_prev = Some(hash.to_owned());
+        reader
+    }
+
+    /// A reader from the oldest line the trail still holds, taking its link to the lines
+    /// before it (which retention deleted) on trust; with that line's seq. `None` for a
+    /// trail with no line.
+    pub(crate) fn from_oldest(
+        dir: impl AsRef<Path>,
+        key: Option<ChainKey>,
+    ) -> Result<Option<(Self, u64)>, Fault> {
+        let dir = dir.as_ref();
+        let unreadable =
+            |what: &str, e: io::Error| Fault::new(FaultKind::Unreadable, format!("{what}: {e}"));
+        let files = layout::list(dir).map_err(|e| unreadable(&dir.display().to_string(), e))?;
+        let Some(oldest) = files.first() else {
+            return Ok(None);
+        };
+        let first = oldest
+            .first_line()
+            .map_err(|e| unreadable(&oldest.name(), e))?;
+        let Some(first) = first.as_deref().and_then(parse_line) else {
+            return Ok(None);
+        };
+        let reader = Self {
+            dir: dir.to_path_buf(),
+            key,
+            next_seq: first.seq,
+            prev_hash: Some(first.prev_hash.to_owned()),
+            position: Some((oldest.stem(), 0)),
+            fault: None,
+            expect_prev: None,
+        };
+        Ok(Some((reader, first.seq)))
     }
 
     /// The seq of the next line to read: the cursor a follower stores.
@@ -81,30 +143,37 @@ impl TrailReader {
     }
 
     /// Up to `max` lines from the cursor, in order, and moves the cursor past them; none
-    /// when the trail holds no more yet.
+    /// when the trail holds no more yet. The lines before a fault are returned first, and
+    /// the fault at the next read.
     pub fn read(&mut self, max: usize) -> Result<Vec<TrailLine>, Fault> {
         if let Some(fault) = &self.fault {
             return Err(fault.clone());
         }
-        let read = self.read_unchecked(max);
-        if let Err(fault) = &read
-            && fault.kind != FaultKind::Unreadable
-        {
-            // A fault in the trail stays; a file that cannot be read now may be later.
-            self.fault = Some(fault.clone());
+        let mut lines = Vec::new();
+        match self.read_into(&mut lines, max) {
+            Ok(()) => Ok(lines),
+            Err(fault) => {
+                if fault.kind != FaultKind::Unreadable {
+                    // A fault in the trail stays; a file that cannot be read now may be later.
+                    self.fault = Some(fault.clone());
+                }
+                if lines.is_empty() {
+                    Err(fault)
+                } else {
+                    Ok(lines)
+                }
+            }
         }
-        read
     }
 
-    fn read_unchecked(&mut self, max: usize) -> Result<Vec<TrailLine>, Fault> {
+    fn read_into(&mut self, lines: &mut Vec<TrailLine>, max: usize) -> Result<(), Fault> {
         let unreadable =
             |what: &str, e: io::Error| Fault::new(FaultKind::Unreadable, format!("{what}: {e}"));
-        let mut lines = Vec::new();
         while lines.len() < max {
             let files = layout::list(&self.dir)
                 .map_err(|e| unreadable(&self.dir.display().to_string(), e))?;
             let Some((index, offset)) = self.locate(&files)? else {
-                return Ok(lines);
+                return Ok(());
             };
             let file = &files[index];
             let bytes = content_from(file, offset, index + 1 == files.len())
@@ -119,7 +188,13 @@ impl TrailReader {
                     cut_short = true;
                     break;
                 };
-                lines.push(self.check(file, text)?);
+                match self.check(file, text) {
+                    Ok(line) => lines.push(line),
+                    Err(fault) => {
+                        self.position = Some((file.stem(), offset + consumed as u64));
+                        return Err(fault);
+                    }
+                }
                 consumed += line.len();
             }
             let later = index + 1 < files.len();
@@ -139,7 +214,7 @@ impl TrailReader {
             // The cursor is at the end of what the trail holds, or `max` lines are read.
             break;
         }
-        Ok(lines)
+        Ok(())
     }
 
     /// Checks that `text` is the next line of the chain, and moves past it.
@@ -237,6 +312,18 @@ impl TrailReader {
             offset += line.len() as u64;
             let parsed = parse_line(line.strip_suffix(b"\n").unwrap_or(line));
             if let Some(parsed) = parsed.filter(|p| p.seq == wanted) {
+                if let Some(expected) = self.expect_prev.as_deref().filter(|h| *h != parsed.hash) {
+                    return Err(Fault::new(
+                        FaultKind::Forked,
+                        format!(
+                            "the copy ends with seq {wanted} hashed {expected}, but the trail's \
+                             seq {wanted} is hashed {}: the copy holds another trail, or this \
+                             one was rewritten",
+                            parsed.hash
+                        ),
+                    )
+                    .at(&file.name(), None, Some(wanted)));
+                }
                 self.prev_hash = Some(parsed.hash.to_owned());
                 self.position = Some((file.stem(), offset));
                 return Ok(Some((index, offset)));

@@ -60,6 +60,20 @@ impl FileTrail {
             if last > sealed_to {
                 break;
             }
+            // A follower needs the lines from its cursor, and the one before, which its
+            // store's last line is checked against when it resumes.
+            if let Some(needed) = self
+                .needed_by_followers()
+                .filter(|needed| last + 1 >= *needed)
+            {
+                tracing::warn!(
+                    target: "audit",
+                    file = file.name(),
+                    needed_from = needed,
+                    "audit retention keeps a file a follower has not shipped yet"
+                );
+                break;
+            }
             let size = fs::metadata(&file.path)?.len();
             fs::remove_file(&file.path)?;
             total = total.saturating_sub(size);
@@ -84,6 +98,16 @@ impl FileTrail {
             self.system_events.push(event);
         }
         Ok(())
+    }
+}
+
+impl FileTrail {
+    /// The first seq a follower still needs, if retention must spare it.
+    fn needed_by_followers(&self) -> Option<u64> {
+        if !self.settings.spare_for_followers {
+            return None;
+        }
+        self.settings.progress.needed_from()
     }
 }
 

@@ -10,6 +10,7 @@ use super::chain::ChainKey;
 use super::checkpoint::CheckpointKey;
 use super::clock::{Clock, SystemClock};
 use super::mirror::CheckpointMirror;
+use super::progress::{TrailProgress, TrailSource};
 use crate::event::AuditEvent;
 use crate::sink::{BoxFuture, Sink, SinkError};
 
@@ -19,6 +20,9 @@ use super::trail::FileTrail;
 pub const GENERATED_KEY: &str = "signing.key";
 /// The name of the generated signing key's public half in a trail directory.
 pub const GENERATED_PUBLIC_KEY: &str = "signing.pub";
+/// The name of the file that holds a trail directory's id (see
+/// [`JsonlFileSinkBuilder::trail_id`]).
+pub const TRAIL_ID: &str = "trail.id";
 /// The name of the lock file that keeps a trail directory to one writing sink at a time.
 pub const LOCK_FILE: &str = "audit.lock";
 
@@ -58,12 +62,25 @@ impl JsonlFileSink {
             retention_bytes: None,
             preallocate: 0,
             mirror: None,
+            spare_for_followers: true,
+            trail_id: None,
+            progress: Arc::default(),
         }
     }
 
     /// The directory of the trail.
     pub fn dir(&self) -> &Path {
         &self.settings.dir
+    }
+
+    /// What a follower of this trail reads, and the progress it shares with it.
+    pub(crate) fn source(&self) -> TrailSource {
+        TrailSource {
+            dir: self.settings.dir.clone(),
+            key: self.settings.chain_key.clone(),
+            progress: Arc::clone(&self.settings.progress),
+            spares_followers: self.settings.spare_for_followers,
+        }
     }
 
     /// The open trail, opened first if it is not.
@@ -92,6 +109,9 @@ pub struct JsonlFileSinkBuilder {
     pub(crate) retention_bytes: Option<u64>,
     pub(crate) preallocate: u64,
     pub(crate) mirror: Option<Arc<Mutex<dyn CheckpointMirror>>>,
+    pub(crate) spare_for_followers: bool,
+    pub(crate) trail_id: Option<String>,
+    pub(crate) progress: Arc<TrailProgress>,
 }
 
 impl JsonlFileSinkBuilder {
@@ -137,6 +157,28 @@ impl JsonlFileSinkBuilder {
     /// everything), once a checkpoint covers them.
     pub fn retention(mut self, age: Option<Duration>) -> Self {
         self.retention = age;
+        self
+    }
+
+    /// The trail's id: what its followers file its events under (the `trail` column in
+    /// PostgreSQL, a subject token in NATS), so that the trails of many instances can share
+    /// one table or stream. 1 to 64 letters, digits, `-` or `_` (`web-1`).
+    ///
+    /// By default an id is generated when the directory is first opened and kept in its
+    /// [`TRAIL_ID`] file. A trail keeps its id: opening a directory whose stored id differs
+    /// fails, as does an invalid id.
+    pub fn trail_id(mut self, id: impl Into<String>) -> Self {
+        self.trail_id = Some(id.into());
+        self
+    }
+
+    /// Whether retention spares the files that a follower of the trail has not shipped yet
+    /// (`true` by default): a store that is down for long keeps the trail from shrinking,
+    /// and nothing is lost. With `false`, retention deletes them on schedule and the
+    /// follower records an `audit.gap` event naming what it never shipped, then goes on
+    /// from the oldest event left: for a disk that must not fill whatever a store does.
+    pub fn retention_spares_followers(mut self, spare: bool) -> Self {
+        self.spare_for_followers = spare;
         self
     }
 
@@ -205,6 +247,8 @@ impl fmt::Debug for JsonlFileSinkBuilder {
             .field("retention", &self.retention)
             .field("retention_bytes", &self.retention_bytes)
             .field("preallocate", &self.preallocate)
+            .field("spare_for_followers", &self.spare_for_followers)
+            .field("trail_id", &self.trail_id)
             .field(
                 "mirror",
                 &self.mirror.as_ref().map(|m| {

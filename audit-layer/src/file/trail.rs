@@ -12,7 +12,9 @@ use super::chain::{self, ChainKey, LinkHash};
 use super::checkpoint::{Checkpoint, CheckpointKey, read_checkpoints};
 use super::layout::{self, CHECKPOINTS};
 use super::lock::lock_dir;
-use super::private::{create_private_dir, load_or_generate_key, open_private};
+use super::private::{
+    create_private_dir, load_or_create_trail_id, load_or_generate_key, open_private,
+};
 use super::recovery::{
     first_event, last_event, recover_checkpoints_file, recover_torn_tail, remove_leftovers,
 };
@@ -51,6 +53,7 @@ impl FileTrail {
         create_private_dir(&dir)?;
         // Before anything reads or repairs the files: they may be another writer's.
         let lock = lock_dir(&dir)?;
+        let id = load_or_create_trail_id(&dir, settings.trail_id.as_deref())?;
         let signer = match &settings.signing_key {
             Some(key) => key.clone(),
             None => load_or_generate_key(&dir)?,
@@ -146,6 +149,11 @@ impl FileTrail {
         }
         // Seal whatever a crash left unsealed, and the recovery events.
         trail.checkpoint()?;
+        // What an earlier process wrote may still be only in the page cache.
+        if let Some(current) = &trail.current {
+            current.handle.sync_data()?;
+        }
+        trail.settings.progress.opened(id, trail.next_seq);
         Ok(trail)
     }
 
@@ -294,10 +302,11 @@ impl FileTrail {
             // The recovery, recorded and sealed before anything is called durable.
             self.append(&[])?;
         }
-        match &self.current {
-            Some(current) => current.handle.sync_data(),
-            None => Ok(()),
+        if let Some(current) = &self.current {
+            current.handle.sync_data()?;
         }
+        self.settings.progress.synced_to(self.next_seq);
+        Ok(())
     }
 
     /// Periodic work: a checkpoint when the interval has passed with events unsealed.
@@ -322,6 +331,7 @@ impl FileTrail {
         if let Some(current) = &mut self.current {
             current.close()?;
         }
+        self.settings.progress.synced_to(self.next_seq);
         Ok(())
     }
 
@@ -362,6 +372,7 @@ impl FileTrail {
         let (file, file_len) = match &self.current {
             Some(current) if current.len > 0 => {
                 current.handle.sync_data()?;
+                self.settings.progress.synced_to(self.next_seq);
                 (current.stem(), current.len)
             }
             _ => self.last_file_extent()?,

@@ -89,6 +89,9 @@ pub enum FaultKind {
     /// The trail no longer holds what a checkpoint kept elsewhere covers: its tail was
     /// removed or rewritten, checkpoints included.
     RolledBack,
+    /// A copy of the trail holds a line at some seq that is not the trail's: the two
+    /// diverged (another trail of the same name, or the trail was rewritten).
+    Forked,
 }
 
 impl fmt::Display for FaultKind {
@@ -105,6 +108,7 @@ impl fmt::Display for FaultKind {
             Self::WrongKey => "wrong key",
             Self::Unreadable => "unreadable",
             Self::RolledBack => "rolled back",
+            Self::Forked => "forked",
         })
     }
 }
@@ -126,7 +130,7 @@ pub struct Fault {
 }
 
 impl Fault {
-    pub(super) fn new(kind: FaultKind, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: FaultKind, detail: impl Into<String>) -> Self {
         Self {
             kind,
             file: None,

@@ -51,11 +51,13 @@ use bytes::Bytes;
 
 use super::{BoxFuture, Sink, SinkError};
 
+mod follow;
 mod mirror;
 
+pub use self::follow::{HASH_HEADER, SEQ_HEADER};
 pub use self::mirror::{DEFAULT_CHECKPOINT_STREAM, NatsCheckpointMirror};
 use crate::error::ConfigError;
-use crate::event::{AuditEvent, write_event};
+use crate::event::{AuditEvent, Category, write_event};
 
 /// The stream used when none is given.
 pub const DEFAULT_STREAM: &str = "AUDIT";
@@ -242,11 +244,15 @@ fn is_forbidden_in_subject(c: char) -> bool {
 
 /// `<prefix>.<category>.<action>` into `out`, with the action's tokens made valid.
 fn write_subject(out: &mut String, prefix: &str, event: &AuditEvent) {
+    write_subject_parts(out, prefix, event.category, &event.action);
+}
+
+fn write_subject_parts(out: &mut String, prefix: &str, category: Category, action: &str) {
     out.clear();
     out.push_str(prefix);
     out.push('.');
-    out.push_str(event.category.as_str());
-    for token in event.action.split('.') {
+    out.push_str(category.as_str());
+    for token in action.split('.') {
         out.push('.');
         if token.is_empty() {
             out.push('_');
@@ -457,8 +463,8 @@ impl Sink for NatsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Outcome;
     use crate::event::actor::Actor;
-    use crate::event::{Category, Outcome};
 
     #[test]
     fn subjects_carry_category_and_action_and_stay_valid() {

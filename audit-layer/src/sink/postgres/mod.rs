@@ -81,6 +81,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod copy;
+mod follow;
 mod mirror;
 mod table;
 mod tls;
@@ -88,6 +89,7 @@ mod tls;
 pub use self::mirror::{DEFAULT_CHECKPOINT_TABLE, PostgresCheckpointMirror};
 
 use self::copy::{split_at, storable_json, store};
+use self::follow::FollowStatements;
 use self::table::TableName;
 use self::tls::{open, tls_connector};
 use crate::error::ConfigError;
@@ -113,6 +115,9 @@ pub struct PostgresSink {
     tls: Option<MakeRustlsConnect>,
     connections_wanted: usize,
     connections: Vec<Connection>,
+    /// Set once it is used as a follower: its connections prepare the follower's
+    /// statements too.
+    following: bool,
     /// Every event of the batch as JSON, back to back; `ends` splits it.
     json: Vec<u8>,
     ends: Vec<usize>,
@@ -273,6 +278,7 @@ impl PostgresSinkBuilder {
             tls,
             connections_wanted: self.connections,
             connections: Vec::new(),
+            following: false,
             json: Vec::new(),
             ends: Vec::new(),
         })
@@ -313,6 +319,8 @@ struct Connection {
     copy: Statement,
     existing_ids: Statement,
     types: Vec<Type>,
+    /// Prepared once the sink is used as a follower.
+    follow: Option<FollowStatements>,
     task: JoinHandle<()>,
 }
 
@@ -364,11 +372,21 @@ impl PostgresSink {
             .await
             .map_err(|_| SinkError::new(format!("setup took over {:?}", self.timeout)))?
             .map_err(|error| SinkError::new(describe(&error)))?;
+        let follow = match self.following {
+            true => Some(
+                tokio::time::timeout(self.timeout, FollowStatements::prepare(&client, self))
+                    .await
+                    .map_err(|_| SinkError::new(format!("setup took over {:?}", self.timeout)))?
+                    .map_err(|error| SinkError::new(describe(&error)))?,
+            ),
+            false => None,
+        };
         Ok(Connection {
             client,
             copy,
             existing_ids,
             types,
+            follow,
             task,
         })
     }

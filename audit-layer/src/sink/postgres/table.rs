@@ -12,8 +12,9 @@ pub(super) struct TableName {
     pub(super) quoted: String,
     /// The schema, quoted, when the name has one.
     pub(super) schema: Option<String>,
-    /// The index name, quoted, unqualified: an index lives in its table's schema.
+    /// The index names, quoted, unqualified: an index lives in its table's schema.
     pub(super) time_index: String,
+    pub(super) seq_index: String,
 }
 
 impl TableName {
@@ -31,15 +32,19 @@ impl TableName {
             .collect::<Vec<_>>()
             .join(".");
         let table = parts[parts.len() - 1];
-        let mut index = format!("{table}_time_idx");
         // PostgreSQL would truncate a longer name itself; do it here so it stays valid UTF-8
         // (identifiers are ASCII here).
-        index.truncate(63);
+        let index_name = |suffix: &str| {
+            let mut index = format!("{table}_{suffix}");
+            index.truncate(63);
+            format!("\"{index}\"")
+        };
         Ok(Self {
             display: text.to_owned(),
             schema: (parts.len() == 2).then(|| format!("\"{}\"", parts[0])),
             quoted,
-            time_index: format!("\"{index}\""),
+            time_index: index_name("time_idx"),
+            seq_index: index_name("trail_seq_idx"),
         })
     }
 
@@ -62,10 +67,60 @@ impl TableName {
                  status integer,\n    \
                  event json NOT NULL\n\
              );\n\
-             CREATE INDEX IF NOT EXISTS {index} ON {table} (time);\n",
+             CREATE INDEX IF NOT EXISTS {index} ON {table} (time);\n\
+             ALTER TABLE {table} ADD COLUMN IF NOT EXISTS trail text,\n    \
+                 ADD COLUMN IF NOT EXISTS seq bigint,\n    \
+                 ADD COLUMN IF NOT EXISTS hash text;\n\
+             CREATE UNIQUE INDEX IF NOT EXISTS {seq_index} ON {table} (trail, seq);\n",
             table = self.quoted,
             index = self.time_index,
+            seq_index = self.seq_index,
         )
+    }
+
+    /// The follower's columns' types (a query that returns no row).
+    pub(super) fn follow_types_sql(&self) -> String {
+        format!(
+            "SELECT {COLUMNS}, {FOLLOW_COLUMNS} FROM {} LIMIT 0",
+            self.quoted
+        )
+    }
+
+    pub(super) fn follow_copy_sql(&self) -> String {
+        format!(
+            "COPY {} ({COLUMNS}, {FOLLOW_COLUMNS}) FROM STDIN (FORMAT binary)",
+            self.quoted
+        )
+    }
+
+    /// The seq and hash of a trail's last row: the follower's cursor.
+    pub(super) fn cursor_sql(&self) -> String {
+        format!(
+            "SELECT seq, hash FROM {} WHERE trail = $1 ORDER BY seq DESC LIMIT 1",
+            self.quoted
+        )
+    }
+
+    /// Rows copied into a staging table, then moved in: rows the sink stored in direct mode
+    /// (no seq) are given their place in the trail, rows already followed are kept.
+    pub(super) fn adopt_sql(&self) -> [String; 3] {
+        [
+            format!(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS audit_follow_stage \
+                 (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS",
+                self.quoted
+            ),
+            format!(
+                "COPY audit_follow_stage ({COLUMNS}, {FOLLOW_COLUMNS}) FROM STDIN (FORMAT binary)"
+            ),
+            format!(
+                "INSERT INTO {table} AS stored ({COLUMNS}, {FOLLOW_COLUMNS}) \
+                 SELECT {COLUMNS}, {FOLLOW_COLUMNS} FROM audit_follow_stage \
+                 ON CONFLICT (id) DO UPDATE SET trail = excluded.trail, seq = excluded.seq, \
+                 hash = excluded.hash, event = excluded.event WHERE stored.seq IS NULL",
+                table = self.quoted
+            ),
+        ]
     }
 
     /// A query that returns no row but tells the columns' types.
@@ -88,6 +143,9 @@ impl TableName {
 /// The columns the sink writes, in the order it writes them.
 pub(super) const COLUMNS: &str =
     "id, time, category, action, outcome, actor_id, source_ip, request_id, target, status, event";
+
+/// The columns a follower writes besides [`COLUMNS`]: the line's place in its trail.
+pub(super) const FOLLOW_COLUMNS: &str = "trail, seq, hash";
 
 /// The event's JSON as a `json` or `jsonb` value, whichever the column is: the sink accepts a
 /// table made with either.

@@ -1,0 +1,165 @@
+//! [`NatsSink`] as a [`Follower`] of the file trail: each line a message on
+//! `<prefix>.<trail>.<category>.<action>` whose payload is the whole chained line, with its
+//! seq and hash in headers, and the cursor read back from the trail's last message.
+
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+
+use super::{HEADER_ROOM, MAX_IN_FLIGHT, NatsSink, shortened, wait_for, write_subject_parts};
+use crate::file::TrailLine;
+use crate::follow::fields::LineFields;
+use crate::follow::{Cursor, Follower};
+use crate::sink::{BoxFuture, SinkError};
+
+/// The header that carries a message's seq in the trail.
+pub const SEQ_HEADER: &str = "Audit-Seq";
+/// The header that carries a message's hash in the trail.
+pub const HASH_HEADER: &str = "Audit-Hash";
+
+impl Follower for NatsSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn cursor<'a>(&'a mut self, trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
+        Box::pin(async move {
+            let result = self.read_cursor(trail).await;
+            if result.is_err() {
+                self.jetstream = None;
+            }
+            result
+        })
+    }
+
+    fn ship<'a>(
+        &'a mut self,
+        trail: &'a str,
+        lines: &'a [TrailLine],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let timeout = self.timeout;
+            let result = match tokio::time::timeout(timeout, self.publish_lines(trail, lines)).await
+            {
+                Ok(result) => result,
+                Err(_) => Err(SinkError::new(format!(
+                    "{} line(s) not acknowledged within {timeout:?}",
+                    lines.len()
+                ))),
+            };
+            if result.is_err() {
+                self.acks.clear();
+                self.jetstream = None;
+            }
+            result
+        })
+    }
+
+    fn close(&mut self) -> BoxFuture<'_, ()> {
+        self.jetstream = None;
+        Box::pin(async {})
+    }
+}
+
+impl NatsSink {
+    /// The seq and hash of the trail's last message on the stream.
+    async fn read_cursor(&mut self, trail: &str) -> Result<Cursor, SinkError> {
+        if self.jetstream.is_none() {
+            self.jetstream = Some(self.connect().await?);
+        }
+        let Some(jetstream) = &self.jetstream else {
+            return Err(SinkError::new("not connected"));
+        };
+        let reading = async {
+            let stream = jetstream
+                .get_stream_no_info(&self.stream)
+                .await
+                .map_err(|error| SinkError::new(format!("no stream `{}`: {error}", self.stream)))?;
+            match stream
+                .get_last_raw_message_by_subject(&format!("{}.{trail}.>", self.subject_prefix))
+                .await
+            {
+                Ok(message) => cursor_of(&message),
+                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    Ok(Cursor::empty())
+                }
+                Err(error) => Err(SinkError::new(format!(
+                    "cannot read the last message: {error}"
+                ))),
+            }
+        };
+        tokio::time::timeout(self.timeout, reading)
+            .await
+            .map_err(|_| SinkError::new(format!("no cursor within {:?}", self.timeout)))?
+    }
+
+    async fn publish_lines(&mut self, trail: &str, lines: &[TrailLine]) -> Result<(), SinkError> {
+        if self.jetstream.is_none() {
+            self.jetstream = Some(self.connect().await?);
+        }
+        let Some(jetstream) = &self.jetstream else {
+            return Err(SinkError::new("not connected"));
+        };
+        self.acks.clear();
+        let max_payload = jetstream
+            .client()
+            .server_info()
+            .max_payload
+            .saturating_sub(HEADER_ROOM);
+        let prefix = format!("{}.{trail}", self.subject_prefix);
+        for line in lines {
+            let fields = LineFields::of(line).map_err(|error| {
+                SinkError::new(format!("a trail line that is not an event: {error}"))
+            })?;
+            write_subject_parts(&mut self.subject, &prefix, fields.category, &fields.action);
+            let payload = if line.json.len() > max_payload {
+                // The file trail keeps it whole; the message says what it lacks.
+                let event = line.event().map_err(SinkError::from)?;
+                serde_json::to_vec(&shortened(&event, line.json.len(), max_payload))?
+            } else {
+                line.json.as_bytes().to_vec()
+            };
+            let message = jetstream::message::PublishMessage::build()
+                .payload(Bytes::from(payload))
+                .message_id(
+                    fields
+                        .id
+                        .as_hyphenated()
+                        .encode_lower(&mut uuid::Uuid::encode_buffer()),
+                )
+                .header(SEQ_HEADER, line.seq.to_string().as_str())
+                .header(HASH_HEADER, line.hash.as_str())
+                .expected_stream(&self.stream);
+            if self.acks.len() == MAX_IN_FLIGHT {
+                wait_for(&mut self.acks).await?;
+            }
+            let ack = jetstream
+                .send_publish(self.subject.clone(), message)
+                .await
+                .map_err(|error| SinkError::new(format!("publish: {error}")))?;
+            self.acks.push(ack);
+        }
+        wait_for(&mut self.acks).await
+    }
+}
+
+/// The seq and hash a message carries.
+fn cursor_of(message: &jetstream::message::StreamMessage) -> Result<Cursor, SinkError> {
+    let header = |name: &str| {
+        message
+            .headers
+            .get(name)
+            .map(|value| value.as_str().to_owned())
+            .ok_or_else(|| {
+                SinkError::new(format!(
+                    "the trail's last message ({}) has no `{name}` header: another publisher \
+                 uses the follower's subjects",
+                    message.subject
+                ))
+            })
+    };
+    let seq = header(SEQ_HEADER)?;
+    let seq = seq
+        .parse()
+        .map_err(|_| SinkError::new(format!("`{SEQ_HEADER}: {seq}` is not a seq")))?;
+    Ok(Cursor::after(seq, header(HASH_HEADER)?))
+}

@@ -1,0 +1,263 @@
+//! PostgreSQL and NATS as followers of the file trail, with the server taken away by a TCP
+//! proxy of the test's own and given back: requests are answered as usual during the cut,
+//! the trail's health says the copy is behind, and afterwards the copy holds every line of
+//! the trail exactly once, in order, with its seq and hash.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use audit_layer::file::{JsonlFileSink, TRAIL_ID, TrailReader};
+use audit_layer::follow::{Follower, FollowerState};
+use audit_layer::sink::nats::{HASH_HEADER, NatsSink, SEQ_HEADER};
+use audit_layer::sink::postgres::PostgresSink;
+use audit_layer::{AuditTrail, Durability, Health};
+use axum::Router;
+use axum::body::Body;
+use axum::routing::{get, post};
+use common::proxy::Proxy;
+use tower::ServiceExt;
+
+/// `url` with its `host:port` replaced by a proxy's, and the proxy.
+async fn proxied(url: &str) -> (Proxy, String) {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (format!("{credentials}@"), rest),
+        None => (String::new(), rest),
+    };
+    let (host_port, tail) = match rest.split_once('/') {
+        Some((host_port, tail)) => (host_port, format!("/{tail}")),
+        None => (rest, String::new()),
+    };
+    let upstream: SocketAddr = tokio::net::lookup_host(host_port)
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = Proxy::start(upstream).await;
+    let url = format!("{scheme}://{credentials}{}{tail}", proxy.addr);
+    (proxy, url)
+}
+
+/// A unique suffix for the test's own table or stream.
+fn unique() -> String {
+    format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+/// The trail's (seq, hash) pairs, read back and checked.
+fn trail_lines(dir: &std::path::Path) -> Vec<(u64, String)> {
+    TrailReader::new(dir, 0, None)
+        .read(usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|line| (line.seq, line.hash))
+        .collect()
+}
+
+/// Requests through the layer: ordinary GETs, and POSTs whose response waits for their
+/// event's sync, as a sensitive handler's does. Each must be answered without waiting
+/// for the copy's server.
+async fn serve_requests(app: &Router, count: usize) {
+    for index in 0..count {
+        let request = if index % 10 == 0 {
+            http::Request::post("/admin/change").body(Body::from("{}"))
+        } else {
+            http::Request::get("/hello").body(Body::empty())
+        };
+        let started = Instant::now();
+        let response = app.clone().oneshot(request.unwrap()).await.unwrap();
+        assert!(response.status().is_success());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "request {index} waited {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+fn app(audit: &AuditTrail) -> Router {
+    Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/admin/change", post(|| async { "changed" }))
+        .layer(audit.layer())
+}
+
+fn builder(dir: &std::path::Path) -> audit_layer::AuditTrailBuilder {
+    AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir))
+        .route_durability("/admin/change", Durability::Synced)
+        .follower_lag_threshold(Duration::from_secs(60))
+}
+
+/// Waits for `done`, polling every 50 ms, for at most `limit`.
+async fn within(limit: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < limit, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order() {
+    let Some((url, client)) = common::services::postgres().await else {
+        return;
+    };
+    let (proxy, proxied_url) = proxied(&url).await;
+    let table = format!("follow_{}", unique());
+    let dir = tempfile::tempdir().unwrap();
+    let follower = PostgresSink::builder(&proxied_url)
+        .table(&table)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let name = Follower::name(&follower).to_owned();
+    let audit = builder(dir.path()).follower(follower).build().unwrap();
+    let app = app(&audit);
+    let count_rows = async || -> usize {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match client.query_one(&sql, &[]).await {
+            Ok(row) => usize::try_from(row.get::<_, i64>(0)).unwrap(),
+            Err(_) => 0,
+        }
+    };
+
+    serve_requests(&app, 50).await;
+    within(Duration::from_secs(20), "the first rows", async || {
+        count_rows().await >= 50
+    })
+    .await;
+
+    proxy.cut();
+    serve_requests(&app, 500).await;
+    within(
+        Duration::from_secs(20),
+        "the trail says the copy is behind",
+        async || {
+            let status = audit.followers().remove(0);
+            matches!(audit.health(), Health::Degraded { ref reason } if reason.contains(&name))
+                && matches!(status.state, FollowerState::Retrying { .. })
+                && status.behind_events >= 500
+        },
+    )
+    .await;
+
+    proxy.restore();
+    let lines = async || trail_lines(dir.path()).len();
+    within(Duration::from_secs(60), "caught up", async || {
+        count_rows().await >= lines().await && audit.health() == Health::Healthy
+    })
+    .await;
+    audit.shutdown().await.unwrap();
+
+    let trail = std::fs::read_to_string(dir.path().join(TRAIL_ID)).unwrap();
+    let rows = client
+        .query(
+            &format!("SELECT seq, hash, trail FROM {table} ORDER BY seq"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let stored: Vec<(u64, String)> = rows
+        .iter()
+        .map(|row| {
+            assert_eq!(row.get::<_, String>(2), trail.trim());
+            (row.get::<_, i64>(0) as u64, row.get(1))
+        })
+        .collect();
+    assert_eq!(stored, trail_lines(dir.path()), "every line once, in order");
+    client
+        .batch_execute(&format!("DROP TABLE {table}"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order() {
+    let Some((url, jetstream)) = common::services::nats().await else {
+        return;
+    };
+    let (proxy, proxied_url) = proxied(&url).await;
+    let stream = format!("FOLLOW_{}", unique());
+    let dir = tempfile::tempdir().unwrap();
+    let follower = NatsSink::builder(&proxied_url)
+        .stream(&stream)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let name = Follower::name(&follower).to_owned();
+    let audit = builder(dir.path()).follower(follower).build().unwrap();
+    let app = app(&audit);
+    let count_messages = async || -> usize {
+        match jetstream.get_stream(&stream).await {
+            Ok(mut stream) => stream
+                .info()
+                .await
+                .map_or(0, |info| info.state.messages as usize),
+            Err(_) => 0,
+        }
+    };
+
+    serve_requests(&app, 50).await;
+    within(Duration::from_secs(20), "the first messages", async || {
+        count_messages().await >= 50
+    })
+    .await;
+
+    proxy.cut();
+    serve_requests(&app, 500).await;
+    within(Duration::from_secs(20), "the trail says the copy is behind", async || {
+        matches!(audit.health(), Health::Degraded { ref reason } if reason.contains(&name))
+    })
+    .await;
+
+    proxy.restore();
+    let lines = async || trail_lines(dir.path()).len();
+    within(Duration::from_secs(60), "caught up", async || {
+        count_messages().await >= lines().await && audit.health() == Health::Healthy
+    })
+    .await;
+    audit.shutdown().await.unwrap();
+
+    let trail = std::fs::read_to_string(dir.path().join(TRAIL_ID)).unwrap();
+    let stream = jetstream.get_stream(&stream).await.unwrap();
+    let expected = trail_lines(dir.path());
+    let mut stored = Vec::new();
+    for sequence in 1..=expected.len() as u64 {
+        let message = stream.get_raw_message(sequence).await.unwrap();
+        assert!(
+            message.subject.starts_with(&format!(
+                "{}.{}.",
+                stream.cached_info().config.name.to_lowercase(),
+                trail.trim()
+            )),
+            "{}",
+            message.subject
+        );
+        let header = |name: &str| message.headers.get(name).unwrap().as_str().to_owned();
+        stored.push((
+            header(SEQ_HEADER).parse::<u64>().unwrap(),
+            header(HASH_HEADER),
+        ));
+    }
+    assert_eq!(stored, expected, "every line once, in order");
+    assert!(
+        stream
+            .get_raw_message(expected.len() as u64 + 1)
+            .await
+            .is_err(),
+        "nothing more"
+    );
+    jetstream
+        .delete_stream(stream.cached_info().config.name.clone())
+        .await
+        .unwrap();
+}
