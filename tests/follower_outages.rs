@@ -40,6 +40,19 @@ async fn proxied(url: &str) -> (Proxy, String) {
     (proxy, url)
 }
 
+/// Runs the `audit` command: its exit code, standard output and standard error.
+fn audit_command(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(common::demo::audit_binary())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A unique suffix for the test's own table or stream.
 fn unique() -> String {
     format!(
@@ -174,6 +187,57 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
         })
         .collect();
     assert_eq!(stored, trail_lines(dir.path()), "every line once, in order");
+
+    // `audit followers` shows where the follower stopped; `audit verify --against` proves
+    // the copy whole, and catches a row altered or deleted in it.
+    let followers = audit_command(&["followers", dir.path().to_str().unwrap()]);
+    assert!(
+        followers.0 == Some(0) && followers.1.contains("closed"),
+        "{followers:?}"
+    );
+    assert!(
+        followers.1.contains("0 event(s) and 0.0 s behind"),
+        "{followers:?}"
+    );
+    let verify = |client_url: &str| {
+        audit_command(&[
+            "verify",
+            dir.path().to_str().unwrap(),
+            "--against",
+            client_url,
+            "--copy-table",
+            &table,
+        ])
+    };
+    let whole = verify(&url);
+    assert_eq!(whole.0, Some(0), "{whole:?}");
+    assert!(
+        whole.1.contains(&format!("{} line(s)", stored.len())),
+        "{whole:?}"
+    );
+    client
+        .batch_execute(&format!(
+            "UPDATE {table} SET event = replace(event::text, '\"/hello\"', '\"/bye\"')::json \
+             WHERE seq = 20"
+        ))
+        .await
+        .unwrap();
+    let altered = verify(&url);
+    assert_eq!(altered.0, Some(1), "{altered:?}");
+    assert!(
+        altered.2.contains("FAULT") && altered.2.contains("seq 20"),
+        "{altered:?}"
+    );
+    client
+        .batch_execute(&format!("DELETE FROM {table} WHERE seq = 20"))
+        .await
+        .unwrap();
+    let deleted = verify(&url);
+    assert_eq!(deleted.0, Some(1), "{deleted:?}");
+    assert!(
+        deleted.2.contains("deleted") && deleted.2.contains("seq 20"),
+        "{deleted:?}"
+    );
     client
         .batch_execute(&format!("DROP TABLE {table}"))
         .await

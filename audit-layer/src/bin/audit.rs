@@ -1,7 +1,8 @@
 //! `audit`: verify, query and follow an audit-layer file trail.
 //!
 //! ```text
-//! audit verify ./audit-log [--key chain.key] [--public-key signing.pub]
+//! audit verify ./audit-log [--key chain.key] [--public-key signing.pub] [--against postgres://...]
+//! audit followers ./audit-log
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
 //! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin
@@ -65,6 +66,20 @@ enum Command {
         /// within its checkpoint interval); without it they are exit status 3.
         #[arg(long)]
         allow_unsealed: bool,
+        /// A follower's copy of the trail to check against it, line by line: the
+        /// `postgres://` URL of its database. A line missing, altered or added there is a
+        /// fault (exit 1).
+        #[arg(long)]
+        against: Option<String>,
+        /// The copy's table in PostgreSQL.
+        #[arg(long, default_value = "audit_events")]
+        copy_table: String,
+    },
+    /// Shows where each follower of the trail is: its cursor, how far behind, what it is
+    /// doing (as each last wrote it into DIR/followers/).
+    Followers {
+        /// The trail directory.
+        dir: PathBuf,
     },
     /// Prints the events that match every given filter.
     Query {
@@ -154,6 +169,8 @@ fn main() -> ExitCode {
             mirror_trail,
             mirror_table,
             allow_unsealed,
+            against,
+            copy_table,
         } => verify(
             &dir,
             key.as_deref(),
@@ -164,7 +181,20 @@ fn main() -> ExitCode {
                 table: &mirror_table,
             }),
             allow_unsealed,
-        ),
+        )
+        .and_then(|code| match against {
+            Some(url) if code == ExitCode::SUCCESS || code == ExitCode::from(3) => {
+                verify_copy(&dir, key.as_deref(), &url, &copy_table).map(|copy| {
+                    if copy == ExitCode::SUCCESS {
+                        code
+                    } else {
+                        copy
+                    }
+                })
+            }
+            _ => Ok(code),
+        }),
+        Command::Followers { dir } => followers(&dir).map(|()| ExitCode::SUCCESS),
         Command::Query {
             dir,
             actor,
@@ -228,13 +258,7 @@ fn verify(
     allow_unsealed: bool,
 ) -> Result<ExitCode, String> {
     let against_checkpoint = against.as_ref().map(Mirror::newest).transpose()?;
-    let chain_key = key
-        .map(|path| {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("--key {}: {e}", path.display()))?;
-            ChainKey::from_hex(&text).map_err(|e| format!("--key {}: not hex: {e}", path.display()))
-        })
-        .transpose()?;
+    let chain_key = key.map(read_chain_key).transpose()?;
     let (public_key, key_note) = match public_key {
         Some(path) => (
             Some(PublicKey::from_file(path).map_err(|e| format!("--public-key: {e}"))?),
@@ -433,6 +457,122 @@ fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> 
         String::new()
     };
     eprintln!("{raised} alert(s) from {events} event(s){skipped}");
+    Ok(())
+}
+
+/// Checks a follower's copy of the trail against the trail (`--against`).
+fn verify_copy(dir: &Path, key: Option<&Path>, url: &str, table: &str) -> Result<ExitCode, String> {
+    let chain_key = key.map(read_chain_key).transpose()?;
+    let trail = std::fs::read_to_string(dir.join(query::TRAIL_ID))
+        .map_err(|e| format!("{}: {e}", dir.join(query::TRAIL_ID).display()))?;
+    let trail = trail.trim();
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "--against: `{}` is not a postgres:// URL",
+            url.split('@').next_back().unwrap_or_default()
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut check = query::CopyCheck::new(dir, chain_key);
+    let checked = runtime.block_on(check_postgres_copy(&mut check, url, table, trail))?;
+    let described = format!("the PostgreSQL copy {table} (trail {trail})");
+    match checked.and_then(|()| check.finish()) {
+        Ok(report) => {
+            println!(
+                "against {described}: {} line(s), {} compared with the trail's; {} not yet copied",
+                report.lines, report.compared, report.behind
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(fault) => {
+            eprintln!("FAULT in {described}: {fault}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Feeds the copy's rows to `check`, a page at a time. The outer error is the copy's
+/// server's; the inner, a fault of the copy.
+#[cfg(feature = "postgres")]
+async fn check_postgres_copy(
+    check: &mut query::CopyCheck,
+    url: &str,
+    table: &str,
+    trail: &str,
+) -> Result<Result<(), audit_layer::file::Fault>, String> {
+    let mut copy = audit_layer::sink::postgres::PostgresSink::builder(url)
+        .table(table)
+        .create_table(false)
+        .build()
+        .map_err(|e| format!("--against: {e}"))?;
+    let mut from = 0;
+    loop {
+        let lines = copy
+            .read_copy(trail, from, 10_000)
+            .await
+            .map_err(|e| format!("--against: {e}"))?;
+        let Some(last) = lines.last() else {
+            return Ok(Ok(()));
+        };
+        from = last.seq + 1;
+        for line in lines {
+            if let Err(fault) = check.check(line) {
+                return Ok(Err(fault));
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn check_postgres_copy(
+    _: &mut query::CopyCheck,
+    _: &str,
+    _: &str,
+    _: &str,
+) -> Result<Result<(), audit_layer::file::Fault>, String> {
+    Err("--against: this `audit` was built without the `postgres` feature".to_owned())
+}
+
+fn read_chain_key(path: &Path) -> Result<ChainKey, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--key {}: {e}", path.display()))?;
+    ChainKey::from_hex(&text).map_err(|e| format!("--key {}: not hex: {e}", path.display()))
+}
+
+/// Prints each follower's last status.
+fn followers(dir: &Path) -> Result<(), String> {
+    let statuses = audit_layer::follow::read_follower_statuses(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    if statuses.is_empty() {
+        println!(
+            "no follower has written its status in {}",
+            dir.join(audit_layer::follow::FOLLOWERS_DIR).display()
+        );
+        return Ok(());
+    }
+    for status in statuses {
+        let state = match &status.state {
+            audit_layer::follow::FollowerState::Retrying { error, failures } => {
+                format!("retrying ({failures} failure(s): {error})")
+            }
+            audit_layer::follow::FollowerState::Stopped { fault } => format!("STOPPED: {fault}"),
+            other => format!("{other:?}").to_lowercase(),
+        };
+        let cursor = status
+            .cursor
+            .map_or_else(|| "unknown".to_owned(), |c| c.to_string());
+        println!(
+            "{}: {state}; cursor {cursor} of {} synced, {} event(s) and {:.1} s behind, as of {}",
+            status.name,
+            status.synced,
+            status.behind_events,
+            status.behind.as_secs_f64(),
+            status.at
+        );
+    }
     Ok(())
 }
 

@@ -159,6 +159,42 @@ impl PostgresSink {
         }
     }
 
+    /// Up to `max` lines of `trail` that the table holds from `from_seq` on, in seq order,
+    /// each as the table keeps it: for `audit verify --against` ([`CopyCheck`]).
+    ///
+    /// [`CopyCheck`]: crate::file::CopyCheck
+    pub async fn read_copy(
+        &mut self,
+        trail: &str,
+        from_seq: u64,
+        max: usize,
+    ) -> Result<Vec<TrailLine>, SinkError> {
+        self.ensure_connected().await?;
+        let client = &self
+            .connections
+            .first()
+            .ok_or_else(|| SinkError::new("not connected"))?
+            .client;
+        let sql = self.table.read_copy_sql();
+        let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = tokio::time::timeout(self.timeout, client.query(&sql, &[&trail, &from, &max]))
+            .await
+            .map_err(|_| SinkError::new(format!("no rows within {:?}", self.timeout)))?
+            .map_err(|error| SinkError::new(describe(&error)))?;
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.get(0);
+                Ok(TrailLine {
+                    seq: u64::try_from(seq)
+                        .map_err(|_| SinkError::new(format!("a negative seq ({seq})")))?,
+                    hash: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                    json: row.get(2),
+                })
+            })
+            .collect()
+    }
+
     fn too_slow(&self, count: usize) -> SinkError {
         SinkError::new(format!(
             "copy of {count} line(s) took over {:?}",

@@ -101,6 +101,15 @@ impl TableName {
         )
     }
 
+    /// A trail's rows from a seq, in order, with the event as the table keeps its text.
+    pub(super) fn read_copy_sql(&self) -> String {
+        format!(
+            "SELECT seq, hash, event::text FROM {} WHERE trail = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT $3",
+            self.quoted
+        )
+    }
+
     /// Rows copied into a staging table, then moved in: rows the sink stored in direct mode
     /// (no seq) are given their place in the trail, rows already followed are kept.
     pub(super) fn adopt_sql(&self) -> [String; 3] {
