@@ -67,7 +67,9 @@ impl Follower for Store {
                 return Err(SinkError::new("the store is down"));
             }
             let mut stored = self.lines.lock().unwrap();
-            assert_eq!(lines[0].seq, stored.len() as u64, "shipped from the cursor");
+            let next = stored.last().map_or(0, |line| line.seq + 1);
+            // From the cursor on; past it only after a gap the trail records.
+            assert!(lines[0].seq >= next, "{} shipped again", lines[0].seq);
             stored.extend_from_slice(lines);
             Ok(())
         })
@@ -291,4 +293,95 @@ async fn a_store_that_holds_another_trail_under_the_same_id_stops_the_follower()
         audit.shutdown().await.unwrap();
     }
     assert_eq!(store.seqs().len(), 7, "nothing of the second trail shipped");
+}
+
+/// A trail whose retention would delete files faster than a follower that is down ships
+/// them.
+fn small_trail(dir: &std::path::Path, spare: bool) -> JsonlFileSink {
+    JsonlFileSink::builder(dir)
+        .rotate_bytes(2_000)
+        .retention_bytes(Some(4_000))
+        .retention_spares_followers(spare)
+        .build()
+}
+
+fn events_in(dir: &std::path::Path, action: &str) -> Vec<serde_json::Value> {
+    let mut found = Vec::new();
+    for_each_event(dir, |_, event| {
+        if event["action"] == action {
+            found.push(event.clone());
+        }
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    found
+}
+
+#[tokio::test]
+async fn retention_spares_what_a_follower_has_not_shipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    store.down.store(true, Ordering::SeqCst);
+    let audit = AuditTrail::builder()
+        .sink(small_trail(dir.path(), true))
+        .follower(store.clone())
+        .build()
+        .unwrap();
+    for _ in 0..200 {
+        audit.record(event("while.down")).await.unwrap();
+        audit.flush().await.unwrap();
+    }
+    assert!(
+        events_in(dir.path(), "audit.retention.purge").is_empty(),
+        "nothing purged"
+    );
+    assert!(trail_files(dir.path()).unwrap().len() > 10);
+
+    store.down.store(false, Ordering::SeqCst);
+    eventually("caught up", || store.seqs().len() >= 201).await;
+    // Now that the follower has them, retention deletes the old files at the next rotation.
+    for _ in 0..20 {
+        audit.record(event("after")).await.unwrap();
+        audit.flush().await.unwrap();
+    }
+    audit.shutdown().await.unwrap();
+    let seqs = store.seqs();
+    assert_eq!(
+        seqs,
+        (0..seqs.len() as u64).collect::<Vec<_>>(),
+        "every line, once"
+    );
+    assert!(!events_in(dir.path(), "audit.retention.purge").is_empty());
+}
+
+#[tokio::test]
+async fn retention_told_not_to_spare_followers_purges_and_the_follower_records_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    store.down.store(true, Ordering::SeqCst);
+    let audit = AuditTrail::builder()
+        .sink(small_trail(dir.path(), false))
+        .follower(store.clone())
+        .build()
+        .unwrap();
+    for _ in 0..200 {
+        audit.record(event("while.down")).await.unwrap();
+        audit.flush().await.unwrap();
+    }
+    assert!(!events_in(dir.path(), "audit.retention.purge").is_empty());
+
+    store.down.store(false, Ordering::SeqCst);
+    eventually("a gap recorded", || {
+        !events_in(dir.path(), "audit.gap").is_empty() && !store.seqs().is_empty()
+    })
+    .await;
+    audit.shutdown().await.unwrap();
+    let gap = &events_in(dir.path(), "audit.gap")[0];
+    assert_eq!(gap["details"]["follower"], "memory");
+    assert_eq!(gap["details"]["seq_from"], 0);
+    let first = store.seqs()[0];
+    assert!(first > 0);
+    assert_eq!(gap["details"]["seq_to"], first - 1, "{gap}");
+    let seqs = store.seqs();
+    assert_eq!(seqs, (first..first + seqs.len() as u64).collect::<Vec<_>>());
 }

@@ -278,6 +278,7 @@ impl TrailReader {
         // hash the cursor's line links to), or the cursor's line at the start of a trail.
         let wanted = self.next_seq.saturating_sub(1);
         let mut start = None;
+        let mut oldest_seq = None;
         for (index, file) in files.iter().enumerate() {
             let first = file
                 .first_line()
@@ -285,18 +286,23 @@ impl TrailReader {
                 .as_deref()
                 .and_then(parse_line)
                 .map(|line| line.seq);
+            if index == 0 {
+                oldest_seq = first;
+            }
             match first {
                 Some(seq) if seq <= wanted => start = Some(index),
                 _ => {}
             }
         }
         let Some(index) = start else {
-            if self.next_seq == 0 {
+            // From the start of a trail whose first line is not seq 0: retention deleted
+            // the lines before it (a line that is not a chained line is the check's to report).
+            if self.next_seq == 0 && oldest_seq.is_none_or(|seq| seq == 0) {
                 return Ok(Some((0, 0)));
             }
             return Err(Fault::new(
                 FaultKind::MissingFile,
-                format!("seq {} and the lines before it are gone", self.next_seq - 1),
+                format!("seq {} and the lines before it are gone", wanted),
             )
             .at(&files[0].name(), None, Some(self.next_seq)));
         };
