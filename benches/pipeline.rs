@@ -1,5 +1,5 @@
 //! The trail's own throughput: serializing and chaining events, each sink, verification,
-//! and the detectors.
+//! a follower's catch-up, and the detectors.
 //!
 //! `cargo bench --bench pipeline`
 //!
@@ -14,7 +14,7 @@ use audit_layer::file::{GENESIS, JsonlFileSink, VerifyOptions, link_hash, verify
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::sink::{MemorySink, Sink, TracingSink};
-use audit_layer::{Actor, AuditEvent, Category, Outcome};
+use audit_layer::{Actor, AuditEvent, AuditTrail, AuditTrailBuilder, Category, Outcome};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn event() -> AuditEvent {
@@ -90,15 +90,25 @@ fn pipeline(c: &mut Criterion) {
 
     service_sinks(c, &batch);
 
-    // A trail of 100,000 events to verify.
+    // A trail of 100,000 events (of ids of their own) to verify and to follow.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut sink = JsonlFileSink::new(dir.path());
     runtime.block_on(async {
         for _ in 0..(100_000 / batch.len()) {
-            sink.write_batch(&batch).await.expect("write");
+            let fresh: Vec<AuditEvent> = batch
+                .iter()
+                .map(|event| {
+                    let mut event = event.clone();
+                    event.id = uuid::Uuid::now_v7();
+                    event
+                })
+                .collect();
+            sink.write_batch(&fresh).await.expect("write");
         }
         sink.close().await.expect("close");
     });
+    // Its lock goes with it: the follower bench opens the trail again.
+    drop(sink);
     let events = verify_trail(dir.path(), &VerifyOptions::default())
         .expect("verifies")
         .events;
@@ -108,6 +118,116 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("trail_100k", |b| {
         b.iter(|| verify_trail(dir.path(), &VerifyOptions::default()).expect("verifies"))
     });
+    group.finish();
+
+    follower_catch_up(c, dir.path(), events);
+}
+
+/// A follower catching up after an outage: a trail of 100,000 events opened with a
+/// follower whose store is empty, timed until the store holds every line. Each round ships
+/// into a table or stream of its own, made and dropped untimed.
+fn follower_catch_up(c: &mut Criterion, dir: &std::path::Path, lines: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("follower_catch_up");
+    group.throughput(Throughput::Elements(lines));
+    group.sample_size(10);
+    // `store(round)` makes a follower for a store of its own; `drop_store(round)` removes it.
+    let mut run =
+        |name: &str,
+         store: &dyn Fn(u32) -> Box<dyn FnOnce(AuditTrailBuilder) -> AuditTrailBuilder>,
+         drop_store: &dyn Fn(u32)| {
+            let mut round = 0;
+            group.bench_function(name, |b| {
+                b.iter_custom(|iterations| {
+                    let mut took = Duration::ZERO;
+                    for _ in 0..iterations {
+                        round += 1;
+                        let with_follower = store(round);
+                        let started = std::time::Instant::now();
+                        let audit =
+                            with_follower(AuditTrail::builder().sink(JsonlFileSink::new(dir)))
+                                .build()
+                                .expect("trail");
+                        loop {
+                            let status = audit.followers().remove(0);
+                            if status.synced >= lines && status.behind_events == 0 {
+                                break;
+                            }
+                            assert!(
+                                started.elapsed() < Duration::from_secs(120),
+                                "{name} did not catch up: {status:?}"
+                            );
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        took += started.elapsed();
+                        runtime.block_on(audit.shutdown()).expect("shutdown");
+                        drop_store(round);
+                    }
+                    took
+                })
+            });
+        };
+
+    let postgres_url = std::env::var("AUDIT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let admin = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        Some(client)
+    });
+    let bench = uuid::Uuid::new_v4().simple().to_string();
+    match &admin {
+        Some(admin) => run(
+            "postgres",
+            &|round| {
+                let follower = PostgresSink::builder(&postgres_url)
+                    .table(format!("audit_bench_{bench}_{round}"))
+                    .build()
+                    .expect("postgres follower");
+                Box::new(move |builder: AuditTrailBuilder| builder.follower(follower))
+            },
+            &|round| {
+                runtime
+                    .block_on(
+                        admin.batch_execute(&format!("DROP TABLE audit_bench_{bench}_{round}")),
+                    )
+                    .expect("drop the bench table");
+            },
+        ),
+        None => eprintln!("*** SKIPPED postgres follower bench: {postgres_url} is unreachable"),
+    }
+
+    let nats_url =
+        std::env::var("AUDIT_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let jetstream = runtime.block_on(async {
+        async_nats::connect(nats_url.as_str())
+            .await
+            .ok()
+            .map(async_nats::jetstream::new)
+    });
+    match &jetstream {
+        Some(jetstream) => run(
+            "nats",
+            &|round| {
+                let follower = NatsSink::builder(&nats_url)
+                    .stream(format!("AUDIT_BENCH_{bench}_{round}"))
+                    .build()
+                    .expect("nats follower");
+                Box::new(move |builder: AuditTrailBuilder| builder.follower(follower))
+            },
+            &|round| {
+                runtime
+                    .block_on(jetstream.delete_stream(format!("AUDIT_BENCH_{bench}_{round}")))
+                    .expect("delete the bench stream");
+            },
+        ),
+        None => eprintln!("*** SKIPPED nats follower bench: {nats_url} is unreachable"),
+    }
     group.finish();
 }
 

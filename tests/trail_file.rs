@@ -912,3 +912,53 @@ fn a_trail_reader_follows_the_trail_in_order_and_stops_at_a_fault() {
     assert_eq!(fresh.read(3).unwrap_err(), fault, "and never past it");
     assert_eq!(fresh.next_seq(), 12);
 }
+
+/// A reader takes a large file a chunk at a time, and a line larger than a chunk whole.
+#[test]
+fn a_trail_reader_reads_lines_larger_than_its_chunk_and_files_larger_than_its_batch() {
+    use audit_layer::file::TrailReader;
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = common::trail::runtime();
+    let mut sink = JsonlFileSink::new(dir.path());
+    let big = AuditEvent::new(
+        Category::System,
+        "big",
+        Outcome::Success,
+        Actor::service("job"),
+    )
+    .with_detail("blob", "x".repeat(3 << 20));
+    let small: Vec<AuditEvent> = (0..20_000)
+        .map(|n| {
+            AuditEvent::new(
+                Category::System,
+                "small",
+                Outcome::Success,
+                Actor::service("job"),
+            )
+            .with_detail("n", n)
+        })
+        .collect();
+    runtime.block_on(async {
+        sink.write_batch(&small[..10_000]).await.unwrap();
+        sink.write_batch(std::slice::from_ref(&big)).await.unwrap();
+        sink.write_batch(&small[10_000..]).await.unwrap();
+        sink.close().await.unwrap();
+    });
+    drop(sink);
+    let mut reader = TrailReader::new(dir.path(), 0, None);
+    let mut seqs = Vec::new();
+    let mut big_lines = 0;
+    loop {
+        let lines = reader.read(4096).unwrap();
+        if lines.is_empty() {
+            break;
+        }
+        for line in lines {
+            big_lines += usize::from(line.json.len() > 3 << 20);
+            seqs.push(line.seq);
+        }
+    }
+    assert_eq!(seqs, (0..20_001).collect::<Vec<u64>>());
+    assert_eq!(big_lines, 1);
+}

@@ -79,7 +79,12 @@ pub struct TrailReader {
     fault: Option<Fault>,
     /// The hash the line before `next_seq` must have (a copy's last line).
     expect_prev: Option<String>,
+    /// The gzipped file being read, decompressed: its stem and content.
+    unzipped: Option<(String, Vec<u8>)>,
 }
+
+/// How much of a file one read takes at first.
+const CHUNK: usize = 1 << 20;
 
 impl TrailReader {
     /// A reader of the trail in `dir` from `from_seq` (0: the whole trail), checking a chain
@@ -93,6 +98,7 @@ impl TrailReader {
             position: None,
             fault: None,
             expect_prev: None,
+            unzipped: None,
         }
     }
 
@@ -133,6 +139,7 @@ impl TrailReader {
             position: Some((oldest.stem(), 0)),
             fault: None,
             expect_prev: None,
+            unzipped: None,
         };
         Ok(Some((reader, first.seq)))
     }
@@ -169,6 +176,8 @@ impl TrailReader {
     fn read_into(&mut self, lines: &mut Vec<TrailLine>, max: usize) -> Result<(), Fault> {
         let unreadable =
             |what: &str, e: io::Error| Fault::new(FaultKind::Unreadable, format!("{what}: {e}"));
+        // Read a chunk at a time: the rest of a large file is not read for a few lines.
+        let mut chunk = CHUNK;
         while lines.len() < max {
             let files = layout::list(&self.dir)
                 .map_err(|e| unreadable(&self.dir.display().to_string(), e))?;
@@ -176,7 +185,8 @@ impl TrailReader {
                 return Ok(());
             };
             let file = &files[index];
-            let bytes = content_from(file, offset, index + 1 == files.len())
+            let (bytes, to_end) = self
+                .content_from(file, offset, index + 1 == files.len(), chunk)
                 .map_err(|e| unreadable(&file.name(), e))?;
             let mut consumed = 0;
             let mut cut_short = false;
@@ -198,12 +208,19 @@ impl TrailReader {
                 consumed += line.len();
             }
             let later = index + 1 < files.len();
-            if consumed == bytes.len() && later {
+            if consumed == bytes.len() && to_end && later {
                 self.position = Some((files[index + 1].stem(), 0));
                 continue;
             }
             self.position = Some((file.stem(), offset + consumed as u64));
-            if cut_short && later {
+            if !to_end && lines.len() < max {
+                // More of this file: the next chunk, larger if one line did not fit.
+                if consumed == 0 {
+                    chunk = chunk.saturating_mul(2);
+                }
+                continue;
+            }
+            if cut_short && to_end && later {
                 // Only the newest file may end in a line still being written.
                 return Err(Fault::new(FaultKind::Modified, "a line cut short").at(
                     &file.name(),
@@ -215,6 +232,42 @@ impl TrailReader {
             break;
         }
         Ok(())
+    }
+
+    /// Up to `limit` bytes of `file`'s content from `offset`, and whether they reach its
+    /// end; for the newest file, without the zeros a sink preallocates after its last
+    /// line. A gzipped file is decompressed once, and kept while it is being read.
+    fn content_from(
+        &mut self,
+        file: &TrailFile,
+        offset: u64,
+        newest: bool,
+        limit: usize,
+    ) -> io::Result<(Vec<u8>, bool)> {
+        let (mut bytes, to_end) = if file.gzipped {
+            let stem = file.stem();
+            let all = match &self.unzipped {
+                Some((cached, all)) if *cached == stem => all,
+                _ => &self.unzipped.insert((stem, file.read()?)).1,
+            };
+            let rest = all.get(offset as usize..).unwrap_or_default();
+            let to_end = rest.len() <= limit;
+            (rest[..rest.len().min(limit)].to_vec(), to_end)
+        } else {
+            let mut handle = fs::File::open(&file.path)?;
+            handle.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::new();
+            handle.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+            let to_end = bytes.len() <= limit;
+            bytes.truncate(limit);
+            (bytes, to_end)
+        };
+        if newest {
+            // Zeros are never part of a line: stripping them from any chunk is safe.
+            let kept = layout::without_padding(&bytes).len();
+            bytes.truncate(kept);
+        }
+        Ok((bytes, to_end))
     }
 
     /// Checks that `text` is the next line of the chain, and moves past it.
@@ -311,7 +364,8 @@ impl TrailReader {
         }
         // Within that file, the line before the cursor: its hash, and where the next starts.
         let file = &files[index];
-        let bytes = content_from(file, 0, index + 1 == files.len())
+        let (bytes, _) = self
+            .content_from(file, 0, index + 1 == files.len(), usize::MAX / 2)
             .map_err(|e| Fault::new(FaultKind::Unreadable, format!("{}: {e}", file.name())))?;
         let mut offset = 0;
         for line in bytes.split_inclusive(|b| *b == b'\n') {
@@ -341,24 +395,4 @@ impl TrailReader {
         )
         .at(&file.name(), None, Some(wanted)))
     }
-}
-
-/// The content of `file` from `offset`; for the newest file, without the zeros a sink
-/// preallocates after its last line.
-fn content_from(file: &TrailFile, offset: u64, newest: bool) -> io::Result<Vec<u8>> {
-    let mut bytes = if file.gzipped {
-        let all = file.read()?;
-        all.get(offset as usize..).unwrap_or_default().to_vec()
-    } else {
-        let mut handle = fs::File::open(&file.path)?;
-        handle.seek(SeekFrom::Start(offset))?;
-        let mut bytes = Vec::new();
-        handle.read_to_end(&mut bytes)?;
-        bytes
-    };
-    if newest {
-        let kept = layout::without_padding(&bytes).len();
-        bytes.truncate(kept);
-    }
-    Ok(bytes)
 }

@@ -212,12 +212,29 @@ impl Runner {
             if at.batch.is_empty() {
                 continue;
             }
-            let shipped =
-                until_stopped(&mut self.stop.clone(), self.follower.ship(trail, &at.batch)).await;
+            // While the store works on this batch, the next one is read and checked.
+            let synced = *self.synced.borrow();
+            let room = self.settings.batch_size;
+            let reader = at.reader.as_mut();
+            let read_ahead = async {
+                tokio::task::yield_now().await;
+                let reader = reader?;
+                let wanted = synced.saturating_sub(reader.next_seq()).min(room as u64);
+                // A fault stays in the reader, and is met at the next read.
+                (wanted > 0).then(|| reader.read(wanted as usize).unwrap_or_default())
+            };
+            let mut stop = self.stop.clone();
+            let ship = until_stopped(&mut stop, self.follower.ship(trail, &at.batch));
+            let (shipped, ahead) = tokio::join!(ship, read_ahead);
             match shipped {
                 None => return,
-                Some(Ok(())) => self.shipped(at),
+                Some(Ok(())) => {
+                    self.shipped(at);
+                    at.batch = ahead.unwrap_or_default();
+                    self.note_oldest(at);
+                }
                 Some(Err(error)) => {
+                    at.batch.extend(ahead.unwrap_or_default());
                     at.cursor = None;
                     self.failed(at, &error).await;
                 }
@@ -303,10 +320,17 @@ impl Runner {
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         } else {
-            let oldest = at.batch.first().and_then(TrailLine::time);
-            self.cell.update(|status| status.oldest_unshipped(oldest));
+            self.note_oldest(at);
         }
         true
+    }
+
+    /// The time of the oldest line not yet shipped, for the lag in seconds.
+    fn note_oldest(&self, at: &Position) {
+        if let Some(oldest) = at.batch.first().and_then(TrailLine::time) {
+            self.cell
+                .update(|status| status.oldest_unshipped(Some(oldest)));
+        }
     }
 
     fn caught_up(&self, synced: u64) {

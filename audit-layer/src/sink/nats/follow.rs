@@ -120,12 +120,9 @@ impl NatsSink {
             };
             let message = jetstream::message::PublishMessage::build()
                 .payload(Bytes::from(payload))
-                .message_id(
-                    fields
-                        .id
-                        .as_hyphenated()
-                        .encode_lower(&mut uuid::Uuid::encode_buffer()),
-                )
+                // Deduplicated by the line's place in its trail: a retried line is stored
+                // once, and two lines are never taken for one.
+                .message_id(format!("{trail}-{}", line.seq))
                 .header(SEQ_HEADER, line.seq.to_string().as_str())
                 .header(HASH_HEADER, line.hash.as_str())
                 .expected_stream(&self.stream);

@@ -124,7 +124,8 @@ impl TableName {
             ),
             format!(
                 "INSERT INTO {table} AS stored ({COLUMNS}, {FOLLOW_COLUMNS}) \
-                 SELECT {COLUMNS}, {FOLLOW_COLUMNS} FROM audit_follow_stage \
+                 SELECT DISTINCT ON (id) {COLUMNS}, {FOLLOW_COLUMNS} FROM audit_follow_stage \
+                 ORDER BY id, seq \
                  ON CONFLICT (id) DO UPDATE SET trail = excluded.trail, seq = excluded.seq, \
                  hash = excluded.hash, event = excluded.event WHERE stored.seq IS NULL",
                 table = self.quoted
