@@ -17,7 +17,8 @@
 //! - `AUDIT_POSTGRES_URL`: also copy every event to PostgreSQL, table `audit_events` (a
 //!   follower of the trail: an outage never stalls the demo);
 //! - `AUDIT_NATS_URL`: also copy every event to NATS JetStream, stream `AUDIT`, subjects
-//!   `audit.<category>.<action>` (the stream's name in lower case; a follower too);
+//!   `audit.<trail id>.<category>.<action>` (a follower too; the trail id is in
+//!   `AUDIT_DIR/trail.id`);
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
 //!   (a demo signing key is generated in the trail directory otherwise);
