@@ -385,3 +385,50 @@ async fn retention_told_not_to_spare_followers_purges_and_the_follower_records_t
     let seqs = store.seqs();
     assert_eq!(seqs, (first..first + seqs.len() as u64).collect::<Vec<_>>());
 }
+
+/// Panics at its first batch.
+struct Panicking;
+
+impl Follower for Panicking {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+
+    fn cursor<'a>(&'a mut self, _trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
+        Box::pin(async { Ok(Cursor::empty()) })
+    }
+
+    fn ship<'a>(
+        &'a mut self,
+        _trail: &'a str,
+        _lines: &'a [TrailLine],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async { panic!("a bug in the follower") })
+    }
+}
+
+#[tokio::test]
+async fn a_follower_that_panics_is_reported_stopped_and_the_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    let audit = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir.path()))
+        .follower(Panicking)
+        .follower(store.clone())
+        .build()
+        .unwrap();
+    audit.record(event("work")).await.unwrap();
+    eventually("the panic reported", || {
+        matches!(&audit.followers()[0].state, FollowerState::Stopped { fault } if fault.contains("a bug in the follower"))
+    })
+    .await;
+    assert!(
+        matches!(audit.health(), Health::Degraded { ref reason } if reason.contains("panicking"))
+    );
+    audit.record(event("more")).await.unwrap();
+    eventually("the other follower ships", || store.seqs().len() >= 3).await;
+    audit.shutdown().await.unwrap();
+    let alerts = events_in(dir.path(), "audit.follower.stopped");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["details"]["follower"], "panicking");
+}

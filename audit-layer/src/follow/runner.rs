@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::status::{FollowerState, FollowerStatus, StatusCell};
 use super::{Cursor, Follower};
+use crate::error::panic_message;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome};
 use crate::file::{Fault, FaultKind, TrailLine, TrailReader, TrailSource};
@@ -83,10 +84,17 @@ impl Followers {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let (panic_cell, panic_record) = (Arc::clone(&cell), Arc::clone(record));
             std::thread::Builder::new()
                 .name("audit-follower".into())
                 .spawn(move || {
-                    runtime.block_on(runner.run());
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        runtime.block_on(runner.run());
+                    }));
+                    if let Err(payload) = ran {
+                        // A follower's bug stops it; the trail and the other followers go on.
+                        panicked(&panic_cell, &panic_record, panic_message(payload.as_ref()));
+                    }
                     let _ = done_tx.send(true);
                 })?;
             cells.push(cell);
@@ -480,6 +488,28 @@ impl Runner {
             .set(status.behind.as_secs_f64());
         self.cell.publish(synced);
     }
+}
+
+/// A follower that panicked: reported as stopped, and recorded as an alert.
+fn panicked(cell: &StatusCell, record: &Recorder, message: &str) {
+    let name = cell.name().to_owned();
+    tracing::error!(target: "audit", follower = %name, panic = message, "an audit follower panicked; it ships nothing more until the process restarts");
+    cell.update(|status| {
+        status.state(FollowerState::Stopped {
+            fault: format!("the follower panicked: {message}"),
+        });
+    });
+    record(
+        AuditEvent::new(
+            Category::Alert,
+            "audit.follower.stopped",
+            Outcome::Error,
+            Actor::service("audit"),
+        )
+        .with_reason(format!("follower `{name}` panicked: {message}"))
+        .with_detail("follower", name)
+        .with_detail("fault", "panic"),
+    );
 }
 
 /// `work`'s output, or `None` if the drain time ends first.
