@@ -320,6 +320,32 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
             .is_err(),
         "nothing more"
     );
+    // `audit verify --against nats://` proves the copy whole, and catches a message
+    // deleted from the stream.
+    let stream_name = stream.cached_info().config.name.clone();
+    let verify = || {
+        audit_command(&[
+            "verify",
+            dir.path().to_str().unwrap(),
+            "--against",
+            &url,
+            "--copy-stream",
+            &stream_name,
+        ])
+    };
+    let whole = verify();
+    assert_eq!(whole.0, Some(0), "{whole:?}");
+    assert!(
+        whole.1.contains(&format!("{} line(s)", expected.len())),
+        "{whole:?}"
+    );
+    stream.delete_message(21).await.unwrap();
+    let deleted = verify();
+    assert_eq!(deleted.0, Some(1), "{deleted:?}");
+    assert!(
+        deleted.2.contains("deleted") && deleted.2.contains("seq 20"),
+        "{deleted:?}"
+    );
     jetstream
         .delete_stream(stream.cached_info().config.name.clone())
         .await

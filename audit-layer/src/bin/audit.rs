@@ -1,7 +1,7 @@
 //! `audit`: verify, query and follow an audit-layer file trail.
 //!
 //! ```text
-//! audit verify ./audit-log [--key chain.key] [--public-key signing.pub] [--against postgres://...]
+//! audit verify ./audit-log [--key chain.key] [--public-key signing.pub] [--against postgres://...|nats://...]
 //! audit followers ./audit-log
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
@@ -67,13 +67,17 @@ enum Command {
         #[arg(long)]
         allow_unsealed: bool,
         /// A follower's copy of the trail to check against it, line by line: the
-        /// `postgres://` URL of its database. A line missing, altered or added there is a
-        /// fault (exit 1).
+        /// `postgres://` URL of its database or the `nats://` URL of its server. A line
+        /// missing, altered or added there is a fault (exit 1).
         #[arg(long)]
         against: Option<String>,
         /// The copy's table in PostgreSQL.
         #[arg(long, default_value = "audit_events")]
         copy_table: String,
+        /// The copy's stream in NATS JetStream (its subjects: the stream's name in lower
+        /// case, then the trail's id).
+        #[arg(long, default_value = "AUDIT")]
+        copy_stream: String,
     },
     /// Shows where each follower of the trail is: its cursor, how far behind, what it is
     /// doing (as each last wrote it into DIR/followers/).
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             allow_unsealed,
             against,
             copy_table,
+            copy_stream,
         } => verify(
             &dir,
             key.as_deref(),
@@ -184,7 +189,14 @@ fn main() -> ExitCode {
         )
         .and_then(|code| match against {
             Some(url) if code == ExitCode::SUCCESS || code == ExitCode::from(3) => {
-                verify_copy(&dir, key.as_deref(), &url, &copy_table).map(|copy| {
+                let copy = if url.starts_with("nats://") || url.starts_with("tls://") {
+                    Copy::Nats {
+                        stream: &copy_stream,
+                    }
+                } else {
+                    Copy::Postgres { table: &copy_table }
+                };
+                verify_copy(&dir, key.as_deref(), &url, copy).map(|copy| {
                     if copy == ExitCode::SUCCESS {
                         code
                     } else {
@@ -460,15 +472,29 @@ fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> 
     Ok(())
 }
 
+/// Where a follower's copy is kept (`--against`).
+#[derive(Clone, Copy)]
+enum Copy<'a> {
+    Postgres { table: &'a str },
+    Nats { stream: &'a str },
+}
+
 /// Checks a follower's copy of the trail against the trail (`--against`).
-fn verify_copy(dir: &Path, key: Option<&Path>, url: &str, table: &str) -> Result<ExitCode, String> {
+fn verify_copy(
+    dir: &Path,
+    key: Option<&Path>,
+    url: &str,
+    copy: Copy<'_>,
+) -> Result<ExitCode, String> {
     let chain_key = key.map(read_chain_key).transpose()?;
     let trail = std::fs::read_to_string(dir.join(query::TRAIL_ID))
         .map_err(|e| format!("{}: {e}", dir.join(query::TRAIL_ID).display()))?;
     let trail = trail.trim();
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+    if let Copy::Postgres { .. } = copy
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
         return Err(format!(
-            "--against: `{}` is not a postgres:// URL",
+            "--against: `{}` is neither a postgres:// nor a nats:// URL",
             url.split('@').next_back().unwrap_or_default()
         ));
     }
@@ -477,8 +503,16 @@ fn verify_copy(dir: &Path, key: Option<&Path>, url: &str, table: &str) -> Result
         .build()
         .map_err(|e| e.to_string())?;
     let mut check = query::CopyCheck::new(dir, chain_key);
-    let checked = runtime.block_on(check_postgres_copy(&mut check, url, table, trail))?;
-    let described = format!("the PostgreSQL copy {table} (trail {trail})");
+    let (checked, described) = match copy {
+        Copy::Postgres { table } => (
+            runtime.block_on(check_postgres_copy(&mut check, url, table, trail))?,
+            format!("the PostgreSQL copy {table} (trail {trail})"),
+        ),
+        Copy::Nats { stream } => (
+            runtime.block_on(check_nats_copy(&mut check, url, stream, trail))?,
+            format!("the NATS copy in stream {stream} (trail {trail})"),
+        ),
+    };
     match checked.and_then(|()| check.finish()) {
         Ok(report) => {
             println!(
@@ -492,6 +526,43 @@ fn verify_copy(dir: &Path, key: Option<&Path>, url: &str, table: &str) -> Result
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Feeds the copy's messages to `check`. The outer error is the server's; the inner, a
+/// fault of the copy.
+#[cfg(feature = "nats")]
+async fn check_nats_copy(
+    check: &mut query::CopyCheck,
+    url: &str,
+    stream: &str,
+    trail: &str,
+) -> Result<Result<(), audit_layer::file::Fault>, String> {
+    let mut copy = audit_layer::sink::nats::NatsSink::builder(url)
+        .stream(stream)
+        .create_stream(false)
+        .build()
+        .map_err(|e| format!("--against: {e}"))?;
+    let mut fault = None;
+    copy.for_each_copied_line(trail, |line| match check.check(line) {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(found) => {
+            fault = Some(found);
+            ControlFlow::Break(())
+        }
+    })
+    .await
+    .map_err(|e| format!("--against: {e}"))?;
+    Ok(fault.map_or(Ok(()), Err))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn check_nats_copy(
+    _: &mut query::CopyCheck,
+    _: &str,
+    _: &str,
+    _: &str,
+) -> Result<Result<(), audit_layer::file::Fault>, String> {
+    Err("--against: this `audit` was built without the `nats` feature".to_owned())
 }
 
 /// Feeds the copy's rows to `check`, a page at a time. The outer error is the copy's

@@ -2,8 +2,12 @@
 //! `<prefix>.<trail>.<category>.<action>` whose payload is the whole chained line, with its
 //! seq and hash in headers, and the cursor read back from the trail's last message.
 
+use std::ops::ControlFlow;
+use std::time::Duration;
+
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 
 use super::{HEADER_ROOM, MAX_IN_FLIGHT, NatsSink, shortened, wait_for, write_subject_parts};
 use crate::file::TrailLine;
@@ -139,18 +143,79 @@ impl NatsSink {
     }
 }
 
+impl NatsSink {
+    /// Shows `visit` each line of `trail` that the stream holds, in order, as its message
+    /// carries it, until it says to stop: for `audit verify --against` ([`CopyCheck`]).
+    ///
+    /// [`CopyCheck`]: crate::file::CopyCheck
+    pub async fn for_each_copied_line(
+        &mut self,
+        trail: &str,
+        mut visit: impl FnMut(TrailLine) -> ControlFlow<()>,
+    ) -> Result<(), SinkError> {
+        if self.jetstream.is_none() {
+            self.jetstream = Some(self.connect().await?);
+        }
+        let Some(jetstream) = &self.jetstream else {
+            return Err(SinkError::new("not connected"));
+        };
+        let unreadable = |error: &dyn std::fmt::Display| {
+            SinkError::new(format!("cannot read stream `{}`: {error}", self.stream))
+        };
+        let stream = jetstream
+            .get_stream_no_info(&self.stream)
+            .await
+            .map_err(|error| unreadable(&error))?;
+        let mut messages = stream
+            .create_consumer(jetstream::consumer::pull::OrderedConfig {
+                filter_subject: format!("{}.{trail}.>", self.subject_prefix),
+                ..Default::default()
+            })
+            .await
+            .map_err(|error| unreadable(&error))?
+            .messages()
+            .await
+            .map_err(|error| unreadable(&error))?;
+        loop {
+            // An empty copy delivers nothing: a quiet second is its end.
+            let message = match tokio::time::timeout(Duration::from_secs(1), messages.next()).await
+            {
+                Err(_) | Ok(None) => return Ok(()),
+                Ok(Some(Err(error))) => return Err(unreadable(&error)),
+                Ok(Some(Ok(message))) => message,
+            };
+            let last = message.info().map_or(true, |info| info.pending == 0);
+            let cursor = cursor_from(message.headers.as_ref(), &message.subject)?;
+            let line = TrailLine {
+                seq: cursor.next_seq - 1,
+                hash: cursor.last_hash.unwrap_or_default(),
+                json: String::from_utf8_lossy(&message.payload).into_owned(),
+            };
+            if visit(line).is_break() || last {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// The seq and hash a message carries.
 fn cursor_of(message: &jetstream::message::StreamMessage) -> Result<Cursor, SinkError> {
+    cursor_from(Some(&message.headers), &message.subject)
+}
+
+/// The seq and hash in a message's headers.
+fn cursor_from(
+    headers: Option<&async_nats::HeaderMap>,
+    subject: &str,
+) -> Result<Cursor, SinkError> {
     let header = |name: &str| {
-        message
-            .headers
-            .get(name)
+        headers
+            .and_then(|headers| headers.get(name))
             .map(|value| value.as_str().to_owned())
             .ok_or_else(|| {
                 SinkError::new(format!(
-                    "the trail's last message ({}) has no `{name}` header: another publisher \
-                 uses the follower's subjects",
-                    message.subject
+                    "a message of the trail ({subject}) has no `{name}` header: another \
+                     publisher uses the follower's subjects"
                 ))
             })
     };
