@@ -40,19 +40,6 @@ async fn proxied(url: &str) -> (Proxy, String) {
     (proxy, url)
 }
 
-/// Runs the `audit` command: its exit code, standard output and standard error.
-fn audit_command(args: &[&str]) -> (Option<i32>, String, String) {
-    let output = std::process::Command::new(common::demo::audit_binary())
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// A unique suffix for the test's own table or stream.
 fn unique() -> String {
     format!(
@@ -190,7 +177,7 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
 
     // `audit followers` shows where the follower stopped; `audit verify --against` proves
     // the copy whole, and catches a row altered or deleted in it.
-    let followers = audit_command(&["followers", dir.path().to_str().unwrap()]);
+    let followers = common::demo::run_audit(["followers", dir.path().to_str().unwrap()]);
     assert!(
         followers.0 == Some(0) && followers.1.contains("closed"),
         "{followers:?}"
@@ -200,7 +187,7 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
         "{followers:?}"
     );
     let verify = |client_url: &str| {
-        audit_command(&[
+        common::demo::run_audit([
             "verify",
             dir.path().to_str().unwrap(),
             "--against",
@@ -324,7 +311,7 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
     // deleted from the stream.
     let stream_name = stream.cached_info().config.name.clone();
     let verify = || {
-        audit_command(&[
+        common::demo::run_audit([
             "verify",
             dir.path().to_str().unwrap(),
             "--against",

@@ -153,3 +153,18 @@ pub fn read_trail(dir: &Path) -> Vec<serde_json::Value> {
     .expect("read the trail");
     events
 }
+
+/// Runs the `audit` command with `args`: its exit status, standard output and standard
+/// error.
+pub fn run_audit<I, S>(args: I) -> (Option<i32>, String, String)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let output = Command::new(audit_binary()).args(args).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

@@ -150,16 +150,13 @@ impl MirroredTrail {
     /// `audit verify` of the trail with its public key and `args`: the exit status,
     /// standard output and standard error.
     pub fn verify(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = std::process::Command::new(super::demo::audit_binary())
-            .args(["verify", self.dir.path().to_str().unwrap(), "--public-key"])
-            .arg(&self.public_key)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+        let mut all = vec![
+            std::ffi::OsString::from("verify"),
+            self.dir.path().into(),
+            "--public-key".into(),
+            self.public_key.clone().into(),
+        ];
+        all.extend(args.iter().map(std::ffi::OsString::from));
+        super::demo::run_audit(all)
     }
 }

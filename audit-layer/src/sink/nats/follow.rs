@@ -9,7 +9,9 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use super::{HEADER_ROOM, MAX_IN_FLIGHT, NatsSink, shortened, wait_for, write_subject_parts};
+use super::{
+    HEADER_ROOM, MAX_IN_FLIGHT, NatsSink, acknowledged, shortened, wait_for, write_subject_parts,
+};
 use crate::file::TrailLine;
 use crate::follow::fields::LineFields;
 use crate::follow::{Cursor, Follower};
@@ -41,18 +43,10 @@ impl Follower for NatsSink {
         lines: &'a [TrailLine],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            let timeout = self.timeout;
-            let result = match tokio::time::timeout(timeout, self.publish_lines(trail, lines)).await
-            {
-                Ok(result) => result,
-                Err(_) => Err(SinkError::new(format!(
-                    "{} line(s) not acknowledged within {timeout:?}",
-                    lines.len()
-                ))),
-            };
+            let count = format!("{} line(s)", lines.len());
+            let result = acknowledged(self.timeout, &count, self.publish_lines(trail, lines)).await;
             if result.is_err() {
-                self.acks.clear();
-                self.jetstream = None;
+                self.start_afresh();
             }
             result
         })

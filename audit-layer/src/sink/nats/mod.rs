@@ -376,6 +376,31 @@ impl NatsSink {
     }
 }
 
+/// `publishing`'s result, or a failure if its messages are not all acknowledged within
+/// `timeout`.
+async fn acknowledged(
+    timeout: Duration,
+    count: &str,
+    publishing: impl Future<Output = Result<(), SinkError>>,
+) -> Result<(), SinkError> {
+    tokio::time::timeout(timeout, publishing)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SinkError::new(format!(
+                "{count} not acknowledged within {timeout:?}"
+            )))
+        })
+}
+
+impl NatsSink {
+    /// After a failure: the client reconnects by itself after a network failure, but a
+    /// fresh connection also recreates a stream deleted meanwhile.
+    fn start_afresh(&mut self) {
+        self.acks.clear();
+        self.jetstream = None;
+    }
+}
+
 /// The most messages published before waiting for their acknowledgements.
 const MAX_IN_FLIGHT: usize = 1024;
 
@@ -435,19 +460,10 @@ impl Sink for NatsSink {
             if self.jetstream.is_none() {
                 self.jetstream = Some(self.connect().await?);
             }
-            let timeout = self.timeout;
-            let result = match tokio::time::timeout(timeout, self.publish(events)).await {
-                Ok(result) => result,
-                Err(_) => Err(SinkError::new(format!(
-                    "{} event(s) not acknowledged within {timeout:?}",
-                    events.len()
-                ))),
-            };
+            let count = format!("{} event(s)", events.len());
+            let result = acknowledged(self.timeout, &count, self.publish(events)).await;
             if result.is_err() {
-                self.acks.clear();
-                // The client reconnects by itself after a network failure, but a fresh
-                // connection also recreates a stream deleted meanwhile.
-                self.jetstream = None;
+                self.start_afresh();
             }
             result
         })
