@@ -242,7 +242,11 @@ impl Runner {
                     self.note_oldest(at);
                 }
                 Some(Err(error)) => {
-                    at.batch.extend(ahead.unwrap_or_default());
+                    // What was read ahead is read again after this batch: at most two
+                    // batches are ever held, however long the store fails.
+                    if ahead.is_some_and(|lines| !lines.is_empty()) {
+                        at.reader = None;
+                    }
                     at.cursor = None;
                     self.failed(at, &error).await;
                 }
@@ -342,7 +346,10 @@ impl Runner {
     }
 
     fn caught_up(&self, synced: u64) {
-        self.cell.update(|status| status.oldest_unshipped(None));
+        self.cell.update(|status| {
+            status.oldest_unshipped(None);
+            status.caught_up();
+        });
         self.publish_metrics(synced);
     }
 

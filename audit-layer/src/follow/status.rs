@@ -98,6 +98,9 @@ struct Progress {
     cursor: Option<u64>,
     /// The time of the oldest line read but not shipped.
     oldest_unshipped: Option<Timestamp>,
+    /// When the store last held everything synced: the lag's bound while the lines
+    /// behind are not read yet (the store's cursor cannot be read).
+    caught_up_at: Option<Timestamp>,
     shipped: u64,
     state: FollowerState,
 }
@@ -109,6 +112,7 @@ impl StatusCell {
             inner: Mutex::new(Progress {
                 cursor: None,
                 oldest_unshipped: None,
+                caught_up_at: None,
                 shipped: 0,
                 state: FollowerState::Starting,
             }),
@@ -131,7 +135,7 @@ impl StatusCell {
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Timestamp::now();
         let behind_events = synced.saturating_sub(inner.cursor.unwrap_or(0));
-        let behind = match inner.oldest_unshipped {
+        let behind = match inner.oldest_unshipped.or(inner.caught_up_at) {
             Some(oldest) if behind_events > 0 => {
                 Duration::from_micros(now.unix_micros().saturating_sub(oldest.unix_micros()))
             }
@@ -191,6 +195,10 @@ impl StatusUpdate<'_> {
 
     pub(crate) fn oldest_unshipped(&mut self, time: Option<Timestamp>) {
         self.0.oldest_unshipped = time;
+    }
+
+    pub(crate) fn caught_up(&mut self) {
+        self.0.caught_up_at = Some(Timestamp::now());
     }
 
     pub(crate) fn shipped(&mut self, count: u64) {
