@@ -7,6 +7,8 @@
 #   benches/load.sh                      # 3 rounds, 5 s per run, 32 connections
 #   ROUNDS=5 DURATION=10 CONNECTIONS=64 benches/load.sh
 #   SERVICES=1 benches/load.sh           # also audit-services: file trail + PostgreSQL + NATS
+#   FOLLOWERS=1 benches/load.sh          # also audit-followers (PostgreSQL and NATS following
+#                                        # the trail) and audit-followers-down (their servers down)
 #                                        # (AUDIT_TEST_POSTGRES_URL / AUDIT_TEST_NATS_URL)
 #   PREALLOCATE=1 benches/load.sh        # also audit-prealloc: the audit trail's file
 #                                        # zero-filled 1 MiB ahead (JsonlFileSinkBuilder::preallocate)
@@ -41,6 +43,7 @@ WARMUP=1
 MODES=(bare trace audit)
 [[ ${PREALLOCATE:-0} == 1 ]] && MODES+=(audit-prealloc)
 [[ ${SERVICES:-0} == 1 ]] && MODES+=(audit-services)
+[[ ${FOLLOWERS:-0} == 1 ]] && MODES+=(audit-followers audit-followers-down)
 if [[ -n ${BUSY_NS:-} ]]; then
     [[ $BUSY_NS =~ ^[0-9]+$ ]] || { echo "load.sh: BUSY_NS must be a whole number of nanoseconds, not '$BUSY_NS'" >&2; exit 1; }
     MODES+=(bare-busy)

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --example load_server -- \
-//!     <bare|trace|audit|audit-discard|audit-services|floor-layer|floor-handoff>
+//!     <bare|trace|audit|audit-discard|audit-services|audit-followers|audit-followers-down|
+//!      floor-layer|floor-handoff>
 //!     [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS]
 //!     [--busy-ns NANOS]
 //! ```
@@ -29,7 +30,12 @@
 //!   request's thread, costs here;
 //! - `audit-services`: the same trail plus the PostgreSQL and NATS sinks, at
 //!   `AUDIT_TEST_POSTGRES_URL` / `AUDIT_TEST_NATS_URL` (default: the loopback servers), in a
-//!   table and a stream of the run's own, removed at exit.
+//!   table and a stream of the run's own, removed at exit;
+//! - `audit-followers`: the trail with PostgreSQL and NATS as its followers (a table and a
+//!   stream of the run's own, removed at exit), and `audit-followers-down`: the same
+//!   followers pointed at a closed port, their servers down for the whole run, so that
+//!   what an outage costs the application is the difference
+//!   (`OLD_MODE=audit-followers NEW_MODE=audit-followers-down benches/ab.sh BIN BIN`).
 //!
 //! Routes: `GET /hello`, and `POST /settings/{id}` with `{"value": N}`, which in `audit`
 //! mode is a `#[sensitive]` handler: its event, with the setting's state before and after,
@@ -86,6 +92,8 @@ enum Mode {
     Audit,
     AuditDiscard,
     AuditServices,
+    AuditFollowers,
+    AuditFollowersDown,
     FloorLayer,
     FloorHandoff,
 }
@@ -140,6 +148,32 @@ impl Services {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(builder.sink(postgres).sink(nats))
+    }
+
+    /// The same stores as followers of the trail; `down`: at a closed port.
+    fn add_followers(
+        &self,
+        builder: AuditTrailBuilder,
+        down: bool,
+    ) -> Result<AuditTrailBuilder, String> {
+        let (postgres_url, nats_url) = if down {
+            (
+                "postgres://postgres@127.0.0.1:9/test".to_owned(),
+                "nats://127.0.0.1:9".to_owned(),
+            )
+        } else {
+            (self.postgres_url.clone(), self.nats_url.clone())
+        };
+        let postgres = PostgresSink::builder(&postgres_url)
+            .table(&self.table)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let nats = NatsSink::builder(&nats_url)
+            .stream(&self.stream)
+            .subject_prefix(self.stream.to_lowercase())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(builder.follower(postgres).follower(nats))
     }
 
     /// Drops the run's table and stream.
@@ -255,7 +289,8 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     const USAGE: &str = "usage: load_server \
-         <bare|trace|audit|audit-discard|audit-services|floor-layer|floor-handoff> \
+         <bare|trace|audit|audit-discard|audit-services|audit-followers|audit-followers-down|\
+         floor-layer|floor-handoff> \
          [--addr HOST:PORT] [--dir DIR] [--preallocate BYTES] [--write-delay MICROS] \
          [--busy-ns NANOS]";
     let mut args = std::env::args().skip(1);
@@ -265,6 +300,8 @@ fn parse_args() -> Result<Args, String> {
         Some("audit") => Mode::Audit,
         Some("audit-discard") => Mode::AuditDiscard,
         Some("audit-services") => Mode::AuditServices,
+        Some("audit-followers") => Mode::AuditFollowers,
+        Some("audit-followers-down") => Mode::AuditFollowersDown,
         Some("floor-layer") => Mode::FloorLayer,
         Some("floor-handoff") => Mode::FloorHandoff,
         _ => return Err(USAGE.to_owned()),
@@ -339,7 +376,11 @@ async fn run() -> Result<(), String> {
     let mut tracing_guard = None;
     let mut audit = None;
     let mut drain = None;
-    let services = (mode == Mode::AuditServices).then(Services::for_this_run);
+    let services = matches!(
+        mode,
+        Mode::AuditServices | Mode::AuditFollowers | Mode::AuditFollowersDown
+    )
+    .then(Services::for_this_run);
     let app = match mode {
         Mode::Bare => plain
             .route("/settings/{id}", post(set_value))
@@ -376,7 +417,11 @@ async fn run() -> Result<(), String> {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
         }
-        Mode::Audit | Mode::AuditDiscard | Mode::AuditServices => {
+        Mode::Audit
+        | Mode::AuditDiscard
+        | Mode::AuditServices
+        | Mode::AuditFollowers
+        | Mode::AuditFollowersDown => {
             let mut builder = AuditTrail::builder();
             builder = if mode == Mode::AuditDiscard {
                 builder.sink(DiscardSink)
@@ -391,7 +436,10 @@ async fn run() -> Result<(), String> {
                 builder = builder.write_delay(delay);
             }
             if let Some(services) = &services {
-                builder = services.add_sinks(builder)?;
+                builder = match mode {
+                    Mode::AuditServices => services.add_sinks(builder)?,
+                    _ => services.add_followers(builder, mode == Mode::AuditFollowersDown)?,
+                };
             }
             let trail = builder.build().map_err(|e| format!("audit trail: {e}"))?;
             let app = plain
@@ -435,7 +483,8 @@ async fn run() -> Result<(), String> {
             counts.drained, counts.dropped
         );
     }
-    if let Some(services) = services {
+    // With its followers down, the run made no table or stream.
+    if let Some(services) = services.filter(|_| mode != Mode::AuditFollowersDown) {
         services.remove().await?;
     }
     drop(tracing_guard);
