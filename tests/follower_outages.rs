@@ -202,6 +202,22 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
         whole.1.contains(&format!("{} line(s)", stored.len())),
         "{whole:?}"
     );
+    // Without the trail's files, the copy's own chain still shows the altered row.
+    let check_copy = || {
+        common::demo::run_audit([
+            "check-copy",
+            &url,
+            "--trail",
+            trail.trim(),
+            "--copy-table",
+            &table,
+        ])
+    };
+    let whole = check_copy();
+    assert!(
+        whole.0 == Some(0) && whole.1.contains("own chain verified"),
+        "{whole:?}"
+    );
     client
         .batch_execute(&format!(
             "UPDATE {table} SET event = replace(event::text, '\"/hello\"', '\"/bye\"')::json \
@@ -215,6 +231,9 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
         altered.2.contains("FAULT") && altered.2.contains("seq 20"),
         "{altered:?}"
     );
+    let altered_alone = check_copy();
+    assert_eq!(altered_alone.0, Some(1), "{altered_alone:?}");
+    assert!(altered_alone.2.contains("seq 20"), "{altered_alone:?}");
     client
         .batch_execute(&format!("DELETE FROM {table} WHERE seq = 20"))
         .await

@@ -3,6 +3,7 @@
 //! ```text
 //! audit verify ./audit-log [--key chain.key] [--public-key signing.pub] [--against postgres://...|nats://...]
 //! audit followers ./audit-log
+//! audit check-copy postgres://... --trail web-1
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
 //! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin
@@ -76,6 +77,26 @@ enum Command {
         copy_table: String,
         /// The copy's stream in NATS JetStream (its subjects: the stream's name in lower
         /// case, then the trail's id).
+        #[arg(long, default_value = "AUDIT")]
+        copy_stream: String,
+    },
+    /// Checks a follower's copy whose trail is gone: its own chain only (no gap, each line
+    /// linked to the one before, each hash over its content); exit 1 on a fault. Without a
+    /// chain key this proves the copy consistent, not unaltered.
+    CheckCopy {
+        /// The copy: the `postgres://` URL of its database or the `nats://` URL of its
+        /// server.
+        against: String,
+        /// The trail's id (its `trail.id` file, or `JsonlFileSinkBuilder::trail_id`).
+        #[arg(long)]
+        trail: String,
+        /// The HMAC key of a keyed chain (a file holding its hex).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// The copy's table in PostgreSQL.
+        #[arg(long, default_value = "audit_events")]
+        copy_table: String,
+        /// The copy's stream in NATS JetStream.
         #[arg(long, default_value = "AUDIT")]
         copy_stream: String,
     },
@@ -189,14 +210,8 @@ fn main() -> ExitCode {
         )
         .and_then(|code| match against {
             Some(url) if code == ExitCode::SUCCESS || code == ExitCode::from(3) => {
-                let copy = if url.starts_with("nats://") || url.starts_with("tls://") {
-                    Copy::Nats {
-                        stream: &copy_stream,
-                    }
-                } else {
-                    Copy::Postgres { table: &copy_table }
-                };
-                verify_copy(&dir, key.as_deref(), &url, copy).map(|copy| {
+                let copy = Copy::at(&url, &copy_table, &copy_stream);
+                verify_copy(Some(&dir), None, key.as_deref(), &url, copy).map(|copy| {
                     if copy == ExitCode::SUCCESS {
                         code
                     } else {
@@ -207,6 +222,19 @@ fn main() -> ExitCode {
             _ => Ok(code),
         }),
         Command::Followers { dir } => followers(&dir).map(|()| ExitCode::SUCCESS),
+        Command::CheckCopy {
+            against,
+            trail,
+            key,
+            copy_table,
+            copy_stream,
+        } => verify_copy(
+            None,
+            Some(&trail),
+            key.as_deref(),
+            &against,
+            Copy::at(&against, &copy_table, &copy_stream),
+        ),
         Command::Query {
             dir,
             actor,
@@ -479,16 +507,33 @@ enum Copy<'a> {
     Nats { stream: &'a str },
 }
 
-/// Checks a follower's copy of the trail against the trail (`--against`).
+impl<'a> Copy<'a> {
+    /// The copy `url` names: NATS for `nats://` and `tls://`, PostgreSQL otherwise.
+    fn at(url: &str, table: &'a str, stream: &'a str) -> Self {
+        if url.starts_with("nats://") || url.starts_with("tls://") {
+            Self::Nats { stream }
+        } else {
+            Self::Postgres { table }
+        }
+    }
+}
+
+/// Checks a follower's copy of the trail: against the trail in `dir` (`verify --against`),
+/// or without it, its own chain (`check-copy`). The trail's id is `trail`, or `dir`'s.
 fn verify_copy(
-    dir: &Path,
+    dir: Option<&Path>,
+    trail: Option<&str>,
     key: Option<&Path>,
     url: &str,
     copy: Copy<'_>,
 ) -> Result<ExitCode, String> {
     let chain_key = key.map(read_chain_key).transpose()?;
-    let trail = std::fs::read_to_string(dir.join(query::TRAIL_ID))
-        .map_err(|e| format!("{}: {e}", dir.join(query::TRAIL_ID).display()))?;
+    let trail = match (trail, dir) {
+        (Some(trail), _) => trail.to_owned(),
+        (None, Some(dir)) => std::fs::read_to_string(dir.join(query::TRAIL_ID))
+            .map_err(|e| format!("{}: {e}", dir.join(query::TRAIL_ID).display()))?,
+        (None, None) => return Err("no trail id: give --trail".to_owned()),
+    };
     let trail = trail.trim();
     if let Copy::Postgres { .. } = copy
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -502,7 +547,10 @@ fn verify_copy(
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let mut check = query::CopyCheck::new(dir, chain_key);
+    let mut check = match dir {
+        Some(dir) => query::CopyCheck::new(dir, chain_key),
+        None => query::CopyCheck::own_chain(chain_key),
+    };
     let (checked, described) = match copy {
         Copy::Postgres { table } => (
             runtime.block_on(check_postgres_copy(&mut check, url, table, trail))?,
@@ -514,6 +562,18 @@ fn verify_copy(
         ),
     };
     match checked.and_then(|()| check.finish()) {
+        Ok(report) if dir.is_none() => {
+            let span = match (report.first_seq, report.last_seq) {
+                (Some(first), Some(last)) => format!("seq {first}..={last}"),
+                _ => "no line".to_owned(),
+            };
+            println!(
+                "OK: {described}: {} line(s), {span}, its own chain verified (not compared with \
+                 the trail, whose files are not given)",
+                report.lines
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Ok(report) => {
             println!(
                 "against {described}: {} line(s), {} compared with the trail's; {} not yet copied",
