@@ -9,9 +9,7 @@ use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use super::{
-    HEADER_ROOM, MAX_IN_FLIGHT, NatsSink, acknowledged, shortened, wait_for, write_subject_parts,
-};
+use super::{NatsSink, acknowledged, max_payload, send, shortened, wait_for, write_subject_parts};
 use crate::file::TrailLine;
 use crate::follow::fields::LineFields;
 use crate::follow::{Cursor, Follower};
@@ -61,12 +59,7 @@ impl Follower for NatsSink {
 impl NatsSink {
     /// The seq and hash of the trail's last message on the stream.
     async fn read_cursor(&mut self, trail: &str) -> Result<Cursor, SinkError> {
-        if self.jetstream.is_none() {
-            self.jetstream = Some(self.connect().await?);
-        }
-        let Some(jetstream) = &self.jetstream else {
-            return Err(SinkError::new("not connected"));
-        };
+        let jetstream = self.connected().await?;
         let reading = async {
             let stream = jetstream
                 .get_stream_no_info(&self.stream)
@@ -91,18 +84,9 @@ impl NatsSink {
     }
 
     async fn publish_lines(&mut self, trail: &str, lines: &[TrailLine]) -> Result<(), SinkError> {
-        if self.jetstream.is_none() {
-            self.jetstream = Some(self.connect().await?);
-        }
-        let Some(jetstream) = &self.jetstream else {
-            return Err(SinkError::new("not connected"));
-        };
+        let jetstream = self.connected().await?;
         self.acks.clear();
-        let max_payload = jetstream
-            .client()
-            .server_info()
-            .max_payload
-            .saturating_sub(HEADER_ROOM);
+        let max_payload = max_payload(&jetstream);
         let prefix = format!("{}.{trail}", self.subject_prefix);
         for line in lines {
             let fields = LineFields::of(line).map_err(|error| {
@@ -124,14 +108,7 @@ impl NatsSink {
                 .header(SEQ_HEADER, line.seq.to_string().as_str())
                 .header(HASH_HEADER, line.hash.as_str())
                 .expected_stream(&self.stream);
-            if self.acks.len() == MAX_IN_FLIGHT {
-                wait_for(&mut self.acks).await?;
-            }
-            let ack = jetstream
-                .send_publish(self.subject.clone(), message)
-                .await
-                .map_err(|error| SinkError::new(format!("publish: {error}")))?;
-            self.acks.push(ack);
+            send(&jetstream, &mut self.acks, self.subject.clone(), message).await?;
         }
         wait_for(&mut self.acks).await
     }
@@ -147,12 +124,7 @@ impl NatsSink {
         trail: &str,
         mut visit: impl FnMut(TrailLine) -> ControlFlow<()>,
     ) -> Result<(), SinkError> {
-        if self.jetstream.is_none() {
-            self.jetstream = Some(self.connect().await?);
-        }
-        let Some(jetstream) = &self.jetstream else {
-            return Err(SinkError::new("not connected"));
-        };
+        let jetstream = self.connected().await?;
         let unreadable = |error: &dyn std::fmt::Display| {
             SinkError::new(format!("cannot read stream `{}`: {error}", self.stream))
         };

@@ -332,16 +332,9 @@ impl NatsSink {
     }
 
     async fn publish(&mut self, events: &[AuditEvent]) -> Result<(), SinkError> {
-        let Some(jetstream) = &self.jetstream else {
-            return Err(SinkError::new("not connected"));
-        };
+        let jetstream = self.connected().await?;
         self.acks.clear();
-        // Room for the headers (message id, expected stream) within the server's limit.
-        let max_payload = jetstream
-            .client()
-            .server_info()
-            .max_payload
-            .saturating_sub(HEADER_ROOM);
+        let max_payload = max_payload(&jetstream);
         for event in events {
             write_subject(&mut self.subject, &self.subject_prefix, event);
             let mut payload = Vec::with_capacity(1024);
@@ -361,19 +354,50 @@ impl NatsSink {
                         .encode_lower(&mut uuid::Uuid::encode_buffer()),
                 )
                 .expected_stream(&self.stream);
-            if self.acks.len() == MAX_IN_FLIGHT {
-                // The client lends a bounded number of acknowledgement slots (5,000): a
-                // batch larger than that would wait for a slot forever.
-                wait_for(&mut self.acks).await?;
-            }
-            let ack = jetstream
-                .send_publish(self.subject.clone(), message)
-                .await
-                .map_err(|error| SinkError::new(format!("publish: {error}")))?;
-            self.acks.push(ack);
+            send(&jetstream, &mut self.acks, self.subject.clone(), message).await?;
         }
         wait_for(&mut self.acks).await
     }
+
+    /// The connection, made first if there is none. A `Context` is a handle: the clone is
+    /// cheap, and leaves the sink free to be borrowed.
+    async fn connected(&mut self) -> Result<jetstream::Context, SinkError> {
+        if self.jetstream.is_none() {
+            self.jetstream = Some(self.connect().await?);
+        }
+        self.jetstream
+            .clone()
+            .ok_or_else(|| SinkError::new("not connected"))
+    }
+}
+
+/// The largest payload the server takes, with room left for a message's headers.
+fn max_payload(jetstream: &jetstream::Context) -> usize {
+    jetstream
+        .client()
+        .server_info()
+        .max_payload
+        .saturating_sub(HEADER_ROOM)
+}
+
+/// Publishes `message`, its acknowledgement kept in `acks`. The client lends a bounded
+/// number of acknowledgement slots (5,000): past [`MAX_IN_FLIGHT`], the ones waiting are
+/// awaited first, or a large batch would wait for a slot forever.
+async fn send(
+    jetstream: &jetstream::Context,
+    acks: &mut Vec<PublishAckFuture>,
+    subject: String,
+    message: jetstream::message::PublishMessage,
+) -> Result<(), SinkError> {
+    if acks.len() == MAX_IN_FLIGHT {
+        wait_for(acks).await?;
+    }
+    let ack = jetstream
+        .send_publish(subject, message)
+        .await
+        .map_err(|error| SinkError::new(format!("publish: {error}")))?;
+    acks.push(ack);
+    Ok(())
 }
 
 /// `publishing`'s result, or a failure if its messages are not all acknowledged within
@@ -444,12 +468,7 @@ impl Sink for NatsSink {
     }
 
     fn open(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            if self.jetstream.is_none() {
-                self.jetstream = Some(self.connect().await?);
-            }
-            Ok(())
-        })
+        Box::pin(async move { self.connected().await.map(drop) })
     }
 
     fn write_batch<'a>(
@@ -457,9 +476,6 @@ impl Sink for NatsSink {
         events: &'a [AuditEvent],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(async move {
-            if self.jetstream.is_none() {
-                self.jetstream = Some(self.connect().await?);
-            }
             let count = format!("{} event(s)", events.len());
             let result = acknowledged(self.timeout, &count, self.publish(events)).await;
             if result.is_err() {
