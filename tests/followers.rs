@@ -434,3 +434,53 @@ async fn a_follower_that_panics_is_reported_stopped_and_the_others_go_on() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0]["details"]["follower"], "panicking");
 }
+
+/// Takes each batch, slowly.
+struct Slow(Store);
+
+impl Follower for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+
+    fn cursor<'a>(&'a mut self, trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
+        self.0.cursor(trail)
+    }
+
+    fn ship<'a>(
+        &'a mut self,
+        trail: &'a str,
+        lines: &'a [TrailLine],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            self.0.ship(trail, lines).await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_follower_further_behind_than_the_threshold_degrades_the_health_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::default();
+    let audit = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir.path()))
+        .follower(Slow(store.clone()))
+        .follower_lag_threshold(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    audit.record(event("work")).await.unwrap();
+    eventually("degraded by lag", || {
+        matches!(audit.health(), Health::Degraded { ref reason } if reason.contains("`slow` is") && reason.contains("behind"))
+    })
+    .await;
+    assert!(matches!(
+        audit.followers()[0].state,
+        FollowerState::Following
+    ));
+    eventually("caught up and healthy", || {
+        store.seqs().len() >= 2 && audit.health() == Health::Healthy
+    })
+    .await;
+    audit.shutdown().await.unwrap();
+}

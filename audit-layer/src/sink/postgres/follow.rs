@@ -50,7 +50,11 @@ impl Follower for PostgresSink {
 
     fn cursor<'a>(&'a mut self, trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
         Box::pin(async move {
-            self.following = true;
+            if !self.following {
+                // Connections made before prepared no follower's statements.
+                self.following = true;
+                self.connections.clear();
+            }
             let result = self.read_cursor(trail).await;
             if result.is_err() {
                 self.connections.clear();
