@@ -83,6 +83,46 @@ async fn serve_requests(app: &Router, count: usize) {
     }
 }
 
+/// Requests before, during and after a cut of the copy's server: they are answered as
+/// usual, the trail says the copy `name` is behind while it is cut, and the copy holds
+/// every line of the trail once the server is back (`copied` counts its lines).
+async fn ride_out_a_cut(
+    audit: &AuditTrail,
+    dir: &std::path::Path,
+    proxy: &Proxy,
+    name: &str,
+    mut copied: impl AsyncFnMut() -> usize,
+) {
+    let app = app(audit);
+    serve_requests(&app, 50).await;
+    within(
+        Duration::from_secs(20),
+        "the first lines copied",
+        async || copied().await >= 50,
+    )
+    .await;
+
+    proxy.cut();
+    serve_requests(&app, 500).await;
+    within(
+        Duration::from_secs(20),
+        "the trail says the copy is behind",
+        async || {
+            let status = audit.followers().remove(0);
+            matches!(audit.health(), Health::Degraded { ref reason } if reason.contains(name))
+                && matches!(status.state, FollowerState::Retrying { .. })
+                && status.behind_events >= 500
+        },
+    )
+    .await;
+
+    proxy.restore();
+    within(Duration::from_secs(60), "caught up", async || {
+        copied().await >= trail_lines(dir).len() && audit.health() == Health::Healthy
+    })
+    .await;
+}
+
 fn app(audit: &AuditTrail) -> Router {
     Router::new()
         .route("/hello", get(|| async { "hello" }))
@@ -121,7 +161,6 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
         .unwrap();
     let name = Follower::name(&follower).to_owned();
     let audit = builder(dir.path()).follower(follower).build().unwrap();
-    let app = app(&audit);
     let count_rows = async || -> usize {
         let sql = format!("SELECT count(*) FROM {table}");
         match client.query_one(&sql, &[]).await {
@@ -130,32 +169,7 @@ async fn a_postgres_follower_rides_out_a_cut_and_then_holds_every_line_once_in_o
         }
     };
 
-    serve_requests(&app, 50).await;
-    within(Duration::from_secs(20), "the first rows", async || {
-        count_rows().await >= 50
-    })
-    .await;
-
-    proxy.cut();
-    serve_requests(&app, 500).await;
-    within(
-        Duration::from_secs(20),
-        "the trail says the copy is behind",
-        async || {
-            let status = audit.followers().remove(0);
-            matches!(audit.health(), Health::Degraded { ref reason } if reason.contains(&name))
-                && matches!(status.state, FollowerState::Retrying { .. })
-                && status.behind_events >= 500
-        },
-    )
-    .await;
-
-    proxy.restore();
-    let lines = async || trail_lines(dir.path()).len();
-    within(Duration::from_secs(60), "caught up", async || {
-        count_rows().await >= lines().await && audit.health() == Health::Healthy
-    })
-    .await;
+    ride_out_a_cut(&audit, dir.path(), &proxy, &name, count_rows).await;
     audit.shutdown().await.unwrap();
 
     let trail = std::fs::read_to_string(dir.path().join(TRAIL_ID)).unwrap();
@@ -265,7 +279,6 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
         .unwrap();
     let name = Follower::name(&follower).to_owned();
     let audit = builder(dir.path()).follower(follower).build().unwrap();
-    let app = app(&audit);
     let count_messages = async || -> usize {
         match jetstream.get_stream(&stream).await {
             Ok(mut stream) => stream
@@ -276,25 +289,7 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
         }
     };
 
-    serve_requests(&app, 50).await;
-    within(Duration::from_secs(20), "the first messages", async || {
-        count_messages().await >= 50
-    })
-    .await;
-
-    proxy.cut();
-    serve_requests(&app, 500).await;
-    within(Duration::from_secs(20), "the trail says the copy is behind", async || {
-        matches!(audit.health(), Health::Degraded { ref reason } if reason.contains(&name))
-    })
-    .await;
-
-    proxy.restore();
-    let lines = async || trail_lines(dir.path()).len();
-    within(Duration::from_secs(60), "caught up", async || {
-        count_messages().await >= lines().await && audit.health() == Health::Healthy
-    })
-    .await;
+    ride_out_a_cut(&audit, dir.path(), &proxy, &name, count_messages).await;
     audit.shutdown().await.unwrap();
 
     let trail = std::fs::read_to_string(dir.path().join(TRAIL_ID)).unwrap();
