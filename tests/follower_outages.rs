@@ -8,9 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt as _;
+
 use audit_layer::file::{JsonlFileSink, TRAIL_ID, TrailReader};
 use audit_layer::follow::{Follower, FollowerState};
-use audit_layer::sink::nats::{HASH_HEADER, NatsSink, SEQ_HEADER};
+use audit_layer::sink::nats::{CHECKPOINT_HEADER, HASH_HEADER, NatsSink, SEQ_HEADER};
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::{AuditTrail, Durability, Health};
 use axum::Router;
@@ -279,14 +281,21 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
         .unwrap();
     let name = Follower::name(&follower).to_owned();
     let audit = builder(dir.path()).follower(follower).build().unwrap();
+    // The lines' messages: `<prefix>.<trail>.<category>.<action>`, not the checkpoints'
+    // (`<prefix>.<trail>`).
     let count_messages = async || -> usize {
-        match jetstream.get_stream(&stream).await {
-            Ok(mut stream) => stream
-                .info()
-                .await
-                .map_or(0, |info| info.state.messages as usize),
-            Err(_) => 0,
+        let Ok(stream) = jetstream.get_stream(&stream).await else {
+            return 0;
+        };
+        let filter = format!("{}.*.>", stream.cached_info().config.name.to_lowercase());
+        let Ok(mut subjects) = stream.info_with_subjects(filter).await else {
+            return 0;
+        };
+        let mut count = 0;
+        while let Some(Ok((_, messages))) = subjects.next().await {
+            count += messages;
         }
+        count
     };
 
     ride_out_a_cut(&audit, dir.path(), &proxy, &name, count_messages).await;
@@ -296,8 +305,15 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
     let stream = jetstream.get_stream(&stream).await.unwrap();
     let expected = trail_lines(dir.path());
     let mut stored = Vec::new();
-    for sequence in 1..=expected.len() as u64 {
+    let mut sequence_of_seq_20 = None;
+    let mut last_checkpoint = None;
+    let last_sequence = stream.cached_info().state.last_sequence;
+    for sequence in 1..=last_sequence {
         let message = stream.get_raw_message(sequence).await.unwrap();
+        if let Some(seq_to) = message.headers.get(CHECKPOINT_HEADER) {
+            last_checkpoint = Some(seq_to.as_str().parse::<u64>().unwrap());
+            continue;
+        }
         assert!(
             message.subject.starts_with(&format!(
                 "{}.{}.",
@@ -308,18 +324,17 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
             message.subject
         );
         let header = |name: &str| message.headers.get(name).unwrap().as_str().to_owned();
-        stored.push((
-            header(SEQ_HEADER).parse::<u64>().unwrap(),
-            header(HASH_HEADER),
-        ));
+        let seq = header(SEQ_HEADER).parse::<u64>().unwrap();
+        if seq == 20 {
+            sequence_of_seq_20 = Some(sequence);
+        }
+        stored.push((seq, header(HASH_HEADER)));
     }
     assert_eq!(stored, expected, "every line once, in order");
-    assert!(
-        stream
-            .get_raw_message(expected.len() as u64 + 1)
-            .await
-            .is_err(),
-        "nothing more"
+    assert_eq!(
+        last_checkpoint,
+        Some(expected.len() as u64 - 1),
+        "the checkpoints follow the lines, the shutdown's last one included"
     );
     // `audit verify --against nats://` proves the copy whole, and catches a message
     // deleted from the stream.
@@ -340,7 +355,10 @@ async fn a_nats_follower_rides_out_a_cut_and_then_holds_every_line_once_in_order
         whole.1.contains(&format!("{} line(s)", expected.len())),
         "{whole:?}"
     );
-    stream.delete_message(21).await.unwrap();
+    stream
+        .delete_message(sequence_of_seq_20.unwrap())
+        .await
+        .unwrap();
     let deleted = verify();
     assert_eq!(deleted.0, Some(1), "{deleted:?}");
     assert!(

@@ -85,6 +85,8 @@
 // The library must not panic on bad input; tests may unwrap (see clippy.toml).
 #![warn(clippy::unwrap_used)]
 
+#[cfg(feature = "collector")]
+pub mod collect;
 mod delivery;
 pub mod detect;
 mod error;

@@ -607,9 +607,9 @@ impl AuditTrailBuilder {
     }
 }
 
-/// How followers record their own events (an alert, a gap) into the trail: scrubbed as
+/// How followers and collectors record their own events (an alert, a gap) into the trail: scrubbed as
 /// every event is, and never waiting. Weak: the followers must not keep the queue open.
-fn recorder(shared: &Arc<Shared>) -> Recorder {
+pub(super) fn recorder(shared: &Arc<Shared>) -> Recorder {
     let shared = Arc::downgrade(shared);
     Arc::new(move |event| {
         if let Some(shared) = shared.upgrade() {

@@ -55,6 +55,13 @@ impl AuditTrail {
         AuditTrailBuilder::new()
     }
 
+    /// Records events of the library's own workers (a collector's alerts) into this trail,
+    /// without waiting, for as long as the trail runs.
+    #[cfg_attr(not(feature = "collector"), allow(dead_code))]
+    pub(crate) fn recorder(&self) -> crate::follow::Recorder {
+        super::builder::recorder(&self.shared)
+    }
+
     /// The layer that records every request it serves into this trail. Clone it freely.
     pub fn layer(&self) -> AuditLayer {
         AuditLayer::new(self.shared.clone())

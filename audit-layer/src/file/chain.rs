@@ -13,12 +13,15 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// A line is the event's JSON with three fields in front:
 ///
 /// ```text
-/// {"seq":7,"prev_hash":"<64 hex>","hash":"<64 hex>","schema":"audit/1",...}
+/// {"seq":7,"prev_hash":"<64 hex>","hash":"<64 hex>","trail":"<id>","schema":"audit/1",...}
 /// ```
+///
+/// (`trail`, the trail's id, is written by the file trail before the event's own members;
+/// lines written before trails had ids lack it.)
 ///
 /// `hash` is SHA-256 (or, with a [`ChainKey`], HMAC-SHA256) of
 /// `prev_hash + "\n" + seq + "\n" + event`, where `event` is the line without the three
-/// chain fields (`{"schema":...}`), byte for byte as written. `seq` starts at 0 and has no
+/// chain fields (`{"trail":...,"schema":...}`), byte for byte as written. `seq` starts at 0 and has no
 /// gaps; the first `prev_hash` is [`GENESIS`]. Changing, removing, inserting or reordering
 /// any line breaks the chain at that line. With a key, someone who can write the files
 /// cannot recompute the chain either; signed checkpoints ([`Checkpoint`](crate::file::Checkpoint)) protect an

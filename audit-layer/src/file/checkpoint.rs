@@ -70,6 +70,12 @@ pub struct Checkpoint {
     /// wrong key is told so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chain_key_id: Option<String>,
+    /// The trail's id ([`JsonlFileSinkBuilder::trail_id`](crate::file::JsonlFileSinkBuilder::trail_id)),
+    /// which its lines carry too: a copy of one trail's checkpoint filed under another
+    /// trail does not verify as that trail's. Absent from checkpoints written before trails
+    /// had ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trail: Option<String>,
     /// The first 16 hex digits of the SHA-256 of the signing public key.
     pub key_id: String,
     /// The previous checkpoint's signature (absent for the first).
@@ -303,6 +309,7 @@ mod tests {
             time: Timestamp::from_unix_micros(1),
             chain: "sha256".into(),
             chain_key_id: None,
+            trail: Some("trail-1".into()),
             key_id: String::new(),
             prev_signature: None,
             signature: None,

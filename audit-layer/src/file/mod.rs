@@ -50,11 +50,11 @@
 //! ```
 
 mod active;
-mod chain;
+pub(crate) mod chain;
 mod checkpoint;
 mod clock;
 mod copy;
-mod layout;
+pub(crate) mod layout;
 mod lock;
 pub(crate) mod mirror;
 mod private;

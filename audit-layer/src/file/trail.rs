@@ -29,6 +29,11 @@ pub(super) struct FileTrail {
     pub(super) dir: PathBuf,
     pub(super) settings: JsonlFileSinkBuilder,
     pub(super) signer: CheckpointKey,
+    /// The trail's id (`trail.id`).
+    pub(super) id: String,
+    /// `"trail":"<id>",`: the trail's id, the first member of every line's event, so that
+    /// a line names its trail wherever it is copied, under its hash.
+    pub(super) trail_member: Vec<u8>,
     pub(super) current: Option<ActiveFile>,
     pub(super) next_seq: u64,
     pub(super) last_hash: LinkHash,
@@ -126,6 +131,8 @@ impl FileTrail {
         let mut trail = Self {
             dir,
             signer,
+            trail_member: format!("\"trail\":\"{id}\",").into_bytes(),
+            id: id.clone(),
             current,
             next_seq,
             last_hash,
@@ -202,6 +209,7 @@ impl FileTrail {
         let mut hash = self.last_hash;
         for event in events {
             hash = chain::append_line(&mut self.buf, key, seq, &hash, |out| {
+                out.extend_from_slice(&self.trail_member);
                 write_event_members(out, event)
             })?;
             seq += 1;
@@ -391,6 +399,7 @@ impl FileTrail {
             time: Timestamp::from(now),
             chain: chain::algorithm(self.settings.chain_key.as_ref()).to_owned(),
             chain_key_id: self.settings.chain_key.as_ref().map(ChainKey::id),
+            trail: Some(self.id.clone()),
             key_id: String::new(),
             prev_signature: previous.and_then(|cp| cp.signature.clone()),
             signature: None,

@@ -140,7 +140,7 @@ impl Fault {
         }
     }
 
-    pub(super) fn at(mut self, file: &str, line: Option<u64>, seq: Option<u64>) -> Self {
+    pub(crate) fn at(mut self, file: &str, line: Option<u64>, seq: Option<u64>) -> Self {
         self.file = Some(file.to_owned());
         self.line = line;
         self.seq = seq;

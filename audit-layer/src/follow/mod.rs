@@ -82,9 +82,10 @@
 
 use std::fmt;
 
-use crate::file::TrailLine;
+use crate::file::{Checkpoint, TrailLine};
 use crate::sink::{BoxFuture, SinkError};
 
+mod checkpoints;
 #[cfg(any(feature = "postgres", feature = "nats"))]
 pub(crate) mod fields;
 mod runner;
@@ -126,6 +127,35 @@ pub trait Follower: Send + 'static {
         trail: &'a str,
         lines: &'a [TrailLine],
     ) -> BoxFuture<'a, Result<(), SinkError>>;
+
+    /// Whether the store keeps the trail's signed checkpoints too (a collector checks the
+    /// lines it receives against them). Default `false`: a follower that says `true` gets
+    /// each checkpoint through [`ship_checkpoints`](Self::ship_checkpoints) once the lines
+    /// it covers are shipped. Read once, when the follower starts.
+    fn takes_checkpoints(&self) -> bool {
+        false
+    }
+
+    /// The `seq_to` of the last checkpoint of `trail` the store holds, `None` for none.
+    /// Called after [`cursor`](Self::cursor) when the follower takes checkpoints.
+    fn checkpoint_cursor<'a>(
+        &'a mut self,
+        trail: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, SinkError>> {
+        let _ = trail;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Stores `checkpoints` of `trail`, in order, each after the last the store holds and
+    /// covering only lines already shipped.
+    fn ship_checkpoints<'a>(
+        &'a mut self,
+        trail: &'a str,
+        checkpoints: &'a [Checkpoint],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        let _ = (trail, checkpoints);
+        Box::pin(async { Ok(()) })
+    }
 
     /// Releases resources when the trail stops. The default does nothing.
     fn close(&mut self) -> BoxFuture<'_, ()> {

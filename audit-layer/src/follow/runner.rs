@@ -9,6 +9,7 @@ use metrics::SharedString;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::checkpoints::CheckpointFeed;
 use super::status::{FollowerState, FollowerStatus, StatusCell};
 use super::{Cursor, Follower};
 use crate::error::panic_message;
@@ -71,6 +72,7 @@ impl Followers {
             let cell = Arc::new(StatusCell::new(follower.name(), &source.dir));
             let (done_tx, done_rx) = watch::channel(false);
             let runner = Runner {
+                takes_checkpoints: follower.takes_checkpoints(),
                 label: SharedString::from_shared(Arc::from(follower.name())),
                 follower,
                 source: source.clone(),
@@ -148,6 +150,8 @@ struct Runner {
     synced: watch::Receiver<u64>,
     /// The cursor as retention sees it.
     cursor_slot: Arc<AtomicU64>,
+    /// [`Follower::takes_checkpoints`], read once.
+    takes_checkpoints: bool,
     cell: Arc<StatusCell>,
     record: Recorder,
     stop: watch::Receiver<Option<Instant>>,
@@ -162,6 +166,9 @@ struct Position {
     reader: Option<TrailReader>,
     /// Lines read and not yet shipped, from the cursor on.
     batch: Vec<TrailLine>,
+    /// For a follower that takes checkpoints: those it does not hold yet. `None` until
+    /// the store's checkpoint cursor is read, and again after a failed batch.
+    checkpoints: Option<CheckpointFeed>,
     failures: u32,
 }
 
@@ -201,6 +208,10 @@ impl Runner {
     async fn follow(&mut self, trail: &str, at: &mut Position) {
         loop {
             if self.finished(at) {
+                // The trail's last checkpoint is written as it closes, after its lines.
+                if at.cursor.is_some() {
+                    let _ = self.ship_checkpoints(trail, at).await;
+                }
                 return;
             }
             if at.cursor.is_none() {
@@ -212,6 +223,15 @@ impl Runner {
                         self.failed(at, &error).await;
                         continue;
                     }
+                }
+            }
+            match self.ship_checkpoints(trail, at).await {
+                None => return,
+                Some(Ok(())) => {}
+                Some(Err(error)) => {
+                    at.cursor = None;
+                    self.failed(at, &error).await;
+                    continue;
                 }
             }
             if at.batch.is_empty() && !self.read(at).await {
@@ -252,6 +272,53 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Ships the checkpoints whose lines the store holds, for a follower that takes them
+    /// (reading the store's checkpoint cursor first, if it is not known). `None` if the
+    /// follower is to stop.
+    async fn ship_checkpoints(
+        &mut self,
+        trail: &str,
+        at: &mut Position,
+    ) -> Option<Result<(), SinkError>> {
+        if !self.takes_checkpoints {
+            return Some(Ok(()));
+        }
+        let Some(next_seq) = at.next_seq() else {
+            return Some(Ok(()));
+        };
+        if at.checkpoints.is_none() {
+            let held = self.follower.checkpoint_cursor(trail);
+            match until_stopped(&mut self.stop.clone(), held).await? {
+                Ok(held) => at.checkpoints = Some(CheckpointFeed::new(&self.source.dir, held)),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+        let Some(feed) = at.checkpoints.as_mut() else {
+            return Some(Ok(()));
+        };
+        let due = match feed.due(next_seq) {
+            Ok(due) => due,
+            Err(error) => {
+                return Some(Err(SinkError::new(format!(
+                    "cannot read the trail's checkpoints: {error}"
+                ))));
+            }
+        };
+        if due.is_empty() {
+            return Some(Ok(()));
+        }
+        let shipped = self.follower.ship_checkpoints(trail, &due);
+        let shipped = until_stopped(&mut self.stop.clone(), shipped).await?;
+        if shipped.is_ok()
+            && let Some(feed) = at.checkpoints.as_mut()
+        {
+            feed.shipped(&due);
+        } else {
+            at.checkpoints = None;
+        }
+        Some(shipped)
     }
 
     /// Whether to stop: shutdown has begun and the store has everything, or the drain

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use super::{NatsSink, acknowledged, max_payload, send, shortened, wait_for, write_subject_parts};
-use crate::file::TrailLine;
+use crate::file::{Checkpoint, TrailLine};
 use crate::follow::fields::LineFields;
 use crate::follow::{Cursor, Follower};
 use crate::sink::{BoxFuture, SinkError};
@@ -19,6 +19,8 @@ use crate::sink::{BoxFuture, SinkError};
 pub const SEQ_HEADER: &str = "Audit-Seq";
 /// The header that carries a message's hash in the trail.
 pub const HASH_HEADER: &str = "Audit-Hash";
+/// The header of a checkpoint's message, on `<prefix>.<trail>`: the checkpoint's `seq_to`.
+pub const CHECKPOINT_HEADER: &str = "Audit-Checkpoint";
 
 impl Follower for NatsSink {
     fn name(&self) -> &str {
@@ -43,6 +45,40 @@ impl Follower for NatsSink {
         Box::pin(async move {
             let count = format!("{} line(s)", lines.len());
             let result = acknowledged(self.timeout, &count, self.publish_lines(trail, lines)).await;
+            if result.is_err() {
+                self.start_afresh();
+            }
+            result
+        })
+    }
+
+    fn takes_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn checkpoint_cursor<'a>(
+        &'a mut self,
+        trail: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, SinkError>> {
+        Box::pin(async move {
+            let result = self.read_checkpoint_cursor(trail).await;
+            if result.is_err() {
+                self.jetstream = None;
+            }
+            result
+        })
+    }
+
+    fn ship_checkpoints<'a>(
+        &'a mut self,
+        trail: &'a str,
+        checkpoints: &'a [Checkpoint],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let count = format!("{} checkpoint(s)", checkpoints.len());
+            let timeout = self.timeout;
+            let publishing = self.publish_checkpoints(trail, checkpoints);
+            let result = acknowledged(timeout, &count, publishing).await;
             if result.is_err() {
                 self.start_afresh();
             }
@@ -115,6 +151,73 @@ impl NatsSink {
 }
 
 impl NatsSink {
+    /// The last message on the trail's checkpoint subject, `<prefix>.<trail>`.
+    async fn last_checkpoint_message(
+        &mut self,
+        trail: &str,
+    ) -> Result<Option<jetstream::message::StreamMessage>, SinkError> {
+        let jetstream = self.connected().await?;
+        let reading = async {
+            let stream = jetstream
+                .get_stream_no_info(&self.stream)
+                .await
+                .map_err(|error| SinkError::new(format!("no stream `{}`: {error}", self.stream)))?;
+            match stream
+                .get_last_raw_message_by_subject(&checkpoint_subject(&self.subject_prefix, trail))
+                .await
+            {
+                Ok(message) => Ok(Some(message)),
+                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
+                    Ok(None)
+                }
+                Err(error) => Err(SinkError::new(format!(
+                    "cannot read the last checkpoint: {error}"
+                ))),
+            }
+        };
+        tokio::time::timeout(self.timeout, reading)
+            .await
+            .map_err(|_| {
+                SinkError::new(format!("no checkpoint cursor within {:?}", self.timeout))
+            })?
+    }
+
+    async fn read_checkpoint_cursor(&mut self, trail: &str) -> Result<Option<u64>, SinkError> {
+        let Some(message) = self.last_checkpoint_message(trail).await? else {
+            return Ok(None);
+        };
+        let seq_to = message
+            .headers
+            .get(CHECKPOINT_HEADER)
+            .and_then(|value| value.as_str().parse().ok())
+            .ok_or_else(|| {
+                SinkError::new(format!(
+                    "the last message on {} has no `{CHECKPOINT_HEADER}` header",
+                    message.subject
+                ))
+            })?;
+        Ok(Some(seq_to))
+    }
+
+    async fn publish_checkpoints(
+        &mut self,
+        trail: &str,
+        checkpoints: &[Checkpoint],
+    ) -> Result<(), SinkError> {
+        let jetstream = self.connected().await?;
+        self.acks.clear();
+        let subject = checkpoint_subject(&self.subject_prefix, trail);
+        for checkpoint in checkpoints {
+            let message = jetstream::message::PublishMessage::build()
+                .payload(Bytes::from(serde_json::to_vec(checkpoint)?))
+                .message_id(format!("{trail}-checkpoint-{}", checkpoint.seq_to))
+                .header(CHECKPOINT_HEADER, checkpoint.seq_to.to_string().as_str())
+                .expected_stream(&self.stream);
+            send(&jetstream, &mut self.acks, subject.clone(), message).await?;
+        }
+        wait_for(&mut self.acks).await
+    }
+
     /// Shows `visit` each line of `trail` that the stream holds, in order, as its message
     /// carries it, until it says to stop: for `audit verify --against` ([`CopyCheck`]).
     ///
@@ -162,6 +265,12 @@ impl NatsSink {
             }
         }
     }
+}
+
+/// The subject of a trail's checkpoints: `<prefix>.<trail>`, outside the lines' subjects
+/// (`<prefix>.<trail>.>`), so that the cursor of the lines is never a checkpoint.
+pub(crate) fn checkpoint_subject(prefix: &str, trail: &str) -> String {
+    format!("{prefix}.{trail}")
 }
 
 /// The seq and hash a message carries.

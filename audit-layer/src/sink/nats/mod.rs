@@ -54,7 +54,7 @@ use super::{BoxFuture, Sink, SinkError};
 mod follow;
 mod mirror;
 
-pub use self::follow::{HASH_HEADER, SEQ_HEADER};
+pub use self::follow::{CHECKPOINT_HEADER, HASH_HEADER, SEQ_HEADER};
 pub use self::mirror::{DEFAULT_CHECKPOINT_STREAM, NatsCheckpointMirror};
 use crate::error::ConfigError;
 use crate::event::{AuditEvent, Category, write_event};
@@ -361,6 +361,42 @@ impl NatsSink {
 
     /// The connection, made first if there is none. A `Context` is a handle: the clone is
     /// cheap, and leaves the sink free to be borrowed.
+    /// The subject prefix: a trail's lines are on `<prefix>.<trail>.>`.
+    #[cfg_attr(not(feature = "collector"), allow(dead_code))]
+    pub(crate) fn prefix(&self) -> &str {
+        &self.subject_prefix
+    }
+
+    /// The durable pull consumer `name` of the stream, over all the trails' subjects,
+    /// created if need be: what collectors share.
+    #[cfg(feature = "collector")]
+    pub(crate) async fn durable_consumer(
+        &mut self,
+        name: &str,
+        batch_size: usize,
+    ) -> Result<jetstream::consumer::PullConsumer, SinkError> {
+        use jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+        let jetstream = self.connected().await?;
+        let stream = jetstream
+            .get_stream(&self.stream)
+            .await
+            .map_err(|error| SinkError::new(format!("no stream `{}`: {error}", self.stream)))?;
+        let config = pull::Config {
+            durable_name: Some(name.to_owned()),
+            filter_subject: format!("{}.>", self.subject_prefix),
+            ack_policy: AckPolicy::Explicit,
+            deliver_policy: DeliverPolicy::All,
+            ack_wait: Duration::from_secs(30),
+            // Room for a few batches per collector.
+            max_ack_pending: i64::try_from(batch_size.saturating_mul(8)).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        stream
+            .get_or_create_consumer(name, config)
+            .await
+            .map_err(|error| SinkError::new(format!("cannot open consumer `{name}`: {error}")))
+    }
+
     async fn connected(&mut self) -> Result<jetstream::Context, SinkError> {
         if self.jetstream.is_none() {
             self.jetstream = Some(self.connect().await?);

@@ -104,7 +104,7 @@ impl PostgresSink {
         Ok(Cursor::after(seq, hash))
     }
 
-    fn follower_connection(&self) -> Result<(&Client, &FollowStatements), SinkError> {
+    pub(super) fn follower_connection(&self) -> Result<(&Client, &FollowStatements), SinkError> {
         let connection = self
             .connections
             .first()
@@ -209,7 +209,7 @@ impl PostgresSink {
 
 /// One binary `COPY` of the lines, each row with its columns, the whole line as the event,
 /// and its place in the trail.
-async fn copy_lines(
+pub(super) async fn copy_lines(
     client: &Client,
     statement: &Statement,
     types: &[Type],

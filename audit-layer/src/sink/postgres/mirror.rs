@@ -6,7 +6,7 @@ use std::str::FromStr;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
-use super::table::TableName;
+use super::table::{TableName, serialized_ddl};
 use super::tls::{open, tls_connector};
 use crate::error::ConfigError;
 use crate::file::mirror::{MIRROR_TIMEOUT, Publish, PublishingThread};
@@ -188,21 +188,8 @@ impl Target {
         client: &tokio_postgres::Client,
         checkpoint: &Checkpoint,
     ) -> Result<(), String> {
-        let schema = match &self.table.schema {
-            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema}; "),
-            None => String::new(),
-        };
-        let create = format!(
-            "{schema}CREATE TABLE IF NOT EXISTS {} (trail text NOT NULL, seq_to bigint NOT NULL, \
-             checkpoint json NOT NULL, stored timestamptz NOT NULL DEFAULT now(), \
-             PRIMARY KEY (trail, seq_to))",
-            self.table.quoted
-        );
-        let insert = format!(
-            "INSERT INTO {} (trail, seq_to, checkpoint) VALUES ($1, $2, $3::text::json) \
-             ON CONFLICT DO NOTHING",
-            self.table.quoted
-        );
+        let create = serialized_ddl(&self.table.create_checkpoints_sql());
+        let insert = self.table.insert_checkpoint_sql();
         let json = serde_json::to_string(checkpoint).map_err(|e| e.to_string())?;
         let seq_to = i64::try_from(checkpoint.seq_to).map_err(|e| e.to_string())?;
         client

@@ -80,6 +80,8 @@ use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+#[cfg(feature = "collector")]
+pub(crate) mod collect;
 mod copy;
 mod follow;
 mod mirror;
@@ -90,7 +92,7 @@ pub use self::mirror::{DEFAULT_CHECKPOINT_TABLE, PostgresCheckpointMirror};
 
 use self::copy::{split_at, storable_json, store};
 use self::follow::FollowStatements;
-use self::table::TableName;
+use self::table::{TableName, serialized_ddl};
 use self::tls::{open, tls_connector};
 use crate::error::ConfigError;
 use crate::event::{AuditEvent, write_event};
@@ -356,7 +358,9 @@ impl PostgresSink {
             .map_err(|error| SinkError::new(format!("cannot connect: {}", describe(&error))))?;
         let setup = async {
             if self.create_table {
-                client.batch_execute(&self.table.create_sql()).await?;
+                client
+                    .batch_execute(&serialized_ddl(&self.table.create_sql()))
+                    .await?;
             }
             let types = client.prepare(&self.table.types_sql()).await?;
             let types = types

@@ -17,6 +17,14 @@ pub(super) struct TableName {
     pub(super) seq_index: String,
 }
 
+/// Runs `ddl` (statements sent as one simple query, hence one transaction) under a lock that
+/// every process of this crate takes to create tables: PostgreSQL's `CREATE .. IF NOT
+/// EXISTS` run by two sessions at once may fail with a duplicate key in its catalog.
+pub(super) fn serialized_ddl(ddl: &str) -> String {
+    // The key is arbitrary and fixed: "audit-la" read as a big-endian i64.
+    format!("SELECT pg_advisory_xact_lock(7022629598037634145);\n{ddl}")
+}
+
 impl TableName {
     pub(super) fn parse(text: &str) -> Result<Self, String> {
         let parts: Vec<&str> = text.split('.').collect();
@@ -49,10 +57,6 @@ impl TableName {
     }
 
     pub(super) fn create_sql(&self) -> String {
-        let schema = match &self.schema {
-            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"),
-            None => String::new(),
-        };
         format!(
             "{schema}CREATE TABLE IF NOT EXISTS {table} (\n    \
                  id uuid PRIMARY KEY,\n    \
@@ -72,9 +76,73 @@ impl TableName {
                  ADD COLUMN IF NOT EXISTS seq bigint,\n    \
                  ADD COLUMN IF NOT EXISTS hash text;\n\
              CREATE UNIQUE INDEX IF NOT EXISTS {seq_index} ON {table} (trail, seq);\n",
+            schema = self.create_schema_sql(),
             table = self.quoted,
             index = self.time_index,
             seq_index = self.seq_index,
+        )
+    }
+
+    /// `CREATE SCHEMA` for the table's schema, if it has one (with a trailing newline).
+    fn create_schema_sql(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("CREATE SCHEMA IF NOT EXISTS {schema};\n"),
+            None => String::new(),
+        }
+    }
+
+    /// The table as a table of checkpoints: a row per checkpoint of each trail, as the
+    /// checkpoint mirror and the collector keep them.
+    pub(super) fn create_checkpoints_sql(&self) -> String {
+        format!(
+            "{}CREATE TABLE IF NOT EXISTS {} (trail text NOT NULL, seq_to bigint NOT NULL, \
+             checkpoint json NOT NULL, stored timestamptz NOT NULL DEFAULT now(), \
+             PRIMARY KEY (trail, seq_to))",
+            self.create_schema_sql(),
+            self.quoted
+        )
+    }
+
+    /// Inserts a checkpoint (`$1` trail, `$2` seq_to, `$3` its JSON), once.
+    pub(super) fn insert_checkpoint_sql(&self) -> String {
+        format!(
+            "INSERT INTO {} (trail, seq_to, checkpoint) VALUES ($1, $2, $3::text::json) \
+             ON CONFLICT DO NOTHING",
+            self.quoted
+        )
+    }
+
+    /// The table as the collector's table of instances: what the central store knows of
+    /// each instance's trail, as JSON, locked row by row while a collector stores.
+    #[cfg(feature = "collector")]
+    pub(super) fn create_instances_sql(&self) -> String {
+        format!(
+            "{}CREATE TABLE IF NOT EXISTS {} (trail text PRIMARY KEY, state jsonb NOT NULL, \
+             updated timestamptz NOT NULL DEFAULT now())",
+            self.create_schema_sql(),
+            self.quoted
+        )
+    }
+
+    /// The table as the collector's pending table: lines (`kind` 0) and checkpoints (1)
+    /// that arrived ahead of a missing line, kept until it comes or its grace is over.
+    #[cfg(feature = "collector")]
+    pub(super) fn create_pending_sql(&self) -> String {
+        format!(
+            "{}CREATE TABLE IF NOT EXISTS {} (trail text NOT NULL, kind smallint NOT NULL, \
+             seq bigint NOT NULL, hash text NOT NULL, body text NOT NULL, \
+             arrived timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (trail, kind, seq))",
+            self.create_schema_sql(),
+            self.quoted
+        )
+    }
+
+    /// The hashes the table keeps for some seqs of a trail (`$1` trail, `$2` seqs).
+    #[cfg(feature = "collector")]
+    pub(super) fn hashes_sql(&self) -> String {
+        format!(
+            "SELECT seq, hash FROM {} WHERE trail = $1 AND seq = ANY($2)",
+            self.quoted
         )
     }
 
