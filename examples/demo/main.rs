@@ -18,7 +18,8 @@
 //!   follower of the trail: an outage never stalls the demo);
 //! - `AUDIT_NATS_URL`: also copy every event to NATS JetStream, stream `AUDIT`, subjects
 //!   `audit.<trail id>.<category>.<action>` (a follower too; the trail id is in
-//!   `AUDIT_DIR/trail.id`);
+//!   `AUDIT_DIR/trail.id`); `AUDIT_NATS_STREAM` names another stream (its subjects: the
+//!   name in lower case), for instances that `audit collect` gathers apart from others;
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
 //!   (a demo signing key is generated in the trail directory otherwise);
@@ -98,6 +99,7 @@ struct Settings {
     audit_dir: PathBuf,
     postgres_url: Option<String>,
     nats_url: Option<String>,
+    nats_stream: Option<String>,
     trusted_proxies: Vec<String>,
 }
 
@@ -144,6 +146,7 @@ impl Settings {
             audit_dir,
             postgres_url: set("AUDIT_POSTGRES_URL"),
             nats_url: set("AUDIT_NATS_URL"),
+            nats_stream: set("AUDIT_NATS_STREAM"),
             trusted_proxies,
         })
     }
@@ -192,7 +195,13 @@ async fn run() -> Result<(), String> {
         builder = builder.follower(follower);
     }
     if let Some(url) = &settings.nats_url {
-        let follower = NatsSink::new(url).map_err(|e| format!("AUDIT_NATS_URL: {e}"))?;
+        let mut follower = NatsSink::builder(url);
+        if let Some(stream) = &settings.nats_stream {
+            follower = follower.stream(stream);
+        }
+        let follower = follower
+            .build()
+            .map_err(|e| format!("AUDIT_NATS_URL, AUDIT_NATS_STREAM: {e}"))?;
         copies.push(Follower::name(&follower).to_owned());
         builder = builder.follower(follower);
     }

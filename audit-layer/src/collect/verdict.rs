@@ -208,7 +208,10 @@ pub(crate) fn decide(
         }
     }
     if let Some(last) = decision.faults.last() {
-        state.last_fault = Some(format!("{}: {}", last.kind, last.detail));
+        state.last_fault = Some(match last.seq {
+            Some(seq) => format!("{} at seq {seq}: {}", last.kind, last.detail),
+            None => format!("{}: {}", last.kind, last.detail),
+        });
     }
     decision
 }
@@ -216,18 +219,14 @@ pub(crate) fn decide(
 /// A line checked on its own: its fields match its message's, its hash its content, and
 /// it names this trail. Gives the hash it links to.
 fn check_own(trail: &str, line: &ArrivedLine, key: Option<&ChainKey>) -> Result<String, String> {
-    let parsed = parse_line(line.json.as_bytes())
-        .ok_or_else(|| format!("seq {} is not a line of a trail", line.seq))?;
+    let parsed =
+        parse_line(line.json.as_bytes()).ok_or_else(|| "it is not a line of a trail".to_owned())?;
     if parsed.seq != line.seq || parsed.hash != line.hash {
-        return Err(format!(
-            "seq {}: the line's own seq or hash is not the one its message carries",
-            line.seq
-        ));
+        return Err("the line's own seq or hash is not the one its message carries".to_owned());
     }
     if parsed.expected_hash(key) != parsed.hash {
         return Err(format!(
-            "seq {}: its hash does not match its content: the line was altered{}",
-            line.seq,
+            "its hash does not match its content: the line was altered{}",
             if key.is_none() {
                 " (or its chain is keyed, and the collector has no key)"
             } else {
@@ -242,8 +241,7 @@ fn check_own(trail: &str, line: &ArrivedLine, key: Option<&ChainKey>) -> Result<
     }
     match serde_json::from_str::<Named<'_>>(&line.json) {
         Ok(Named { trail: Some(named) }) if named != trail => Err(format!(
-            "seq {}: the line belongs to trail `{named}`, not `{trail}`",
-            line.seq
+            "the line belongs to trail `{named}`, not `{trail}`"
         )),
         _ => Ok(parsed.prev_hash.to_owned()),
     }

@@ -7,6 +7,8 @@
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
 //! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin
+//! audit collect --nats nats://... --postgres postgres://... --public-key fleet.pub --dir ./central
+//! audit collect --postgres postgres://... --report
 //! ```
 //!
 //! Exit status: 0 when all is well, 1 when verification finds a fault, 2 for any other
@@ -27,6 +29,9 @@ use audit_layer::file::{
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize as _;
+
+#[cfg(feature = "collector")]
+mod collect;
 
 #[derive(Parser)]
 #[command(
@@ -173,6 +178,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
+    /// Gathers many instances' trails from NATS JetStream into one PostgreSQL store,
+    /// checking each line and signed checkpoint as it arrives, until SIGINT or SIGTERM;
+    /// with `--report`, prints what the store holds of each instance.
+    #[cfg(feature = "collector")]
+    Collect(collect::CollectArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,6 +195,15 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // What the library logs (a collector's alerts and retries) goes to standard error;
+    // `RUST_LOG` changes how much.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(io::stderr)
+        .with_ansi(false)
+        .init();
     let result = match cli.command {
         Command::Verify {
             dir,
@@ -283,6 +302,8 @@ fn main() -> ExitCode {
             ];
             detect(&dir, detectors, format).map(|()| ExitCode::SUCCESS)
         }
+        #[cfg(feature = "collector")]
+        Command::Collect(args) => collect::run(args),
     };
     result.unwrap_or_else(|error| {
         eprintln!("audit: {error}");
