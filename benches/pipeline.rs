@@ -1,5 +1,5 @@
 //! The trail's own throughput: serializing and chaining events, each sink, verification,
-//! a follower's catch-up, and the detectors.
+//! a follower's catch-up, the collector, and the detectors.
 //!
 //! `cargo bench --bench pipeline`
 //!
@@ -9,8 +9,11 @@
 
 use std::time::Duration;
 
+use audit_layer::collect::Collector;
 use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
-use audit_layer::file::{GENESIS, JsonlFileSink, VerifyOptions, link_hash, verify_trail};
+use audit_layer::file::{
+    GENESIS, JsonlFileSink, PublicKey, VerifyOptions, link_hash, verify_trail,
+};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::sink::{MemorySink, Sink, TracingSink};
@@ -121,6 +124,7 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 
     follower_catch_up(c, dir.path(), events);
+    collector_end_to_end(c, dir.path(), events);
 }
 
 /// A follower catching up after an outage: a trail of 100,000 events opened with a
@@ -229,6 +233,145 @@ fn follower_catch_up(c: &mut Criterion, dir: &std::path::Path, lines: u64) {
         None => eprintln!("*** SKIPPED nats follower bench: {nats_url} is unreachable"),
     }
     group.finish();
+}
+
+/// The collector end to end: a stream holding the 100,000-event trail and its checkpoints
+/// (published once, untimed, by a NATS follower), taken by a collector with a consumer and
+/// a table of their own per round, timed until the central store counts every line, each
+/// checked against its instance's chain and the signed checkpoints.
+fn collector_end_to_end(c: &mut Criterion, dir: &std::path::Path, lines: u64) {
+    let postgres_url = std::env::var("AUDIT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let nats_url =
+        std::env::var("AUDIT_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    // The collector on a worker thread of its own, as `audit collect` runs it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let services = runtime.block_on(async {
+        let (admin, connection) = tokio_postgres::connect(&postgres_url, tokio_postgres::NoTls)
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        let jetstream =
+            async_nats::jetstream::new(async_nats::connect(nats_url.as_str()).await.ok()?);
+        Some((admin, jetstream))
+    });
+    let Some((admin, jetstream)) = services else {
+        eprintln!("*** SKIPPED collector bench: {postgres_url} or {nats_url} is unreachable");
+        return;
+    };
+    // Short: the table's name and its suffixes stay within PostgreSQL's 63 bytes.
+    let bench = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let stream = format!("AUDIT_BENCH_COLLECT_{bench}");
+    let fill = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir))
+        .follower(
+            NatsSink::builder(&nats_url)
+                .stream(&stream)
+                .build()
+                .expect("nats follower"),
+        )
+        .build()
+        .expect("trail");
+    let started = std::time::Instant::now();
+    while fill.followers()[0].synced < lines {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the stream did not fill"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    runtime.block_on(fill.shutdown()).expect("shutdown");
+    let public_key = PublicKey::from_file(dir.join("signing.pub")).expect("the trail's key");
+
+    let mut group = c.benchmark_group("collector");
+    group.throughput(Throughput::Elements(lines));
+    group.sample_size(10);
+    let mut round = 0;
+    group.bench_function("nats_to_postgres_verified", |b| {
+        b.iter_custom(|iterations| {
+            let mut took = Duration::ZERO;
+            for _ in 0..iterations {
+                round += 1;
+                let table = format!("audit_bench_collect_{bench}_{round}");
+                let store = || {
+                    PostgresSink::builder(&postgres_url)
+                        .table(&table)
+                        .build()
+                        .expect("postgres store")
+                };
+                let collector = Collector::builder(
+                    NatsSink::builder(&nats_url)
+                        .stream(&stream)
+                        .build()
+                        .expect("nats source"),
+                    store(),
+                )
+                .consumer(format!("bench-{round}"))
+                .checkpoint_table(format!("{table}_checkpoints"))
+                .public_key(public_key.clone())
+                .build()
+                .expect("collector");
+                let mut report = store();
+                let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                let started = std::time::Instant::now();
+                let running = runtime.spawn(collector.run(async {
+                    let _ = stopped.await;
+                }));
+                runtime.block_on(async {
+                    loop {
+                        let stored =
+                            report.instances().await.ok().and_then(|instances| {
+                                instances.first().map(|i| (i.lines, i.faults))
+                            });
+                        if let Some((stored, faults)) = stored {
+                            assert_eq!(faults, 0, "the bench trail verifies");
+                            if stored >= lines {
+                                break;
+                            }
+                        }
+                        assert!(
+                            started.elapsed() < Duration::from_secs(120),
+                            "the collector did not catch up: {stored:?}"
+                        );
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                });
+                took += started.elapsed();
+                let _ = stop.send(());
+                runtime
+                    .block_on(running)
+                    .expect("collector task")
+                    .expect("collector");
+                runtime.block_on(async {
+                    for table in [
+                        format!("{table}_checkpoints"),
+                        format!("{table}_instances"),
+                        format!("{table}_pending"),
+                        table.clone(),
+                    ] {
+                        admin
+                            .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+                            .await
+                            .expect("drop a bench table");
+                    }
+                    let stream = jetstream.get_stream(&stream).await.expect("stream");
+                    stream
+                        .delete_consumer(&format!("bench-{round}"))
+                        .await
+                        .expect("delete the bench consumer");
+                });
+            }
+            took
+        })
+    });
+    group.finish();
+    runtime
+        .block_on(jetstream.delete_stream(&stream))
+        .expect("delete the bench stream");
 }
 
 /// Batches of 512 events with fresh ids (both sinks skip an id they already hold).

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::{AckKind, Message};
 use futures_util::StreamExt as _;
 
@@ -24,6 +25,9 @@ use crate::sink::postgres::{DEFAULT_CHECKPOINT_TABLE, PostgresSink};
 /// The durable consumer's name when none is given.
 pub const DEFAULT_CONSUMER: &str = "audit-collector";
 
+const DEFAULT_BATCH_SIZE: usize = 4096;
+/// A batch is held in memory and stored in one transaction.
+const MAX_BATCH_SIZE: usize = 65_536;
 const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the instances whose lines wait for a missing one are looked at, when nothing
@@ -112,7 +116,7 @@ impl Collector {
             store,
             consumer: DEFAULT_CONSUMER.to_owned(),
             checkpoint_table: DEFAULT_CHECKPOINT_TABLE.to_owned(),
-            batch_size: 1024,
+            batch_size: DEFAULT_BATCH_SIZE,
             gap_grace: Duration::from_secs(30),
             public_keys: Vec::new(),
             chain_key: None,
@@ -138,7 +142,9 @@ impl CollectorBuilder {
         self
     }
 
-    /// The most messages taken at once; default 1,024.
+    /// The most messages taken and stored at once; default 4,096, at most 65,536. Larger
+    /// batches take fewer turns between NATS, the collector and PostgreSQL (1,024: 0.75x the
+    /// throughput of 4,096 in `cargo bench --bench pipeline -- collector`).
     pub fn batch_size(mut self, size: usize) -> Self {
         self.batch_size = size;
         self
@@ -181,8 +187,11 @@ impl CollectorBuilder {
             sink: "collector",
             reason,
         };
-        if self.batch_size == 0 {
-            return Err(invalid("the batch size must be at least 1".to_owned()));
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(invalid(format!(
+                "the batch size must be from 1 to {MAX_BATCH_SIZE}, not {}",
+                self.batch_size
+            )));
         }
         if self.consumer.is_empty()
             || !self
@@ -232,34 +241,21 @@ impl Collector {
             consumer = self.source.durable_consumer(&self.consumer, self.batch_size) => consumer?,
         };
         self.store.prepare_collect(&self.tables).await?;
+        // The next batch is fetched while this one is stored; dropping the set stops it.
+        let (batches, mut fetched) = tokio::sync::mpsc::channel(1);
+        let mut fetcher = tokio::task::JoinSet::new();
+        fetcher.spawn(fetch_batches(consumer, self.batch_size, batches));
         let mut backoff = BACKOFF_INITIAL;
         let mut last_sweep = tokio::time::Instant::now();
         loop {
-            let fetched = async {
-                let mut batch = consumer
-                    .fetch()
-                    .max_messages(self.batch_size)
-                    .expires(Duration::from_millis(500))
-                    .messages()
-                    .await
-                    .map_err(|error| SinkError::new(format!("cannot fetch: {error}")))?;
-                let mut messages = Vec::new();
-                while let Some(message) = batch.next().await {
-                    messages.push(
-                        message
-                            .map_err(|error| SinkError::new(format!("cannot fetch: {error}")))?,
-                    );
-                }
-                Ok::<_, SinkError>(messages)
-            };
-            let fetched = tokio::select! {
+            let messages = tokio::select! {
                 () = &mut shutdown => return Ok(()),
-                fetched = fetched => fetched,
+                messages = fetched.recv() => messages,
             };
-            let mut stored = match fetched {
-                Ok(messages) => self.take(messages).await,
-                Err(error) => Err(error),
+            let Some(messages) = messages else {
+                return Err(SinkError::new("the collector's fetching task ended"));
             };
+            let mut stored = self.take(messages).await;
             if stored.is_ok() && last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = tokio::time::Instant::now();
                 stored = self.sweep().await;
@@ -392,6 +388,48 @@ impl Collector {
     }
 }
 
+/// Fetches batches from the consumer into `batches` (an empty one when nothing came within
+/// half a second, so that waiting instances are still swept) until the receiver is gone;
+/// NATS's outages are waited out with a backoff.
+async fn fetch_batches(
+    consumer: PullConsumer,
+    batch_size: usize,
+    batches: tokio::sync::mpsc::Sender<Vec<Message>>,
+) {
+    let mut backoff = BACKOFF_INITIAL;
+    loop {
+        let fetched = async {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(batch_size)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await?;
+            let mut messages = Vec::new();
+            while let Some(message) = batch.next().await {
+                messages.push(message?);
+            }
+            Ok::<_, async_nats::Error>(messages)
+        };
+        match fetched.await {
+            Ok(messages) => {
+                backoff = BACKOFF_INITIAL;
+                if batches.send(messages).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "audit", %error, retry_in = ?backoff, "audit collector: cannot fetch; retrying");
+                tokio::select! {
+                    () = batches.closed() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
 async fn ack(message: &Message, kind: AckKind) {
     if let Err(error) = message.ack_with(kind).await {
         // Unacknowledged, the message comes again after the consumer's wait: stored once
@@ -403,5 +441,34 @@ async fn ack(message: &Message, kind: AckKind) {
 async fn nak_all(group: &Group, delay: Duration) {
     for message in group.line_messages.iter().chain(&group.checkpoint_messages) {
         ack(message, AckKind::Nak(Some(delay))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> CollectorBuilder {
+        Collector::builder(
+            NatsSink::new("nats://127.0.0.1:4222").expect("nats url"),
+            PostgresSink::new("postgres://postgres@127.0.0.1/test").expect("postgres url"),
+        )
+    }
+
+    fn refusal(builder: CollectorBuilder) -> String {
+        builder.build().expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_build() {
+        assert!(builder().build().is_ok());
+        assert!(builder().batch_size(MAX_BATCH_SIZE).build().is_ok());
+        assert!(refusal(builder().batch_size(0)).contains("from 1 to 65536, not 0"));
+        assert!(refusal(builder().batch_size(MAX_BATCH_SIZE + 1)).contains("not 65537"));
+        assert!(
+            refusal(builder().consumer("two words")).contains("`two words` is not a consumer name")
+        );
+        assert!(refusal(builder().consumer("")).contains("is not a consumer name"));
+        assert!(refusal(builder().checkpoint_table("1bad")).contains("not a table name"));
     }
 }
