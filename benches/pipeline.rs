@@ -93,25 +93,8 @@ fn pipeline(c: &mut Criterion) {
 
     service_sinks(c, &batch);
 
-    // A trail of 100,000 events (of ids of their own) to verify and to follow.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut sink = JsonlFileSink::new(dir.path());
-    runtime.block_on(async {
-        for _ in 0..(100_000 / batch.len()) {
-            let fresh: Vec<AuditEvent> = batch
-                .iter()
-                .map(|event| {
-                    let mut event = event.clone();
-                    event.id = uuid::Uuid::now_v7();
-                    event
-                })
-                .collect();
-            sink.write_batch(&fresh).await.expect("write");
-        }
-        sink.close().await.expect("close");
-    });
-    // Its lock goes with it: the follower bench opens the trail again.
-    drop(sink);
+    // A trail of 100,000 events to verify and to follow.
+    let dir = write_trail(&runtime, &batch, 100_000);
     let events = verify_trail(dir.path(), &VerifyOptions::default())
         .expect("verifies")
         .events;
@@ -124,7 +107,43 @@ fn pipeline(c: &mut Criterion) {
     group.finish();
 
     follower_catch_up(c, dir.path(), events);
-    collector_end_to_end(c, dir.path(), events);
+    if std::env::args().any(|arg| arg == "--bench") {
+        collector_end_to_end(c, dir.path(), events);
+    } else {
+        // Under `cargo test --benches` (unoptimized, each bench once) 100,000 lines would
+        // take the collector minutes: a small trail of its own.
+        let small = write_trail(&runtime, &batch, 4_096);
+        let lines = verify_trail(small.path(), &VerifyOptions::default())
+            .expect("verifies")
+            .events;
+        collector_end_to_end(c, small.path(), lines);
+    }
+}
+
+/// A closed trail of `events` events (`batch`, with ids of their own, over and over).
+fn write_trail(
+    runtime: &tokio::runtime::Runtime,
+    batch: &[AuditEvent],
+    events: usize,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = JsonlFileSink::new(dir.path());
+    runtime.block_on(async {
+        for _ in 0..events.div_ceil(batch.len()) {
+            let fresh: Vec<AuditEvent> = batch
+                .iter()
+                .map(|event| {
+                    let mut event = event.clone();
+                    event.id = uuid::Uuid::now_v7();
+                    event
+                })
+                .collect();
+            sink.write_batch(&fresh).await.expect("write");
+        }
+        sink.close().await.expect("close");
+    });
+    // The sink and its lock go here: the follower benches open the trail again.
+    dir
 }
 
 /// A follower catching up after an outage: a trail of 100,000 events opened with a
