@@ -93,6 +93,7 @@ mod error;
 pub mod event;
 pub mod file;
 pub mod follow;
+pub mod format;
 pub mod layer;
 pub mod redact;
 pub mod sensitive;

@@ -4,6 +4,7 @@
 pub mod demo;
 pub mod proxy;
 pub mod services;
+pub mod siem;
 pub mod trail;
 
 use std::net::SocketAddr;

@@ -208,19 +208,19 @@ fn write_response(out: &mut Vec<u8>, response: &ResponseInfo) {
 
 /// The members of an object whose every field is optional: commas go between the present
 /// ones.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     out: &'a mut Vec<u8>,
     empty: bool,
 }
 
 impl<'a> Fields<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
+    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         Self { out, empty: true }
     }
 
     /// Writes `"name":` (after a comma unless first), and returns the output for the value.
-    fn key(&mut self, name: &[u8]) -> &mut Vec<u8> {
+    pub(crate) fn key(&mut self, name: &[u8]) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
         }
@@ -231,13 +231,13 @@ impl<'a> Fields<'a> {
         self.out
     }
 
-    fn end(self) {
+    pub(crate) fn end(self) {
         self.out.push(b'}');
     }
 }
 
 /// A JSON string, copied whole when nothing in it needs escaping.
-fn string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
+pub(crate) fn string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
     if needs_escape(text.as_bytes()) {
         serde_json::to_writer(out, text)
     } else {
@@ -250,7 +250,7 @@ fn string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
 ///
 /// Every string of every event goes through this check: it tests eight bytes at a time
 /// (the zero-byte tests of "Bit Twiddling Hacks", exact as an any-byte test).
-fn needs_escape(bytes: &[u8]) -> bool {
+pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
@@ -277,7 +277,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 
 /// An IP address as a JSON string (its text never needs escaping). IPv4, by far the most
 /// common, is written digit by digit: `fmt` costs several times more.
-fn address(out: &mut Vec<u8>, ip: IpAddr) -> serde_json::Result<()> {
+pub(crate) fn address(out: &mut Vec<u8>, ip: IpAddr) -> serde_json::Result<()> {
     match ip {
         IpAddr::V4(v4) => {
             out.push(b'"');
@@ -295,14 +295,14 @@ fn address(out: &mut Vec<u8>, ip: IpAddr) -> serde_json::Result<()> {
 }
 
 /// A string known to need no escaping (enum names, formatted ids).
-fn plain(out: &mut Vec<u8>, text: &str) {
+pub(crate) fn plain(out: &mut Vec<u8>, text: &str) {
     out.reserve(text.len() + 2);
     out.push(b'"');
     out.extend_from_slice(text.as_bytes());
     out.push(b'"');
 }
 
-fn string_list(out: &mut Vec<u8>, items: &[String]) -> serde_json::Result<()> {
+pub(crate) fn string_list(out: &mut Vec<u8>, items: &[String]) -> serde_json::Result<()> {
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -314,7 +314,10 @@ fn string_list(out: &mut Vec<u8>, items: &[String]) -> serde_json::Result<()> {
     Ok(())
 }
 
-fn string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) -> serde_json::Result<()> {
+pub(crate) fn string_map(
+    out: &mut Vec<u8>,
+    map: &BTreeMap<String, String>,
+) -> serde_json::Result<()> {
     out.push(b'{');
     for (i, (key, value)) in map.iter().enumerate() {
         if i > 0 {
@@ -328,16 +331,16 @@ fn string_map(out: &mut Vec<u8>, map: &BTreeMap<String, String>) -> serde_json::
     Ok(())
 }
 
-fn number(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn number(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
-fn uuid(out: &mut Vec<u8>, id: &Uuid) {
+pub(crate) fn uuid(out: &mut Vec<u8>, id: &Uuid) {
     let mut buf = Uuid::encode_buffer();
     plain(out, id.hyphenated().encode_lower(&mut buf));
 }
 
-fn timestamp(out: &mut Vec<u8>, time: Timestamp) {
+pub(crate) fn timestamp(out: &mut Vec<u8>, time: Timestamp) {
     // RFC 3339 text never needs escaping.
     out.push(b'"');
     out.extend_from_slice(&time.rfc3339());

@@ -19,7 +19,7 @@
 //! ```
 
 pub(crate) mod actor;
-mod json;
+pub(crate) mod json;
 pub(crate) mod model;
 
 pub use self::model::{

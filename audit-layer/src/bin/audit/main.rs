@@ -27,6 +27,7 @@ use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
 use audit_layer::file::{
     self as query, ChainKey, Filter, GENERATED_PUBLIC_KEY, PublicKey, VerifyOptions, verify_trail,
 };
+use audit_layer::format::Format as EventFormat;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize as _;
 
@@ -140,6 +141,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
+    /// Writes every event of the trail in a SIEM's format, one per line, in trail order
+    /// (to standard output, or to `--output`). A line that holds no event is reported and
+    /// skipped, and the exit status is then 1.
+    Export {
+        /// The trail directory.
+        dir: PathBuf,
+        /// The format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ocsf)]
+        format: ExportFormat,
+        /// The file to write (replaced if it exists); standard output without it.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Prints the last events, and with `-f` follows the trail as it grows.
     Tail {
         /// The trail directory.
@@ -191,6 +205,48 @@ enum Format {
     Json,
     /// Aligned columns for people.
     Table,
+    /// OCSF 1.8 JSON, one event per line.
+    Ocsf,
+    /// Elastic Common Schema 8.17 JSON, one event per line.
+    Ecs,
+    /// ArcSight CEF, one event per line.
+    Cef,
+}
+
+impl Format {
+    /// The library's encoding this output format names, if it is one.
+    fn siem(self) -> Option<EventFormat> {
+        match self {
+            Self::Json | Self::Table => None,
+            Self::Ocsf => Some(EventFormat::Ocsf),
+            Self::Ecs => Some(EventFormat::Ecs),
+            Self::Cef => Some(EventFormat::Cef),
+        }
+    }
+}
+
+/// The formats of `audit export`: the trail's own and the SIEMs'.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    /// `audit/1` lines as stored, chain fields included.
+    Audit,
+    /// OCSF 1.8 JSON.
+    Ocsf,
+    /// Elastic Common Schema 8.17 JSON.
+    Ecs,
+    /// ArcSight CEF.
+    Cef,
+}
+
+impl ExportFormat {
+    fn output(self) -> Format {
+        match self {
+            Self::Audit => Format::Json,
+            Self::Ocsf => Format::Ocsf,
+            Self::Ecs => Format::Ecs,
+            Self::Cef => Format::Cef,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -274,7 +330,43 @@ fn main() -> ExitCode {
                 until,
                 ip,
             };
-            run_query(&dir, &filter, format).map(|()| ExitCode::SUCCESS)
+            let stdout = io::stdout();
+            run_query(
+                &dir,
+                &filter,
+                format,
+                &mut io::BufWriter::new(stdout.lock()),
+            )
+        }
+        Command::Export {
+            dir,
+            format,
+            output,
+        } => {
+            let filter = Filter::default();
+            match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()));
+                    file.and_then(|file| {
+                        run_query(
+                            &dir,
+                            &filter,
+                            format.output(),
+                            &mut io::BufWriter::new(file),
+                        )
+                    })
+                }
+                None => {
+                    let stdout = io::stdout();
+                    run_query(
+                        &dir,
+                        &filter,
+                        format.output(),
+                        &mut io::BufWriter::new(stdout.lock()),
+                    )
+                }
+            }
         }
         Command::Tail {
             dir,
@@ -430,41 +522,80 @@ fn verify(
     }
 }
 
+/// Writes one stored line in `format`. `Ok(false)`: the line holds no event (reported on
+/// standard error, not written).
 fn print_event(
     out: &mut impl Write,
     line: &str,
     event: &serde_json::Value,
     format: Format,
-) -> io::Result<()> {
-    match format {
-        Format::Json => writeln!(out, "{}", query::display_json_line(line)),
-        Format::Table => writeln!(out, "{}", query::table_row(event)),
+    buffer: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let Some(siem) = format.siem() else {
+        match format {
+            Format::Table => writeln!(out, "{}", query::table_row(event))?,
+            _ => writeln!(out, "{}", query::display_json_line(line))?,
+        }
+        return Ok(true);
+    };
+    let Some(seq) = event["seq"].as_u64() else {
+        let start: String = line.chars().take(80).collect();
+        eprintln!("skipped a line with no seq: {start}");
+        return Ok(false);
+    };
+    let trail = event["trail"].as_str().unwrap_or_default();
+    buffer.clear();
+    match siem.encode_line(trail, seq, line, buffer) {
+        Ok(()) => {
+            buffer.push(b'\n');
+            out.write_all(buffer)?;
+            Ok(true)
+        }
+        Err(error) => {
+            eprintln!("skipped: {error}");
+            Ok(false)
+        }
     }
 }
 
-fn run_query(dir: &Path, filter: &Filter, format: Format) -> Result<(), String> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+/// Writes the events that match `filter`; exit status 1 when a line held no event.
+fn run_query(
+    dir: &Path,
+    filter: &Filter,
+    format: Format,
+    out: &mut impl Write,
+) -> Result<ExitCode, String> {
     if format == Format::Table {
         writeln!(out, "{}", query::table_header()).map_err(|e| e.to_string())?;
     }
     let mut failure = None;
+    let mut skipped = 0_u64;
+    let mut buffer = Vec::new();
     query::for_each_event(dir, |line, event| {
-        if filter.matches(event)
-            && let Err(error) = print_event(&mut out, line, event, format)
-        {
-            failure = Some(error);
-            return ControlFlow::Break(());
+        if filter.matches(event) {
+            match print_event(out, line, event, format, &mut buffer) {
+                Ok(true) => {}
+                Ok(false) => skipped += 1,
+                Err(error) => {
+                    failure = Some(error);
+                    return ControlFlow::Break(());
+                }
+            }
         }
         ControlFlow::Continue(())
     })
     .map_err(|e| format!("{}: {e}", dir.display()))?;
     match failure {
         // A closed pipe (`| head`) is a normal end.
-        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Some(error) => Err(error.to_string()),
-        None => out.flush().or_else(ignore_broken_pipe),
+        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Some(error) => return Err(error.to_string()),
+        None => out.flush().or_else(ignore_broken_pipe)?,
     }
+    if skipped > 0 {
+        eprintln!("{skipped} line(s) held no audit/1 event; run `audit verify` to find out why");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Shows every event of the trail to the detectors, in trail order, and prints their
@@ -497,7 +628,7 @@ fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> 
                 .map_err(io::Error::other)
                 .and_then(|value| {
                     let line = value.to_string();
-                    print_event(&mut out, &line, &value, format)
+                    print_event(&mut out, &line, &value, format, &mut Vec::new()).map(drop)
                 });
             if let Err(error) = written {
                 failure = Some(error);
@@ -849,7 +980,7 @@ fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), St
             writeln!(out, "{}", query::table_header())?;
         }
         for (line, event) in &last {
-            print_event(&mut out, line, event, format)?;
+            print_event(&mut out, line, event, format, &mut Vec::new())?;
         }
         out.flush()
     })();
@@ -889,7 +1020,7 @@ fn tail(dir: &Path, follow: bool, count: usize, format: Format) -> Result<(), St
                 .try_for_each(|line| {
                     let text = String::from_utf8_lossy(line);
                     let event = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-                    print_event(&mut out, &text, &event, format)
+                    print_event(&mut out, &text, &event, format, &mut Vec::new()).map(drop)
                 })
                 .and_then(|()| out.flush());
             if let Err(error) = printed {
