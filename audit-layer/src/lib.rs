@@ -97,8 +97,12 @@ pub mod format;
 pub mod layer;
 pub mod redact;
 pub mod sensitive;
+#[cfg(feature = "siem")]
+pub mod siem;
 pub mod sink;
 pub mod testing;
+#[cfg(any(feature = "postgres", feature = "siem"))]
+mod tls;
 
 pub use self::delivery::policy::{Durability, FailurePolicy, Overflow};
 pub use self::delivery::{AuditStats, AuditTrail, AuditTrailBuilder, Health};

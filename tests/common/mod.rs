@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod proxy;
+pub mod rsyslog;
 pub mod services;
 pub mod siem;
 pub mod trail;

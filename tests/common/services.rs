@@ -86,3 +86,27 @@ pub fn sample_events(
 pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
+
+/// The path of a program the test needs (`rsyslogd`), from `PATH` or `/usr/sbin`; `None`
+/// (after a SKIPPED line) when it is not installed, a failure under
+/// `AUDIT_REQUIRE_SERVICES=1`.
+pub fn program(name: &str, package: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        let required = std::env::var("AUDIT_REQUIRE_SERVICES").is_ok_and(|value| value == "1");
+        if required {
+            panic!(
+                "{name} is required (AUDIT_REQUIRE_SERVICES=1) and not installed: apt-get install {package}"
+            );
+        }
+        eprintln!(
+            "\n*** SKIPPED: {name} is not installed (apt-get install {package})\n\
+             *** AUDIT_REQUIRE_SERVICES=1 makes this a failure\n"
+        );
+    }
+    found
+}

@@ -81,6 +81,7 @@
 //! ```
 
 use std::fmt;
+use std::path::Path;
 
 use crate::file::{Checkpoint, TrailLine};
 use crate::sink::{BoxFuture, SinkError};
@@ -88,11 +89,15 @@ use crate::sink::{BoxFuture, SinkError};
 mod checkpoints;
 #[cfg(any(feature = "postgres", feature = "nats"))]
 pub(crate) mod fields;
+#[cfg(feature = "siem")]
+mod local_cursor;
 mod runner;
 mod status;
 
 pub use self::status::{FOLLOWERS_DIR, FollowerState, FollowerStatus, read_follower_statuses};
 
+#[cfg(feature = "siem")]
+pub(crate) use self::local_cursor::LocalCursor;
 pub(crate) use self::runner::{FollowerSettings, Followers, Recorder};
 
 /// A store that copies the file trail, from a cursor it keeps where it ships. See the
@@ -155,6 +160,15 @@ pub trait Follower: Send + 'static {
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         let _ = (trail, checkpoints);
         Box::pin(async { Ok(()) })
+    }
+
+    /// Called once, on the follower's thread, before the first [`cursor`](Self::cursor),
+    /// with the trail's directory: a follower whose receiver cannot say what it holds keeps
+    /// its cursor there. An error is retried as a failed cursor read is. The default does
+    /// nothing.
+    fn start(&mut self, trail_dir: &Path) -> Result<(), SinkError> {
+        let _ = trail_dir;
+        Ok(())
     }
 
     /// Releases resources when the trail stops. The default does nothing.

@@ -206,6 +206,7 @@ impl Runner {
     }
 
     async fn follow(&mut self, trail: &str, at: &mut Position) {
+        let mut started = false;
         loop {
             if self.finished(at) {
                 // The trail's last checkpoint is written as it closes, after its lines.
@@ -213,6 +214,13 @@ impl Runner {
                     let _ = self.ship_checkpoints(trail, at).await;
                 }
                 return;
+            }
+            if !started {
+                if let Err(error) = self.follower.start(&self.source.dir) {
+                    self.failed(at, &error).await;
+                    continue;
+                }
+                started = true;
             }
             if at.cursor.is_none() {
                 let read = until_stopped(&mut self.stop.clone(), self.follower.cursor(trail)).await;

@@ -128,7 +128,18 @@ impl Format {
         }
         let event: AuditEvent =
             serde_json::from_str(line).map_err(|source| FormatError::Line { seq, source })?;
-        self.write(out, &event, Some(Position { trail, seq }))
+        self.encode_at(&event, trail, seq, out)
+    }
+
+    /// Appends `event` at `position` (a stored line's trail and seq).
+    pub(crate) fn encode_at(
+        self,
+        event: &AuditEvent,
+        trail: &str,
+        seq: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        self.write(out, event, Some(Position { trail, seq }))
             .map_err(FormatError::Encode)
     }
 

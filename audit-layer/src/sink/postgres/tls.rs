@@ -1,10 +1,5 @@
-//! Connecting: plain or TLS (rustls, Mozilla's roots and any given), each connection driven
-//! on a task of its own.
+//! Connecting: plain or TLS (see `crate::tls`), each connection driven on a task of its own.
 
-use std::sync::Arc;
-
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Socket};
@@ -32,28 +27,5 @@ where
 
 /// TLS that verifies the server's certificate and name against Mozilla's roots and `pems`.
 pub(super) fn tls_connector(pems: &[Vec<u8>]) -> Result<MakeRustlsConnect, String> {
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    for pem in pems {
-        let mut found = 0;
-        for certificate in CertificateDer::pem_slice_iter(pem) {
-            let certificate = certificate
-                .map_err(|error| format!("a root certificate is not valid PEM: {error}"))?;
-            roots
-                .add(certificate)
-                .map_err(|error| format!("a root certificate is not usable: {error}"))?;
-            found += 1;
-        }
-        if found == 0 {
-            return Err("a root certificate PEM holds no `BEGIN CERTIFICATE` block".to_owned());
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
+    crate::tls::client_config(pems).map(MakeRustlsConnect::new)
 }

@@ -1,0 +1,15 @@
+//! SIEM followers: the trail shipped to syslog receivers and webhooks in the SIEMs' own
+//! formats ([`Format`](crate::format::Format)), and alerts to whoever must act on them.
+//!
+//! Each is a [`Follower`](crate::follow::Follower): it reads the trail from a cursor on a
+//! thread of its own, so a slow or dead receiver only makes it fall behind, never holds back
+//! a request, and it catches up from its cursor after an outage or a restart. Receivers
+//! cannot say what they hold, so these followers keep their cursor beside the trail
+//! (`DIR/followers/<name>.cursor`). Delivery is at least once; every record carries its
+//! event id, the key for a SIEM to drop the copies a resend makes.
+
+mod connection;
+mod rfc5424;
+mod syslog;
+
+pub use self::syslog::{SyslogFollower, SyslogFollowerBuilder};
