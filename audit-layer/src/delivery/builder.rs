@@ -366,11 +366,13 @@ impl AuditTrailBuilder {
         self
     }
 
-    /// Backoff between retries of a failing sink: doubling from `initial` up to `max`
-    /// (50 ms and 5 s by default).
+    /// Backoff between retries of a failing sink or follower: doubling from `initial` up
+    /// to `max` (50 ms and 5 s by default).
     pub fn retry_backoff(mut self, initial: Duration, max: Duration) -> Self {
         self.writer.backoff_initial = initial;
         self.writer.backoff_max = max.max(initial);
+        self.follower_settings.backoff_initial = initial;
+        self.follower_settings.backoff_max = max.max(initial);
         self
     }
 

@@ -10,6 +10,10 @@
 
 mod connection;
 mod rfc5424;
+mod signature;
 mod syslog;
+mod webhook;
 
+pub use self::signature::{SIGNATURE_HEADER, SignatureError, sign_webhook, verify_webhook};
 pub use self::syslog::{SyslogFollower, SyslogFollowerBuilder};
+pub use self::webhook::{BATCH_HEADER, WebhookFollower, WebhookFollowerBuilder, WebhookShape};
