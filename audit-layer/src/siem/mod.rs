@@ -9,11 +9,17 @@
 //! event id, the key for a SIEM to drop the copies a resend makes.
 
 mod connection;
+mod http;
+mod notify;
 mod rfc5424;
 mod signature;
 mod syslog;
 mod webhook;
 
+pub use self::notify::{
+    AlertNotifier, FnNotifier, Notification, Notifier, WebhookNotifier, WebhookNotifierBuilder,
+    notify_fn,
+};
 pub use self::signature::{SIGNATURE_HEADER, SignatureError, sign_webhook, verify_webhook};
 pub use self::syslog::{SyslogFollower, SyslogFollowerBuilder};
 pub use self::webhook::{BATCH_HEADER, WebhookFollower, WebhookFollowerBuilder, WebhookShape};

@@ -3,19 +3,16 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use http::{HeaderName, HeaderValue};
+use std::time::Duration;
 
 use crate::error::ConfigError;
 use crate::event::AuditEvent;
 use crate::file::TrailLine;
 use crate::follow::{Cursor, Follower, LocalCursor};
 use crate::format::Format;
-use crate::siem::signature::{SIGNATURE_HEADER, sign_webhook};
+use crate::siem::http::{Target, TargetSettings};
 use crate::sink::{BoxFuture, SinkError};
 
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_BODY: usize = 4 << 20;
 
 /// The header naming a batch's trail and seqs (`shop-1:100-4195`): a receiver that keeps
@@ -40,7 +37,7 @@ pub enum WebhookShape {
 }
 
 /// A follower that POSTs the trail to a webhook, batch by batch, each body signed with
-/// HMAC-SHA256 ([`sign_webhook`]) when a secret is set.
+/// HMAC-SHA256 ([`sign_webhook`](crate::siem::sign_webhook)) when a secret is set.
 ///
 /// A batch counts as delivered when the receiver answers `2xx` (for `_bulk`: with no item
 /// failed other than as a duplicate); anything else, or no answer within the timeout, is
@@ -71,13 +68,9 @@ pub enum WebhookShape {
 /// # Ok(()) }
 /// ```
 pub struct WebhookFollower {
-    name: String,
-    url: reqwest::Url,
-    client: reqwest::Client,
+    target: Target,
     shape: WebhookShape,
     format: Format,
-    secret: Option<Vec<u8>>,
-    headers: Vec<(HeaderName, HeaderValue)>,
     max_body: usize,
     cursor: Option<LocalCursor>,
     body: Vec<u8>,
@@ -88,10 +81,10 @@ impl fmt::Debug for WebhookFollower {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Headers and the secret stay out of logs.
         f.debug_struct("WebhookFollower")
-            .field("name", &self.name)
+            .field("name", &self.target.name)
             .field("shape", &self.shape)
             .field("format", &self.format)
-            .field("signed", &self.secret.is_some())
+            .field("signed", &self.target.signed())
             .finish_non_exhaustive()
     }
 }
@@ -102,11 +95,8 @@ pub struct WebhookFollowerBuilder {
     url: String,
     shape: WebhookShape,
     format: Format,
-    secret: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
-    timeout: Duration,
     max_body: usize,
-    root_certificates: Vec<Vec<u8>>,
+    target: TargetSettings,
 }
 
 impl fmt::Debug for WebhookFollowerBuilder {
@@ -115,7 +105,7 @@ impl fmt::Debug for WebhookFollowerBuilder {
             .field("url", &self.url)
             .field("shape", &self.shape)
             .field("format", &self.format)
-            .field("signed", &self.secret.is_some())
+            .field("signed", &self.target.secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -128,11 +118,8 @@ impl WebhookFollower {
             url: url.into(),
             shape: WebhookShape::Ndjson,
             format: Format::Ocsf,
-            secret: None,
-            headers: Vec::new(),
-            timeout: DEFAULT_TIMEOUT,
             max_body: DEFAULT_MAX_BODY,
-            root_certificates: Vec::new(),
+            target: TargetSettings::default(),
         }
     }
 }
@@ -152,20 +139,20 @@ impl WebhookFollowerBuilder {
 
     /// Signs each body with this secret (the [`SIGNATURE_HEADER`](crate::siem::SIGNATURE_HEADER)).
     pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(secret.into());
+        self.target.secret = Some(secret.into());
         self
     }
 
     /// A header sent with every request (`authorization`: `Splunk <token>` for HEC,
     /// `ApiKey ..` for Elasticsearch).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into(), value.into()));
+        self.target.headers.push((name.into(), value.into()));
         self
     }
 
     /// The bound of each request, from connecting to the answer (default 30 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.target.timeout = Some(timeout);
         self
     }
 
@@ -178,7 +165,7 @@ impl WebhookFollowerBuilder {
 
     /// A PEM certificate (or several) to trust besides Mozilla's roots.
     pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.root_certificates.push(pem.into());
+        self.target.root_certificates.push(pem.into());
         self
     }
 
@@ -188,54 +175,20 @@ impl WebhookFollowerBuilder {
             sink: "webhook",
             reason,
         };
-        let url = reqwest::Url::parse(&self.url)
-            .map_err(|error| invalid(format!("`{}` is not a URL: {error}", self.url)))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(invalid(format!(
-                "`{}`: expected http(s)://host/path",
-                self.url
-            )));
-        }
         if self.shape == WebhookShape::ElasticBulk && !self.format.is_json() {
             return Err(invalid(format!(
                 "Elastic _bulk takes JSON documents, not {}",
                 self.format
             )));
         }
-        if self.timeout.is_zero() {
-            return Err(ConfigError::Zero("webhook timeout"));
-        }
         if self.max_body == 0 {
             return Err(ConfigError::Zero("webhook max body bytes"));
         }
-        let mut headers = Vec::new();
-        for (name, value) in self.headers {
-            let name = HeaderName::try_from(name.as_str())
-                .map_err(|_| invalid(format!("`{name}` is not a header name")))?;
-            let mut value = HeaderValue::try_from(value.as_str())
-                .map_err(|_| invalid(format!("the value of `{name}` is not a header value")))?;
-            value.set_sensitive(true);
-            headers.push((name, value));
-        }
-        let tls = crate::tls::client_config(&self.root_certificates).map_err(invalid)?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(self.timeout)
-            .build()
-            .map_err(|error| invalid(format!("HTTP client: {error}")))?;
-        // The name (logs, metrics, the cursor's file) leaves out credentials in the URL.
-        let mut shown = url.clone();
-        let _ = shown.set_password(None);
-        let _ = shown.set_username("");
-        shown.set_query(None);
+        let target = self.target.build(&self.url, "webhook").map_err(invalid)?;
         Ok(WebhookFollower {
-            name: format!("webhook:{shown}"),
-            url,
-            client,
+            target,
             shape: self.shape,
             format: self.format,
-            secret: self.secret,
-            headers,
             max_body: self.max_body,
             cursor: None,
             body: Vec::new(),
@@ -302,54 +255,16 @@ impl WebhookFollower {
             WebhookShape::SplunkHec => "application/json",
             WebhookShape::Ndjson | WebhookShape::ElasticBulk => "application/x-ndjson",
         };
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(BATCH_HEADER, format!("{trail}:{first}-{last}"));
-        for (name, value) in &self.headers {
-            request = request.header(name, value);
-        }
-        if let Some(secret) = &self.secret {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            request = request.header(SIGNATURE_HEADER, sign_webhook(secret, now, &self.body));
-        }
-        let response = request
-            .body(std::mem::take(&mut self.body))
-            .send()
-            .await
-            .map_err(|error| SinkError::new(format!("{}: {}", self.name, without_url(&error))))?;
-        let status = response.status();
-        let answer = response
-            .bytes()
-            .await
-            .map_err(|error| SinkError::new(format!("{}: {}", self.name, without_url(&error))))?;
-        if !status.is_success() {
-            let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
-            return Err(SinkError::new(format!(
-                "{}: answered {status}: {text}",
-                self.name
-            )));
-        }
-        if self.shape == WebhookShape::ElasticBulk {
-            bulk_failure(&answer).map_or(Ok(()), |failure| {
-                Err(SinkError::new(format!("{}: {failure}", self.name)))
-            })?;
+        let batch = (BATCH_HEADER, format!("{trail}:{first}-{last}"));
+        let body = std::mem::take(&mut self.body);
+        let answer = self.target.post(body, content_type, Some(batch)).await?;
+        if self.shape == WebhookShape::ElasticBulk
+            && let Some(failure) = bulk_failure(&answer)
+        {
+            return Err(SinkError::new(format!("{}: {failure}", self.target.name)));
         }
         Ok(())
     }
-}
-
-/// The error without its URL, which may hold credentials.
-fn without_url(error: &reqwest::Error) -> String {
-    let mut error = error.to_string();
-    if let Some(start) = error.find(" for url (") {
-        error.truncate(start);
-    }
-    error
 }
 
 /// The first item of an Elasticsearch `_bulk` answer that failed other than as a
@@ -373,11 +288,11 @@ fn bulk_failure(answer: &[u8]) -> Option<String> {
 
 impl Follower for WebhookFollower {
     fn name(&self) -> &str {
-        &self.name
+        &self.target.name
     }
 
     fn start(&mut self, trail_dir: &Path) -> Result<(), SinkError> {
-        self.cursor = Some(LocalCursor::open(trail_dir, &self.name)?);
+        self.cursor = Some(LocalCursor::open(trail_dir, &self.target.name)?);
         Ok(())
     }
 
@@ -415,7 +330,7 @@ impl Follower for WebhookFollower {
                     && let Err(error) = cursor.confirm(last.seq, &last.hash)
                 {
                     // Delivered: a cursor left behind only sends it again.
-                    tracing::warn!(target: "audit", follower = %self.name, %error, "cannot save the follower's cursor");
+                    tracing::warn!(target: "audit", follower = %self.target.name, %error, "cannot save the follower's cursor");
                 }
                 start = end;
             }
