@@ -166,6 +166,34 @@ fn bad_settings_are_one_clear_line_and_a_failure_exit() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DEMO_TRUSTED_PROXIES: `bogus`"), "{stderr}");
+
+    for (name, value, expected) in [
+        (
+            "AUDIT_SIEM_FORMAT",
+            "leef",
+            "AUDIT_SIEM_FORMAT: unknown event format `leef`",
+        ),
+        (
+            "AUDIT_SYSLOG_URL",
+            "udp://127.0.0.1:514",
+            "AUDIT_SYSLOG_URL: invalid syslog",
+        ),
+        (
+            "AUDIT_WEBHOOK_URL",
+            "hook",
+            "AUDIT_WEBHOOK_URL: invalid webhook",
+        ),
+    ] {
+        let output = std::process::Command::new(common::demo::demo_binary())
+            .env("DEMO_ADDR", "127.0.0.1:0")
+            .env("AUDIT_DIR", dir.path())
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 }
 
 async fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> String {

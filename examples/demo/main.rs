@@ -20,6 +20,9 @@
 //!   `audit.<trail id>.<category>.<action>` (a follower too; the trail id is in
 //!   `AUDIT_DIR/trail.id`); `AUDIT_NATS_STREAM` names another stream (its subjects: the
 //!   name in lower case), for instances that `audit collect` gathers apart from others;
+//! - `AUDIT_SYSLOG_URL` (`tcp://host:port`), `AUDIT_WEBHOOK_URL` (+ `AUDIT_WEBHOOK_SECRET`,
+//!   which signs each batch): also ship every event to a SIEM's syslog receiver or webhook
+//!   (followers too), in the format `AUDIT_SIEM_FORMAT` names (`ocsf`, `ecs`, `cef`, `audit`);
 //! - `DEMO_TRUSTED_PROXIES`: comma-separated CIDRs allowed to set `X-Forwarded-For` (none);
 //! - `AUDIT_SIGNING_KEY`, `AUDIT_CHAIN_KEY`: hex keys for checkpoints and the chain
 //!   (a demo signing key is generated in the trail directory otherwise);
@@ -49,6 +52,8 @@ use std::time::Duration;
 use audit_layer::detect::{BruteForce, PrivilegeGrant};
 use audit_layer::file::{ChainKey, CheckpointKey, JsonlFileSink};
 use audit_layer::follow::Follower;
+use audit_layer::format::Format;
+use audit_layer::siem::{SyslogFollower, WebhookFollower};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health, Outcome};
@@ -100,6 +105,10 @@ struct Settings {
     postgres_url: Option<String>,
     nats_url: Option<String>,
     nats_stream: Option<String>,
+    syslog_url: Option<String>,
+    webhook_url: Option<String>,
+    webhook_secret: Option<String>,
+    siem_format: Format,
     trusted_proxies: Vec<String>,
 }
 
@@ -147,6 +156,15 @@ impl Settings {
             postgres_url: set("AUDIT_POSTGRES_URL"),
             nats_url: set("AUDIT_NATS_URL"),
             nats_stream: set("AUDIT_NATS_STREAM"),
+            syslog_url: set("AUDIT_SYSLOG_URL"),
+            webhook_url: set("AUDIT_WEBHOOK_URL"),
+            webhook_secret: set("AUDIT_WEBHOOK_SECRET"),
+            siem_format: match set("AUDIT_SIEM_FORMAT") {
+                Some(name) => name
+                    .parse()
+                    .map_err(|e| format!("AUDIT_SIEM_FORMAT: {e}"))?,
+                None => Format::Ocsf,
+            },
             trusted_proxies,
         })
     }
@@ -203,6 +221,35 @@ async fn run() -> Result<(), String> {
             .build()
             .map_err(|e| format!("AUDIT_NATS_URL, AUDIT_NATS_STREAM: {e}"))?;
         copies.push(Follower::name(&follower).to_owned());
+        builder = builder.follower(follower);
+    }
+    // The SIEM's copies, in the format it reads: syslog and a signed webhook, followers too.
+    if let Some(url) = &settings.syslog_url {
+        let follower = SyslogFollower::builder(url)
+            .format(settings.siem_format)
+            .app_name("audit-demo")
+            .build()
+            .map_err(|e| format!("AUDIT_SYSLOG_URL: {e}"))?;
+        copies.push(format!(
+            "{} ({})",
+            Follower::name(&follower),
+            settings.siem_format
+        ));
+        builder = builder.follower(follower);
+    }
+    if let Some(url) = &settings.webhook_url {
+        let mut follower = WebhookFollower::builder(url).format(settings.siem_format);
+        if let Some(secret) = &settings.webhook_secret {
+            follower = follower.secret(secret.as_bytes());
+        }
+        let follower = follower
+            .build()
+            .map_err(|e| format!("AUDIT_WEBHOOK_URL: {e}"))?;
+        copies.push(format!(
+            "{} ({})",
+            Follower::name(&follower),
+            settings.siem_format
+        ));
         builder = builder.follower(follower);
     }
     let audit = builder
