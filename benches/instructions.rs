@@ -29,6 +29,7 @@
 use audit_layer::AuditTrail;
 use audit_layer::detect::{BruteForce, PrivilegeGrant};
 use audit_layer::file::JsonlFileSink;
+use audit_layer::format::Format;
 use axum::Router;
 use axum::routing::get;
 use http::Method;
@@ -60,7 +61,7 @@ fn discard_trail() -> AuditTrail {
 }
 
 /// What can be measured, as the first argument.
-const MODES: [&str; 8] = [
+const MODES: [&str; 12] = [
     "bare",
     "audited",
     "audited-detectors",
@@ -69,6 +70,10 @@ const MODES: [&str; 8] = [
     "floor-handoff",
     "sensitive-bare",
     "sensitive",
+    "format-audit",
+    "format-ocsf",
+    "format-ecs",
+    "format-cef",
 ];
 
 fn main() {
@@ -127,8 +132,65 @@ fn main() {
                     serve(&settings::router(Some(&trail)), n, bump.0, bump.1).await;
                     trail.shutdown().await.expect("shutdown");
                 }
+                format if format.starts_with("format-") => {
+                    let format: Format = format["format-".len()..].parse().expect("a format");
+                    encode(format, n);
+                }
                 other => panic!("unknown mode `{other}`: one of {MODES:?}"),
             }
         });
+    }
+}
+
+/// Encodes `n` events in `format`: a request's event and a role change's (with its before,
+/// after and changes) in turn, as the demo records them.
+fn encode(format: Format, n: u64) {
+    use audit_layer::event::{Change, RequestInfo, ResponseInfo, Source};
+    use audit_layer::{Actor, AuditEvent, Category, Outcome};
+
+    let mut request = AuditEvent::new(
+        Category::Request,
+        "http.request",
+        Outcome::Success,
+        Actor::user("1").with_name("alice").with_role("admin"),
+    )
+    .with_label("service", "bench");
+    let mut source = Source::default();
+    source.ip = Some([192, 0, 2, 10].into());
+    source.port = Some(50_000);
+    source.user_agent = Some("bench/1.0".into());
+    request.source = Some(source);
+    let mut info = RequestInfo::default();
+    info.id = "01J9ZC6W7R8Q2N4V5T3X1Y0B7D".into();
+    info.method = "GET".into();
+    info.path = "/users/7".into();
+    info.route = Some("/users/{id}".into());
+    request.request = Some(info);
+    let mut response = ResponseInfo::default();
+    response.status = Some(200);
+    response.duration_us = 180;
+    request.response = Some(response);
+    let mut role_change = AuditEvent::new(
+        Category::Sensitive,
+        "user.role.change",
+        Outcome::Success,
+        Actor::user("1").with_name("alice").with_role("admin"),
+    )
+    .with_target("user:2");
+    role_change.before = Some(serde_json::json!({"id": 2, "name": "bob", "role": "viewer"}));
+    role_change.after = Some(serde_json::json!({"id": 2, "name": "bob", "role": "admin"}));
+    role_change.changes = Some(vec![Change::value(
+        "role",
+        Some("viewer".into()),
+        Some("admin".into()),
+    )]);
+    let events = [request, role_change];
+    let mut buf = Vec::with_capacity(4096);
+    for i in 0..n {
+        buf.clear();
+        format
+            .encode(&events[(i % 2) as usize], &mut buf)
+            .expect("encodes");
+        std::hint::black_box(&buf);
     }
 }

@@ -93,6 +93,14 @@ echo "POST /settings/{id}, sensitive, \"synced\" by a sink that keeps nothing"
 printf '  unaudited handler:                  %8d\n' "$sensitive_bare"
 printf '  #[sensitive], both threads:         %8d\n' "$sensitive"
 printf '  added by auditing:                  %8d\n' "$((sensitive - sensitive_bare))"
+echo "one event encoded (a request's and a role change's in turn; benches/instructions.rs)"
+read -r audit_format _ <<<"$(per_request format-audit)"
+printf '  audit/1:                            %8d\n' "$audit_format"
+for format in ocsf ecs cef; do
+    read -r cost _ <<<"$(per_request "format-$format")"
+    printf '  %-5s                               %8d  (%s x audit/1)\n' "$format:" "$cost" \
+        "$(awk -v a="$cost" -v b="$audit_format" 'BEGIN { printf "%.2f", a / b }')"
+done
 if [ "$TOP" -gt 0 ]; then
     echo "GET /hello: the $TOP functions with the most instructions added per request"
     top_functions audited bare | cut -c1-160

@@ -1,5 +1,6 @@
-//! The trail's own throughput: serializing and chaining events, each sink, verification,
-//! a follower's catch-up, the collector, and the detectors.
+//! The trail's own throughput: serializing and chaining events, the SIEM formats' encoders,
+//! each sink, verification, a follower's catch-up (PostgreSQL, NATS, syslog, webhook), the
+//! collector, and the detectors.
 //!
 //! `cargo bench --bench pipeline`
 //!
@@ -14,6 +15,8 @@ use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
 use audit_layer::file::{
     GENESIS, JsonlFileSink, PublicKey, VerifyOptions, link_hash, verify_trail,
 };
+use audit_layer::format::Format;
+use audit_layer::siem::{SyslogFollower, WebhookFollower};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::sink::{MemorySink, Sink, TracingSink};
@@ -51,6 +54,7 @@ fn pipeline(c: &mut Criterion) {
         })
     });
     group.finish();
+    formats(c, &event);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -117,6 +121,39 @@ fn pipeline(c: &mut Criterion) {
             .expect("verifies")
             .events;
         collector_end_to_end(c, small.path(), lines);
+    }
+}
+
+/// Each SIEM format's encoder against `audit/1`'s on the same events: a request, and a
+/// role change with its before, after and changes (the target: within 2x of `audit/1`).
+fn formats(c: &mut Criterion, request: &AuditEvent) {
+    let mut role_change = AuditEvent::new(
+        Category::Sensitive,
+        "user.role.change",
+        Outcome::Success,
+        Actor::user("1").with_name("alice").with_role("admin"),
+    )
+    .with_target("user:2");
+    role_change.before = Some(serde_json::json!({"id": 2, "name": "bob", "role": "viewer"}));
+    role_change.after = Some(serde_json::json!({"id": 2, "name": "bob", "role": "admin"}));
+    role_change.changes = Some(vec![audit_layer::event::Change::value(
+        "role",
+        Some("viewer".into()),
+        Some("admin".into()),
+    )]);
+    for (name, event) in [("request", request), ("role_change", &role_change)] {
+        let mut group = c.benchmark_group(format!("format_{name}"));
+        group.throughput(Throughput::Elements(1));
+        for format in Format::ALL {
+            group.bench_function(format.name(), |b| {
+                let mut buf = Vec::with_capacity(2048);
+                b.iter(|| {
+                    buf.clear();
+                    format.encode(event, &mut buf).expect("encodes");
+                })
+            });
+        }
+        group.finish();
     }
 }
 
@@ -251,6 +288,72 @@ fn follower_catch_up(c: &mut Criterion, dir: &std::path::Path, lines: u64) {
         ),
         None => eprintln!("*** SKIPPED nats follower bench: {nats_url} is unreachable"),
     }
+
+    // The SIEM followers, each to a receiver of the bench's own on loopback (a syslog
+    // listener that reads and drops, an HTTP server that answers 200), from a cursor
+    // removed after each round.
+    let receivers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("receivers' runtime");
+    let syslog = receivers.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+                });
+            }
+        });
+        addr
+    });
+    let webhook = receivers.block_on(async {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    });
+    let forget_cursors = |_round| {
+        for entry in std::fs::read_dir(dir.join("followers"))
+            .expect("followers")
+            .flatten()
+        {
+            if entry.path().extension().is_some_and(|ext| ext == "cursor") {
+                std::fs::remove_file(entry.path()).expect("remove the cursor");
+            }
+        }
+    };
+    run(
+        "syslog_ocsf",
+        &|_round| {
+            let follower = SyslogFollower::builder(format!("tcp://{syslog}"))
+                .build()
+                .expect("syslog follower");
+            Box::new(move |builder: AuditTrailBuilder| builder.follower(follower))
+        },
+        &forget_cursors,
+    );
+    run(
+        "webhook_ocsf",
+        &|_round| {
+            let follower = WebhookFollower::builder(format!("http://{webhook}/hook"))
+                .secret(b"bench".to_vec())
+                .build()
+                .expect("webhook follower");
+            Box::new(move |builder: AuditTrailBuilder| builder.follower(follower))
+        },
+        &forget_cursors,
+    );
     group.finish();
 }
 

@@ -219,6 +219,11 @@ impl<'a> Fields<'a> {
         Self { out, empty: true }
     }
 
+    /// Goes on with an object whose opening and first members are written already.
+    pub(crate) fn after(out: &'a mut Vec<u8>) -> Self {
+        Self { out, empty: false }
+    }
+
     /// Writes `"name":` (after a comma unless first), and returns the output for the value.
     pub(crate) fn key(&mut self, name: &[u8]) -> &mut Vec<u8> {
         if !self.empty {
@@ -228,6 +233,17 @@ impl<'a> Fields<'a> {
         self.out.push(b'"');
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b"\":");
+        self.out
+    }
+
+    /// Writes a member's `"name":`, given quoted and with its colon (the `key!` macro of
+    /// the SIEM formats makes it at compile time), and returns the output for the value.
+    pub(crate) fn member(&mut self, quoted_name: &[u8]) -> &mut Vec<u8> {
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.extend_from_slice(quoted_name);
         self.out
     }
 
@@ -244,6 +260,19 @@ pub(crate) fn string(out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
         plain(out, text);
         Ok(())
     }
+}
+
+/// One JSON string made of `parts`, without joining them first unless one needs escaping.
+pub(crate) fn string_parts(out: &mut Vec<u8>, parts: &[&str]) -> serde_json::Result<()> {
+    if parts.iter().any(|part| needs_escape(part.as_bytes())) {
+        return serde_json::to_writer(out, &parts.concat());
+    }
+    out.push(b'"');
+    for part in parts {
+        out.extend_from_slice(part.as_bytes());
+    }
+    out.push(b'"');
+    Ok(())
 }
 
 /// Whether `bytes` holds one that serde_json escapes: a control character, `"` or `\`.
@@ -302,13 +331,13 @@ pub(crate) fn plain(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-pub(crate) fn string_list(out: &mut Vec<u8>, items: &[String]) -> serde_json::Result<()> {
+pub(crate) fn string_list(out: &mut Vec<u8>, items: &[impl AsRef<str>]) -> serde_json::Result<()> {
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        string(out, item)?;
+        string(out, item.as_ref())?;
     }
     out.push(b']');
     Ok(())

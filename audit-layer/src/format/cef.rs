@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
+use crate::event::json::number;
 use crate::event::{AuditEvent, Outcome};
 use crate::format::Position;
 use crate::format::kind::{Kind, classify, detail_str, subject_user};
@@ -43,7 +44,8 @@ pub(crate) fn write(
 
     let mut ext = Extension { out, first: true };
     ext.number("rt", event.time.unix_micros() / 1_000);
-    ext.text("externalId", &event.id.hyphenated().to_string());
+    let mut id = uuid::Uuid::encode_buffer();
+    ext.text("externalId", event.id.hyphenated().encode_lower(&mut id));
     ext.text("cat", event.category.as_str());
     ext.text("act", &event.action);
     ext.text("outcome", event.outcome.as_str());
@@ -57,13 +59,23 @@ pub(crate) fn write(
         ext.text("suser", name);
     }
     if !actor.roles.is_empty() {
-        ext.text("spriv", &actor.roles.join(","));
+        ext.joined("spriv", &actor.roles);
     }
     if let Some(source) = &event.source {
         match source.ip {
-            Some(IpAddr::V4(ip)) => ext.text("src", &ip.to_string()),
+            Some(IpAddr::V4(ip)) => {
+                ext.key("src");
+                for (i, octet) in ip.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        ext.out.push(b'.');
+                    }
+                    number(ext.out, u64::from(octet));
+                }
+            }
             Some(IpAddr::V6(ip)) => {
-                ext.text("c6a2", &ip.to_string());
+                // Hex digits and colons: nothing to escape.
+                ext.key("c6a2");
+                let _ = write!(ext.out, "{ip}");
                 ext.text("c6a2Label", "Source IPv6 Address");
             }
             None => {}
@@ -77,9 +89,10 @@ pub(crate) fn write(
     }
     if let Some(request) = &event.request {
         ext.text("requestMethod", &request.method);
-        match &request.query {
-            Some(query) => ext.text("request", &format!("{}?{query}", request.path)),
-            None => ext.text("request", &request.path),
+        ext.text("request", &request.path);
+        if let Some(query) = &request.query {
+            ext.more("?");
+            ext.more(query);
         }
         ext.text("cs2", &request.id);
         ext.text("cs2Label", "Request ID");
@@ -103,7 +116,7 @@ pub(crate) fn write(
         }
     }
     if let Kind::Privileges { names, .. } = &kind {
-        ext.text("dpriv", &names.join(","));
+        ext.joined("dpriv", names);
     }
     if let Some(target) = &event.target {
         ext.text("cs1", target);
@@ -126,9 +139,14 @@ pub(crate) fn write(
         || event.changes.is_some()
         || !event.labels.is_empty()
     {
-        let mut json = Vec::new();
-        write_context(&mut json, event)?;
-        ext.text("cs4", &String::from_utf8_lossy(&json));
+        ext.key("cs4");
+        let start = ext.out.len();
+        write_context(ext.out, event)?;
+        // JSON escapes with `\`, and may hold `=`: escaped again for CEF, when there are any.
+        if has_special(&ext.out[start..], b'=') {
+            let json = ext.out.split_off(start);
+            escape_value(ext.out, &json);
+        }
         ext.text("cs4Label", "Details");
     }
     Ok(())
@@ -138,19 +156,19 @@ pub(crate) fn write(
 fn write_context(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     let mut context = crate::event::json::Fields::new(out);
     if !event.labels.is_empty() {
-        crate::event::json::string_map(context.key(b"labels"), &event.labels)?;
+        crate::event::json::string_map(key!(context, "labels"), &event.labels)?;
     }
     if let Some(details) = &event.details {
-        serde_json::to_writer(&mut *context.key(b"details"), details)?;
+        serde_json::to_writer(&mut *key!(context, "details"), details)?;
     }
     if let Some(before) = &event.before {
-        serde_json::to_writer(&mut *context.key(b"before"), before)?;
+        serde_json::to_writer(&mut *key!(context, "before"), before)?;
     }
     if let Some(after) = &event.after {
-        serde_json::to_writer(&mut *context.key(b"after"), after)?;
+        serde_json::to_writer(&mut *key!(context, "after"), after)?;
     }
     if let Some(changes) = &event.changes {
-        serde_json::to_writer(&mut *context.key(b"changes"), changes)?;
+        serde_json::to_writer(&mut *key!(context, "changes"), changes)?;
     }
     context.end();
     Ok(())
@@ -159,13 +177,87 @@ fn write_context(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()
 /// A header field: `\` and `|` escaped; a line break or other control character, which a
 /// header cannot hold, becomes a space.
 fn header(out: &mut Vec<u8>, text: &str) {
-    for &byte in text.as_bytes() {
-        match byte {
-            b'\\' | b'|' => out.extend_from_slice(&[b'\\', byte]),
-            0..=0x1f | 0x7f => out.push(b' '),
-            _ => out.push(byte),
+    let bytes = text.as_bytes();
+    if !has_special(bytes, b'|') {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let replacement: &[u8] = match byte {
+            b'\\' => b"\\\\",
+            b'|' => b"\\|",
+            0..=0x1f | 0x7f => b" ",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(replacement);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether a byte is written otherwise in an extension value.
+fn needs_cef_escape(byte: u8) -> bool {
+    matches!(byte, b'\\' | b'=' | 0..=0x1f | 0x7f)
+}
+
+/// Whether `bytes` holds a control character, DEL, `\\` or `special`: eight bytes at a
+/// time (the zero-byte tests of "Bit Twiddling Hacks"), since nearly every value holds
+/// none and is then copied whole.
+fn has_special(bytes: &[u8], special: u8) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    const DELS: u64 = u64::from_ne_bytes([0x7f; 8]);
+    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let specials = u64::from_ne_bytes([special; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut array = [0; 8];
+        array.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(array);
+        let control = word.wrapping_sub(SPACES) & !word & HIGHS;
+        if control
+            | has_zero_byte(word ^ BACKSLASHES)
+            | has_zero_byte(word ^ DELS)
+            | has_zero_byte(word ^ specials)
+            != 0
+        {
+            return true;
         }
     }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == 0x7f || b == b'\\' || b == special)
+}
+
+/// An extension value: `\` and `=` escaped, line breaks as `\n` and `\r`, other control
+/// characters as spaces; runs with nothing to escape copied whole.
+fn escape_value(out: &mut Vec<u8>, value: &[u8]) {
+    if !has_special(value, b'=') {
+        out.extend_from_slice(value);
+        return;
+    }
+    let mut start = 0;
+    for (i, &byte) in value.iter().enumerate() {
+        if !needs_cef_escape(byte) {
+            continue;
+        }
+        let replacement: &[u8] = match byte {
+            b'\\' => b"\\\\",
+            b'=' => b"\\=",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => b" ",
+        };
+        out.extend_from_slice(&value[start..i]);
+        out.extend_from_slice(replacement);
+        start = i + 1;
+    }
+    out.extend_from_slice(&value[start..]);
 }
 
 /// The extension's `key=value` pairs, space separated.
@@ -186,21 +278,54 @@ impl Extension<'_> {
 
     fn number(&mut self, key: &str, value: u64) {
         self.key(key);
-        // Writing to a Vec cannot fail.
-        let _ = write!(self.out, "{value}");
+        number(self.out, value);
     }
 
-    /// A value: `\` and `=` escaped, line breaks as `\n` and `\r`, other control
-    /// characters as spaces.
     fn text(&mut self, key: &str, value: &str) {
         self.key(key);
-        for &byte in value.as_bytes() {
-            match byte {
-                b'\\' | b'=' => self.out.extend_from_slice(&[b'\\', byte]),
-                b'\n' => self.out.extend_from_slice(b"\\n"),
-                b'\r' => self.out.extend_from_slice(b"\\r"),
-                0..=0x1f | 0x7f => self.out.push(b' '),
-                _ => self.out.push(byte),
+        escape_value(self.out, value.as_bytes());
+    }
+
+    /// More of the last value.
+    fn more(&mut self, value: &str) {
+        escape_value(self.out, value.as_bytes());
+    }
+
+    /// A value of items joined by commas.
+    fn joined(&mut self, key: &str, items: &[impl AsRef<str>]) {
+        self.key(key);
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            escape_value(self.out, item.as_ref().as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_word_test_finds_what_the_byte_test_finds() {
+        let samples: [&[u8]; 9] = [
+            b"plain-value/with:colons",
+            b"a=b",
+            b"back\\slash in the middle of a long value",
+            b"0123456789abcdef\n",
+            b"tab\there",
+            b"del\x7f",
+            b"pipe|in a header",
+            "ünïcödé ok".as_bytes(),
+            b"",
+        ];
+        for sample in samples {
+            for special in [b'=', b'|'] {
+                let by_byte = sample
+                    .iter()
+                    .any(|&b| b < 0x20 || b == 0x7f || b == b'\\' || b == special);
+                assert_eq!(has_special(sample, special), by_byte, "{sample:?}");
             }
         }
     }

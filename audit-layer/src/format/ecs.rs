@@ -18,36 +18,36 @@ pub(crate) fn write(
 ) -> serde_json::Result<()> {
     let kind = classify(event);
     let mut o = Fields::new(out);
-    timestamp(o.key(b"@timestamp"), event.time);
-    o.key(b"ecs").extend_from_slice(b"{\"version\":\"8.17.0\"}");
-    write_event(o.key(b"event"), event, &kind, position)?;
-    write_user(o.key(b"user"), event, &kind)?;
+    timestamp(key!(o, "@timestamp"), event.time);
+    key!(o, "ecs").extend_from_slice(b"{\"version\":\"8.17.0\"}");
+    write_event(key!(o, "event"), event, &kind, position)?;
+    write_user(key!(o, "user"), event, &kind)?;
     if let Some(source) = &event.source {
         if let Some(ip) = source.ip {
-            let mut endpoint = Fields::new(o.key(b"source"));
-            address(endpoint.key(b"ip"), ip)?;
+            let mut endpoint = Fields::new(key!(o, "source"));
+            address(key!(endpoint, "ip"), ip)?;
             if let Some(port) = source.port {
-                number(endpoint.key(b"port"), u64::from(port));
+                number(key!(endpoint, "port"), u64::from(port));
             }
             endpoint.end();
         }
         if let Some(agent) = &source.user_agent {
-            let user_agent = o.key(b"user_agent");
+            let user_agent = key!(o, "user_agent");
             user_agent.extend_from_slice(b"{\"original\":");
             string(user_agent, agent)?;
             user_agent.push(b'}');
         }
     }
     if event.request.is_some() || event.response.is_some() {
-        let mut http = Fields::new(o.key(b"http"));
+        let mut http = Fields::new(key!(o, "http"));
         if let Some(request) = &event.request {
-            let mut http_request = Fields::new(http.key(b"request"));
-            string(http_request.key(b"id"), &request.id)?;
-            string(http_request.key(b"method"), &request.method)?;
+            let mut http_request = Fields::new(key!(http, "request"));
+            string(key!(http_request, "id"), &request.id)?;
+            string(key!(http_request, "method"), &request.method)?;
             http_request.end();
         }
         if let Some(code) = event.response.as_ref().and_then(|response| response.status) {
-            let response = http.key(b"response");
+            let response = key!(http, "response");
             response.extend_from_slice(b"{\"status_code\":");
             number(response, u64::from(code));
             response.push(b'}');
@@ -55,25 +55,25 @@ pub(crate) fn write(
         http.end();
     }
     if let Some(request) = &event.request {
-        let mut url = Fields::new(o.key(b"url"));
-        string(url.key(b"path"), &request.path)?;
+        let mut url = Fields::new(key!(o, "url"));
+        string(key!(url, "path"), &request.path)?;
         if let Some(query) = &request.query {
-            string(url.key(b"query"), query)?;
+            string(key!(url, "query"), query)?;
         }
         url.end();
     }
     if kind == Kind::Alert
         && let Some(detector) = detail_str(event, "detector")
     {
-        let rule = o.key(b"rule");
+        let rule = key!(o, "rule");
         rule.extend_from_slice(b"{\"name\":");
         string(rule, detector)?;
         rule.push(b'}');
     }
     if !event.labels.is_empty() {
-        crate::event::json::string_map(o.key(b"labels"), &event.labels)?;
+        crate::event::json::string_map(key!(o, "labels"), &event.labels)?;
     }
-    write_extra(o.key(b"audit_layer"), event, position)?;
+    write_extra(key!(o, "audit_layer"), event, position)?;
     o.end();
     Ok(())
 }
@@ -81,12 +81,12 @@ pub(crate) fn write(
 fn write_event(
     out: &mut Vec<u8>,
     event: &AuditEvent,
-    kind: &Kind,
+    kind: &Kind<'_>,
     position: Option<Position<'_>>,
 ) -> serde_json::Result<()> {
     let mut e = Fields::new(out);
     plain(
-        e.key(b"kind"),
+        key!(e, "kind"),
         if *kind == Kind::Alert {
             "alert"
         } else {
@@ -94,11 +94,11 @@ fn write_event(
         },
     );
     let (category, types) = category_and_types(kind, event);
-    let list = e.key(b"category");
+    let list = key!(e, "category");
     list.push(b'[');
     plain(list, category);
     list.push(b']');
-    let list = e.key(b"type");
+    let list = key!(e, "type");
     list.push(b'[');
     for (i, name) in types.iter().enumerate() {
         if i > 0 {
@@ -107,34 +107,37 @@ fn write_event(
         plain(list, name);
     }
     list.push(b']');
-    string(e.key(b"action"), &event.action)?;
+    string(key!(e, "action"), &event.action)?;
     plain(
-        e.key(b"outcome"),
+        key!(e, "outcome"),
         match event.outcome {
             Outcome::Success => "success",
             Outcome::Failure | Outcome::Denied | Outcome::Error => "failure",
             Outcome::Cancelled => "unknown",
         },
     );
-    uuid(e.key(b"id"), &event.id);
+    uuid(key!(e, "id"), &event.id);
     if let Some(response) = &event.response {
         number(
-            e.key(b"duration"),
+            key!(e, "duration"),
             response.duration_us.saturating_mul(1_000),
         );
     }
     if let Some(reason) = &event.reason {
-        string(e.key(b"reason"), reason)?;
+        string(key!(e, "reason"), reason)?;
     }
     if let Some(position) = position {
-        number(e.key(b"sequence"), position.seq);
+        number(key!(e, "sequence"), position.seq);
     }
     e.end();
     Ok(())
 }
 
 /// `event.category` and `event.type`, from ECS's allowed values.
-fn category_and_types(kind: &Kind, event: &AuditEvent) -> (&'static str, &'static [&'static str]) {
+fn category_and_types(
+    kind: &Kind<'_>,
+    event: &AuditEvent,
+) -> (&'static str, &'static [&'static str]) {
     match kind {
         Kind::Api => {
             let denied = event.outcome == Outcome::Denied;
@@ -171,33 +174,33 @@ fn category_and_types(kind: &Kind, event: &AuditEvent) -> (&'static str, &'stati
 
 /// `user.*`: the actor; for account events, `user.target` (the account) and, for a grant,
 /// `user.changes.roles`.
-fn write_user(out: &mut Vec<u8>, event: &AuditEvent, kind: &Kind) -> serde_json::Result<()> {
+fn write_user(out: &mut Vec<u8>, event: &AuditEvent, kind: &Kind<'_>) -> serde_json::Result<()> {
     let actor = &event.actor;
     let mut user = Fields::new(out);
     let username = detail_str(event, "username");
     if actor.is_anonymous() {
         if let Some(name) = username {
             // A failed login's actor is nobody; the name tried is what SIEMs key on.
-            string(user.key(b"name"), name)?;
+            string(key!(user, "name"), name)?;
         } else {
-            string(user.key(b"id"), &actor.id)?;
+            string(key!(user, "id"), &actor.id)?;
         }
     } else {
-        string(user.key(b"id"), &actor.id)?;
+        string(key!(user, "id"), &actor.id)?;
         if let Some(name) = actor.name.as_deref() {
-            string(user.key(b"name"), name)?;
+            string(key!(user, "name"), name)?;
         }
     }
     if !actor.roles.is_empty() {
-        string_list(user.key(b"roles"), &actor.roles)?;
+        string_list(key!(user, "roles"), &actor.roles)?;
     }
     if matches!(kind, Kind::Account(_) | Kind::Privileges { .. }) {
         let (uid, name) = subject_user(event);
         if !uid.is_empty() && (uid != actor.id || event.target.is_some()) {
-            let mut target = Fields::new(user.key(b"target"));
-            string(target.key(b"id"), uid)?;
+            let mut target = Fields::new(key!(user, "target"));
+            string(key!(target, "id"), uid)?;
             if let Some(name) = name {
-                string(target.key(b"name"), name)?;
+                string(key!(target, "name"), name)?;
             }
             target.end();
         }
@@ -207,7 +210,7 @@ fn write_user(out: &mut Vec<u8>, event: &AuditEvent, kind: &Kind) -> serde_json:
         names,
     } = kind
     {
-        let changes = user.key(b"changes");
+        let changes = key!(user, "changes");
         changes.extend_from_slice(b"{\"roles\":");
         string_list(changes, names)?;
         changes.push(b'}');
@@ -223,31 +226,31 @@ fn write_extra(
     position: Option<Position<'_>>,
 ) -> serde_json::Result<()> {
     let mut extra = Fields::new(out);
-    plain(extra.key(b"category"), event.category.as_str());
-    plain(extra.key(b"outcome"), event.outcome.as_str());
+    plain(key!(extra, "category"), event.category.as_str());
+    plain(key!(extra, "outcome"), event.outcome.as_str());
     if let Some(position) = position.filter(|position| !position.trail.is_empty()) {
-        string(extra.key(b"trail"), position.trail)?;
+        string(key!(extra, "trail"), position.trail)?;
     }
     if let Some(target) = &event.target {
-        string(extra.key(b"target"), target)?;
+        string(key!(extra, "target"), target)?;
     }
     if let Some(route) = event.request.as_ref().and_then(|r| r.route.as_ref()) {
-        string(extra.key(b"route"), route)?;
+        string(key!(extra, "route"), route)?;
     }
     if let Some(forwarded) = event.source.as_ref().and_then(|s| s.forwarded.as_ref()) {
-        string_list(extra.key(b"forwarded"), forwarded)?;
+        string_list(key!(extra, "forwarded"), forwarded)?;
     }
     if let Some(details) = &event.details {
-        serde_json::to_writer(&mut *extra.key(b"details"), details)?;
+        serde_json::to_writer(&mut *key!(extra, "details"), details)?;
     }
     if let Some(before) = &event.before {
-        serde_json::to_writer(&mut *extra.key(b"before"), before)?;
+        serde_json::to_writer(&mut *key!(extra, "before"), before)?;
     }
     if let Some(after) = &event.after {
-        serde_json::to_writer(&mut *extra.key(b"after"), after)?;
+        serde_json::to_writer(&mut *key!(extra, "after"), after)?;
     }
     if let Some(changes) = &event.changes {
-        serde_json::to_writer(&mut *extra.key(b"changes"), changes)?;
+        serde_json::to_writer(&mut *key!(extra, "changes"), changes)?;
     }
     extra.end();
     Ok(())

@@ -7,7 +7,7 @@ use crate::event::{AuditEvent, Category};
 
 /// What an event records, as the SIEM formats classify it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub(crate) enum Kind<'a> {
     /// A request (or any event no rule below claims).
     Api,
     /// A login, successful or not.
@@ -19,7 +19,7 @@ pub(crate) enum Kind {
     /// A change to an account.
     Account(AccountActivity),
     /// Roles or permissions granted to (or taken from) an account.
-    Privileges { granted: bool, names: Vec<String> },
+    Privileges { granted: bool, names: Vec<&'a str> },
     /// A detector's alert.
     Alert,
     /// The audit system's own events.
@@ -55,7 +55,7 @@ const PRIVILEGE_WORDS: [&str; 4] = ["role", "permission", "privilege", "group"];
 /// system events; a change to an account's roles or permissions; a change to an account
 /// (a sensitive event whose target or action names a user or account, or any action about
 /// a password); authentication; everything else is an API call.
-pub(crate) fn classify(event: &AuditEvent) -> Kind {
+pub(crate) fn classify(event: &AuditEvent) -> Kind<'_> {
     let action = event.action.as_ref();
     match event.category {
         Category::Alert => return Kind::Alert,
@@ -118,19 +118,24 @@ fn account_activity(action: &str) -> AccountActivity {
 
 /// Roles granted or revoked by the event's changes: the values a privilege field gained,
 /// else those it lost. `None` when no privilege field changed visibly.
-fn privileges(event: &AuditEvent) -> Option<Kind> {
+fn privileges(event: &AuditEvent) -> Option<Kind<'_>> {
     let changes = event.changes.as_deref()?;
     let mut granted = Vec::new();
     let mut revoked = Vec::new();
     for change in changes {
-        let field = change.field.to_ascii_lowercase();
-        if change.redacted || !PRIVILEGE_WORDS.iter().any(|word| field.contains(word)) {
+        let field = change.field.as_bytes();
+        let named = |word: &str| {
+            field
+                .windows(word.len())
+                .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
+        };
+        if change.redacted || !PRIVILEGE_WORDS.into_iter().any(named) {
             continue;
         }
         let old = names(change.old.as_ref());
         let new = names(change.new.as_ref());
-        granted.extend(new.iter().filter(|name| !old.contains(name)).cloned());
-        revoked.extend(old.iter().filter(|name| !new.contains(name)).cloned());
+        granted.extend(new.iter().filter(|name| !old.contains(name)));
+        revoked.extend(old.iter().filter(|name| !new.contains(name)));
     }
     if !granted.is_empty() {
         Some(Kind::Privileges {
@@ -148,13 +153,10 @@ fn privileges(event: &AuditEvent) -> Option<Kind> {
 }
 
 /// The names a privilege field holds: a string, or an array of strings.
-fn names(value: Option<&Value>) -> Vec<String> {
+fn names(value: Option<&Value>) -> Vec<&str> {
     match value {
-        Some(Value::String(name)) => vec![name.clone()],
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|item| item.as_str().map(str::to_owned))
-            .collect(),
+        Some(Value::String(name)) => vec![name.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     }
 }
@@ -247,7 +249,7 @@ mod tests {
             classify(&grant),
             Kind::Privileges {
                 granted: true,
-                names: vec!["admin".into()]
+                names: vec!["admin"]
             }
         );
         let mut revoke = event(Category::Sensitive, "user.update").with_target("user:2");
@@ -260,7 +262,7 @@ mod tests {
             classify(&revoke),
             Kind::Privileges {
                 granted: false,
-                names: vec!["admin".into()]
+                names: vec!["admin"]
             }
         );
         // A redacted role change says nothing about which roles: an account change.

@@ -42,6 +42,14 @@ use std::str::FromStr;
 
 use crate::event::AuditEvent;
 
+/// `"name":` of a member of a [`Fields`](crate::event::json::Fields) object, spelled out
+/// at compile time.
+macro_rules! key {
+    ($fields:expr, $name:literal) => {
+        $fields.member(concat!("\"", $name, "\":").as_bytes())
+    };
+}
+
 mod cef;
 mod ecs;
 mod kind;

@@ -2,58 +2,62 @@
 //! by field, is in docs/siem.md; the tests check every class against the published schema.
 
 use crate::event::actor::ActorKind;
-use crate::event::json::{Fields, address, needs_escape, number, plain, string, string_list, uuid};
+use crate::event::json::{Fields, address, number, plain, string, string_list, string_parts, uuid};
 use crate::event::{AuditEvent, Outcome};
 use crate::format::Position;
 use crate::format::kind::{AccountActivity, Kind, Lifecycle, classify, detail_str, subject_user};
 
+/// The OCSF schema version the events follow, as a literal for `concat!`.
+macro_rules! version {
+    () => {
+        "1.8.0"
+    };
+}
+
 /// The OCSF schema version the events follow.
-pub(crate) const VERSION: &str = "1.8.0";
+pub(crate) const VERSION: &str = version!();
 
 /// One OCSF event class.
 struct Class {
     uid: u64,
     name: &'static str,
-    category_uid: u64,
-    category_name: &'static str,
+    /// The object's opening and its class and category members, spelled out at compile
+    /// time.
+    head: &'static str,
 }
 
-const API_ACTIVITY: Class = Class {
-    uid: 6003,
-    name: "API Activity",
-    category_uid: 6,
-    category_name: "Application Activity",
-};
-const APPLICATION_LIFECYCLE: Class = Class {
-    uid: 6002,
-    name: "Application Lifecycle",
-    category_uid: 6,
-    category_name: "Application Activity",
-};
-const AUTHENTICATION: Class = Class {
-    uid: 3002,
-    name: "Authentication",
-    category_uid: 3,
-    category_name: "Identity & Access Management",
-};
-const ACCOUNT_CHANGE: Class = Class {
-    uid: 3001,
-    name: "Account Change",
-    category_uid: 3,
-    category_name: "Identity & Access Management",
-};
-const USER_ACCESS: Class = Class {
-    uid: 3005,
-    name: "User Access Management",
-    category_uid: 3,
-    category_name: "Identity & Access Management",
-};
-const DETECTION_FINDING: Class = Class {
-    uid: 2004,
-    name: "Detection Finding",
-    category_uid: 2,
-    category_name: "Findings",
-};
+macro_rules! class {
+    ($uid:literal, $name:literal, $category_uid:literal, $category_name:literal) => {
+        Class {
+            uid: $uid,
+            name: $name,
+            head: concat!(
+                "{\"class_uid\":",
+                $uid,
+                ",\"class_name\":\"",
+                $name,
+                "\",\"category_uid\":",
+                $category_uid,
+                ",\"category_name\":\"",
+                $category_name,
+                "\""
+            ),
+        }
+    };
+}
+
+const API_ACTIVITY: Class = class!(6003, "API Activity", 6, "Application Activity");
+const APPLICATION_LIFECYCLE: Class =
+    class!(6002, "Application Lifecycle", 6, "Application Activity");
+const AUTHENTICATION: Class = class!(3002, "Authentication", 3, "Identity & Access Management");
+const ACCOUNT_CHANGE: Class = class!(3001, "Account Change", 3, "Identity & Access Management");
+const USER_ACCESS: Class = class!(
+    3005,
+    "User Access Management",
+    3,
+    "Identity & Access Management"
+);
+const DETECTION_FINDING: Class = class!(2004, "Detection Finding", 2, "Findings");
 
 /// OCSF's "Other" activity: its name is then the event's own action.
 const OTHER: u64 = 99;
@@ -66,97 +70,81 @@ pub(crate) fn write(
 ) -> serde_json::Result<()> {
     let kind = classify(event);
     let (class, activity_id, caption) = class_and_activity(&kind, event);
-    let mut o = Fields::new(out);
-    number(o.key(b"class_uid"), class.uid);
-    plain(o.key(b"class_name"), class.name);
-    number(o.key(b"category_uid"), class.category_uid);
-    plain(o.key(b"category_name"), class.category_name);
-    number(o.key(b"activity_id"), activity_id);
+    out.extend_from_slice(class.head.as_bytes());
+    let mut o = Fields::after(out);
+    number(key!(o, "activity_id"), activity_id);
     let activity_name = caption.unwrap_or(event.action.as_ref());
-    string(o.key(b"activity_name"), activity_name)?;
-    number(o.key(b"type_uid"), class.uid * 100 + activity_id);
-    let type_name = o.key(b"type_name");
-    if caption.is_some() || !needs_escape(activity_name.as_bytes()) {
-        type_name.push(b'"');
-        type_name.extend_from_slice(class.name.as_bytes());
-        type_name.extend_from_slice(b": ");
-        type_name.extend_from_slice(activity_name.as_bytes());
-        type_name.push(b'"');
-    } else {
-        string(type_name, &format!("{}: {activity_name}", class.name))?;
-    }
-    number(o.key(b"time"), event.time.unix_micros() / 1_000);
+    string(key!(o, "activity_name"), activity_name)?;
+    number(key!(o, "type_uid"), class.uid * 100 + activity_id);
+    string_parts(key!(o, "type_name"), &[class.name, ": ", activity_name])?;
+    number(key!(o, "time"), event.time.unix_micros() / 1_000);
 
-    let (severity_id, severity) = match (&kind, event.outcome) {
-        (Kind::Alert, _) => (4, "High"),
-        (_, Outcome::Denied) => (2, "Low"),
-        _ => (1, "Informational"),
+    // Severity and status, each id with its caption, as one fragment.
+    let severity: &[u8] = match (&kind, event.outcome) {
+        (Kind::Alert, _) => b"\"severity_id\":4,\"severity\":\"High\"",
+        (_, Outcome::Denied) => b"\"severity_id\":2,\"severity\":\"Low\"",
+        _ => b"\"severity_id\":1,\"severity\":\"Informational\"",
     };
-    number(o.key(b"severity_id"), severity_id);
-    plain(o.key(b"severity"), severity);
-    if kind == Kind::Alert {
+    o.member(severity);
+    let status: &[u8] = match (&kind, event.outcome) {
         // A finding's status is its triage state, not the outcome of an action.
-        number(o.key(b"status_id"), 1);
-        plain(o.key(b"status"), "New");
-        o.key(b"is_alert").extend_from_slice(b"true");
-    } else {
-        let (status_id, status) = match event.outcome {
-            Outcome::Success => (1, "Success"),
-            Outcome::Failure | Outcome::Denied | Outcome::Error => (2, "Failure"),
-            Outcome::Cancelled => (OTHER, "Cancelled"),
-        };
-        number(o.key(b"status_id"), status_id);
-        plain(o.key(b"status"), status);
-    }
+        (Kind::Alert, _) => b"\"status_id\":1,\"status\":\"New\",\"is_alert\":true",
+        (_, Outcome::Success) => b"\"status_id\":1,\"status\":\"Success\"",
+        (_, Outcome::Failure | Outcome::Denied | Outcome::Error) => {
+            b"\"status_id\":2,\"status\":\"Failure\""
+        }
+        (_, Outcome::Cancelled) => b"\"status_id\":99,\"status\":\"Cancelled\"",
+    };
+    o.member(status);
     if let Some(reason) = &event.reason {
-        string(o.key(b"status_detail"), reason)?;
+        string(key!(o, "status_detail"), reason)?;
     }
     if let Some(response) = &event.response {
-        number(o.key(b"duration"), response.duration_us / 1_000);
+        number(key!(o, "duration"), response.duration_us / 1_000);
     }
-    write_metadata(o.key(b"metadata"), event, position)?;
-    write_actor(o.key(b"actor"), event)?;
+    write_metadata(key!(o, "metadata"), event, position)?;
+    write_actor(key!(o, "actor"), event)?;
 
     let network = !matches!(kind, Kind::Alert | Kind::Lifecycle(_));
     if network {
         write_network(&mut o, event, kind == Kind::Api)?;
     }
     if kind == Kind::Api {
-        write_api(o.key(b"api"), event)?;
+        write_api(key!(o, "api"), event)?;
     }
     if matches!(kind, Kind::Api | Kind::Privileges { .. } | Kind::Alert)
         && let Some(target) = &event.target
     {
-        let resources = o.key(b"resources");
+        let resources = key!(o, "resources");
         resources.push(b'[');
         let mut resource = Fields::new(resources);
-        string(resource.key(b"uid"), target)?;
+        string(key!(resource, "uid"), target)?;
         if let Some((kind, _)) = target.split_once(':') {
-            string(resource.key(b"type"), kind)?;
+            string(key!(resource, "type"), kind)?;
         }
         resource.end();
         resources.push(b']');
     }
     match &kind {
         Kind::Login | Kind::Logout | Kind::OtherAuth | Kind::Account(_) => {
-            write_user(o.key(b"user"), event)?;
+            write_user(key!(o, "user"), event)?;
         }
         Kind::Privileges { names, .. } => {
-            write_user(o.key(b"user"), event)?;
-            string_list(o.key(b"privileges"), names)?;
+            write_user(key!(o, "user"), event)?;
+            string_list(key!(o, "privileges"), names)?;
         }
-        Kind::Alert => write_finding(o.key(b"finding_info"), event)?,
-        Kind::Lifecycle(_) => write_product(o.key(b"app")),
+        Kind::Alert => write_finding(key!(o, "finding_info"), event)?,
+        Kind::Lifecycle(_) => write_product(key!(o, "app")),
         Kind::Api => {}
     }
-    write_unmapped(o.key(b"unmapped"), event, network)?;
+    write_unmapped(key!(o, "unmapped"), event, network)?;
     o.end();
     Ok(())
 }
 
 /// The class, activity id and activity caption (`None`: the event's action names an
 /// activity OCSF has no id for).
-fn class_and_activity(kind: &Kind, event: &AuditEvent) -> (Class, u64, Option<&'static str>) {
+fn class_and_activity(kind: &Kind<'_>, event: &AuditEvent) -> (Class, u64, Option<&'static str>) {
     match kind {
         Kind::Api => {
             let method = event
@@ -198,15 +186,18 @@ fn class_and_activity(kind: &Kind, event: &AuditEvent) -> (Class, u64, Option<&'
     }
 }
 
-fn write_product(out: &mut Vec<u8>) {
-    out.extend_from_slice(
+/// This crate, as an OCSF `product`.
+macro_rules! product {
+    () => {
         concat!(
             "{\"name\":\"audit-layer\",\"vendor_name\":\"audit-layer\",\"version\":\"",
             env!("CARGO_PKG_VERSION"),
             "\"}"
         )
-        .as_bytes(),
-    );
+    };
+}
+fn write_product(out: &mut Vec<u8>) {
+    out.extend_from_slice(product!().as_bytes());
 }
 
 fn write_metadata(
@@ -214,22 +205,30 @@ fn write_metadata(
     event: &AuditEvent,
     position: Option<Position<'_>>,
 ) -> serde_json::Result<()> {
-    let mut metadata = Fields::new(out);
-    plain(metadata.key(b"version"), VERSION);
-    write_product(metadata.key(b"product"));
-    uuid(metadata.key(b"uid"), &event.id);
-    plain(metadata.key(b"log_version"), crate::event::SCHEMA);
+    // The constant members first, as one fragment.
+    out.extend_from_slice(
+        concat!(
+            "{\"version\":\"",
+            version!(),
+            "\",\"log_version\":\"audit/1\",\"product\":",
+            product!(),
+            ",\"uid\":"
+        )
+        .as_bytes(),
+    );
+    uuid(out, &event.id);
+    let mut metadata = Fields::after(out);
     if let Some(position) = position {
         if !position.trail.is_empty() {
-            string(metadata.key(b"log_name"), position.trail)?;
+            string(key!(metadata, "log_name"), position.trail)?;
         }
-        number(metadata.key(b"sequence"), position.seq);
+        number(key!(metadata, "sequence"), position.seq);
     }
     if let Some(request) = &event.request {
-        string(metadata.key(b"correlation_uid"), &request.id)?;
+        string(key!(metadata, "correlation_uid"), &request.id)?;
     }
     if !event.labels.is_empty() {
-        let tags = metadata.key(b"tags");
+        let tags = key!(metadata, "tags");
         tags.push(b'[');
         for (i, (name, value)) in event.labels.iter().enumerate() {
             if i > 0 {
@@ -249,21 +248,21 @@ fn write_metadata(
 
 fn write_actor(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     let actor = &event.actor;
-    out.extend_from_slice(b"{\"user\":");
-    let mut user = Fields::new(out);
-    string(user.key(b"uid"), &actor.id)?;
+    out.extend_from_slice(b"{\"user\":{\"uid\":");
+    string(out, &actor.id)?;
+    let mut user = Fields::after(out);
     if let Some(name) = &actor.name {
-        string(user.key(b"name"), name)?;
+        string(key!(user, "name"), name)?;
     }
     let (type_id, type_name) = match actor.kind {
         ActorKind::User => (1, "User"),
         ActorKind::Service => (4, "Service"),
         ActorKind::Anonymous => (0, "Unknown"),
     };
-    number(user.key(b"type_id"), type_id);
-    plain(user.key(b"type"), type_name);
+    number(key!(user, "type_id"), type_id);
+    plain(key!(user, "type"), type_name);
     if !actor.roles.is_empty() {
-        let groups = user.key(b"groups");
+        let groups = key!(user, "groups");
         groups.push(b'[');
         for (i, role) in actor.roles.iter().enumerate() {
             if i > 0 {
@@ -285,33 +284,32 @@ fn write_actor(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> 
 fn write_network(o: &mut Fields<'_>, event: &AuditEvent, required: bool) -> serde_json::Result<()> {
     let ip = event.source.as_ref().and_then(|source| source.ip);
     if let Some(ip) = ip {
-        let mut endpoint = Fields::new(o.key(b"src_endpoint"));
-        address(endpoint.key(b"ip"), ip)?;
+        let mut endpoint = Fields::new(key!(o, "src_endpoint"));
+        address(key!(endpoint, "ip"), ip)?;
         if let Some(port) = event.source.as_ref().and_then(|source| source.port) {
-            number(endpoint.key(b"port"), u64::from(port));
+            number(key!(endpoint, "port"), u64::from(port));
         }
         endpoint.end();
     } else if required {
-        o.key(b"src_endpoint")
-            .extend_from_slice(b"{\"name\":\"unknown\"}");
+        key!(o, "src_endpoint").extend_from_slice(b"{\"name\":\"unknown\"}");
     }
     if let Some(request) = &event.request {
-        let mut http = Fields::new(o.key(b"http_request"));
-        string(http.key(b"http_method"), &request.method)?;
-        string(http.key(b"uid"), &request.id)?;
-        let mut url = Fields::new(http.key(b"url"));
-        string(url.key(b"path"), &request.path)?;
+        let mut http = Fields::new(key!(o, "http_request"));
+        string(key!(http, "http_method"), &request.method)?;
+        string(key!(http, "uid"), &request.id)?;
+        let mut url = Fields::new(key!(http, "url"));
+        string(key!(url, "path"), &request.path)?;
         if let Some(query) = &request.query {
-            string(url.key(b"query_string"), query)?;
+            string(key!(url, "query_string"), query)?;
         }
         url.end();
         if let Some(agent) = event.source.as_ref().and_then(|s| s.user_agent.as_ref()) {
-            string(http.key(b"user_agent"), agent)?;
+            string(key!(http, "user_agent"), agent)?;
         }
         http.end();
     }
     if let Some(code) = event.response.as_ref().and_then(|response| response.status) {
-        let response = o.key(b"http_response");
+        let response = key!(o, "http_response");
         response.extend_from_slice(b"{\"code\":");
         number(response, u64::from(code));
         response.push(b'}');
@@ -325,12 +323,12 @@ fn write_api(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     match &event.request {
         Some(request) if event.action == "http.request" => {
             let path = request.route.as_deref().unwrap_or(&request.path);
-            string(api.key(b"operation"), &format!("{} {path}", request.method))?;
+            string_parts(key!(api, "operation"), &[&request.method, " ", path])?;
         }
-        _ => string(api.key(b"operation"), &event.action)?,
+        _ => string(key!(api, "operation"), &event.action)?,
     }
     if let Some(request) = &event.request {
-        let uid = api.key(b"request");
+        let uid = key!(api, "request");
         uid.extend_from_slice(b"{\"uid\":");
         string(uid, &request.id)?;
         uid.push(b'}');
@@ -345,12 +343,12 @@ fn write_user(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     let mut user = Fields::new(out);
     if !uid.is_empty() || name.is_none() {
         string(
-            user.key(b"uid"),
+            key!(user, "uid"),
             if uid.is_empty() { &event.actor.id } else { uid },
         )?;
     }
     if let Some(name) = name {
-        string(user.key(b"name"), name)?;
+        string(key!(user, "name"), name)?;
     }
     user.end();
     Ok(())
@@ -359,23 +357,23 @@ fn write_user(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
 /// What a detector found: the rule, and the event that raised it.
 fn write_finding(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     let mut finding = Fields::new(out);
-    uuid(finding.key(b"uid"), &event.id);
-    string(finding.key(b"title"), &event.action)?;
+    uuid(key!(finding, "uid"), &event.id);
+    string(key!(finding, "title"), &event.action)?;
     if let Some(reason) = &event.reason {
-        string(finding.key(b"desc"), reason)?;
+        string(key!(finding, "desc"), reason)?;
     }
     if let Some(detector) = detail_str(event, "detector") {
-        let types = finding.key(b"types");
+        let types = key!(finding, "types");
         types.push(b'[');
         string(types, detector)?;
         types.push(b']');
-        let analytic = finding.key(b"analytic");
+        let analytic = key!(finding, "analytic");
         analytic.extend_from_slice(b"{\"name\":");
         string(analytic, detector)?;
         analytic.extend_from_slice(b",\"type_id\":1,\"type\":\"Rule\"}");
     }
     if let Some(related) = detail_str(event, "event") {
-        let events = finding.key(b"related_events");
+        let events = key!(finding, "related_events");
         events.extend_from_slice(b"[{\"uid\":");
         string(events, related)?;
         events.extend_from_slice(b"}]");
@@ -388,41 +386,41 @@ fn write_finding(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()
 /// took the source and request (the others keep them here).
 fn write_unmapped(out: &mut Vec<u8>, event: &AuditEvent, network: bool) -> serde_json::Result<()> {
     let mut unmapped = Fields::new(out);
-    plain(unmapped.key(b"category"), event.category.as_str());
-    string(unmapped.key(b"action"), &event.action)?;
-    plain(unmapped.key(b"outcome"), event.outcome.as_str());
+    plain(key!(unmapped, "category"), event.category.as_str());
+    string(key!(unmapped, "action"), &event.action)?;
+    plain(key!(unmapped, "outcome"), event.outcome.as_str());
     if let Some(target) = &event.target {
-        string(unmapped.key(b"target"), target)?;
+        string(key!(unmapped, "target"), target)?;
     }
     if network {
         if let Some(route) = event.request.as_ref().and_then(|r| r.route.as_ref()) {
-            string(unmapped.key(b"route"), route)?;
+            string(key!(unmapped, "route"), route)?;
         }
         if let Some(forwarded) = event.source.as_ref().and_then(|s| s.forwarded.as_ref()) {
-            string_list(unmapped.key(b"forwarded"), forwarded)?;
+            string_list(key!(unmapped, "forwarded"), forwarded)?;
         }
     } else {
         if let Some(source) = &event.source {
-            serde_json::to_writer(&mut *unmapped.key(b"source"), source)?;
+            serde_json::to_writer(&mut *key!(unmapped, "source"), source)?;
         }
         if let Some(request) = &event.request {
-            serde_json::to_writer(&mut *unmapped.key(b"request"), request)?;
+            serde_json::to_writer(&mut *key!(unmapped, "request"), request)?;
         }
         if let Some(response) = &event.response {
-            serde_json::to_writer(&mut *unmapped.key(b"response"), response)?;
+            serde_json::to_writer(&mut *key!(unmapped, "response"), response)?;
         }
     }
     if let Some(details) = &event.details {
-        serde_json::to_writer(&mut *unmapped.key(b"details"), details)?;
+        serde_json::to_writer(&mut *key!(unmapped, "details"), details)?;
     }
     if let Some(before) = &event.before {
-        serde_json::to_writer(&mut *unmapped.key(b"before"), before)?;
+        serde_json::to_writer(&mut *key!(unmapped, "before"), before)?;
     }
     if let Some(after) = &event.after {
-        serde_json::to_writer(&mut *unmapped.key(b"after"), after)?;
+        serde_json::to_writer(&mut *key!(unmapped, "after"), after)?;
     }
     if let Some(changes) = &event.changes {
-        serde_json::to_writer(&mut *unmapped.key(b"changes"), changes)?;
+        serde_json::to_writer(&mut *key!(unmapped, "changes"), changes)?;
     }
     unmapped.end();
     Ok(())
