@@ -312,10 +312,14 @@ fn follower_catch_up(c: &mut Criterion, dir: &std::path::Path, lines: u64) {
         addr
     });
     let webhook = receivers.block_on(async {
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
-        );
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |body: axum::body::Bytes| async move { body.len().to_string() },
+                ),
+            )
+            .layer(axum::extract::DefaultBodyLimit::disable());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

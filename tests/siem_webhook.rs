@@ -19,7 +19,7 @@ use audit_layer::siem::{
 use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Outcome};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use common::proxy::Proxy;
@@ -125,9 +125,15 @@ async fn receive(
 }
 
 async fn start_receiver() -> (Arc<Receiver>, SocketAddr) {
+    start_receiver_taking(2 << 20).await
+}
+
+/// A receiver that answers 413 to a body over `limit` bytes.
+async fn start_receiver_taking(limit: usize) -> (Arc<Receiver>, SocketAddr) {
     let receiver = Arc::new(Receiver::default());
     let app = Router::new()
         .route("/{shape}", post(receive))
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::clone(&receiver));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -315,6 +321,27 @@ async fn a_restart_goes_on_from_the_cursor_without_resending() {
         stored.values().all(|n| *n == 1),
         "nothing sent twice across the restart"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_receiver_that_takes_less_gets_smaller_bodies() {
+    let (receiver, addr) = start_receiver_taking(16 * 1024).await;
+    let dir = tempfile::tempdir().unwrap();
+    let follower = WebhookFollower::builder(format!("http://{addr}/ndjson"))
+        .secret(SECRET)
+        .build()
+        .unwrap();
+    let audit = trail(dir.path(), follower);
+    let ids = record(&audit, 0, 1_000).await;
+    audit.flush().await.unwrap();
+    wait_until("every event", || {
+        let stored = receiver.stored.lock().unwrap();
+        ids.iter().all(|id| stored.contains_key(id))
+    })
+    .await;
+    audit.shutdown().await.unwrap();
+    let stored = receiver.stored.lock().unwrap();
+    assert!(stored.values().all(|n| *n == 1));
 }
 
 #[test]

@@ -75,13 +75,14 @@ impl Target {
         self.secret.is_some()
     }
 
-    /// POSTs `body`; the answer's body when the receiver answered `2xx`.
+    /// POSTs `body`; the answer's body when the receiver answered `2xx`, else the error
+    /// and the status the receiver answered, if it answered.
     pub(crate) async fn post(
         &self,
         body: Vec<u8>,
         content_type: &'static str,
         extra: Option<(&'static str, String)>,
-    ) -> Result<bytes::Bytes, SinkError> {
+    ) -> Result<bytes::Bytes, (SinkError, Option<http::StatusCode>)> {
         let mut request = self
             .client
             .post(self.url.clone())
@@ -100,17 +101,16 @@ impl Target {
             request = request.header(SIGNATURE_HEADER, sign_webhook(secret, now, &body));
         }
         let failed = |error: reqwest::Error| {
-            SinkError::new(format!("{}: {}", self.name, without_url(&error)))
+            let message = format!("{}: {}", self.name, without_url(&error));
+            (SinkError::new(message), None)
         };
         let response = request.body(body).send().await.map_err(failed)?;
         let status = response.status();
         let answer = response.bytes().await.map_err(failed)?;
         if !status.is_success() {
             let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
-            return Err(SinkError::new(format!(
-                "{}: answered {status}: {text}",
-                self.name
-            )));
+            let message = format!("{}: answered {status}: {text}", self.name);
+            return Err((SinkError::new(message), Some(status)));
         }
         Ok(answer)
     }

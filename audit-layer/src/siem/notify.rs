@@ -401,7 +401,10 @@ impl Notifier for WebhookNotifier {
                     .map_err(SinkError::new)?;
             }
             body.push(b'}');
-            self.target.post(body, "application/json", None).await?;
+            self.target
+                .post(body, "application/json", None)
+                .await
+                .map_err(|(error, _)| error)?;
             Ok(())
         })
     }

@@ -157,7 +157,8 @@ impl WebhookFollowerBuilder {
     }
 
     /// The largest body sent at once (default 4 MiB): a batch beyond it goes in several
-    /// requests. One event bigger than this is sent alone.
+    /// requests. One event bigger than this is sent alone. A receiver that answers `413
+    /// Payload Too Large` halves it for the bodies that follow.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
@@ -257,7 +258,17 @@ impl WebhookFollower {
         };
         let batch = (BATCH_HEADER, format!("{trail}:{first}-{last}"));
         let body = std::mem::take(&mut self.body);
-        let answer = self.target.post(body, content_type, Some(batch)).await?;
+        let size = body.len();
+        let answer = match self.target.post(body, content_type, Some(batch)).await {
+            Ok(answer) => answer,
+            Err((error, Some(http::StatusCode::PAYLOAD_TOO_LARGE))) if size > 1 => {
+                // The receiver takes less than was sent: smaller bodies from the retry on.
+                self.max_body = self.max_body.min(size / 2).max(1);
+                tracing::warn!(target: "audit", follower = %self.target.name, max_body = self.max_body, "the receiver refused a body as too large; sending smaller ones");
+                return Err(error);
+            }
+            Err((error, _)) => return Err(error),
+        };
         if self.shape == WebhookShape::ElasticBulk
             && let Some(failure) = bulk_failure(&answer)
         {
