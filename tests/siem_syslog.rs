@@ -227,3 +227,112 @@ fn bad_syslog_settings_are_clear_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("PEM"), "{err}");
 }
+
+/// A syslog receiver over TLS with a certificate of its own for `localhost`: the frames it
+/// reads, split by their octet counts.
+async fn tls_receiver() -> (u16, String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncReadExt;
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = certified.cert.pem();
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frames: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = Arc::clone(&frames);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let kept = Arc::clone(&kept);
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut data = Vec::new();
+                let _ = tls.read_to_end(&mut data).await;
+                let mut rest = data.as_slice();
+                while let Some(space) = rest.iter().position(|&b| b == b' ') {
+                    let len: usize = std::str::from_utf8(&rest[..space])
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let frame = &rest[space + 1..space + 1 + len];
+                    kept.lock()
+                        .unwrap()
+                        .push(String::from_utf8(frame.to_vec()).unwrap());
+                    rest = &rest[space + 1 + len..];
+                }
+            });
+        }
+    });
+    (port, pem, frames)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_syslog_checks_the_receivers_certificate() {
+    let (port, pem, frames) = tls_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let follower = SyslogFollower::builder(format!("tls://localhost:{port}"))
+        .root_certificate(pem)
+        .format(Format::Ecs)
+        .build()
+        .unwrap();
+    let audit = trail(dir.path(), follower);
+    let mut ids = Vec::new();
+    for i in 0..200 {
+        let event = event(i);
+        ids.push(event.id.to_string());
+        audit.record(event).await.unwrap();
+    }
+    audit.shutdown().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ids.iter().all(|id| {
+        frames
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|f| f.contains(id.as_str()))
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every event arrived over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for frame in frames.lock().unwrap().iter() {
+        assert!(frame.starts_with('<'), "{frame}");
+        let document: Value =
+            serde_json::from_str(&frame[frame.find("] {").unwrap() + 2..]).unwrap();
+        assert_eq!(document["ecs"]["version"], "8.17.0");
+    }
+
+    // Without the receiver's certificate among its roots, the follower refuses it and sends
+    // nothing.
+    let (port, _pem, frames) = tls_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let follower = SyslogFollower::builder(format!("tls://localhost:{port}"))
+        .build()
+        .unwrap();
+    let audit = trail(dir.path(), follower);
+    audit.record(event(0)).await.unwrap();
+    audit.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = &audit.followers()[0];
+    let audit_layer::follow::FollowerState::Retrying { error, .. } = &status.state else {
+        panic!("the follower should be retrying: {status:?}");
+    };
+    assert!(error.contains("certificate"), "{error}");
+    audit.shutdown().await.unwrap();
+    assert!(frames.lock().unwrap().is_empty());
+}
