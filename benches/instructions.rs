@@ -36,6 +36,8 @@ use http::Method;
 use tower::ServiceExt;
 
 mod common;
+#[path = "common/events.rs"]
+mod events;
 #[path = "../examples/shared/floor.rs"]
 mod floor;
 #[path = "common/settings.rs"]
@@ -145,7 +147,7 @@ fn main() {
 /// Encodes `n` events in `format`: a request's event and a role change's (with its before,
 /// after and changes) in turn, as the demo records them.
 fn encode(format: Format, n: u64) {
-    use audit_layer::event::{Change, RequestInfo, ResponseInfo, Source};
+    use audit_layer::event::{RequestInfo, ResponseInfo, Source};
     use audit_layer::{Actor, AuditEvent, Category, Outcome};
 
     let mut request = AuditEvent::new(
@@ -170,20 +172,7 @@ fn encode(format: Format, n: u64) {
     response.status = Some(200);
     response.duration_us = 180;
     request.response = Some(response);
-    let mut role_change = AuditEvent::new(
-        Category::Sensitive,
-        "user.role.change",
-        Outcome::Success,
-        Actor::user("1").with_name("alice").with_role("admin"),
-    )
-    .with_target("user:2");
-    role_change.before = Some(serde_json::json!({"id": 2, "name": "bob", "role": "viewer"}));
-    role_change.after = Some(serde_json::json!({"id": 2, "name": "bob", "role": "admin"}));
-    role_change.changes = Some(vec![Change::value(
-        "role",
-        Some("viewer".into()),
-        Some("admin".into()),
-    )]);
+    let role_change = events::role_change();
     let events = [request, role_change];
     let mut buf = Vec::with_capacity(4096);
     for i in 0..n {

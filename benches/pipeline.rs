@@ -23,6 +23,9 @@ use audit_layer::sink::{MemorySink, Sink, TracingSink};
 use audit_layer::{Actor, AuditEvent, AuditTrail, AuditTrailBuilder, Category, Outcome};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+#[path = "common/events.rs"]
+mod events;
+
 fn event() -> AuditEvent {
     AuditEvent::new(
         Category::Request,
@@ -127,20 +130,7 @@ fn pipeline(c: &mut Criterion) {
 /// Each SIEM format's encoder against `audit/1`'s on the same events: a request, and a
 /// role change with its before, after and changes (the target: within 2x of `audit/1`).
 fn formats(c: &mut Criterion, request: &AuditEvent) {
-    let mut role_change = AuditEvent::new(
-        Category::Sensitive,
-        "user.role.change",
-        Outcome::Success,
-        Actor::user("1").with_name("alice").with_role("admin"),
-    )
-    .with_target("user:2");
-    role_change.before = Some(serde_json::json!({"id": 2, "name": "bob", "role": "viewer"}));
-    role_change.after = Some(serde_json::json!({"id": 2, "name": "bob", "role": "admin"}));
-    role_change.changes = Some(vec![audit_layer::event::Change::value(
-        "role",
-        Some("viewer".into()),
-        Some("admin".into()),
-    )]);
+    let role_change = events::role_change();
     for (name, event) in [("request", request), ("role_change", &role_change)] {
         let mut group = c.benchmark_group(format!("format_{name}"));
         group.throughput(Throughput::Elements(1));

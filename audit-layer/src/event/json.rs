@@ -276,14 +276,18 @@ pub(crate) fn string_parts(out: &mut Vec<u8>, parts: &[&str]) -> serde_json::Res
 }
 
 /// Whether `bytes` holds one that serde_json escapes: a control character, `"` or `\`.
-///
-/// Every string of every event goes through this check: it tests eight bytes at a time
-/// (the zero-byte tests of "Bit Twiddling Hacks", exact as an any-byte test).
 pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
+    has_control_or(bytes, [b'"', b'\\'])
+}
+
+/// Whether `bytes` holds a control character (below 0x20) or one of `specials`.
+///
+/// Every string of every event goes through such a check (JSON's, CEF's): it tests eight
+/// bytes at a time (the zero-byte tests of "Bit Twiddling Hacks", exact as an any-byte
+/// test).
+pub(crate) fn has_control_or<const N: usize>(bytes: &[u8], specials: [u8; N]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
     const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
     let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
     let mut chunks = bytes.chunks_exact(8);
@@ -293,15 +297,18 @@ pub(crate) fn needs_escape(bytes: &[u8]) -> bool {
         let word = u64::from_ne_bytes(array);
         // A byte below 0x20 borrows into its high bit; one of 0x80 or more is excluded by
         // `!word`.
-        let control = word.wrapping_sub(SPACES) & !word & HIGHS;
-        if control | has_zero_byte(word ^ QUOTES) | has_zero_byte(word ^ BACKSLASHES) != 0 {
+        let mut found = word.wrapping_sub(SPACES) & !word & HIGHS;
+        for special in specials {
+            found |= has_zero_byte(word ^ u64::from_ne_bytes([special; 8]));
+        }
+        if found != 0 {
             return true;
         }
     }
     chunks
         .remainder()
         .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .any(|&b| b < 0x20 || specials.contains(&b))
 }
 
 /// An IP address as a JSON string (its text never needs escaping). IPv4, by far the most

@@ -9,10 +9,10 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::event::json::number;
+use crate::event::json::{has_control_or, number};
 use crate::event::{AuditEvent, Outcome};
-use crate::format::Position;
 use crate::format::kind::{Kind, classify, detail_str, subject_user};
+use crate::format::{Position, write_free_form};
 
 /// Appends `event` as one CEF record (no newline).
 pub(crate) fn write(
@@ -143,7 +143,7 @@ pub(crate) fn write(
         let start = ext.out.len();
         write_context(ext.out, event)?;
         // JSON escapes with `\`, and may hold `=`: escaped again for CEF, when there are any.
-        if has_special(&ext.out[start..], b'=') {
+        if has_control_or(&ext.out[start..], [b'\\', b'=', 0x7f]) {
             let json = ext.out.split_off(start);
             escape_value(ext.out, &json);
         }
@@ -158,18 +158,7 @@ fn write_context(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()
     if !event.labels.is_empty() {
         crate::event::json::string_map(key!(context, "labels"), &event.labels)?;
     }
-    if let Some(details) = &event.details {
-        serde_json::to_writer(&mut *key!(context, "details"), details)?;
-    }
-    if let Some(before) = &event.before {
-        serde_json::to_writer(&mut *key!(context, "before"), before)?;
-    }
-    if let Some(after) = &event.after {
-        serde_json::to_writer(&mut *key!(context, "after"), after)?;
-    }
-    if let Some(changes) = &event.changes {
-        serde_json::to_writer(&mut *key!(context, "changes"), changes)?;
-    }
+    write_free_form(&mut context, event)?;
     context.end();
     Ok(())
 }
@@ -178,7 +167,7 @@ fn write_context(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()
 /// header cannot hold, becomes a space.
 fn header(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    if !has_special(bytes, b'|') {
+    if !has_control_or(bytes, [b'\\', b'|', 0x7f]) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -202,42 +191,10 @@ fn needs_cef_escape(byte: u8) -> bool {
     matches!(byte, b'\\' | b'=' | 0..=0x1f | 0x7f)
 }
 
-/// Whether `bytes` holds a control character, DEL, `\\` or `special`: eight bytes at a
-/// time (the zero-byte tests of "Bit Twiddling Hacks"), since nearly every value holds
-/// none and is then copied whole.
-fn has_special(bytes: &[u8], special: u8) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    const DELS: u64 = u64::from_ne_bytes([0x7f; 8]);
-    let has_zero_byte = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
-    let specials = u64::from_ne_bytes([special; 8]);
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut array = [0; 8];
-        array.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(array);
-        let control = word.wrapping_sub(SPACES) & !word & HIGHS;
-        if control
-            | has_zero_byte(word ^ BACKSLASHES)
-            | has_zero_byte(word ^ DELS)
-            | has_zero_byte(word ^ specials)
-            != 0
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == 0x7f || b == b'\\' || b == special)
-}
-
 /// An extension value: `\` and `=` escaped, line breaks as `\n` and `\r`, other control
 /// characters as spaces; runs with nothing to escape copied whole.
 fn escape_value(out: &mut Vec<u8>, value: &[u8]) {
-    if !has_special(value, b'=') {
+    if !has_control_or(value, [b'\\', b'=', 0x7f]) {
         out.extend_from_slice(value);
         return;
     }
@@ -325,7 +282,11 @@ mod tests {
                 let by_byte = sample
                     .iter()
                     .any(|&b| b < 0x20 || b == 0x7f || b == b'\\' || b == special);
-                assert_eq!(has_special(sample, special), by_byte, "{sample:?}");
+                assert_eq!(
+                    has_control_or(sample, [b'\\', special, 0x7f]),
+                    by_byte,
+                    "{sample:?}"
+                );
             }
         }
     }

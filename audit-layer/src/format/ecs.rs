@@ -4,8 +4,8 @@
 
 use crate::event::json::{Fields, address, number, plain, string, string_list, timestamp, uuid};
 use crate::event::{AuditEvent, Outcome};
-use crate::format::Position;
 use crate::format::kind::{AccountActivity, Kind, Lifecycle, classify, detail_str, subject_user};
+use crate::format::{Position, write_free_form};
 
 /// The ECS version the documents follow.
 pub(crate) const VERSION: &str = "8.17.0";
@@ -240,18 +240,7 @@ fn write_extra(
     if let Some(forwarded) = event.source.as_ref().and_then(|s| s.forwarded.as_ref()) {
         string_list(key!(extra, "forwarded"), forwarded)?;
     }
-    if let Some(details) = &event.details {
-        serde_json::to_writer(&mut *key!(extra, "details"), details)?;
-    }
-    if let Some(before) = &event.before {
-        serde_json::to_writer(&mut *key!(extra, "before"), before)?;
-    }
-    if let Some(after) = &event.after {
-        serde_json::to_writer(&mut *key!(extra, "after"), after)?;
-    }
-    if let Some(changes) = &event.changes {
-        serde_json::to_writer(&mut *key!(extra, "changes"), changes)?;
-    }
+    write_free_form(&mut extra, event)?;
     extra.end();
     Ok(())
 }

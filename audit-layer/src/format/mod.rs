@@ -166,6 +166,28 @@ impl Format {
     }
 }
 
+/// `details`, `before`, `after` and `changes` as `audit/1` writes them: the application's
+/// own structure, which no SIEM schema has fields for (each format puts them in its place
+/// for such things).
+fn write_free_form(
+    fields: &mut crate::event::json::Fields<'_>,
+    event: &AuditEvent,
+) -> serde_json::Result<()> {
+    if let Some(details) = &event.details {
+        serde_json::to_writer(&mut *key!(fields, "details"), details)?;
+    }
+    if let Some(before) = &event.before {
+        serde_json::to_writer(&mut *key!(fields, "before"), before)?;
+    }
+    if let Some(after) = &event.after {
+        serde_json::to_writer(&mut *key!(fields, "after"), after)?;
+    }
+    if let Some(changes) = &event.changes {
+        serde_json::to_writer(&mut *key!(fields, "changes"), changes)?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for Format {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

@@ -4,8 +4,8 @@
 use crate::event::actor::ActorKind;
 use crate::event::json::{Fields, address, number, plain, string, string_list, string_parts, uuid};
 use crate::event::{AuditEvent, Outcome};
-use crate::format::Position;
 use crate::format::kind::{AccountActivity, Kind, Lifecycle, classify, detail_str, subject_user};
+use crate::format::{Position, write_free_form};
 
 /// The OCSF schema version the events follow, as a literal for `concat!`.
 macro_rules! version {
@@ -410,18 +410,7 @@ fn write_unmapped(out: &mut Vec<u8>, event: &AuditEvent, network: bool) -> serde
             serde_json::to_writer(&mut *key!(unmapped, "response"), response)?;
         }
     }
-    if let Some(details) = &event.details {
-        serde_json::to_writer(&mut *key!(unmapped, "details"), details)?;
-    }
-    if let Some(before) = &event.before {
-        serde_json::to_writer(&mut *key!(unmapped, "before"), before)?;
-    }
-    if let Some(after) = &event.after {
-        serde_json::to_writer(&mut *key!(unmapped, "after"), after)?;
-    }
-    if let Some(changes) = &event.changes {
-        serde_json::to_writer(&mut *key!(unmapped, "changes"), changes)?;
-    }
+    write_free_form(&mut unmapped, event)?;
     unmapped.end();
     Ok(())
 }

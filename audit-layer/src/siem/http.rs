@@ -9,6 +9,40 @@ use http::{HeaderName, HeaderValue};
 use crate::siem::signature::{SIGNATURE_HEADER, sign_webhook};
 use crate::sink::SinkError;
 
+/// The setters of a builder's [`TargetSettings`] (its `target` field): `secret`, `header`,
+/// `timeout` and `root_certificate`, the same for every builder that POSTs.
+macro_rules! target_setters {
+    () => {
+        /// Signs each body with this secret, in the
+        /// [`SIGNATURE_HEADER`](crate::siem::SIGNATURE_HEADER) (see
+        /// [`sign_webhook`](crate::siem::sign_webhook)).
+        pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+            self.target.secret = Some(secret.into());
+            self
+        }
+
+        /// A header sent with every request (`authorization`: `Splunk <token>` for HEC,
+        /// `ApiKey ..` for Elasticsearch); its value never appears in logs or `Debug`.
+        pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.target.headers.push((name.into(), value.into()));
+            self
+        }
+
+        /// The bound of each request, from connecting to the answer (default 30 s).
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.target.timeout = Some(timeout);
+            self
+        }
+
+        /// A PEM certificate (or several) to trust besides Mozilla's roots.
+        pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.target.root_certificates.push(pem.into());
+            self
+        }
+    };
+}
+pub(crate) use target_setters;
+
 /// Where and how to POST.
 pub(crate) struct Target {
     /// For messages: the URL without credentials or query.

@@ -81,7 +81,7 @@ pub struct AlertNotifier<N> {
     notifier: N,
     quiet: Duration,
     timeout: Duration,
-    cursor: Option<LocalCursor>,
+    cursor: LocalCursor,
     /// Per rule: the time of its last alert, and the alerts suppressed since it was last
     /// notified.
     bursts: HashMap<String, (Timestamp, u64)>,
@@ -99,12 +99,13 @@ impl<N: Notifier> fmt::Debug for AlertNotifier<N> {
 impl<N: Notifier> AlertNotifier<N> {
     /// Notifies `notifier` of the trail's alerts.
     pub fn new(notifier: N) -> Self {
+        let name = format!("notify:{}", notifier.name());
         Self {
-            name: format!("notify:{}", notifier.name()),
+            cursor: LocalCursor::new(&name),
+            name,
             notifier,
             quiet: DEFAULT_QUIET,
             timeout: Duration::from_secs(30),
-            cursor: None,
             bursts: HashMap::new(),
         }
     }
@@ -160,15 +161,6 @@ impl<N: Notifier> AlertNotifier<N> {
         entry.0 = entry.0.max(time);
         entry.1 = if notified { 0 } else { entry.1 + 1 };
     }
-
-    fn confirm(&mut self, line: &TrailLine) {
-        if let Some(cursor) = self.cursor.as_mut()
-            && let Err(error) = cursor.confirm(line.seq, &line.hash)
-        {
-            // Notified: a cursor left behind only notifies again after a restart.
-            tracing::warn!(target: "audit", follower = %self.name, %error, "cannot save the notifier's cursor");
-        }
-    }
 }
 
 impl<N: Notifier> Follower for AlertNotifier<N> {
@@ -177,17 +169,11 @@ impl<N: Notifier> Follower for AlertNotifier<N> {
     }
 
     fn start(&mut self, trail_dir: &Path) -> Result<(), SinkError> {
-        self.cursor = Some(LocalCursor::open(trail_dir, &self.name)?);
-        Ok(())
+        self.cursor.open(trail_dir)
     }
 
     fn cursor<'a>(&'a mut self, _trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
-        Box::pin(async move {
-            self.cursor
-                .as_ref()
-                .map(LocalCursor::get)
-                .ok_or_else(|| SinkError::new("the notifier was not started"))
-        })
+        Box::pin(async move { self.cursor.get() })
     }
 
     fn ship<'a>(
@@ -225,10 +211,10 @@ impl<N: Notifier> Follower for AlertNotifier<N> {
                         self.note(event.action.as_ref(), event.time, false);
                     }
                 }
-                self.confirm(line);
+                self.cursor.confirm(line.seq, &line.hash);
             }
             if let Some(last) = lines.last() {
-                self.confirm(last);
+                self.cursor.confirm(last.seq, &last.hash);
             }
             Ok(())
         })
@@ -327,34 +313,12 @@ impl WebhookNotifier {
 }
 
 impl WebhookNotifierBuilder {
+    crate::siem::http::target_setters!();
+
     /// The alert's format inside the notification (default [`Format::Ocsf`]; CEF is sent
     /// as a string).
     pub fn format(mut self, format: Format) -> Self {
         self.format = format;
-        self
-    }
-
-    /// Signs each body with this secret (see [`sign_webhook`](crate::siem::sign_webhook)).
-    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.target.secret = Some(secret.into());
-        self
-    }
-
-    /// A header sent with every request.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.target.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// The bound of each request (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.target.timeout = Some(timeout);
-        self
-    }
-
-    /// A PEM certificate (or several) to trust besides Mozilla's roots.
-    pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.target.root_certificates.push(pem.into());
         self
     }
 

@@ -76,7 +76,7 @@ pub struct SyslogFollower {
     resend_window: u64,
     confirm_after: Duration,
     stream: Option<Stream>,
-    cursor: Option<LocalCursor>,
+    cursor: LocalCursor,
     /// Batches written on this connection and not yet counted as received.
     in_doubt: VecDeque<Written>,
     written: u64,
@@ -230,8 +230,10 @@ impl SyslogFollowerBuilder {
         if self.timeout.is_zero() {
             return Err(ConfigError::Zero("syslog timeout"));
         }
+        let name = format!("syslog:{}", self.url);
         Ok(SyslogFollower {
-            name: format!("syslog:{}", self.url),
+            cursor: LocalCursor::new(&name),
+            name,
             endpoint,
             header,
             format: self.format,
@@ -239,7 +241,6 @@ impl SyslogFollowerBuilder {
             resend_window: self.resend_window,
             confirm_after: self.confirm_after,
             stream: None,
-            cursor: None,
             in_doubt: VecDeque::new(),
             written: 0,
             buffer: Vec::new(),
@@ -268,12 +269,6 @@ fn host_name() -> String {
 }
 
 impl SyslogFollower {
-    fn local_cursor(&mut self) -> Result<&mut LocalCursor, SinkError> {
-        self.cursor
-            .as_mut()
-            .ok_or_else(|| SinkError::new("the follower was not started"))
-    }
-
     /// Encodes `lines` into one buffer of frames.
     fn encode(&mut self, trail: &str, lines: &[TrailLine]) -> Result<(), SinkError> {
         self.buffer.clear();
@@ -333,7 +328,7 @@ impl SyslogFollower {
             received = self.in_doubt.pop_front();
         }
         if let Some(batch) = received {
-            self.confirm(batch.seq, &batch.hash);
+            self.cursor.confirm(batch.seq, &batch.hash);
         }
     }
 
@@ -356,7 +351,7 @@ impl SyslogFollower {
         match answered {
             Ok(Ok(())) => {
                 if let Some(batch) = last {
-                    self.confirm(batch.seq, &batch.hash);
+                    self.cursor.confirm(batch.seq, &batch.hash);
                 }
                 Ok(())
             }
@@ -369,16 +364,6 @@ impl SyslogFollower {
             ))),
         }
     }
-
-    fn confirm(&mut self, seq: u64, hash: &str) {
-        let name = self.name.clone();
-        if let Ok(cursor) = self.local_cursor()
-            && let Err(error) = cursor.confirm(seq, hash)
-        {
-            // The receiver has the lines: a cursor left behind only resends them.
-            tracing::warn!(target: "audit", follower = %name, %error, "cannot save the follower's cursor");
-        }
-    }
 }
 
 impl Follower for SyslogFollower {
@@ -387,8 +372,7 @@ impl Follower for SyslogFollower {
     }
 
     fn start(&mut self, trail_dir: &Path) -> Result<(), SinkError> {
-        self.cursor = Some(LocalCursor::open(trail_dir, &self.name)?);
-        Ok(())
+        self.cursor.open(trail_dir)
     }
 
     fn cursor<'a>(&'a mut self, _trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
@@ -396,7 +380,7 @@ impl Follower for SyslogFollower {
             // Called first and after each failure: what was in doubt is sent again.
             self.stream = None;
             self.in_doubt.clear();
-            Ok(self.local_cursor()?.get())
+            self.cursor.get()
         })
     }
 

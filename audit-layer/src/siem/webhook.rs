@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::error::ConfigError;
 use crate::event::AuditEvent;
@@ -72,7 +71,7 @@ pub struct WebhookFollower {
     shape: WebhookShape,
     format: Format,
     max_body: usize,
-    cursor: Option<LocalCursor>,
+    cursor: LocalCursor,
     body: Vec<u8>,
     record: Vec<u8>,
 }
@@ -125,6 +124,8 @@ impl WebhookFollower {
 }
 
 impl WebhookFollowerBuilder {
+    crate::siem::http::target_setters!();
+
     /// How a batch is laid out (default [`WebhookShape::Ndjson`]).
     pub fn shape(mut self, shape: WebhookShape) -> Self {
         self.shape = shape;
@@ -137,36 +138,11 @@ impl WebhookFollowerBuilder {
         self
     }
 
-    /// Signs each body with this secret (the [`SIGNATURE_HEADER`](crate::siem::SIGNATURE_HEADER)).
-    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.target.secret = Some(secret.into());
-        self
-    }
-
-    /// A header sent with every request (`authorization`: `Splunk <token>` for HEC,
-    /// `ApiKey ..` for Elasticsearch).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.target.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// The bound of each request, from connecting to the answer (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.target.timeout = Some(timeout);
-        self
-    }
-
     /// The largest body sent at once (default 4 MiB): a batch beyond it goes in several
     /// requests. One event bigger than this is sent alone. A receiver that answers `413
     /// Payload Too Large` halves it for the bodies that follow.
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
-        self
-    }
-
-    /// A PEM certificate (or several) to trust besides Mozilla's roots.
-    pub fn root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.target.root_certificates.push(pem.into());
         self
     }
 
@@ -187,11 +163,11 @@ impl WebhookFollowerBuilder {
         }
         let target = self.target.build(&self.url, "webhook").map_err(invalid)?;
         Ok(WebhookFollower {
+            cursor: LocalCursor::new(&target.name),
             target,
             shape: self.shape,
             format: self.format,
             max_body: self.max_body,
-            cursor: None,
             body: Vec::new(),
             record: Vec::new(),
         })
@@ -303,17 +279,11 @@ impl Follower for WebhookFollower {
     }
 
     fn start(&mut self, trail_dir: &Path) -> Result<(), SinkError> {
-        self.cursor = Some(LocalCursor::open(trail_dir, &self.target.name)?);
-        Ok(())
+        self.cursor.open(trail_dir)
     }
 
     fn cursor<'a>(&'a mut self, _trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
-        Box::pin(async move {
-            self.cursor
-                .as_ref()
-                .map(LocalCursor::get)
-                .ok_or_else(|| SinkError::new("the follower was not started"))
-        })
+        Box::pin(async move { self.cursor.get() })
     }
 
     fn ship<'a>(
@@ -337,12 +307,7 @@ impl Follower for WebhookFollower {
                 }
                 let (first, last) = (&lines[start], &lines[end - 1]);
                 self.post(trail, first.seq, last.seq).await?;
-                if let Some(cursor) = self.cursor.as_mut()
-                    && let Err(error) = cursor.confirm(last.seq, &last.hash)
-                {
-                    // Delivered: a cursor left behind only sends it again.
-                    tracing::warn!(target: "audit", follower = %self.target.name, %error, "cannot save the follower's cursor");
-                }
+                self.cursor.confirm(last.seq, &last.hash);
                 start = end;
             }
             Ok(())
