@@ -129,6 +129,11 @@ async fn demo_records_requests_logins_and_flushes_on_sigterm() {
         events[1]["actor"],
         serde_json::json!({"id": "1", "kind": "user", "name": "alice", "roles": ["admin"]})
     );
+    // The failed login says whose and why, in the details the detectors read.
+    assert_eq!(events[2]["details"]["username"], "bob");
+    assert_eq!(events[2]["details"]["failure"], "bad_password");
+    assert_eq!(events[2]["category"], "auth");
+    assert_eq!(events[1]["target"], "user:1");
     // No trusted proxies by default: the forged header does not change the address.
     assert_eq!(events[2]["source"]["ip"], "127.0.0.1");
     assert_eq!(

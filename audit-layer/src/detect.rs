@@ -112,6 +112,12 @@ pub struct BruteForce {
 }
 
 impl BruteForce {
+    /// Counts the failed logins that [`AuditContext::login_failed`](crate::AuditContext::login_failed)
+    /// records: [`BruteForce::new`] with [`auth::LOGIN`](crate::auth::LOGIN).
+    pub fn logins() -> Self {
+        Self::new(crate::auth::LOGIN)
+    }
+
     /// Counts failures of `action` (`"auth.login"` in most applications): 5 per username and
     /// 10 per source IP within 60 seconds until told otherwise.
     pub fn new(action: impl Into<Cow<'static, str>>) -> Self {
@@ -177,7 +183,7 @@ impl BruteForce {
                     .collect::<Vec<_>>(),
             );
         match key {
-            Key::Username(name) => alert = alert.with_detail("username", name),
+            Key::Username(name) => alert = alert.with_detail(crate::auth::USERNAME, name),
             Key::SourceIp(ip) => alert = alert.with_detail("source_ip", ip.to_string()),
         }
         alert
@@ -237,7 +243,7 @@ fn username(event: &AuditEvent) -> Option<&str> {
     let detail = event
         .details
         .as_ref()
-        .and_then(|d| d.get("username"))
+        .and_then(|d| d.get(crate::auth::USERNAME))
         .and_then(Value::as_str);
     detail
         .or_else(|| (!event.actor.is_anonymous()).then_some(event.actor.id.as_str()))

@@ -85,6 +85,7 @@
 // The library must not panic on bad input; tests may unwrap (see clippy.toml).
 #![warn(clippy::unwrap_used)]
 
+pub mod auth;
 #[cfg(feature = "collector")]
 pub mod collect;
 mod delivery;

@@ -151,8 +151,7 @@ pub(crate) async fn change_password(
         .hashers
         .run(move || state.store.authenticate(&name, &old))
         .await
-        .flatten()
-        .is_some();
+        .is_some_and(|checked| checked.is_ok());
     if !verified {
         return Err(ApiError(StatusCode::FORBIDDEN, "the old password is wrong"));
     }

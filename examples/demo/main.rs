@@ -56,12 +56,12 @@ use audit_layer::format::Format;
 use audit_layer::siem::{SyslogFollower, WebhookFollower};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
-use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health, Outcome};
+use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Extension, Json, Router, middleware};
+use axum::{Json, Router, middleware};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
@@ -257,7 +257,7 @@ async fn run() -> Result<(), String> {
         .skip_paths(["/health", "/metrics"])
         .label("service", "audit-demo")
         .detector(
-            BruteForce::new("auth.login")
+            BruteForce::logins()
                 .per_username(FAILED_LOGINS_PER_USERNAME)
                 .per_source_ip(FAILED_LOGINS_PER_SOURCE_IP)
                 .within(FAILED_LOGIN_WINDOW),
@@ -409,35 +409,38 @@ struct LoginRequest {
     password: String,
 }
 
-/// `POST /login`: `auth.login`, success or failure; never the password.
+/// `POST /login`: `auth.login`, success or failure (and why); never the password.
 async fn login(
     State(state): State<Arc<AppState>>,
     audit: AuditContext,
     Json(body): Json<LoginRequest>,
 ) -> Response {
-    audit.set_action("auth.login");
-    audit.set_category(Category::Auth);
-    audit.detail("username", body.username.clone());
     // Hashing is deliberately slow: on the hashing threads, off the async workers.
-    let user = {
+    let checked = {
         let store = state.clone();
+        let username = body.username.clone();
         state
             .hashers
-            .run(move || store.store.authenticate(&body.username, &body.password))
+            .run(move || store.store.authenticate(&username, &body.password))
             .await
-            .flatten()
     };
-    let Some(user) = user else {
-        audit.set_outcome(Outcome::Failure);
-        audit.set_reason("invalid username or password");
-        return (StatusCode::UNAUTHORIZED, "invalid username or password").into_response();
+    let user = match checked {
+        Some(Ok(user)) => user,
+        Some(Err(failure)) => {
+            audit.login_failed(body.username, failure);
+            return (StatusCode::UNAUTHORIZED, "invalid username or password").into_response();
+        }
+        None => {
+            audit.set_category(Category::Auth);
+            audit.set_action(audit_layer::auth::LOGIN);
+            audit.set_reason("the password hashing threads are gone");
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
     };
-    audit.set_target(format!("user:{}", user.id));
+    audit.login_succeeded(user.actor());
     let token = state.store.open_session(user.id);
     let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
     (
-        // The layer records this actor: the user who has just logged in.
-        Extension(user.actor()),
         [(header::SET_COOKIE, cookie)],
         Json(serde_json::json!({ "token": token })),
     )
@@ -450,9 +453,7 @@ async fn logout(
     audit: AuditContext,
     current: CurrentUser,
 ) -> Response {
-    audit.set_action("auth.logout");
-    audit.set_category(Category::Auth);
-    audit.set_target(format!("user:{}", current.user.id));
+    audit.logged_out(current.user.actor());
     state.store.close_session(&current.token);
     let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     ([(header::SET_COOKIE, expired)], StatusCode::NO_CONTENT).into_response()

@@ -2,6 +2,7 @@
 //! start. The record types derive `Auditable`: that is all it takes for sensitive handlers to
 //! record their before and after state, with password hashes redacted.
 
+use audit_layer::auth::LoginFailure;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -155,13 +156,19 @@ impl Store {
     }
 
     /// The user with this name and password, if they match.
-    pub(crate) fn authenticate(&self, name: &str, password: &str) -> Option<User> {
+    /// The user whose name and password these are, or why not. An unknown name is checked
+    /// against a dummy hash, so that it takes as long as a wrong password.
+    pub(crate) fn authenticate(&self, name: &str, password: &str) -> Result<User, LoginFailure> {
         let user = read(&self.users).values().find(|u| u.name == name).cloned();
         let hash = user
             .as_ref()
             .map_or(self.dummy_hash.as_str(), |u| u.password_hash.as_str());
         let valid = verify_password(password, hash);
-        user.filter(|_| valid)
+        match user {
+            Some(user) if valid => Ok(user),
+            Some(_) => Err(LoginFailure::BadPassword),
+            None => Err(LoginFailure::UnknownUser),
+        }
     }
 
     pub(crate) fn user(&self, id: u64) -> Option<User> {
