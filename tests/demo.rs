@@ -188,6 +188,11 @@ fn bad_settings_are_one_clear_line_and_a_failure_exit() {
             "hook",
             "AUDIT_WEBHOOK_URL: invalid webhook",
         ),
+        (
+            "AUDIT_WEBHOOK_SECRET",
+            "s3cret",
+            "AUDIT_WEBHOOK_SECRET is set but AUDIT_WEBHOOK_URL is not",
+        ),
     ] {
         let output = std::process::Command::new(common::demo::demo_binary())
             .env("DEMO_ADDR", "127.0.0.1:0")

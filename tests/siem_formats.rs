@@ -482,6 +482,12 @@ async fn audit_export_writes_a_stored_trail_in_each_format() {
     ]);
     assert_eq!(status, Some(0), "{stderr}");
     let cef = std::fs::read_to_string(&out).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "an export is as private as the trail");
+    }
     assert_eq!(cef.lines().count(), stored.len());
     assert!(cef.lines().all(|line| parse_cef(line).is_ok()));
 

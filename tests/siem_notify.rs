@@ -179,11 +179,11 @@ async fn a_slow_notifier_never_holds_back_the_trail() {
         started.elapsed() < Duration::from_secs(30),
         "recorded while the notifier sleeps"
     );
-    let status = &audit.followers()[0];
-    assert!(
-        status.behind_events > 0,
-        "the notifier is behind: {status:?}"
-    );
+    // The trail's synced seq reaches the status a moment after the flush.
+    wait_until("the notifier shown behind", || {
+        audit.followers()[0].behind_events >= 199
+    })
+    .await;
     audit.shutdown().await.unwrap();
 }
 

@@ -237,6 +237,9 @@ async fn run() -> Result<(), String> {
         ));
         builder = builder.follower(follower);
     }
+    if settings.webhook_secret.is_some() && settings.webhook_url.is_none() {
+        return Err("AUDIT_WEBHOOK_SECRET is set but AUDIT_WEBHOOK_URL is not".to_owned());
+    }
     if let Some(url) = &settings.webhook_url {
         let mut follower = WebhookFollower::builder(url).format(settings.siem_format);
         if let Some(secret) = &settings.webhook_secret {

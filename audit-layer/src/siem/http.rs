@@ -70,6 +70,17 @@ impl TargetSettings {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(format!("`{url}`: expected http(s)://host/path"));
         }
+        let host = url.host_str().unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if url.scheme() == "http" && !loopback {
+            // Audit events in clear text on a network: allowed (a sidecar, a private
+            // network), but said.
+            tracing::warn!(target: "audit", %url, "a {kind} over plain HTTP: use https:// beyond this host");
+        }
         if self.timeout.is_some_and(|timeout| timeout.is_zero()) {
             return Err("the timeout must be above zero".to_owned());
         }

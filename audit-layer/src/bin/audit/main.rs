@@ -346,8 +346,8 @@ fn main() -> ExitCode {
             let filter = Filter::default();
             match output {
                 Some(path) => {
-                    let file = std::fs::File::create(&path)
-                        .map_err(|e| format!("{}: {e}", path.display()));
+                    let file =
+                        create_private(&path).map_err(|e| format!("{}: {e}", path.display()));
                     file.and_then(|file| {
                         run_query(
                             &dir,
@@ -520,6 +520,16 @@ fn verify(
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Creates (or replaces) a file only its owner can read: an export holds what the trail
+/// holds, who did what.
+fn create_private(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// Writes one stored line in `format`. `Ok(false)`: the line holds no event (reported on
