@@ -336,3 +336,59 @@ async fn tls_syslog_checks_the_receivers_certificate() {
     audit.shutdown().await.unwrap();
     assert!(frames.lock().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_a_flood_the_resend_window_confirms_without_a_close() {
+    // A receiver that reads and drops; the follower never closes to confirm (an hour), so
+    // only the window (1 byte: every batch as soon as another follows) moves its cursor.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut stream, &mut tokio::io::sink()).await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let follower = SyslogFollower::builder(format!("tcp://127.0.0.1:{port}"))
+        .resend_window(1)
+        .confirm_after(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let audit = trail(dir.path(), follower);
+    let cursor_seq = || -> u64 {
+        std::fs::read_dir(dir.path().join("followers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cursor"))
+            .filter_map(|entry| std::fs::read(entry.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+            .filter_map(|cursor| cursor["next_seq"].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    // Batches follow each other while events keep coming: the cursor moves while the
+    // connection stays open, long before 16 MiB (the default window) were written.
+    for round in 0..40 {
+        for i in 0..50 {
+            audit.record(event(round * 50 + i)).await.unwrap();
+        }
+        audit.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cursor_seq() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the window confirmed nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        audit.followers()[0].state == audit_layer::follow::FollowerState::Following,
+        "confirmed while following, not by a close"
+    );
+    audit.shutdown().await.unwrap();
+}

@@ -102,17 +102,19 @@ impl LoginFailure {
 }
 
 impl AuditContext {
-    /// One authentication event: category, action and outcome.
+    /// One authentication event: category, action and outcome, under one lock.
     fn auth_event(&self, action: &'static str, outcome: Outcome) {
-        self.set_category(Category::Auth);
-        self.set_action(action);
-        self.set_outcome(outcome);
+        let mut notes = self.lock();
+        notes.category = Some(Category::Auth);
+        notes.action = Some(action.into());
+        notes.outcome = Some(outcome);
     }
 
     /// An event whose actor is `actor` and whose target is that actor's account.
     fn about(&self, actor: Actor) {
-        self.set_target(format!("user:{}", actor.id));
-        self.set_actor(actor);
+        let mut notes = self.lock();
+        notes.target = Some(format!("user:{}", actor.id));
+        notes.actor = Some(actor);
     }
 
     /// A login that succeeded: `actor` is who just logged in.
