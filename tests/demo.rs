@@ -353,7 +353,10 @@ async fn demo_admin_routes_are_sensitive_handlers() {
     assert_eq!(grants[0]["target"], "user:2");
     assert_eq!(grants[0]["actor"]["name"], "alice");
     assert_eq!(grants[0]["details"]["role"], "admin");
-    assert_eq!(grants[0]["details"]["event"], change["id"]);
+    assert_eq!(
+        grants[0]["details"]["events"],
+        serde_json::json!([change["id"]])
+    );
     let after_change = events.iter().position(|e| e["id"] == change["id"]).unwrap();
     assert_eq!(events[after_change + 1]["id"], grants[0]["id"]);
 
@@ -396,6 +399,66 @@ async fn demo_admin_routes_are_sensitive_handlers() {
 }
 
 #[tokio::test]
+async fn demo_raises_stuffing_denial_and_export_alerts_at_its_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), &[]);
+    let addr = demo.addr;
+    // Ten usernames nobody has, once each, from one address.
+    for n in 0..10 {
+        let body = format!(r#"{{"username":"stuffed{n}","password":"guess"}}"#);
+        assert_eq!(send(addr, "POST", "/login", &[], &body).await.0, 401);
+    }
+    // Bob, a viewer, knocks on an admin route twelve times: one burst.
+    let bob = login(addr, "bob", "bob-password").await;
+    for _ in 0..12 {
+        assert_eq!(
+            send(addr, "GET", "/admin/export-users", &[&bob], "")
+                .await
+                .0,
+            403
+        );
+    }
+    // Alice exports ten times within ten minutes.
+    let alice = login(addr, "alice", "alice-password").await;
+    for _ in 0..10 {
+        assert_eq!(
+            send(addr, "GET", "/admin/export-users", &[&alice], "")
+                .await
+                .0,
+            200
+        );
+    }
+    assert!(demo.terminate().success());
+
+    let events = read_trail(dir.path());
+    let alerts = |action: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["action"] == action).collect()
+    };
+    let stuffing = alerts("security.credential_stuffing");
+    assert_eq!(stuffing.len(), 1, "{stuffing:#?}");
+    assert_eq!(stuffing[0]["target"], "ip:127.0.0.1");
+    assert_eq!(stuffing[0]["details"]["count"], 10);
+    assert_eq!(
+        stuffing[0]["details"]["events"].as_array().unwrap().len(),
+        10
+    );
+    let denials = alerts("security.denial_burst");
+    assert_eq!(denials.len(), 1, "{denials:#?}");
+    assert_eq!(denials[0]["target"], "actor:2");
+    assert_eq!(denials[0]["details"]["rule"], "denial_burst");
+    let exports = alerts("security.mass_export");
+    assert_eq!(exports.len(), 1, "{exports:#?}");
+    assert_eq!(exports[0]["target"], "actor:1");
+    assert_eq!(exports[0]["details"]["window_seconds"], 600.0);
+    // Each alert names events that are in the trail.
+    for alert in stuffing.iter().chain(&denials).chain(&exports) {
+        for id in alert["details"]["events"].as_array().unwrap() {
+            assert!(events.iter().any(|e| &e["id"] == id), "{id}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn demo_raises_bruteforce_alerts_for_failed_logins() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(dir.path(), &[]);
@@ -417,9 +480,9 @@ async fn demo_raises_bruteforce_alerts_for_failed_logins() {
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
     assert_eq!(alerts[0]["category"], "alert");
     assert_eq!(alerts[0]["target"], "username:carol");
-    assert_eq!(alerts[0]["details"]["failures"], 5);
+    assert_eq!(alerts[0]["details"]["count"], 5);
     assert_eq!(alerts[1]["target"], "ip:127.0.0.1");
-    assert_eq!(alerts[1]["details"]["failures"], 10);
+    assert_eq!(alerts[1]["details"]["count"], 10);
     assert!(!serde_json::to_string(&events).unwrap().contains("guess"));
 }
 

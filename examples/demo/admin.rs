@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use audit_layer::detect::RECORD_COUNT;
 use audit_layer::{AuditContext, sensitive};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -171,7 +172,7 @@ pub(crate) async fn export_users(
     audit.set_action("user.export");
     audit.mark_sensitive();
     audit.detail("format", "csv");
-    audit.detail("record_count", users.len());
+    audit.detail(RECORD_COUNT, users.len());
     let mut csv = String::from("id,name,role\n");
     for user in &users {
         csv.push_str(&format!(

@@ -49,7 +49,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_layer::detect::{BruteForce, PrivilegeGrant};
+use audit_layer::detect::{
+    BruteForce, CredentialStuffing, DenialBurst, MassExport, PrivilegeGrant,
+};
 use audit_layer::file::{ChainKey, CheckpointKey, JsonlFileSink};
 use audit_layer::follow::Follower;
 use audit_layer::format::Format;
@@ -70,12 +72,20 @@ use crate::hashing::Hashers;
 use crate::shutdown::shutdown_signal;
 use crate::store::{SEEDED_USERS, Store};
 
-/// The alert thresholds (DEMO.md, "Alerts"): failed logins per username and per source IP
-/// within the window raise `security.bruteforce`; a role change to one of the privileged
-/// roles raises `security.privilege.grant`.
+/// The alert thresholds (DEMO.md, "Alerts"), each raising one alert per burst: failed
+/// logins per username or per source IP within the window raise `security.bruteforce`, and
+/// for many distinct usernames from one IP `security.credential_stuffing`; denials for one
+/// actor raise `security.denial_burst`; a large export, or many exports by one actor,
+/// `security.mass_export`; a role change to a privileged role `security.privilege.grant`.
 const FAILED_LOGINS_PER_USERNAME: u32 = 5;
 const FAILED_LOGINS_PER_SOURCE_IP: u32 = 10;
+const DISTINCT_USERNAMES_PER_SOURCE_IP: u32 = 10;
 const FAILED_LOGIN_WINDOW: Duration = Duration::from_secs(60);
+const DENIALS_PER_ACTOR: u32 = 10;
+const DENIAL_WINDOW: Duration = Duration::from_secs(60);
+const EXPORTED_RECORDS: u64 = 1_000;
+const EXPORTS_PER_ACTOR: u32 = 10;
+const EXPORT_WINDOW: Duration = Duration::from_secs(600);
 const PRIVILEGED_ROLES: [&str; 1] = ["admin"];
 /// How long requests in flight may take to finish after SIGINT or SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -265,6 +275,22 @@ async fn run() -> Result<(), String> {
                 .per_source_ip(FAILED_LOGINS_PER_SOURCE_IP)
                 .within(FAILED_LOGIN_WINDOW),
         )
+        .detector(
+            CredentialStuffing::logins()
+                .distinct_usernames(DISTINCT_USERNAMES_PER_SOURCE_IP)
+                .within(FAILED_LOGIN_WINDOW),
+        )
+        .detector(
+            DenialBurst::new()
+                .denials(DENIALS_PER_ACTOR)
+                .within(DENIAL_WINDOW),
+        )
+        .detector(
+            MassExport::new()
+                .records(EXPORTED_RECORDS)
+                .exports(EXPORTS_PER_ACTOR)
+                .within(EXPORT_WINDOW),
+        )
         .detector(PrivilegeGrant::new(PRIVILEGED_ROLES))
         .shutdown_timeout(AUDIT_SHUTDOWN_TIMEOUT)
         // Opens the trail directory first: a directory that cannot be used fails the start
@@ -328,8 +354,14 @@ async fn run() -> Result<(), String> {
     println!(
         "alerts: {FAILED_LOGINS_PER_USERNAME} failed logins for one username or \
          {FAILED_LOGINS_PER_SOURCE_IP} from one IP within {} s -> security.bruteforce; \
-         a grant of {} -> security.privilege.grant",
+         {DISTINCT_USERNAMES_PER_SOURCE_IP} usernames from one IP -> \
+         security.credential_stuffing; {DENIALS_PER_ACTOR} denials for one actor within {} s \
+         -> security.denial_burst; an export of over {EXPORTED_RECORDS} records or \
+         {EXPORTS_PER_ACTOR} exports within {} s -> security.mass_export; a grant of {} -> \
+         security.privilege.grant",
         FAILED_LOGIN_WINDOW.as_secs(),
+        DENIAL_WINDOW.as_secs(),
+        EXPORT_WINDOW.as_secs(),
         PRIVILEGED_ROLES.join(", ")
     );
     println!(

@@ -63,11 +63,11 @@ pub(crate) fn write(
         url.end();
     }
     if kind == Kind::Alert
-        && let Some(detector) = detail_str(event, "detector")
+        && let Some(name) = detail_str(event, "rule")
     {
         let rule = key!(o, "rule");
         rule.extend_from_slice(b"{\"name\":");
-        string(rule, detector)?;
+        string(rule, name)?;
         rule.push(b'}');
     }
     if !event.labels.is_empty() {

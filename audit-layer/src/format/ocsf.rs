@@ -362,21 +362,29 @@ fn write_finding(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()
     if let Some(reason) = &event.reason {
         string(key!(finding, "desc"), reason)?;
     }
-    if let Some(detector) = detail_str(event, "detector") {
+    if let Some(rule) = detail_str(event, "rule") {
         let types = key!(finding, "types");
         types.push(b'[');
-        string(types, detector)?;
+        string(types, rule)?;
         types.push(b']');
         let analytic = key!(finding, "analytic");
         analytic.extend_from_slice(b"{\"name\":");
-        string(analytic, detector)?;
+        string(analytic, rule)?;
         analytic.extend_from_slice(b",\"type_id\":1,\"type\":\"Rule\"}");
     }
-    if let Some(related) = detail_str(event, "event") {
+    let related = event.details.as_ref().and_then(|d| d.get("events"));
+    if let Some(serde_json::Value::Array(ids)) = related {
         let events = key!(finding, "related_events");
-        events.extend_from_slice(b"[{\"uid\":");
-        string(events, related)?;
-        events.extend_from_slice(b"}]");
+        events.push(b'[');
+        for (n, id) in ids.iter().filter_map(serde_json::Value::as_str).enumerate() {
+            if n > 0 {
+                events.push(b',');
+            }
+            events.extend_from_slice(b"{\"uid\":");
+            string(events, id)?;
+            events.push(b'}');
+        }
+        events.push(b']');
     }
     finding.end();
     Ok(())

@@ -6,7 +6,7 @@
 //! audit check-copy postgres://... --trail web-1
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
-//! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin
+//! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin --export-records 1000
 //! audit collect --nats nats://... --postgres postgres://... --public-key fleet.pub --dir ./central
 //! audit collect --postgres postgres://... --report
 //! ```
@@ -22,17 +22,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use audit_layer::AuditEvent;
-use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
 use audit_layer::file::{
     self as query, ChainKey, Filter, GENERATED_PUBLIC_KEY, PublicKey, VerifyOptions, verify_trail,
 };
 use audit_layer::format::Format as EventFormat;
 use clap::{Parser, Subcommand, ValueEnum};
-use serde::Deserialize as _;
 
 #[cfg(feature = "collector")]
 mod collect;
+mod detect;
 
 #[derive(Parser)]
 #[command(
@@ -168,30 +166,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
     },
-    /// Replays the trail through the brute-force and privilege-grant detectors and prints
+    /// Replays the trail through the detectors (brute force, credential stuffing, password
+    /// spraying, denial bursts, mass exports, privilege grants, revoked roles) and prints
     /// the alerts they raise, dated as their triggers; the trail is not changed.
-    Detect {
-        /// The trail directory.
-        dir: PathBuf,
-        /// The action of a login: its failures (outcome failure or denied) are counted.
-        #[arg(long, default_value = "auth.login")]
-        login_action: String,
-        /// Failed logins for one username that raise an alert (0 turns this count off).
-        #[arg(long, default_value_t = 5)]
-        per_username: u32,
-        /// Failed logins from one source IP that raise an alert (0 turns this count off).
-        #[arg(long, default_value_t = 10)]
-        per_ip: u32,
-        /// The window the failures must fall within, in seconds.
-        #[arg(long, default_value_t = 60)]
-        window: u64,
-        /// A role whose grant raises an alert; repeat it for several.
-        #[arg(long, default_values_t = ["admin".to_owned()])]
-        privileged: Vec<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Json)]
-        format: Format,
-    },
+    Detect(detect::DetectArgs),
     /// Gathers many instances' trails from NATS JetStream into one PostgreSQL store,
     /// checking each line and signed checkpoint as it arrives, until SIGINT or SIGTERM;
     /// with `--report`, prints what the store holds of each instance.
@@ -374,26 +352,7 @@ fn main() -> ExitCode {
             lines,
             format,
         } => tail(&dir, follow, lines, format).map(|()| ExitCode::SUCCESS),
-        Command::Detect {
-            dir,
-            login_action,
-            per_username,
-            per_ip,
-            window,
-            privileged,
-            format,
-        } => {
-            let detectors: Vec<Box<dyn Detector>> = vec![
-                Box::new(
-                    BruteForce::new(login_action)
-                        .per_username(per_username)
-                        .per_source_ip(per_ip)
-                        .within(Duration::from_secs(window)),
-                ),
-                Box::new(PrivilegeGrant::new(privileged)),
-            ];
-            detect(&dir, detectors, format).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Detect(args) => detect::run(&args).map(|()| ExitCode::SUCCESS),
         #[cfg(feature = "collector")]
         Command::Collect(args) => collect::run(args),
     };
@@ -606,60 +565,6 @@ fn run_query(
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Shows every event of the trail to the detectors, in trail order, and prints their
-/// alerts. Events the trail recorded as alerts are not shown, as the trail's writer does not
-/// show them; lines that are not events (a damaged trail) are counted and skipped.
-fn detect(dir: &Path, mut detectors: Vec<Box<dyn Detector>>, format: Format) -> Result<(), String> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    if format == Format::Table {
-        writeln!(out, "{}", query::table_header()).map_err(|e| e.to_string())?;
-    }
-    let (mut events, mut skipped, mut raised) = (0u64, 0u64, 0u64);
-    let mut alerts = Vec::new();
-    let mut failure = None;
-    query::for_each_event(dir, |_, value| {
-        if value["category"] == "alert" {
-            return ControlFlow::Continue(());
-        }
-        let Ok(event) = AuditEvent::deserialize(value) else {
-            skipped += 1;
-            return ControlFlow::Continue(());
-        };
-        events += 1;
-        for detector in &mut detectors {
-            detector.observe(&event, &mut alerts);
-        }
-        for alert in alerts.drain(..) {
-            raised += 1;
-            let written = serde_json::to_value(&alert)
-                .map_err(io::Error::other)
-                .and_then(|value| {
-                    let line = value.to_string();
-                    print_event(&mut out, &line, &value, format, &mut Vec::new()).map(drop)
-                });
-            if let Err(error) = written {
-                failure = Some(error);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    })
-    .map_err(|e| format!("{}: {e}", dir.display()))?;
-    match failure {
-        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-        Some(error) => return Err(error.to_string()),
-        None => out.flush().or_else(ignore_broken_pipe)?,
-    }
-    let skipped = if skipped > 0 {
-        format!(" ({skipped} unreadable line(s) skipped: run `audit verify`)")
-    } else {
-        String::new()
-    };
-    eprintln!("{raised} alert(s) from {events} event(s){skipped}");
-    Ok(())
 }
 
 /// Where a follower's copy is kept (`--against`).
