@@ -399,6 +399,47 @@ async fn demo_admin_routes_are_sensitive_handlers() {
 }
 
 #[tokio::test]
+async fn demo_serves_its_route_coverage_to_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), &[]);
+    let addr = demo.addr;
+    let bob = login(addr, "bob", "bob-password").await;
+    assert_eq!(
+        send(addr, "GET", "/admin/audit/coverage", &[&bob], "")
+            .await
+            .0,
+        403
+    );
+    let alice = login(addr, "alice", "alice-password").await;
+    let (status, body) = send(addr, "GET", "/admin/audit/coverage", &[&alice], "").await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["gaps"], serde_json::json!([]), "{report:#}");
+    let routes = report["routes"].as_array().unwrap();
+    let status_of = |method: &str, path: &str| {
+        routes
+            .iter()
+            .find(|r| r["method"] == method && r["path"] == path)
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("{method} {path} not in {report:#}"))
+    };
+    assert_eq!(status_of("PUT", "/admin/users/{id}/role"), "sensitive");
+    assert_eq!(status_of("POST", "/update-balance"), "sensitive");
+    assert_eq!(status_of("POST", "/password"), "sensitive");
+    assert_eq!(status_of("GET", "/admin/export-users"), "manual");
+    assert_eq!(status_of("POST", "/login"), "manual");
+    assert_eq!(status_of("GET", "/hello"), "request_only");
+    assert!(demo.terminate().success());
+    // The view itself is in the trail, as the admin's request.
+    let events = read_trail(dir.path());
+    assert!(
+        events
+            .iter()
+            .any(|e| e["request"]["route"] == "/admin/audit/coverage" && e["actor"]["id"] == "1")
+    );
+}
+
+#[tokio::test]
 async fn demo_raises_stuffing_denial_and_export_alerts_at_its_thresholds() {
     let dir = tempfile::tempdir().unwrap();
     let demo = Demo::start(dir.path(), &[]);

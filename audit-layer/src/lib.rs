@@ -88,6 +88,7 @@
 pub mod auth;
 #[cfg(feature = "collector")]
 pub mod collect;
+pub mod coverage;
 mod delivery;
 pub mod detect;
 mod error;

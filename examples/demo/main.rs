@@ -46,9 +46,10 @@ mod viewer;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use audit_layer::coverage::{CoverageReport, Router, delete, get, post, put};
 use audit_layer::detect::{
     BruteForce, CredentialStuffing, DenialBurst, MassExport, PrivilegeGrant,
 };
@@ -62,8 +63,7 @@ use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router, middleware};
+use axum::{Json, middleware};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::Deserialize;
 
@@ -106,6 +106,8 @@ pub(crate) struct AppState {
     audit_dir: PathBuf,
     audit: Arc<AuditTrail>,
     metrics: Option<PrometheusHandle>,
+    /// The routes' audit status, served at /admin/audit/coverage.
+    coverage: OnceLock<CoverageReport>,
 }
 
 /// The demo's settings, from the environment and the command line.
@@ -306,11 +308,15 @@ async fn run() -> Result<(), String> {
         audit_dir: settings.audit_dir.clone(),
         store: Store::seeded()?,
         hashers: Hashers::start(HASHING_THREADS, HASHING_QUEUE)?,
+        coverage: OnceLock::new(),
     });
 
     // 2. The routes, the audit layer around them, and authentication around that, so the
-    //    layer finds the caller's `Actor` in the request extensions.
-    let app = Router::new()
+    //    layer finds the caller's `Actor` in the request extensions. `audit_layer::coverage`'s
+    //    router is axum's with an inventory: it reports each route's audit status, warns at
+    //    start-up of any sensitive-looking route that records only its request, and the
+    //    report is served at /admin/audit/coverage.
+    let routes = Router::new()
         .route("/hello", get(|| async { "hello" }))
         .route("/health", get(health))
         .route("/metrics", get(metrics_page))
@@ -327,12 +333,17 @@ async fn run() -> Result<(), String> {
         .route("/admin/export-users", get(admin::export_users))
         .route("/update-balance", post(admin::update_balance))
         .route("/admin/audit", get(viewer::audit_page))
+        .route("/admin/audit/coverage", get(viewer::coverage_report));
+    // Set before the first request: the handler reads it.
+    let _ = state.coverage.set(routes.coverage());
+    let app = routes
         .layer(audit.layer())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
         ))
-        .with_state(state);
+        .with_state(state)
+        .into_router();
 
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await

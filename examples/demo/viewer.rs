@@ -1,4 +1,5 @@
-//! `GET /admin/audit`: the newest alerts and events of the trail, and whether it verifies.
+//! `GET /admin/audit`: the newest alerts and events of the trail, and whether it verifies;
+//! `GET /admin/audit/coverage`: every route's audit status, and the gaps.
 
 use std::fmt::Write as _;
 use std::ops::ControlFlow;
@@ -6,6 +7,7 @@ use std::sync::Arc;
 
 use audit_layer::file as query;
 use audit_layer::file::{VerifyOptions, verify_trail};
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
@@ -15,6 +17,14 @@ use crate::auth::Admin;
 
 /// How many of the newest events, and of the newest alerts, the page shows.
 const SHOWN: usize = 200;
+
+/// The coverage report as JSON: `{"routes": [..], "gaps": [..]}`.
+pub(crate) async fn coverage_report(_admin: Admin, State(app): State<Arc<AppState>>) -> Response {
+    match app.coverage.get() {
+        Some(report) => Json(report).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not computed yet").into_response(),
+    }
+}
 
 pub(crate) async fn audit_page(_admin: Admin, State(app): State<Arc<AppState>>) -> Response {
     let dir = app.audit_dir.clone();

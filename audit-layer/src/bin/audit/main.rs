@@ -7,11 +7,13 @@
 //! audit query ./audit-log --actor alice --action 'user.*' --since 2026-11-01 --format table
 //! audit tail ./audit-log -f
 //! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin --export-records 1000
+//! audit coverage ./audit-log --format table
 //! audit collect --nats nats://... --postgres postgres://... --public-key fleet.pub --dir ./central
 //! audit collect --postgres postgres://... --report
 //! ```
 //!
-//! Exit status: 0 when all is well, 1 when verification finds a fault, 2 for any other
+//! Exit status: 0 when all is well, 1 when verification finds a fault (or `coverage` a
+//! gap), 2 for any other
 //! error (one line on standard error), 3 when the trail verifies but ends in events no
 //! signed checkpoint covers yet (`--allow-unsealed` accepts them, for a live trail).
 
@@ -30,6 +32,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 #[cfg(feature = "collector")]
 mod collect;
+mod coverage;
 mod detect;
 
 #[derive(Parser)]
@@ -170,6 +173,10 @@ enum Command {
     /// spraying, denial bursts, mass exports, privilege grants, revoked roles) and prints
     /// the alerts they raise, dated as their triggers; the trail is not changed.
     Detect(detect::DetectArgs),
+    /// Lists the sensitive-looking requests the trail recorded as plain requests (served by
+    /// routes that are not `#[sensitive]`, or by handlers that named no action) and the
+    /// authentication events without a source IP; exit 1 when there are any.
+    Coverage(coverage::CoverageArgs),
     /// Gathers many instances' trails from NATS JetStream into one PostgreSQL store,
     /// checking each line and signed checkpoint as it arrives, until SIGINT or SIGTERM;
     /// with `--report`, prints what the store holds of each instance.
@@ -353,6 +360,7 @@ fn main() -> ExitCode {
             format,
         } => tail(&dir, follow, lines, format).map(|()| ExitCode::SUCCESS),
         Command::Detect(args) => detect::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Coverage(args) => coverage::run(&args),
         #[cfg(feature = "collector")]
         Command::Collect(args) => collect::run(args),
     };
