@@ -52,6 +52,19 @@ async fn change_role(State(state): State<AppState>, Path(id): Path<u64>) -> Stat
     StatusCode::OK
 }
 
+/// A state holding user 2, a viewer.
+fn with_a_viewer() -> AppState {
+    let state = AppState::default();
+    state.users.lock().expect("lock").insert(
+        2,
+        User {
+            id: 2,
+            role: "viewer".to_owned(),
+        },
+    );
+    state
+}
+
 async fn export_users(audit: AuditContext) -> &'static str {
     audit.set_action("user.export");
     audit.mark_sensitive();
@@ -318,14 +331,7 @@ async fn the_router_still_routes_and_records_as_axums() {
         .sink(audit_layer::sink::MemorySink::new())
         .build()
         .expect("trail");
-    let state = AppState::default();
-    state.users.lock().expect("lock").insert(
-        2,
-        User {
-            id: 2,
-            role: "viewer".to_owned(),
-        },
-    );
+    let state = with_a_viewer();
     let app: axum::Router = app()
         .route("/anything", any(plain))
         .layer(trail.layer())
@@ -354,14 +360,7 @@ async fn write_trail(dir: &std::path::Path) {
         .sink(JsonlFileSink::new(dir))
         .build()
         .expect("trail");
-    let state = AppState::default();
-    state.users.lock().expect("lock").insert(
-        2,
-        User {
-            id: 2,
-            role: "viewer".to_owned(),
-        },
-    );
+    let state = with_a_viewer();
     async fn forbidden() -> StatusCode {
         StatusCode::FORBIDDEN
     }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::burst::Bursts;
-use super::{BRUTEFORCE, Detector, SHOWN, burst_alert, is_failure_of, span, username};
+use super::{
+    BRUTEFORCE, Detector, SHOWN, Timing, burst_alert, is_failure_of, timing_setters, username,
+};
 use crate::event::AuditEvent;
 use crate::redact::bound;
 
@@ -29,8 +31,7 @@ use crate::redact::bound;
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     action: Cow<'static, str>,
-    window: Duration,
-    quiet: Option<Duration>,
+    timing: Timing,
     by_username: Bursts<u64>,
     username_hasher: RandomState,
     by_source_ip: Bursts<IpAddr>,
@@ -48,8 +49,7 @@ impl BruteForce {
     pub fn new(action: impl Into<Cow<'static, str>>) -> Self {
         Self {
             action: action.into(),
-            window: Duration::from_secs(60),
-            quiet: None,
+            timing: Timing::new(Duration::from_secs(60)),
             by_username: Bursts::new("bruteforce", 5),
             username_hasher: RandomState::new(),
             by_source_ip: Bursts::new("bruteforce", 10),
@@ -68,18 +68,7 @@ impl BruteForce {
         self
     }
 
-    /// The sliding window the failures must fall within.
-    pub fn within(mut self, window: Duration) -> Self {
-        self.window = window;
-        self
-    }
-
-    /// How long a username or IP must see no failure before it can raise another alert
-    /// (the window, unless set).
-    pub fn quiet(mut self, quiet: Duration) -> Self {
-        self.quiet = Some(quiet);
-        self
-    }
+    timing_setters!("a username or IP", timing);
 
     /// The most usernames, and the most source IPs, tracked at once (100,000 by default).
     pub fn max_tracked(mut self, keys: usize) -> Self {
@@ -92,7 +81,7 @@ impl BruteForce {
         format!(
             "{count} failed `{}` for {what} within {} s",
             self.action,
-            self.window.as_secs_f64()
+            self.timing.window.as_secs_f64()
         )
     }
 }
@@ -107,7 +96,7 @@ impl Detector for BruteForce {
             return;
         }
         let at = event.time.unix_micros();
-        let span = span(self.window, self.quiet);
+        let span = self.timing.span();
         if let Some(name) = username(event) {
             let name = name.to_lowercase();
             let key = self.username_hasher.hash_one(&name);
@@ -122,7 +111,7 @@ impl Detector for BruteForce {
                         "bruteforce",
                         key,
                         fired,
-                        self.window,
+                        self.timing.window,
                         reason,
                     )
                     .with_detail(crate::auth::USERNAME, shown.as_str()),
@@ -140,7 +129,7 @@ impl Detector for BruteForce {
                     "bruteforce",
                     format!("ip:{ip}"),
                     fired,
-                    self.window,
+                    self.timing.window,
                     reason,
                 )
                 .with_detail("source_ip", ip.to_string()),

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use super::burst::{Bursts, Fired};
 use super::{
-    CREDENTIAL_STUFFING, Detector, PASSWORD_SPRAYING, burst_alert, is_failure_of, span, username,
+    CREDENTIAL_STUFFING, Detector, PASSWORD_SPRAYING, Timing, burst_alert, is_failure_of,
+    timing_setters, username,
 };
 use crate::event::AuditEvent;
 
@@ -57,18 +58,7 @@ impl CredentialStuffing {
         self
     }
 
-    /// The sliding window the failures must fall within.
-    pub fn within(mut self, window: Duration) -> Self {
-        self.0.window = window;
-        self
-    }
-
-    /// How long an IP must see no failure before it can raise another alert (the window,
-    /// unless set).
-    pub fn quiet(mut self, quiet: Duration) -> Self {
-        self.0.quiet = Some(quiet);
-        self
-    }
+    timing_setters!("a source IP", 0.timing);
 
     /// The most source IPs tracked at once (100,000 by default).
     pub fn max_tracked(mut self, keys: usize) -> Self {
@@ -146,18 +136,7 @@ impl PasswordSpraying {
         self
     }
 
-    /// The sliding window the failures must fall within.
-    pub fn within(mut self, window: Duration) -> Self {
-        self.0.window = window;
-        self
-    }
-
-    /// How long a network must see no failure before it can raise another alert (the
-    /// window, unless set).
-    pub fn quiet(mut self, quiet: Duration) -> Self {
-        self.0.quiet = Some(quiet);
-        self
-    }
+    timing_setters!("a network", 0.timing);
 
     /// The most networks tracked at once (100,000 by default).
     pub fn max_tracked(mut self, keys: usize) -> Self {
@@ -181,8 +160,7 @@ impl Detector for PasswordSpraying {
 struct Accounts {
     action: Cow<'static, str>,
     rule: &'static str,
-    window: Duration,
-    quiet: Option<Duration>,
+    timing: Timing,
     /// IPv4 and IPv6 prefix lengths of a key.
     prefix: (u8, u8),
     bursts: Bursts<IpAddr>,
@@ -200,8 +178,7 @@ impl Accounts {
         Self {
             action,
             rule,
-            window,
-            quiet: None,
+            timing: Timing::new(window),
             prefix,
             bursts: Bursts::new(rule, threshold),
             hasher: RandomState::new(),
@@ -219,7 +196,7 @@ impl Accounts {
         let network = network(ip, self.prefix);
         let item = self.hasher.hash_one(name.to_lowercase());
         let at = event.time.unix_micros();
-        let span = span(self.window, self.quiet);
+        let span = self.timing.span();
         if let Some(fired) = self.bursts.hit(network, Some(item), at, span, event.id) {
             alerts.push(self.alert(event, action, network, fired));
         }
@@ -247,10 +224,18 @@ impl Accounts {
             "failed `{}` for {} distinct usernames from {from} within {} s",
             self.action,
             fired.count,
-            self.window.as_secs_f64()
+            self.timing.window.as_secs_f64()
         );
-        burst_alert(event, action, self.rule, key, fired, self.window, reason)
-            .with_detail("source_ip", network.to_string())
+        burst_alert(
+            event,
+            action,
+            self.rule,
+            key,
+            fired,
+            self.timing.window,
+            reason,
+        )
+        .with_detail("source_ip", network.to_string())
     }
 }
 

@@ -5,7 +5,7 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use super::burst::Bursts;
-use super::{DENIAL_BURST, Detector, SHOWN, burst_alert, span};
+use super::{DENIAL_BURST, Detector, SHOWN, Timing, burst_alert, timing_setters};
 use crate::event::{AuditEvent, Outcome};
 use crate::redact::bound;
 
@@ -23,8 +23,7 @@ use crate::redact::bound;
 /// ```
 #[derive(Clone, Debug)]
 pub struct DenialBurst {
-    window: Duration,
-    quiet: Option<Duration>,
+    timing: Timing,
     by_actor: Bursts<u64>,
     hasher: RandomState,
 }
@@ -33,8 +32,7 @@ impl DenialBurst {
     /// 10 denials within 60 seconds until told otherwise.
     pub fn new() -> Self {
         Self {
-            window: Duration::from_secs(60),
-            quiet: None,
+            timing: Timing::new(Duration::from_secs(60)),
             by_actor: Bursts::new("denial_burst", 10),
             hasher: RandomState::new(),
         }
@@ -46,18 +44,7 @@ impl DenialBurst {
         self
     }
 
-    /// The sliding window the denials must fall within.
-    pub fn within(mut self, window: Duration) -> Self {
-        self.window = window;
-        self
-    }
-
-    /// How long an actor must see no denial before it can raise another alert (the window,
-    /// unless set).
-    pub fn quiet(mut self, quiet: Duration) -> Self {
-        self.quiet = Some(quiet);
-        self
-    }
+    timing_setters!("an actor", timing);
 
     /// The most actors tracked at once (100,000 by default).
     pub fn max_tracked(mut self, keys: usize) -> Self {
@@ -83,13 +70,13 @@ impl Detector for DenialBurst {
         }
         let key = self.hasher.hash_one(&event.actor.id);
         let at = event.time.unix_micros();
-        let span = span(self.window, self.quiet);
+        let span = self.timing.span();
         if let Some(fired) = self.by_actor.hit(key, None, at, span, event.id) {
             let actor = bound(&event.actor.id, SHOWN);
             let reason = format!(
                 "{} denied requests for actor {actor:?} within {} s",
                 fired.count,
-                self.window.as_secs_f64()
+                self.timing.window.as_secs_f64()
             );
             alerts.push(
                 burst_alert(
@@ -98,7 +85,7 @@ impl Detector for DenialBurst {
                     "denial_burst",
                     format!("actor:{actor}"),
                     fired,
-                    self.window,
+                    self.timing.window,
                     reason,
                 )
                 .with_detail("action", event.action.as_ref()),

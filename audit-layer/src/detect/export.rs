@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::burst::{Bursts, Fired};
-use super::{Detector, MASS_EXPORT, RECORD_COUNT, SHOWN, burst_alert, span};
+use super::{Detector, MASS_EXPORT, RECORD_COUNT, SHOWN, Timing, burst_alert, timing_setters};
 use crate::event::{AuditEvent, Outcome};
 use crate::redact::bound;
 
@@ -33,8 +33,7 @@ use crate::redact::bound;
 pub struct MassExport {
     actions: Option<Vec<String>>,
     records: Option<u64>,
-    window: Duration,
-    quiet: Option<Duration>,
+    timing: Timing,
     large: Bursts<u64>,
     many: Bursts<u64>,
     hasher: RandomState,
@@ -46,8 +45,7 @@ impl MassExport {
         Self {
             actions: None,
             records: Some(1_000),
-            window: Duration::from_secs(600),
-            quiet: None,
+            timing: Timing::new(Duration::from_secs(600)),
             large: Bursts::new("mass_export", 1),
             many: Bursts::new("mass_export", 10),
             hasher: RandomState::new(),
@@ -76,18 +74,7 @@ impl MassExport {
         self
     }
 
-    /// The sliding window the exports must fall within.
-    pub fn within(mut self, window: Duration) -> Self {
-        self.window = window;
-        self
-    }
-
-    /// How long an actor must not export before it can raise another alert (the window,
-    /// unless set).
-    pub fn quiet(mut self, quiet: Duration) -> Self {
-        self.quiet = Some(quiet);
-        self
-    }
+    timing_setters!("an actor", timing);
 
     /// The most actors tracked at once, per rule (100,000 by default).
     pub fn max_tracked(mut self, keys: usize) -> Self {
@@ -112,7 +99,7 @@ impl MassExport {
             "mass_export",
             format!("actor:{actor}"),
             fired,
-            self.window,
+            self.timing.window,
             reason,
         )
         .with_detail("action", event.action.as_ref())
@@ -136,7 +123,7 @@ impl Detector for MassExport {
         }
         let key = self.hasher.hash_one(&event.actor.id);
         let at = event.time.unix_micros();
-        let span = span(self.window, self.quiet);
+        let span = self.timing.span();
         let records = event
             .details
             .as_ref()
@@ -156,7 +143,7 @@ impl Detector for MassExport {
             let what = format!(
                 "{} exports within {} s",
                 fired.count,
-                self.window.as_secs_f64()
+                self.timing.window.as_secs_f64()
             );
             alerts.push(self.alert(event, fired, what));
         }

@@ -156,6 +156,48 @@ fn event_ids(ids: &[Uuid]) -> Value {
     Value::Array(ids.iter().map(|id| Value::String(id.to_string())).collect())
 }
 
+/// The window of a count, and the quiet spell that ends a burst (the window, unless set).
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    window: Duration,
+    quiet: Option<Duration>,
+}
+
+impl Timing {
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            quiet: None,
+        }
+    }
+
+    /// In microseconds of the events' time.
+    fn span(self) -> burst::Span {
+        span(self.window, self.quiet)
+    }
+}
+
+/// `within` and `quiet` for a detector whose [`Timing`] is at `self.<path>`.
+macro_rules! timing_setters {
+    ($what:literal, $($path:tt)+) => {
+        /// The sliding window the counted events must fall within.
+        pub fn within(mut self, window: std::time::Duration) -> Self {
+            self.$($path)+.window = window;
+            self
+        }
+
+        #[doc = concat!(
+            "How long ", $what, " must see nothing counted before it can raise another ",
+            "alert (the window, unless set)."
+        )]
+        pub fn quiet(mut self, quiet: std::time::Duration) -> Self {
+            self.$($path)+.quiet = Some(quiet);
+            self
+        }
+    };
+}
+use timing_setters;
+
 /// The window and quiet spell of a count, in microseconds.
 fn span(window: Duration, quiet: Option<Duration>) -> burst::Span {
     burst::Span {

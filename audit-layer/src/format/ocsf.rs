@@ -262,17 +262,8 @@ fn write_actor(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> 
     number(key!(user, "type_id"), type_id);
     plain(key!(user, "type"), type_name);
     if !actor.roles.is_empty() {
-        let groups = key!(user, "groups");
-        groups.push(b'[');
-        for (i, role) in actor.roles.iter().enumerate() {
-            if i > 0 {
-                groups.push(b',');
-            }
-            groups.extend_from_slice(b"{\"name\":");
-            string(groups, role)?;
-            groups.push(b'}');
-        }
-        groups.push(b']');
+        let roles = actor.roles.iter().map(String::as_str);
+        objects_of(key!(user, "groups"), b"name", roles)?;
     }
     user.end();
     out.push(b'}');
@@ -354,7 +345,28 @@ fn write_user(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     Ok(())
 }
 
-/// What a detector found: the rule, and the event that raised it.
+/// An array of one-member objects: `[{"name":"admin"},{"name":"ops"}]`.
+fn objects_of<'a>(
+    out: &mut Vec<u8>,
+    member: &[u8],
+    values: impl Iterator<Item = &'a str>,
+) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"");
+        out.extend_from_slice(member);
+        out.extend_from_slice(b"\":");
+        string(out, value)?;
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// What a detector found: the rule, and the events that raised it.
 fn write_finding(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()> {
     let mut finding = Fields::new(out);
     uuid(key!(finding, "uid"), &event.id);
@@ -374,17 +386,8 @@ fn write_finding(out: &mut Vec<u8>, event: &AuditEvent) -> serde_json::Result<()
     }
     let related = event.details.as_ref().and_then(|d| d.get("events"));
     if let Some(serde_json::Value::Array(ids)) = related {
-        let events = key!(finding, "related_events");
-        events.push(b'[');
-        for (n, id) in ids.iter().filter_map(serde_json::Value::as_str).enumerate() {
-            if n > 0 {
-                events.push(b',');
-            }
-            events.extend_from_slice(b"{\"uid\":");
-            string(events, id)?;
-            events.push(b'}');
-        }
-        events.push(b']');
+        let ids = ids.iter().filter_map(serde_json::Value::as_str);
+        objects_of(key!(finding, "related_events"), b"uid", ids)?;
     }
     finding.end();
     Ok(())
