@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use audit_layer::collect::Collector;
-use audit_layer::detect::{BruteForce, Detector, PrivilegeGrant};
+use audit_layer::detect::{
+    BruteForce, CredentialStuffing, DenialBurst, Detector, MassExport, PrivilegeGrant,
+};
 use audit_layer::file::{
     GENESIS, JsonlFileSink, PublicKey, VerifyOptions, link_hash, verify_trail,
 };
@@ -589,9 +591,10 @@ fn service_sinks(c: &mut Criterion, batch: &[AuditEvent]) {
     group.finish();
 }
 
-/// What a detector costs the writer per event: the demo's two on ordinary requests, and the
-/// brute-force detector under a spray of failed logins for usernames that never repeat (its
-/// worst case: a key per event, and its table filling up and starting over).
+/// What a detector costs the writer per event: the brute-force and privilege-grant pair, and
+/// the demo's five, on ordinary requests; and the login detectors under a spray of failed
+/// logins for usernames (or from addresses) that never repeat (their worst case: a key per
+/// event, and the table filling up and starting over).
 fn detectors(c: &mut Criterion) {
     let mut group = c.benchmark_group("detectors");
     group.throughput(Throughput::Elements(1));
@@ -605,6 +608,45 @@ fn detectors(c: &mut Criterion) {
             grant.observe(&request, &mut alerts);
         });
         assert!(alerts.is_empty());
+    });
+    group.bench_function("demo_five_on_a_request", |b| {
+        let mut detectors: [Box<dyn Detector>; 5] = [
+            Box::new(BruteForce::logins()),
+            Box::new(CredentialStuffing::logins()),
+            Box::new(DenialBurst::new()),
+            Box::new(MassExport::new()),
+            Box::new(PrivilegeGrant::new(["admin"])),
+        ];
+        b.iter(|| {
+            for detector in &mut detectors {
+                detector.observe(&request, &mut alerts);
+            }
+        });
+        assert!(alerts.is_empty());
+    });
+    group.bench_function("credential_stuffing_spray_of_new_addresses", |b| {
+        let mut detector = CredentialStuffing::logins().max_tracked(10_000);
+        let mut failures = (0u32..).map(|n| {
+            let mut failure = AuditEvent::new(
+                Category::Auth,
+                "auth.login",
+                Outcome::Failure,
+                Actor::anonymous(),
+            )
+            .with_detail("username", "alice");
+            let mut source = audit_layer::event::Source::default();
+            source.ip = Some(std::net::IpAddr::from(n.to_be_bytes()));
+            failure.source = Some(source);
+            failure
+        });
+        b.iter_batched(
+            || failures.next().expect("endless"),
+            |failure| {
+                detector.observe(&failure, &mut alerts);
+                failure
+            },
+            criterion::BatchSize::SmallInput,
+        );
     });
     group.bench_function("bruteforce_spray_of_new_usernames", |b| {
         let mut detector = BruteForce::new("auth.login").max_tracked(10_000);
