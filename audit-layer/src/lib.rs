@@ -96,6 +96,8 @@ pub mod event;
 pub mod file;
 pub mod follow;
 pub mod format;
+#[cfg(feature = "index")]
+pub mod index;
 pub mod layer;
 pub mod redact;
 pub mod sensitive;

@@ -205,6 +205,20 @@ pub(crate) fn list(dir: &Path) -> io::Result<Vec<TrailFile>> {
     Ok(files)
 }
 
+/// The seq of the oldest line the trail in `dir` still holds; `None` for no line.
+#[cfg(feature = "index")]
+pub(crate) fn oldest_seq(dir: &Path) -> io::Result<Option<u64>> {
+    let Some(oldest) = list(dir)?.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(oldest.first_line()?.and_then(|line| {
+        serde_json::from_slice::<serde_json::Value>(&line)
+            .ok()?
+            .get("seq")?
+            .as_u64()
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

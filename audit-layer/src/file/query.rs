@@ -48,6 +48,14 @@ pub struct Filter {
     pub until: Option<Timestamp>,
     /// `source.ip`: an address, or a network in CIDR form.
     pub ip: Option<IpNet>,
+    /// The category (`sensitive`).
+    pub category: Option<String>,
+    /// `request.id`.
+    pub request_id: Option<String>,
+    /// Free text: every word of it must be a word of the event's values (see
+    /// [`search_words`]). Words are runs of ASCII letters and digits and of any non-ASCII
+    /// characters; ASCII letters match whatever their case.
+    pub text: Option<String>,
 }
 
 impl Filter {
@@ -96,8 +104,69 @@ impl Filter {
                 return false;
             }
         }
+        if self
+            .category
+            .as_deref()
+            .is_some_and(|c| event["category"].as_str() != Some(c))
+            || self
+                .request_id
+                .as_deref()
+                .is_some_and(|id| event["request"]["id"].as_str() != Some(id))
+        {
+            return false;
+        }
+        if let Some(text) = &self.text {
+            let wanted: Vec<String> = search_words(text).collect();
+            if !wanted.is_empty() {
+                let text = search_text(event);
+                let present: std::collections::HashSet<String> = search_words(&text).collect();
+                return wanted.iter().all(|word| present.contains(word));
+            }
+        }
         true
     }
+}
+
+/// The members of a stored line that are not searched as text: the chain's and the
+/// schema's.
+const NOT_SEARCHED: [&str; 5] = ["seq", "prev_hash", "hash", "schema", "trail"];
+
+/// The text free-text search looks in: the event's string and number values (not its
+/// member names, nor the chain's hashes), separated by spaces.
+pub fn search_text(event: &Value) -> String {
+    fn walk(value: &Value, out: &mut String) {
+        match value {
+            Value::String(text) => {
+                out.push_str(text);
+                out.push(' ');
+            }
+            Value::Number(number) => {
+                out.push_str(&number.to_string());
+                out.push(' ');
+            }
+            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            Value::Object(members) => members.values().for_each(|member| walk(member, out)),
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+    let mut out = String::new();
+    if let Value::Object(members) = event {
+        for (name, value) in members {
+            if !NOT_SEARCHED.contains(&name.as_str()) {
+                walk(value, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// The words of a text, as free-text search sees them: runs of ASCII letters and digits
+/// and of non-ASCII characters, ASCII letters in lower case (SQLite FTS5's `ascii`
+/// tokenizer, which the index uses, splits the same way).
+pub fn search_words(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| c.is_ascii() && !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
 }
 
 fn pattern_matches(pattern: Option<&str>, value: Option<&str>) -> bool {

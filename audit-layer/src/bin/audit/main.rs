@@ -113,7 +113,8 @@ enum Command {
         /// The trail directory.
         dir: PathBuf,
     },
-    /// Prints the events that match every given filter.
+    /// Prints the events that match every given filter, in trail order; from the index
+    /// (`audit index`) up to its cursor when the trail has one, from the files otherwise.
     Query {
         /// The trail directory.
         dir: PathBuf,
@@ -138,9 +139,30 @@ enum Command {
         /// Client address or network (CIDR).
         #[arg(long, value_parser = query::parse_ip)]
         ip: Option<ipnet::IpNet>,
+        /// Category: request, sensitive, auth, alert, system.
+        #[arg(long)]
+        category: Option<String>,
+        /// Request id.
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Words that must all be among the event's values (ASCII letters in any case).
+        #[arg(long)]
+        text: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+    },
+    /// Builds the trail's index (DIR/index/), or brings it up to date, from the files:
+    /// what `IndexFollower` does while the application runs.
+    Index {
+        /// The trail directory.
+        dir: PathBuf,
+        /// The HMAC key of a keyed chain (a file holding its hex), to check each line.
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Delete the index first and build it again.
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Writes every event of the trail in a SIEM's format, one per line, in trail order
     /// (to standard output, or to `--output`). A line that holds no event is reported and
@@ -304,6 +326,9 @@ fn main() -> ExitCode {
             since,
             until,
             ip,
+            category,
+            request_id,
+            text,
             format,
         } => {
             let filter = Filter {
@@ -314,6 +339,9 @@ fn main() -> ExitCode {
                 since,
                 until,
                 ip,
+                category,
+                request_id,
+                text,
             };
             let stdout = io::stdout();
             run_query(
@@ -323,6 +351,7 @@ fn main() -> ExitCode {
                 &mut io::BufWriter::new(stdout.lock()),
             )
         }
+        Command::Index { dir, key, rebuild } => build_index(&dir, key.as_deref(), rebuild),
         Command::Export {
             dir,
             format,
@@ -368,6 +397,45 @@ fn main() -> ExitCode {
         eprintln!("audit: {error}");
         ExitCode::from(2)
     })
+}
+
+/// `audit index`: the index brought up to date from the files, and what it holds.
+fn build_index(dir: &Path, key: Option<&Path>, rebuild: bool) -> Result<ExitCode, String> {
+    use audit_layer::index::{TrailIndex, index_path};
+    if !dir.is_dir() {
+        return Err(format!("{}: not a trail directory", dir.display()));
+    }
+    let key = key.map(read_chain_key).transpose()?;
+    if rebuild {
+        let path = index_path(dir);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            match std::fs::remove_file(&name) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(format!("{}: {error}", Path::new(&name).display())),
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut index = TrailIndex::open(dir).map_err(|e| e.to_string())?;
+    let added = index.catch_up(dir, key).map_err(|e| e.to_string())?;
+    let (events, bytes) = index.stats().map_err(|e| e.to_string())?;
+    let trail_bytes: u64 = query::trail_files(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .iter()
+        .filter_map(|file| std::fs::metadata(file).ok())
+        .map(|meta| meta.len())
+        .sum();
+    eprintln!(
+        "indexed {added} new event(s) in {:.1} s; {} holds {events} event(s) in {bytes} bytes \
+         ({:.0}% of the trail's files)",
+        started.elapsed().as_secs_f64(),
+        index.path().display(),
+        bytes as f64 * 100.0 / trail_bytes.max(1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn verify(
@@ -548,20 +616,18 @@ fn run_query(
     let mut failure = None;
     let mut skipped = 0_u64;
     let mut buffer = Vec::new();
-    query::for_each_event(dir, |line, event| {
-        if filter.matches(event) {
-            match print_event(out, line, event, format, &mut buffer) {
-                Ok(true) => {}
-                Ok(false) => skipped += 1,
-                Err(error) => {
-                    failure = Some(error);
-                    return ControlFlow::Break(());
-                }
+    audit_layer::index::search(dir, filter, |line, event| {
+        match print_event(out, line, event, format, &mut buffer) {
+            Ok(true) => {}
+            Ok(false) => skipped += 1,
+            Err(error) => {
+                failure = Some(error);
+                return ControlFlow::Break(());
             }
         }
         ControlFlow::Continue(())
     })
-    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    .map_err(|e| e.to_string())?;
     match failure {
         // A closed pipe (`| head`) is a normal end.
         Some(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),

@@ -1,0 +1,313 @@
+//! The index's SQLite database: its schema, its cursor, and the rows it adds.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+use super::IndexError;
+use crate::event::Timestamp;
+use crate::file::{ChainKey, TRAIL_ID, TrailLine, TrailReader, search_text};
+
+/// The index's folder, in the trail directory.
+pub const INDEX_DIR: &str = "index";
+/// The index's database file, in [`INDEX_DIR`].
+const DATABASE: &str = "events.sqlite";
+/// The schema this build writes and reads.
+const SCHEMA_VERSION: &str = "1";
+/// Lines read from the trail at a time by [`TrailIndex::catch_up`].
+const CATCH_UP_BATCH: usize = 4096;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    time INTEGER,
+    actor_id TEXT,
+    actor_name TEXT,
+    action TEXT,
+    outcome TEXT,
+    category TEXT,
+    target TEXT,
+    ip BLOB,
+    request_id TEXT,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_actor_id ON events (actor_id);
+CREATE INDEX IF NOT EXISTS events_actor_name ON events (actor_name) WHERE actor_name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_action ON events (action);
+CREATE INDEX IF NOT EXISTS events_outcome ON events (outcome);
+CREATE INDEX IF NOT EXISTS events_category ON events (category);
+CREATE INDEX IF NOT EXISTS events_target ON events (target) WHERE target IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_ip ON events (ip) WHERE ip IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_request_id ON events (request_id) WHERE request_id IS NOT NULL;
+CREATE VIRTUAL TABLE IF NOT EXISTS words USING fts5 (
+    text, content = '', contentless_delete = 1, tokenize = 'ascii', detail = 'none'
+);
+";
+
+/// An index of one trail's events, in `DIR/index/events.sqlite`: by time, actor, action,
+/// outcome, category, target, source IP, request id, and the words of the scrubbed event.
+///
+/// It holds only verified lines of the trail, each whole, and its cursor (the trail's id,
+/// and the seq and hash of the last line it holds) in the same transaction as the lines, so
+/// it never holds half a batch nor a line twice. Deleted, it is rebuilt from the files;
+/// lines retention deleted leave it too ([`forget_before`](Self::forget_before)).
+/// [`IndexFollower`](super::IndexFollower) keeps it up to date while the application runs;
+/// [`catch_up`](Self::catch_up) does it from the files alone (`audit index DIR`).
+#[derive(Debug)]
+pub struct TrailIndex {
+    connection: Connection,
+    path: PathBuf,
+}
+
+/// Where a trail's index goes.
+pub fn index_path(trail_dir: &Path) -> PathBuf {
+    trail_dir.join(INDEX_DIR).join(DATABASE)
+}
+
+impl TrailIndex {
+    /// Opens the index of the trail in `trail_dir`, making it if there is none.
+    pub fn open(trail_dir: &Path) -> Result<Self, IndexError> {
+        let path = index_path(trail_dir);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| IndexError::io(parent, e))?;
+        }
+        let connection = Connection::open(&path).map_err(|e| IndexError::sqlite(&path, e))?;
+        let index = Self { connection, path };
+        index.prepare_schema()?;
+        Ok(index)
+    }
+
+    /// Opens the index of the trail in `trail_dir` if it has one.
+    pub fn open_existing(trail_dir: &Path) -> Result<Option<Self>, IndexError> {
+        if index_path(trail_dir).is_file() {
+            Self::open(trail_dir).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn prepare_schema(&self) -> Result<(), IndexError> {
+        let sqlite = |e| IndexError::sqlite(&self.path, e);
+        // WAL: readers (`audit query`, the viewer) do not block the follower. NORMAL: a
+        // power cut may lose the last batches, never corrupt the file; the cursor goes back
+        // with them.
+        self.connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        self.connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite)?;
+        self.connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        self.connection.execute_batch(SCHEMA).map_err(sqlite)?;
+        let version: Option<String> = self
+            .connection
+            .query_row("SELECT value FROM meta WHERE key = 'version'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(sqlite)?;
+        match version.as_deref() {
+            None => {
+                self.connection
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('version', ?1)",
+                        [SCHEMA_VERSION],
+                    )
+                    .map_err(sqlite)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(IndexError::Schema(format!(
+                    "{}: schema version {other}, this build reads {SCHEMA_VERSION}: delete the \
+                     file to rebuild it from the trail",
+                    self.path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The file the index is kept in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
+    }
+
+    /// The trail the index holds lines of, and the seq and hash of its last line; `None`
+    /// when it holds none.
+    pub fn cursor(&self) -> Result<Option<(String, u64, String)>, IndexError> {
+        let get = |key: &str| -> Result<Option<String>, IndexError> {
+            self.connection
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(|e| IndexError::sqlite(&self.path, e))
+        };
+        let (Some(trail), Some(seq), Some(hash)) = (get("trail")?, get("seq")?, get("hash")?)
+        else {
+            return Ok(None);
+        };
+        let seq = seq.parse().map_err(|_| {
+            IndexError::Schema(format!("{}: a cursor seq of {seq:?}", self.path.display()))
+        })?;
+        Ok(Some((trail, seq, hash)))
+    }
+
+    /// Adds `lines` of `trail`, which follow the cursor, in one transaction with the new
+    /// cursor. A line that is not an event's JSON is an error, and nothing is added.
+    pub fn append(&mut self, trail: &str, lines: &[TrailLine]) -> Result<(), IndexError> {
+        let Some(last) = lines.last() else {
+            return Ok(());
+        };
+        let path = self.path.clone();
+        let sqlite = |e| IndexError::sqlite(&path, e);
+        let transaction = self.connection.transaction().map_err(sqlite)?;
+        {
+            let mut event = transaction
+                .prepare_cached(
+                    "INSERT INTO events (seq, time, actor_id, actor_name, action, outcome, \
+                     category, target, ip, request_id, line) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(sqlite)?;
+            let mut words = transaction
+                .prepare_cached("INSERT INTO words (rowid, text) VALUES (?1, ?2)")
+                .map_err(sqlite)?;
+            for line in lines {
+                let value: Value = serde_json::from_str(&line.json).map_err(|e| {
+                    IndexError::Line(format!("seq {}: not an event: {e}", line.seq))
+                })?;
+                let seq = i64::try_from(line.seq)
+                    .map_err(|_| IndexError::Line(format!("seq {} is too large", line.seq)))?;
+                let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str);
+                let time = text("/time")
+                    .and_then(|t| Timestamp::parse(t).ok())
+                    .and_then(|t| i64::try_from(t.unix_micros()).ok());
+                let ip = text("/source/ip")
+                    .and_then(|ip| ip.parse::<IpAddr>().ok())
+                    .map(ip_key);
+                event
+                    .execute(params![
+                        seq,
+                        time,
+                        text("/actor/id"),
+                        text("/actor/name"),
+                        text("/action"),
+                        text("/outcome"),
+                        text("/category"),
+                        text("/target"),
+                        ip,
+                        text("/request/id"),
+                        line.json,
+                    ])
+                    .map_err(sqlite)?;
+                words
+                    .execute(params![seq, search_text(&value)])
+                    .map_err(sqlite)?;
+            }
+            let mut cursor = transaction
+                .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+                .map_err(sqlite)?;
+            cursor.execute(["trail", trail]).map_err(sqlite)?;
+            cursor
+                .execute(params!["seq", last.seq.to_string()])
+                .map_err(sqlite)?;
+            cursor.execute(["hash", &last.hash]).map_err(sqlite)?;
+        }
+        transaction.commit().map_err(sqlite)
+    }
+
+    /// Removes the events before `seq` (those retention deleted from the trail), and
+    /// returns how many went.
+    pub fn forget_before(&mut self, seq: u64) -> Result<u64, IndexError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        let path = self.path.clone();
+        let sqlite = |e| IndexError::sqlite(&path, e);
+        let transaction = self.connection.transaction().map_err(sqlite)?;
+        transaction
+            .execute("DELETE FROM words WHERE rowid < ?1", [seq])
+            .map_err(sqlite)?;
+        let removed = transaction
+            .execute("DELETE FROM events WHERE seq < ?1", [seq])
+            .map_err(sqlite)?;
+        transaction.commit().map_err(sqlite)?;
+        Ok(removed as u64)
+    }
+
+    /// Indexes the lines of the trail in `trail_dir` that follow the cursor (all of them
+    /// for a new index), checking each against the one before it, and removes the events
+    /// retention deleted. Returns how many lines it added.
+    pub fn catch_up(&mut self, trail_dir: &Path, key: Option<ChainKey>) -> Result<u64, IndexError> {
+        let id_file = trail_dir.join(TRAIL_ID);
+        let trail = std::fs::read_to_string(&id_file)
+            .map_err(|e| IndexError::io(&id_file, e))?
+            .trim()
+            .to_owned();
+        let mut reader = match self.cursor()? {
+            Some((indexed, seq, hash)) => {
+                if indexed != trail {
+                    return Err(IndexError::Schema(format!(
+                        "{}: holds trail {indexed}, the directory's is {trail}: delete it to \
+                         rebuild it",
+                        self.path.display()
+                    )));
+                }
+                TrailReader::after(trail_dir, seq, &hash, key)
+            }
+            None => match TrailReader::from_oldest(trail_dir, key) {
+                Ok(Some((reader, _))) => reader,
+                Ok(None) => return Ok(0),
+                Err(fault) => return Err(IndexError::Trail(fault)),
+            },
+        };
+        let mut added = 0;
+        loop {
+            let lines = reader.read(CATCH_UP_BATCH).map_err(IndexError::Trail)?;
+            if lines.is_empty() {
+                break;
+            }
+            self.append(&trail, &lines)?;
+            added += lines.len() as u64;
+        }
+        if let Some(oldest) =
+            crate::file::layout::oldest_seq(trail_dir).map_err(|e| IndexError::io(trail_dir, e))?
+        {
+            self.forget_before(oldest)?;
+        }
+        Ok(added)
+    }
+
+    /// How many events the index holds, and the size of its files in bytes.
+    pub fn stats(&self) -> Result<(u64, u64), IndexError> {
+        let events: i64 = self
+            .connection
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .map_err(|e| IndexError::sqlite(&self.path, e))?;
+        let mut bytes = 0;
+        for suffix in ["", "-wal"] {
+            let mut name = self.path.clone().into_os_string();
+            name.push(suffix);
+            bytes += std::fs::metadata(PathBuf::from(name)).map_or(0, |m| m.len());
+        }
+        Ok((u64::try_from(events).unwrap_or(0), bytes))
+    }
+}
+
+/// An address as the index orders it: its family (4 or 6), then its bytes, so that a
+/// network is one range and the families never mix.
+pub(crate) fn ip_key(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v4) => [&[4u8][..], &v4.octets()].concat(),
+        IpAddr::V6(v6) => [&[6u8][..], &v6.octets()].concat(),
+    }
+}
