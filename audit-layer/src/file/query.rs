@@ -127,12 +127,13 @@ impl Filter {
     }
 }
 
-/// The members of a stored line that are not searched as text: the chain's and the
-/// schema's.
-const NOT_SEARCHED: [&str; 5] = ["seq", "prev_hash", "hash", "schema", "trail"];
+/// The members of a stored line that are not searched as text: the chain's, the schema's,
+/// and the event's id and time, which are looked up by value rather than word by word.
+const NOT_SEARCHED: [&str; 7] = ["seq", "prev_hash", "hash", "schema", "trail", "id", "time"];
 
 /// The text free-text search looks in: the event's string and number values (not its
-/// member names, nor the chain's hashes), separated by spaces.
+/// member names, the chain's hashes, its id and time, nor the request's id), separated by
+/// spaces.
 pub fn search_text(event: &Value) -> String {
     fn walk(value: &Value, out: &mut String) {
         match value {
@@ -152,8 +153,13 @@ pub fn search_text(event: &Value) -> String {
     let mut out = String::new();
     if let Value::Object(members) = event {
         for (name, value) in members {
-            if !NOT_SEARCHED.contains(&name.as_str()) {
-                walk(value, &mut out);
+            match (name.as_str(), value) {
+                (name, _) if NOT_SEARCHED.contains(&name) => {}
+                ("request", Value::Object(request)) => request
+                    .iter()
+                    .filter(|(name, _)| name.as_str() != "id")
+                    .for_each(|(_, value)| walk(value, &mut out)),
+                _ => walk(value, &mut out),
             }
         }
     }

