@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use audit_layer::event::{RequestInfo, ResponseInfo, Source, Timestamp};
-use audit_layer::file::{Filter, JsonlFileSink, for_each_event};
-use audit_layer::index::{Page, TrailIndex};
+use audit_layer::file::{Filter, JsonlFileSink, Page, for_each_event};
+use audit_layer::index::TrailIndex;
 use audit_layer::sink::Sink;
 use audit_layer::{Actor, AuditEvent, Category, Outcome};
 

@@ -9,8 +9,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use audit_layer::event::{Source, Timestamp};
-use audit_layer::file::{Filter, JsonlFileSink, parse_ip, parse_time};
-use audit_layer::index::{Answered, IndexFollower, Page, TrailIndex, index_path, search};
+use audit_layer::file::{Filter, JsonlFileSink, Page, parse_ip, parse_time};
+use audit_layer::index::{Answered, IndexFollower, TrailIndex, index_path, search};
+use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Outcome};
 use common::demo::{read_trail, run_audit};
 
@@ -353,4 +354,71 @@ async fn the_index_of_another_trail_is_refused_and_deleted_files_leave_it() {
     index.catch_up(rotated.path(), None).expect("catch up");
     let (events, _) = index.stats().expect("stats");
     assert_eq!(events as usize, found.len(), "they left the index");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_followers_table_answers_every_filter_as_the_index_does() {
+    let Some((url, client)) = common::services::postgres().await else {
+        return;
+    };
+    let table = common::services::unique_name("audit_search");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let follower = PostgresSink::builder(&url)
+        .table(&table)
+        .build()
+        .expect("sink");
+    let trail = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir.path()))
+        .follower(IndexFollower::new())
+        .follower(follower)
+        .build()
+        .expect("trail");
+    for n in 0..400 {
+        trail.record(event(n)).await.expect("record");
+    }
+    trail.flush().await.expect("flush");
+    let lines = read_trail(dir.path()).len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while trail.followers().iter().any(|f| f.shipped < lines as u64) {
+        assert!(Instant::now() < deadline, "{:?}", trail.followers());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trail.shutdown().await.expect("shutdown");
+
+    let trail_id = std::fs::read_to_string(dir.path().join("trail.id")).expect("trail id");
+    let trail_id = trail_id.trim();
+    let mut copy = PostgresSink::builder(&url)
+        .table(&table)
+        .build()
+        .expect("sink");
+    let index = TrailIndex::open_existing(dir.path())
+        .expect("open")
+        .expect("index");
+    for filter in filters() {
+        let seqs = |lines: Vec<audit_layer::file::TrailLine>| -> Vec<u64> {
+            lines.iter().map(|line| line.seq).collect()
+        };
+        let all = copy
+            .search(trail_id, &filter, &Page::all_oldest_first())
+            .await
+            .expect("search");
+        assert_eq!(seqs(all), scanned(dir.path(), &filter), "{filter:?}");
+        let mut page = Page::newest(7);
+        for _ in 0..3 {
+            let from_postgres = seqs(copy.search(trail_id, &filter, &page).await.expect("search"));
+            let from_index: Vec<u64> = index
+                .query(&filter, &page)
+                .expect("query")
+                .iter()
+                .map(|line| line.seq)
+                .collect();
+            assert_eq!(from_postgres, from_index, "{filter:?} {page:?}");
+            let Some(last) = from_index.last() else { break };
+            page = Page::newest(7).before(*last);
+        }
+    }
+    client
+        .execute(&format!("DROP TABLE {table}"), &[])
+        .await
+        .expect("drop");
 }

@@ -78,7 +78,8 @@
         feature = "axum",
         feature = "derive",
         feature = "postgres",
-        feature = "nats"
+        feature = "nats",
+        feature = "index"
     )),
     allow(rustdoc::broken_intra_doc_links)
 )]

@@ -73,7 +73,9 @@ pub use self::checkpoint::{Checkpoint, CheckpointKey, KeyError, PublicKey};
 pub use self::clock::{Clock, ManualClock, SystemClock};
 pub use self::copy::{CopyCheck, CopyReport};
 pub use self::mirror::{CheckpointMirror, DirectoryMirror};
-pub use self::query::{Filter, for_each_event, lines_end, search_text, search_words, trail_files};
+pub use self::query::{
+    Filter, Page, for_each_event, lines_end, search_text, search_words, trail_files,
+};
 pub use self::reader::{TrailLine, TrailReader};
 pub use self::sink::{
     GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE, TRAIL_ID,

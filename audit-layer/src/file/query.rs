@@ -127,6 +127,51 @@ impl Filter {
     }
 }
 
+/// Which page of matching events a query returns, from a store that can page: the
+/// index ([`TrailIndex::query`](crate::index::TrailIndex::query)), a PostgreSQL follower's
+/// table (`PostgresSink::search`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Oldest first; newest first when `false`.
+    pub oldest_first: bool,
+    /// Only events before this seq (the last one of the previous page, newest first).
+    pub before: Option<u64>,
+    /// Only events after this seq (the last one of the previous page, oldest first).
+    pub after: Option<u64>,
+    /// At most this many; every one when `None`.
+    pub limit: Option<usize>,
+}
+
+impl Page {
+    /// The newest `limit` events.
+    pub fn newest(limit: usize) -> Self {
+        Self {
+            limit: Some(limit),
+            ..Self::default()
+        }
+    }
+
+    /// Every event, oldest first.
+    pub fn all_oldest_first() -> Self {
+        Self {
+            oldest_first: true,
+            ..Self::default()
+        }
+    }
+
+    /// Only the events before `seq`.
+    pub fn before(mut self, seq: u64) -> Self {
+        self.before = Some(seq);
+        self
+    }
+
+    /// Only the events after `seq`.
+    pub fn after(mut self, seq: u64) -> Self {
+        self.after = Some(seq);
+        self
+    }
+}
+
 /// The members of a stored line that are not searched as text: the chain's, the schema's,
 /// and the event's id and time, which are looked up by value rather than word by word.
 const NOT_SEARCHED: [&str; 7] = ["seq", "prev_hash", "hash", "schema", "trail", "id", "time"];

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::IndexError;
 use super::store::TrailIndex;
-use super::{IndexError, Page};
-use crate::file::{Filter, for_each_event, layout};
+use crate::file::{Filter, Page, for_each_event, layout};
 
 /// Where [`search`]'s answer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@
 //! retention deleted leave it. It can be deleted at any time and rebuilt from the files.
 //!
 //! ```
-//! use audit_layer::file::{Filter, JsonlFileSink};
-//! use audit_layer::index::{Page, TrailIndex};
+//! use audit_layer::file::{Filter, JsonlFileSink, Page};
+//! use audit_layer::index::TrailIndex;
 //! # use audit_layer::sink::Sink;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,49 +46,6 @@ pub use follower::IndexFollower;
 pub use store::{INDEX_DIR, TrailIndex, index_path};
 
 use crate::file::Fault;
-
-/// Which page of matching events a query returns.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Page {
-    /// Oldest first; newest first when `false`.
-    pub oldest_first: bool,
-    /// Only events before this seq (the last one of the previous page, newest first).
-    pub before: Option<u64>,
-    /// Only events after this seq (the last one of the previous page, oldest first).
-    pub after: Option<u64>,
-    /// At most this many; every one when `None`.
-    pub limit: Option<usize>,
-}
-
-impl Page {
-    /// The newest `limit` events.
-    pub fn newest(limit: usize) -> Self {
-        Self {
-            limit: Some(limit),
-            ..Self::default()
-        }
-    }
-
-    /// Every event, oldest first.
-    pub fn all_oldest_first() -> Self {
-        Self {
-            oldest_first: true,
-            ..Self::default()
-        }
-    }
-
-    /// Only the events before `seq`.
-    pub fn before(mut self, seq: u64) -> Self {
-        self.before = Some(seq);
-        self
-    }
-
-    /// Only the events after `seq`.
-    pub fn after(mut self, seq: u64) -> Self {
-        self.after = Some(seq);
-        self
-    }
-}
 
 /// One stored line the index found.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 use rusqlite::types::Value as Sql;
 
 use super::store::{TrailIndex, ip_key};
-use super::{IndexError, IndexedLine, Page};
-use crate::file::{Filter, search_words};
+use super::{IndexError, IndexedLine};
+use crate::file::{Filter, Page, search_words};
 
 impl TrailIndex {
     /// The events that match `filter`, a page at a time: newest first unless

@@ -85,6 +85,7 @@ pub(crate) mod collect;
 mod copy;
 mod follow;
 mod mirror;
+mod search;
 mod table;
 mod tls;
 
