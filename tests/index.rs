@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use audit_layer::event::{Source, Timestamp};
 use audit_layer::file::{Filter, JsonlFileSink, Page, parse_ip, parse_time};
-use audit_layer::index::{Answered, IndexFollower, TrailIndex, index_path, search};
+use audit_layer::index::{Answered, IndexFollower, TrailIndex, index_path, search, search_page};
 use audit_layer::sink::postgres::PostgresSink;
 use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Outcome};
 use common::demo::{read_trail, run_audit};
@@ -292,6 +292,13 @@ async fn events_after_the_cursor_come_from_the_files_and_the_follower_resumes() 
         "{answered:?}"
     );
 
+    // Pages across the cursor, both ways, with and without the index.
+    assert_pages_match_the_scan(dir.path());
+    let moved = tempfile::tempdir().expect("tempdir");
+    std::fs::rename(dir.path().join("index"), moved.path().join("index")).expect("move");
+    assert_pages_match_the_scan(dir.path());
+    std::fs::rename(moved.path().join("index"), dir.path().join("index")).expect("move back");
+
     // The follower, started again, goes on from its cursor: every event once.
     indexed_trail(dir.path(), 0).await;
     let index = TrailIndex::open_existing(dir.path())
@@ -300,6 +307,38 @@ async fn events_after_the_cursor_come_from_the_files_and_the_follower_resumes() 
     let (events, bytes) = index.stats().expect("stats");
     assert_eq!(events as usize, read_trail(dir.path()).len());
     assert!(bytes > 0);
+}
+
+/// `search_page`, newest first with `before` and oldest first with `after`, pages of 7,
+/// gives every event the scan finds, once, in order.
+fn assert_pages_match_the_scan(dir: &Path) {
+    for filter in filters() {
+        let expected = scanned(dir, &filter);
+        let mut newest = Vec::new();
+        let mut page = Page::newest(7);
+        loop {
+            let lines = search_page(dir, &filter, &page).expect("page");
+            let Some(last) = lines.last() else { break };
+            page = Page::newest(7).before(last.seq);
+            newest.extend(lines.iter().map(|line| line.seq));
+        }
+        let mut reversed = expected.clone();
+        reversed.reverse();
+        assert_eq!(newest, reversed, "{filter:?}");
+        let mut oldest = Vec::new();
+        let mut page = Page {
+            oldest_first: true,
+            limit: Some(7),
+            ..Page::default()
+        };
+        loop {
+            let lines = search_page(dir, &filter, &page).expect("page");
+            let Some(last) = lines.last() else { break };
+            page.after = Some(last.seq);
+            oldest.extend(lines.iter().map(|line| line.seq));
+        }
+        assert_eq!(oldest, expected, "{filter:?}");
+    }
 }
 
 #[tokio::test]

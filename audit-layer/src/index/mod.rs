@@ -41,7 +41,7 @@ mod store;
 use std::fmt;
 use std::path::Path;
 
-pub use answer::{Answered, search};
+pub use answer::{Answered, search, search_page};
 pub use follower::IndexFollower;
 pub use store::{INDEX_DIR, TrailIndex, index_path};
 
