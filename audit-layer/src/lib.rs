@@ -108,6 +108,8 @@ pub mod sink;
 pub mod testing;
 #[cfg(any(feature = "postgres", feature = "siem"))]
 mod tls;
+#[cfg(feature = "viewer")]
+pub mod viewer;
 
 pub use self::delivery::policy::{Durability, FailurePolicy, Overflow};
 pub use self::delivery::{AuditStats, AuditTrail, AuditTrailBuilder, Health};

@@ -1,0 +1,227 @@
+//! The viewer over HTTP: pages of a real trail, filters and paging, one event with its
+//! changes, escaping of hostile values, the security headers, and every view recorded.
+
+mod common;
+
+use audit_layer::event::{Change, Source};
+use audit_layer::file::JsonlFileSink;
+use audit_layer::viewer::Viewer;
+use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Outcome};
+use axum::Router;
+use axum::body::Body;
+use axum::http::StatusCode;
+use common::demo::read_trail;
+use http_body_util::BodyExt;
+use serde_json::json;
+use tower::ServiceExt;
+
+const HOSTILE: &str = "<script>alert(1)</script>\u{202e}gpj.exe";
+
+/// A trail of 30 requests by bob, a hostile username's failed login, and a role change.
+async fn trail_with_events(dir: &std::path::Path) -> AuditTrail {
+    let trail = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir))
+        .build()
+        .expect("trail");
+    for n in 0..30 {
+        let event = AuditEvent::new(
+            Category::Request,
+            "http.request",
+            Outcome::Success,
+            Actor::user("2").with_name("bob"),
+        )
+        .with_target(format!("item:{n}"));
+        trail.record(event).await.expect("record");
+    }
+    let mut login = AuditEvent::new(
+        Category::Auth,
+        "auth.login",
+        Outcome::Failure,
+        Actor::anonymous(),
+    )
+    .with_detail("username", HOSTILE);
+    let mut source = Source::default();
+    source.ip = Some("203.0.113.9".parse().expect("ip"));
+    login.source = Some(source);
+    trail.record(login).await.expect("record");
+    let mut change = AuditEvent::new(
+        Category::Sensitive,
+        "user.role.change",
+        Outcome::Success,
+        Actor::user("1").with_name("alice"),
+    )
+    .with_target("user:2");
+    change.changes = Some(vec![
+        Change::value("role", Some(json!("viewer")), Some(json!("admin"))),
+        Change::redacted("password_hash"),
+    ]);
+    trail.record(change).await.expect("record");
+    trail.flush().await.expect("flush");
+    trail
+}
+
+fn app(trail: &AuditTrail, dir: &std::path::Path) -> Router {
+    Router::new()
+        .nest("/admin/audit", Viewer::new(dir).page_size(10).router())
+        .layer(trail.layer())
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, http::HeaderMap, String) {
+    let request = common::request_from("192.0.2.5:4000", "GET", uri)
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8(body.to_vec()).expect("utf-8"),
+    )
+}
+
+#[tokio::test]
+async fn the_events_page_pages_filters_and_escapes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = trail_with_events(dir.path()).await;
+    let app = app(&trail, dir.path());
+
+    let (status, headers, page) = get(&app, "/admin/audit").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let csp = headers["content-security-policy"].to_str().expect("csp");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-store");
+    // Newest first: the role change, then the login (its username only in the detail page).
+    assert!(page.contains("user.role.change"), "{page}");
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("<label for=\"f-actor\">"),
+        "every input has a label"
+    );
+    // No resource from anywhere else: every link and source is the viewer's own.
+    for attribute in ["href=\"", "src=\""] {
+        for part in page.split(attribute).skip(1) {
+            assert!(
+                part.starts_with("/admin/audit"),
+                "{attribute}{}",
+                &part[..40.min(part.len())]
+            );
+        }
+    }
+
+    // Pages of ten, by cursor, with the filter kept in the link.
+    let (_, _, first) = get(&app, "/admin/audit?actor=bob").await;
+    assert_eq!(first.matches("<tr><td>").count(), 10, "{first}");
+    assert!(!first.contains("user.role.change"));
+    let older = first
+        .split("href=\"")
+        .find(|part| part.contains("before="))
+        .and_then(|part| part.split('"').next())
+        .expect("an older page link")
+        .replace("&amp;", "&");
+    assert!(older.contains("actor=bob"), "{older}");
+    let (_, _, second) = get(&app, &older).await;
+    assert_eq!(second.matches("<tr><td>").count(), 10);
+    assert_ne!(first, second);
+
+    // Free text and a bad filter.
+    let (_, _, found) = get(&app, "/admin/audit?text=alert").await;
+    assert_eq!(found.matches("<tr><td>").count(), 1, "{found}");
+    let (status, _, bad) = get(&app, "/admin/audit?ip=not-an-ip").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(bad.contains("not-an-ip"), "{bad}");
+    trail.shutdown().await.expect("shutdown");
+
+    // Each view is an event of its own.
+    let views: Vec<_> = read_trail(dir.path())
+        .into_iter()
+        .filter(|e| e["action"] == "audit.view")
+        .collect();
+    assert_eq!(views.len(), 5, "{views:#?}");
+    assert_eq!(views[1]["request"]["query"], "actor=bob");
+    assert_eq!(views[0]["details"]["view"], "events");
+}
+
+#[tokio::test]
+async fn one_event_shows_its_changes_and_hostile_values_as_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = trail_with_events(dir.path()).await;
+    let app = app(&trail, dir.path());
+    let events = read_trail(dir.path());
+    let seq_of = |action: &str| {
+        events
+            .iter()
+            .find(|e| e["action"] == action)
+            .and_then(|e| e["seq"].as_u64())
+            .expect("event")
+    };
+
+    let (status, _, page) = get(
+        &app,
+        &format!("/admin/audit/events/{}", seq_of("user.role.change")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("<caption>What changed</caption>"), "{page}");
+    assert!(
+        page.contains(
+            "<tr class=\"changed\"><th scope=\"row\">role</th><td>viewer</td><td>admin</td></tr>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("redacted: changed, values not recorded"),
+        "{page}"
+    );
+
+    let (_, _, login) = get(
+        &app,
+        &format!("/admin/audit/events/{}", seq_of("auth.login")),
+    )
+    .await;
+    assert!(
+        login.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{login}"
+    );
+    assert!(
+        login.contains("\\u{202e}"),
+        "the bidi override is shown, not obeyed"
+    );
+    assert!(!login.contains('\u{202e}') && !login.contains("<script>"));
+
+    let (status, _, _) = get(&app, "/admin/audit/events/999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = get(&app, "/admin/audit/events/abc").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, headers, css) = get(&app, "/admin/audit/viewer.css").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/css")
+    );
+    assert!(css.contains("table"));
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn without_the_audit_layer_the_viewer_refuses_to_show_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = trail_with_events(dir.path()).await;
+    let bare: Router = Router::new().nest("/admin/audit", Viewer::new(dir.path()).router());
+    let (status, _, body) = get(&bare, "/admin/audit").await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(body.contains("audit layer"), "{body}");
+    trail.shutdown().await.expect("shutdown");
+}
