@@ -225,3 +225,184 @@ async fn without_the_audit_layer_the_viewer_refuses_to_show_anything() {
     assert!(body.contains("audit layer"), "{body}");
     trail.shutdown().await.expect("shutdown");
 }
+
+/// Two role changes of user:2 a minute apart, with their snapshots, and a grant alert.
+async fn history(dir: &std::path::Path) -> AuditTrail {
+    let trail = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir))
+        .build()
+        .expect("trail");
+    for (minute, old, new) in [(3, "viewer", "editor"), (4, "editor", "admin")] {
+        let time = audit_layer::event::Timestamp::parse(&format!("2026-12-04T14:0{minute}:00Z"))
+            .expect("time");
+        let mut change = AuditEvent::at(
+            time,
+            Category::Sensitive,
+            "user.role.change",
+            Outcome::Success,
+            Actor::user("1").with_name("alice"),
+        )
+        .with_target("user:2");
+        change.before = Some(json!({"id": 2, "name": "bob", "role": old}));
+        change.after = Some(json!({"id": 2, "name": "bob", "role": new}));
+        trail.record(change).await.expect("record");
+    }
+    let alert = AuditEvent::new(
+        Category::Alert,
+        "security.privilege.grant",
+        Outcome::Success,
+        Actor::user("1"),
+    )
+    .with_target("user:2");
+    trail.record(alert).await.expect("record");
+    let export = AuditEvent::new(
+        Category::Request,
+        "http.request",
+        Outcome::Success,
+        Actor::user("=cmd|' /C calc'!A0"),
+    )
+    .with_target("user:2");
+    trail.record(export).await.expect("record");
+    trail.flush().await.expect("flush");
+    trail
+}
+
+#[tokio::test]
+async fn a_targets_history_shows_its_state_as_of_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = history(dir.path()).await;
+    let app = app(&trail, dir.path());
+
+    let (status, _, now) = get(&app, "/admin/audit/targets/user%3A2").await;
+    assert_eq!(status, StatusCode::OK, "{now}");
+    assert!(now.contains("History of user:2"), "{now}");
+    assert!(now.contains("&quot;role&quot;: &quot;admin&quot;"), "{now}");
+    let (_, _, earlier) = get(
+        &app,
+        "/admin/audit/targets/user%3A2?at=2026-12-04T14:03:30Z",
+    )
+    .await;
+    assert!(
+        earlier.contains("&quot;role&quot;: &quot;editor&quot;"),
+        "{earlier}"
+    );
+    let (_, _, before) = get(
+        &app,
+        "/admin/audit/targets/user%3A2?at=2026-12-04T14:00:00Z",
+    )
+    .await;
+    assert!(
+        before.contains("No sensitive event recorded its state by then"),
+        "{before}"
+    );
+    let (status, _, _) = get(&app, "/admin/audit/targets/user%3A2?at=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The alerts page, and alice's timeline.
+    let (_, _, alerts) = get(&app, "/admin/audit/alerts").await;
+    assert_eq!(alerts.matches("<tr><td>").count(), 1, "{alerts}");
+    assert!(alerts.contains("security.privilege.grant"));
+    let (_, _, alice) = get(&app, "/admin/audit/actors/1").await;
+    assert_eq!(alice.matches("<tr><td>").count(), 3, "{alice}");
+    assert!(
+        alice.contains("href=\"/admin/audit/targets/user%3A2\""),
+        "{alice}"
+    );
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn exports_stream_the_filtered_view_and_are_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = history(dir.path()).await;
+    let app = app(&trail, dir.path());
+
+    let (status, headers, csv) = get(&app, "/admin/audit/export.csv?target=user%3A2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/csv")
+    );
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .expect("disposition")
+            .contains("attachment")
+    );
+    let rows: Vec<_> = csv.lines().collect();
+    assert_eq!(rows.len(), 5, "{csv}");
+    assert!(rows[0].starts_with("seq,time,actor_id"));
+    // A hostile actor id stays text in a spreadsheet.
+    assert!(csv.contains("\"'=cmd|' /C calc'!A0\""), "{csv}");
+
+    // The sensitive events, the CSV export among them (durable before its response).
+    let stored: Vec<String> = read_trail(dir.path())
+        .into_iter()
+        .filter(|e| e["category"] == "sensitive")
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(stored.len(), 3);
+    let (_, headers, ndjson) = get(&app, "/admin/audit/export.ndjson?category=sensitive").await;
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    let exported: Vec<String> = ndjson
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .expect("json")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(exported, stored);
+    trail.shutdown().await.expect("shutdown");
+    let exports: Vec<_> = read_trail(dir.path())
+        .into_iter()
+        .filter(|e| e["action"] == "audit.export")
+        .collect();
+    assert_eq!(exports.len(), 2);
+    assert_eq!(
+        exports[0]["category"], "sensitive",
+        "durable before the download"
+    );
+    assert_eq!(exports[1]["details"]["format"], "ndjson");
+}
+
+#[tokio::test]
+async fn the_status_page_shows_followers_and_coverage_gaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = AuditTrail::builder()
+        .sink(JsonlFileSink::new(dir.path()))
+        .follower(audit_layer::index::IndexFollower::new())
+        .build()
+        .expect("trail");
+    async fn flush() {}
+    let routes: audit_layer::coverage::Router = audit_layer::coverage::Router::new()
+        .route("/admin/cache", audit_layer::coverage::post(flush));
+    let viewer = Viewer::new(dir.path()).coverage(routes.coverage());
+    let app = Router::new()
+        .nest("/admin/audit", viewer.router())
+        .layer(trail.layer());
+    trail
+        .record(AuditEvent::new(
+            Category::System,
+            "test",
+            Outcome::Success,
+            Actor::service("t"),
+        ))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, _, status) = get(&app, "/admin/audit/status").await;
+        if status.contains("<td>index</td>") {
+            assert!(status.contains("1 gap(s)"), "{status}");
+            assert!(status.contains("<td>/admin/cache</td>"), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    trail.shutdown().await.expect("shutdown");
+}

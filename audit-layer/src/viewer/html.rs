@@ -75,7 +75,9 @@ pub(super) fn page(base: &str, title: &str, body: &str) -> Response {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title}</title><link rel=\"stylesheet\" href=\"{base}/viewer.css\"></head>\
-         <body><header><h1><a href=\"{home}\">Audit trail</a></h1></header>\
+         <body><header><h1><a href=\"{home}\">Audit trail</a></h1><nav aria-label=\"Views\">\
+         <a href=\"{home}\">Events</a> · <a href=\"{base}/alerts\">Alerts</a> · \
+         <a href=\"{base}/status\">Status</a></nav></header>\
          <main>{body}</main></body></html>",
         title = escape(title),
         base = escape(base),

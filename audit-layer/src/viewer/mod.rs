@@ -23,8 +23,10 @@
 
 mod event;
 mod events;
+mod export;
 mod html;
 mod params;
+mod status;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,11 +34,14 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
+use crate::coverage::CoverageReport;
+
 /// The viewer of one trail. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Viewer {
     dir: PathBuf,
     page_size: usize,
+    coverage: Option<CoverageReport>,
 }
 
 /// What every page handler gets.
@@ -44,6 +49,7 @@ pub struct Viewer {
 struct Shared {
     dir: PathBuf,
     page_size: usize,
+    coverage: Option<CoverageReport>,
 }
 
 impl Viewer {
@@ -52,7 +58,14 @@ impl Viewer {
         Self {
             dir: dir.as_ref().to_path_buf(),
             page_size: 50,
+            coverage: None,
         }
+    }
+
+    /// The application's route report, whose gaps the status page shows.
+    pub fn coverage(mut self, report: CoverageReport) -> Self {
+        self.coverage = Some(report);
+        self
     }
 
     /// Events per page (1 to 1,000).
@@ -61,16 +74,25 @@ impl Viewer {
         self
     }
 
-    /// The viewer's routes, to nest: `/` (the events), `/events/{seq}` (one event) and
-    /// `/viewer.css`.
+    /// The viewer's routes, to nest: `/` (the events), `/alerts`, `/actors/{id}` (a
+    /// timeline), `/targets/{target}` (a history, and the state as of `?at=`),
+    /// `/events/{seq}` (one event), `/export.csv` and `/export.ndjson` (a filtered view),
+    /// `/status` (followers, coverage) and `/viewer.css`.
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let shared = Arc::new(Shared {
             dir: self.dir,
             page_size: self.page_size,
+            coverage: self.coverage,
         });
         Router::new()
-            .route("/", get(events::page))
+            .route("/", get(events::all))
+            .route("/alerts", get(events::alerts))
+            .route("/actors/{actor}", get(events::actor))
+            .route("/targets/{target}", get(events::target))
             .route("/events/{seq}", get(event::page))
+            .route("/export.csv", get(export::csv))
+            .route("/export.ndjson", get(export::ndjson))
+            .route("/status", get(status::page))
             .route("/viewer.css", get(style))
             .with_state(shared)
     }

@@ -65,7 +65,6 @@ pub(super) fn filter(pairs: &[(String, String)]) -> Result<Filter, String> {
 
 /// The pairs of the filter fields as a query string, with `extra` pairs after them.
 pub(super) fn query_string(pairs: &[(String, String)], extra: &[(&str, String)]) -> String {
-    let encode = |text: &str| utf8_percent_encode(text, NON_ALPHANUMERIC).to_string();
     pairs
         .iter()
         .filter(|(name, value)| FIELDS.iter().any(|(field, _)| field == name) && !value.is_empty())
@@ -74,6 +73,11 @@ pub(super) fn query_string(pairs: &[(String, String)], extra: &[(&str, String)])
         .map(|(name, value)| format!("{}={}", encode(name), encode(value)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// `text` percent-encoded, for a path segment or a query value.
+pub(super) fn encode(text: &str) -> String {
+    utf8_percent_encode(text, NON_ALPHANUMERIC).to_string()
 }
 
 /// The value of `name` among the pairs, if given.
