@@ -406,3 +406,145 @@ async fn the_status_page_shows_followers_and_coverage_gaps() {
     }
     trail.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test]
+async fn the_chain_status_is_checked_incrementally_and_shows_a_break() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = trail_with_events(dir.path()).await;
+    let app = app(&trail, dir.path());
+    // The seq the status page says the chain is verified up to.
+    let verified = |status: &str| -> u64 {
+        status
+            .split("up to seq ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|seq| seq.parse().ok())
+            .unwrap_or_else(|| panic!("a verified seq: {status}"))
+    };
+    let last = read_trail(dir.path())
+        .last()
+        .and_then(|e| e["seq"].as_u64())
+        .expect("seq");
+    let (_, _, status) = get(&app, "/admin/audit/status").await;
+    assert!(verified(&status) >= last, "{last} {status}");
+    // The next look checks only what came since.
+    trail
+        .record(AuditEvent::new(
+            Category::System,
+            "later",
+            Outcome::Success,
+            Actor::service("t"),
+        ))
+        .await
+        .expect("record");
+    trail.flush().await.expect("flush");
+    let now = read_trail(dir.path())
+        .last()
+        .and_then(|e| e["seq"].as_u64())
+        .expect("seq");
+    let (_, _, status) = get(&app, "/admin/audit/status").await;
+    assert!(now > last && verified(&status) >= now, "{now} {status}");
+    trail.shutdown().await.expect("shutdown");
+
+    // An altered line: a viewer that looks from the start says where the chain breaks.
+    let file = audit_layer::file::trail_files(dir.path())
+        .expect("files")
+        .remove(0);
+    let text = std::fs::read_to_string(&file).expect("read");
+    assert!(text.contains("\"target\":\"item:3\""), "{text}");
+    std::fs::write(
+        &file,
+        text.replacen("\"target\":\"item:3\"", "\"target\":\"item:9\"", 1),
+    )
+    .expect("write");
+    let (code, out, err) = common::demo::run_audit(["verify", dir.path().to_str().expect("utf-8")]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let trail = AuditTrail::builder()
+        .sink(audit_layer::sink::MemorySink::new())
+        .build()
+        .expect("trail");
+    let (_, _, broken) = get(&app_over(&trail, dir.path()), "/admin/audit/status").await;
+    assert!(broken.contains("The chain breaks"), "{broken}");
+    trail.shutdown().await.expect("shutdown");
+}
+
+/// A viewer of `dir` behind the layer of another trail (so its views are not written into
+/// `dir`).
+fn app_over(trail: &AuditTrail, dir: &std::path::Path) -> Router {
+    Router::new()
+        .nest("/admin/audit", Viewer::new(dir).router())
+        .layer(trail.layer())
+}
+
+#[tokio::test]
+async fn new_events_arrive_live_as_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = trail_with_events(dir.path()).await;
+    let views = AuditTrail::builder()
+        .sink(audit_layer::sink::MemorySink::new())
+        .build()
+        .expect("trail");
+    let app = app_over(&views, dir.path());
+    let (_, _, page) = get(&app, "/admin/audit?actor=alice").await;
+    let live = page
+        .split("data-live=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a live table")
+        .replace("&amp;", "&");
+    assert!(
+        live.starts_with("/admin/audit/live?actor=alice&after="),
+        "{live}"
+    );
+    assert!(page.contains("<script src=\"/admin/audit/viewer.js\" defer></script>"));
+
+    let request = common::request_from("192.0.2.5:4000", "GET", &live)
+        .body(Body::empty())
+        .expect("request");
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body().into_data_stream();
+    // Bob's event does not match; alice's new one does.
+    for (id, name) in [("2", "bob"), ("1", "alice")] {
+        let event = AuditEvent::new(
+            Category::Sensitive,
+            "config.update",
+            Outcome::Success,
+            Actor::user(id).with_name(name),
+        )
+        .with_target("config:<b>x</b>");
+        trail.record(event).await.expect("record");
+    }
+    trail.flush().await.expect("flush");
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !received.contains("event: row") {
+        use futures_util::StreamExt as _;
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("a row within 10 s")
+            .expect("the stream goes on")
+            .expect("bytes");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(received.matches("event: row").count(), 1, "{received}");
+    assert!(
+        received.contains("config.update") && received.contains("alice"),
+        "{received}"
+    );
+    assert!(
+        received.contains("config:&lt;b&gt;x&lt;/b&gt;"),
+        "{received}"
+    );
+    let (status, headers, script) = get(&app, "/admin/audit/viewer.js").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("type")
+            .starts_with("text/javascript")
+    );
+    assert!(script.contains("EventSource"));
+    trail.shutdown().await.expect("shutdown");
+    views.shutdown().await.expect("shutdown");
+}

@@ -201,9 +201,26 @@ async fn render(
         b = escape(&base),
         q = escape(&exports)
     );
+    // The first page follows the trail as it grows (`/live`, through viewer.js).
+    let live = match (before, lines.first()) {
+        (None, newest) => {
+            let after = newest.map_or_else(String::new, |line| line.seq.to_string());
+            let mut extra = Vec::new();
+            if !after.is_empty() {
+                extra.push(("after", after));
+            }
+            format!(
+                " data-live=\"{}/live?{}\"",
+                escape(&base),
+                escape(&params::query_string(&with_fixed, &extra))
+            )
+        }
+        (Some(_), _) => String::new(),
+    };
+    body.push_str("<p id=\"live-status\" aria-live=\"polite\"></p>");
     let _ = write!(
         body,
-        "<table><caption>{}, newest first{}</caption><thead><tr>\
+        "<table{live}><caption>{}, newest first{}</caption><thead><tr>\
          <th scope=\"col\">Time</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th>\
          <th scope=\"col\">Outcome</th><th scope=\"col\">Target</th>\
          <th scope=\"col\">Source IP</th></tr></thead><tbody>",
@@ -235,7 +252,7 @@ async fn render(
 
 /// One event as a table row, its time linking to the event, its actor to their timeline and
 /// its target to its history.
-fn row(body: &mut String, base: &str, line: &IndexedLine) {
+pub(super) fn row(body: &mut String, base: &str, line: &IndexedLine) {
     let event: Value = serde_json::from_str(&line.line).unwrap_or(Value::Null);
     let text = |value: &Value| escape(value.as_str().unwrap_or_default());
     let link = |path: &str, value: &Value| match value.as_str() {

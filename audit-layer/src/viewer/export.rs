@@ -15,6 +15,7 @@ use super::html;
 use super::params;
 use super::{Shared, base};
 use crate::AuditContext;
+use crate::file::{Filter, Page};
 use crate::index::search;
 
 /// How many rows go to the client at a time.
@@ -66,6 +67,12 @@ async fn export(
         Ok(filter) => filter,
         Err(message) => return html::error(&base, StatusCode::BAD_REQUEST, &message),
     };
+    // The trail as it stands now: not the events written while the export streams (its
+    // own record among them).
+    let newest = match super::events::find(&shared, Filter::default(), Page::newest(1)).await {
+        Ok(lines) => lines.first().map(|line| line.seq),
+        Err(message) => return html::error(&base, StatusCode::INTERNAL_SERVER_ERROR, &message),
+    };
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
     let dir = shared.dir.clone();
     tokio::task::spawn_blocking(move || {
@@ -75,6 +82,9 @@ async fn export(
         }
         let mut rows = 0;
         let result = search(&dir, &filter, |line, event| {
+            if event["seq"].as_u64() > newest {
+                return ControlFlow::Break(());
+            }
             match format {
                 Format::Csv => csv_row(&mut chunk, event),
                 Format::Ndjson => {

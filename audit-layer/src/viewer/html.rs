@@ -29,6 +29,23 @@ pre{background:#fff;border:1px solid #ddd;padding:.6rem;overflow:auto}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{font-weight:600}\
 a:focus,button:focus,input:focus{outline:2px solid #0a58ca}";
 
+/// The viewer's one script: new rows on top of a live table (no framework, no build step).
+pub(super) const SCRIPT: &str = "(function () {
+  var table = document.querySelector('table[data-live]');
+  if (!table || !window.EventSource) { return; }
+  var body = table.querySelector('tbody');
+  var status = document.getElementById('live-status');
+  var source = new EventSource(table.getAttribute('data-live'));
+  source.addEventListener('row', function (event) {
+    body.insertAdjacentHTML('afterbegin', event.data);
+    if (status) { status.textContent = 'Live: new events appear at the top.'; }
+  });
+  source.onerror = function () {
+    if (status) { status.textContent = 'Live updates interrupted; they resume on their own.'; }
+  };
+})();
+";
+
 /// `text` for HTML: `&`, `<`, `>`, `"` and `'` as entities, and each character that could
 /// reorder or hide what is shown (bidi controls, other format and control characters) as a
 /// visible `\u{..}`.
@@ -74,7 +91,8 @@ pub(super) fn page(base: &str, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title}</title><link rel=\"stylesheet\" href=\"{base}/viewer.css\"></head>\
+         <title>{title}</title><link rel=\"stylesheet\" href=\"{base}/viewer.css\">\
+         <script src=\"{base}/viewer.js\" defer></script></head>\
          <body><header><h1><a href=\"{home}\">Audit trail</a></h1><nav aria-label=\"Views\">\
          <a href=\"{home}\">Events</a> · <a href=\"{base}/alerts\">Alerts</a> · \
          <a href=\"{base}/status\">Status</a></nav></header>\

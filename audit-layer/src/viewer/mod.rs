@@ -21,20 +21,23 @@
 //! shown is escaped, bidi and control characters included, and every response carries a
 //! Content-Security-Policy that allows nothing but the viewer's own style sheet.
 
+mod chain;
 mod event;
 mod events;
 mod export;
 mod html;
+mod live;
 mod params;
 mod status;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
 
 use crate::coverage::CoverageReport;
+use crate::file::ChainKey;
 
 /// The viewer of one trail. See the [module docs](self).
 #[derive(Clone, Debug)]
@@ -42,6 +45,7 @@ pub struct Viewer {
     dir: PathBuf,
     page_size: usize,
     coverage: Option<CoverageReport>,
+    chain_key: Option<ChainKey>,
 }
 
 /// What every page handler gets.
@@ -50,6 +54,7 @@ struct Shared {
     dir: PathBuf,
     page_size: usize,
     coverage: Option<CoverageReport>,
+    chain: Mutex<chain::Chain>,
 }
 
 impl Viewer {
@@ -59,7 +64,14 @@ impl Viewer {
             dir: dir.as_ref().to_path_buf(),
             page_size: 50,
             coverage: None,
+            chain_key: None,
         }
+    }
+
+    /// The HMAC key of a keyed chain, without which its links cannot be checked.
+    pub fn chain_key(mut self, key: ChainKey) -> Self {
+        self.chain_key = Some(key);
+        self
     }
 
     /// The application's route report, whose gaps the status page shows.
@@ -83,6 +95,7 @@ impl Viewer {
             dir: self.dir,
             page_size: self.page_size,
             coverage: self.coverage,
+            chain: Mutex::new(chain::Chain::new(self.chain_key)),
         });
         Router::new()
             .route("/", get(events::all))
@@ -93,9 +106,19 @@ impl Viewer {
             .route("/export.csv", get(export::csv))
             .route("/export.ndjson", get(export::ndjson))
             .route("/status", get(status::page))
+            .route("/live", get(live::stream))
             .route("/viewer.css", get(style))
+            .route("/viewer.js", get(script))
             .with_state(shared)
     }
+}
+
+async fn script() -> axum::response::Response {
+    html::secured(
+        axum::http::StatusCode::OK,
+        "text/javascript; charset=utf-8",
+        html::SCRIPT.to_owned(),
+    )
 }
 
 async fn style() -> axum::response::Response {

@@ -21,9 +21,17 @@ pub(super) async fn page(
     let base = base(&original, &uri);
     audit.set_action("audit.view");
     audit.detail("view", "status");
-    let dir = shared.dir.clone();
-    let followers = match tokio::task::spawn_blocking(move || read_follower_statuses(&dir)).await {
-        Ok(Ok(followers)) => followers,
+    let looked = Arc::clone(&shared);
+    let (followers, chain) = match tokio::task::spawn_blocking(move || {
+        let chain = match looked.chain.lock() {
+            Ok(mut chain) => chain.advance(&looked.dir),
+            Err(poisoned) => poisoned.into_inner().advance(&looked.dir),
+        };
+        read_follower_statuses(&looked.dir).map(|followers| (followers, chain))
+    })
+    .await
+    {
+        Ok(Ok(found)) => found,
         Ok(Err(error)) => {
             return html::error(&base, StatusCode::INTERNAL_SERVER_ERROR, &error.to_string());
         }
@@ -31,7 +39,32 @@ pub(super) async fn page(
             return html::error(&base, StatusCode::INTERNAL_SERVER_ERROR, "cannot read");
         }
     };
-    let mut body = String::from(
+    let mut body = String::from("<h2>The chain</h2>");
+    match (&chain.fault, &chain.verified) {
+        (Some(fault), _) => {
+            let _ = write!(
+                body,
+                "<p class=\"failure\" role=\"alert\">The chain breaks: {}. Run <code>audit \
+                 verify</code>.</p>",
+                escape(fault)
+            );
+        }
+        (None, Some((seq, time))) => {
+            let _ = write!(
+                body,
+                "<p>Each line links to the one before it, up to seq {seq} ({}){}. Signed \
+                 checkpoints: <code>audit verify</code>.</p>",
+                escape(time),
+                if chain.more {
+                    "; checking goes on at the next look"
+                } else {
+                    ""
+                }
+            );
+        }
+        (None, None) => body.push_str("<p>The trail holds no line yet.</p>"),
+    }
+    body.push_str(
         "<h2>Followers</h2><table><caption>Each follower's copy of the trail</caption><thead>\
          <tr><th scope=\"col\">Follower</th><th scope=\"col\">State</th>\
          <th scope=\"col\">Behind (events)</th><th scope=\"col\">Behind (seconds)</th>\
