@@ -72,6 +72,12 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     }
 }
 
+/// Lets administrators through to what it guards (the viewer's pages), and answers the
+/// others as [`Admin`] does.
+pub(crate) async fn admin_only(_admin: Admin, request: Request, next: Next) -> Response {
+    next.run(request).await
+}
+
 /// An administrator: 401 for anonymous callers, 403 for other users. As an extractor it runs
 /// before the handler body, so a refused caller changes nothing, and the audit event of the
 /// refused request says `denied`.

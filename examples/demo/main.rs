@@ -37,11 +37,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod auth;
+mod coverage;
 mod hashing;
 #[path = "../shared/shutdown.rs"]
 mod shutdown;
 mod store;
-mod viewer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use audit_layer::coverage::{CoverageReport, Router, delete, get, post, put};
+use audit_layer::coverage::{CoverageReport, CoverageRules, Router, delete, get, post, put};
 use audit_layer::detect::{
     BruteForce, CredentialStuffing, DenialBurst, MassExport, PrivilegeGrant,
 };
@@ -59,6 +59,7 @@ use audit_layer::format::Format;
 use audit_layer::siem::{SyslogFollower, WebhookFollower};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
+use audit_layer::viewer::Viewer;
 use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -103,7 +104,6 @@ pub(crate) struct AppState {
     store: Store,
     /// Where passwords are hashed and checked.
     hashers: Hashers,
-    audit_dir: PathBuf,
     audit: Arc<AuditTrail>,
     metrics: Option<PrometheusHandle>,
     /// The routes' audit status, served at /admin/audit/coverage.
@@ -305,7 +305,6 @@ async fn run() -> Result<(), String> {
     let state = Arc::new(AppState {
         audit: Arc::clone(&audit),
         metrics,
-        audit_dir: settings.audit_dir.clone(),
         store: Store::seeded()?,
         hashers: Hashers::start(HASHING_THREADS, HASHING_QUEUE)?,
         coverage: OnceLock::new(),
@@ -332,8 +331,23 @@ async fn run() -> Result<(), String> {
         .route("/admin/config/{name}", put(admin::update_config))
         .route("/admin/export-users", get(admin::export_users))
         .route("/update-balance", post(admin::update_balance))
-        .route("/admin/audit", get(viewer::audit_page))
-        .route("/admin/audit/coverage", get(viewer::coverage_report));
+        .route("/admin/audit/coverage", get(coverage::coverage_report));
+    // 3. The library's viewer at /admin/audit, for administrators: the events, alerts,
+    //    timelines, histories, exports and the chain's status, each view itself audited.
+    let mut viewer = Viewer::new(&settings.audit_dir).coverage(routes.coverage());
+    if let Some(key) = chain_key()? {
+        viewer = viewer.chain_key(key);
+    }
+    let viewer = viewer
+        .router()
+        .route_layer(middleware::from_fn(auth::admin_only));
+    let routes =
+        routes
+            .nest_service("/admin/audit", viewer)
+            .rules(CoverageRules::default().exempt_path(
+                "/admin/audit/{*rest}",
+                "the audit viewer: pages that change nothing, each view recorded as audit.view",
+            ));
     // Set before the first request: the handler reads it.
     let _ = state.coverage.set(routes.coverage());
     let app = routes
@@ -428,6 +442,14 @@ async fn run() -> Result<(), String> {
 /// The tamper-evident file trail. Keys come from `AUDIT_SIGNING_KEY` (Ed25519 seed, hex)
 /// and `AUDIT_CHAIN_KEY` (HMAC key, hex) when set; otherwise the sink generates a demo
 /// signing key in the trail directory and the chain is plain SHA-256.
+/// `AUDIT_CHAIN_KEY`: the HMAC key of the chain, if set.
+fn chain_key() -> Result<Option<ChainKey>, String> {
+    std::env::var("AUDIT_CHAIN_KEY")
+        .ok()
+        .map(|hex| ChainKey::from_hex(&hex).map_err(|e| format!("AUDIT_CHAIN_KEY: {e}")))
+        .transpose()
+}
+
 fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
     let mut sink = JsonlFileSink::builder(dir);
     if let Some(key) = CheckpointKey::from_env("AUDIT_SIGNING_KEY")
@@ -435,9 +457,8 @@ fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
     {
         sink = sink.signing_key(key);
     }
-    if let Ok(hex) = std::env::var("AUDIT_CHAIN_KEY") {
-        sink =
-            sink.chain_key(ChainKey::from_hex(&hex).map_err(|e| format!("AUDIT_CHAIN_KEY: {e}"))?);
+    if let Some(key) = chain_key()? {
+        sink = sink.chain_key(key);
     }
     if let Ok(bytes) = std::env::var("AUDIT_PREALLOCATE") {
         sink =
