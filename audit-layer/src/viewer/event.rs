@@ -22,8 +22,7 @@ pub(super) async fn page(
     audit: AuditContext,
 ) -> Response {
     let base = base(&original, &uri);
-    audit.set_action("audit.view");
-    audit.detail("view", "event");
+    super::viewed(&audit, "event");
     let Ok(seq) = seq.parse::<u64>() else {
         return html::error(
             &base,

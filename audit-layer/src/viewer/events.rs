@@ -169,8 +169,7 @@ async fn render(
 ) -> Response {
     let base = base(original, uri);
     let here = original.path();
-    audit.set_action("audit.view");
-    audit.detail("view", list.view);
+    super::viewed(audit, list.view);
     let pairs = params::pairs(uri.query());
     let with_fixed: Vec<_> = pairs.iter().chain(&list.fixed).cloned().collect();
     let filter = match params::filter(&with_fixed) {

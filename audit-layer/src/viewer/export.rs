@@ -60,7 +60,7 @@ async fn export(
         Format::Csv => ("csv", "text/csv; charset=utf-8"),
         Format::Ndjson => ("ndjson", "application/x-ndjson"),
     };
-    audit.set_action("audit.export");
+    audit.set_action(super::EXPORT);
     audit.mark_sensitive();
     audit.detail("format", name);
     let filter = match params::filter(&params::pairs(uri.query())) {

@@ -39,8 +39,7 @@ pub(super) async fn stream(
     audit: AuditContext,
 ) -> Response {
     let base = base(&original, &uri);
-    audit.set_action("audit.view");
-    audit.detail("view", "live");
+    super::viewed(&audit, "live");
     let pairs = params::pairs(uri.query());
     let filter = match params::filter(&pairs) {
         Ok(filter) => filter,

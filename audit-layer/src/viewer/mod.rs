@@ -39,6 +39,17 @@ use axum::routing::get;
 use crate::coverage::CoverageReport;
 use crate::file::ChainKey;
 
+/// The action of the audit event of each page the viewer shows.
+pub const VIEW: &str = "audit.view";
+/// The action of the audit event of each export.
+pub const EXPORT: &str = "audit.export";
+
+/// Records the view in the request's audit event: the viewer's every page is audited.
+fn viewed(audit: &crate::AuditContext, view: &'static str) {
+    audit.set_action(VIEW);
+    audit.detail("view", view);
+}
+
 /// The viewer of one trail. See the [module docs](self).
 #[derive(Clone, Debug)]
 pub struct Viewer {

@@ -19,8 +19,7 @@ pub(super) async fn page(
     audit: AuditContext,
 ) -> Response {
     let base = base(&original, &uri);
-    audit.set_action("audit.view");
-    audit.detail("view", "status");
+    super::viewed(&audit, "status");
     let looked = Arc::clone(&shared);
     let (followers, chain) = match tokio::task::spawn_blocking(move || {
         let chain = match looked.chain.lock() {

@@ -109,11 +109,7 @@ impl PostgresSink {
         if !self.create_table {
             return Ok(());
         }
-        let client = &self
-            .connections
-            .first()
-            .ok_or_else(|| SinkError::new("not connected"))?
-            .client;
+        let client = self.client()?;
         let sql = serialized_ddl(&format!(
             "{};\n{};\n{};",
             tables.instances.create_instances_sql(),
@@ -134,11 +130,7 @@ impl PostgresSink {
         grace: std::time::Duration,
     ) -> Result<Vec<String>, SinkError> {
         self.ensure_connected().await?;
-        let client = &self
-            .connections
-            .first()
-            .ok_or_else(|| SinkError::new("not connected"))?
-            .client;
+        let client = self.client()?;
         let sql = format!(
             "SELECT DISTINCT trail FROM {} WHERE arrived <= now() - make_interval(secs => $1)",
             tables.pending.quoted
@@ -156,11 +148,7 @@ impl PostgresSink {
         self.ensure_connected().await?;
         let instances = TableName::parse(&format!("{}_instances", self.table.display))
             .map_err(SinkError::new)?;
-        let client = &self
-            .connections
-            .first()
-            .ok_or_else(|| SinkError::new("not connected"))?
-            .client;
+        let client = self.client()?;
         let sql = format!(
             "SELECT trail, state::text, updated FROM {} ORDER BY trail",
             instances.quoted

@@ -174,11 +174,7 @@ impl PostgresSink {
         max: usize,
     ) -> Result<Vec<TrailLine>, SinkError> {
         self.ensure_connected().await?;
-        let client = &self
-            .connections
-            .first()
-            .ok_or_else(|| SinkError::new("not connected"))?
-            .client;
+        let client = self.client()?;
         let sql = self.table.read_copy_sql();
         let from = i64::try_from(from_seq).unwrap_or(i64::MAX);
         let max = i64::try_from(max).unwrap_or(i64::MAX);

@@ -336,6 +336,14 @@ impl Drop for Connection {
 
 impl PostgresSink {
     /// Every connection wanted, open (a new one creates the table if asked to).
+    /// The first connection's client, once [`ensure_connected`](Self::ensure_connected).
+    fn client(&self) -> Result<&Client, SinkError> {
+        self.connections
+            .first()
+            .map(|connection| &connection.client)
+            .ok_or_else(|| SinkError::new("not connected"))
+    }
+
     async fn ensure_connected(&mut self) -> Result<(), SinkError> {
         self.connections
             .retain(|connection| !connection.client.is_closed());

@@ -28,11 +28,7 @@ impl PostgresSink {
         page: &Page,
     ) -> Result<Vec<TrailLine>, SinkError> {
         self.ensure_connected().await?;
-        let client = &self
-            .connections
-            .first()
-            .ok_or_else(|| SinkError::new("not connected"))?
-            .client;
+        let client = self.client()?;
         let wanted = page.limit.unwrap_or(usize::MAX);
         let mut found = Vec::new();
         let mut cursor = page.clone();
