@@ -309,6 +309,23 @@ async fn events_after_the_cursor_come_from_the_files_and_the_follower_resumes() 
     assert!(bytes > 0);
 }
 
+#[test]
+fn a_new_index_opened_by_many_at_once_is_made_once() {
+    for _ in 0..200 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || TrailIndex::open(&path).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().expect("no panic").expect("opened");
+        }
+    }
+}
+
 /// `search_page`, newest first with `before` and oldest first with `after`, pages of 7,
 /// gives every event the scan finds, once, in order.
 fn assert_pages_match_the_scan(dir: &Path) {

@@ -76,8 +76,22 @@ impl TrailIndex {
         }
         let connection = Connection::open(&path).map_err(|e| IndexError::sqlite(&path, e))?;
         let index = Self { connection, path };
-        index.prepare_schema()?;
-        Ok(index)
+        // Connections opening a new index at once (the follower, a reader) may find it
+        // locked while another switches it to WAL, which SQLite reports at once rather than
+        // waiting: each tries again, a little later.
+        let mut attempts = 0;
+        loop {
+            match index.prepare_schema() {
+                Err(IndexError::Sqlite { error, .. })
+                    if attempts < 100
+                        && error.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                result => return result.map(|()| index),
+            }
+        }
     }
 
     /// Opens the index of the trail in `trail_dir` if it has one.
@@ -94,14 +108,15 @@ impl TrailIndex {
         // WAL: readers (`audit query`, the viewer) do not block the follower. NORMAL: a
         // power cut may lose the last batches, never corrupt the file; the cursor goes back
         // with them.
+        // First: another connection (the follower, a reader) may hold a lock a moment.
+        self.connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
         self.connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
         self.connection
             .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sqlite)?;
-        self.connection
-            .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(sqlite)?;
         // Inserts into the indexes touch pages all over them: a larger cache than SQLite's
         // 2 MiB saves re-reading them (64 MiB, a quarter faster on the bench).
@@ -109,6 +124,14 @@ impl TrailIndex {
             .pragma_update(None, "cache_size", -65_536)
             .map_err(sqlite)?;
         self.connection.execute_batch(SCHEMA).map_err(sqlite)?;
+        // `OR IGNORE`: a reader opening the index while the follower makes it may get there
+        // first; either way one version is written, then read back.
+        self.connection
+            .execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('version', ?1)",
+                [SCHEMA_VERSION],
+            )
+            .map_err(sqlite)?;
         let version: Option<String> = self
             .connection
             .query_row("SELECT value FROM meta WHERE key = 'version'", [], |row| {
@@ -117,16 +140,9 @@ impl TrailIndex {
             .optional()
             .map_err(sqlite)?;
         match version.as_deref() {
-            None => {
-                self.connection
-                    .execute(
-                        "INSERT INTO meta (key, value) VALUES ('version', ?1)",
-                        [SCHEMA_VERSION],
-                    )
-                    .map_err(sqlite)?;
-            }
             Some(SCHEMA_VERSION) => {}
-            Some(other) => {
+            other => {
+                let other = other.unwrap_or("none");
                 return Err(IndexError::Schema(format!(
                     "{}: schema version {other}, this build reads {SCHEMA_VERSION}: delete the \
                      file to rebuild it from the trail",
