@@ -61,8 +61,12 @@ async fn trail_with_events(dir: &std::path::Path) -> AuditTrail {
 }
 
 fn app(trail: &AuditTrail, dir: &std::path::Path) -> Router {
+    assert_eq!(trail.trail_dir(), Some(dir));
     Router::new()
-        .nest("/admin/audit", Viewer::new(dir).page_size(10).router())
+        .nest(
+            "/admin/audit",
+            trail.viewer().expect("a file trail").page_size(10).router(),
+        )
         .layer(trail.layer())
 }
 
@@ -103,6 +107,11 @@ async fn the_events_page_pages_filters_and_escapes() {
     assert_eq!(headers["cache-control"], "no-store");
     // Newest first: the role change, then the login (its username only in the detail page).
     assert!(page.contains("user.role.change"), "{page}");
+    // The list shows a change in brief, a redacted field as redacted.
+    assert!(
+        page.contains("role: viewer → <span class=\"changed\">admin</span><br>password_hash: <span class=\"redacted\">redacted</span>"),
+        "{page}"
+    );
     assert!(!page.contains("<script>"), "{page}");
     assert!(
         page.contains("<label for=\"f-actor\">"),
@@ -223,6 +232,17 @@ async fn without_the_audit_layer_the_viewer_refuses_to_show_anything() {
     let (status, _, body) = get(&bare, "/admin/audit").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(body.contains("audit layer"), "{body}");
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn a_trail_without_files_has_no_viewer() {
+    let (builder, _sink) = common::memory_trail();
+    let trail = builder.build().expect("trail");
+    assert_eq!(trail.trail_dir(), None);
+    let error = trail.viewer().expect_err("no file trail to view");
+    assert!(matches!(error, audit_layer::ConfigError::NoFileTrail));
+    assert!(error.to_string().contains("JsonlFileSink"), "{error}");
     trail.shutdown().await.expect("shutdown");
 }
 

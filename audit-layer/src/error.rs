@@ -55,6 +55,12 @@ pub enum ConfigError {
          direct mode)"
     )]
     NothingToFollow,
+    /// A view of the file trail was asked of a trail that writes no files.
+    #[error(
+        "this audit trail writes no files, and the viewer reads the file trail: add a \
+         `JsonlFileSink` with `AuditTrailBuilder::sink`"
+    )]
+    NoFileTrail,
     /// Two followers have the same name (they would share a status and metric labels).
     #[error("two followers are named `{0}`; give one of them other settings (a table, a stream)")]
     FollowerName(String),

@@ -59,7 +59,6 @@ use audit_layer::format::Format;
 use audit_layer::siem::{SyslogFollower, WebhookFollower};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
-use audit_layer::viewer::Viewer;
 use audit_layer::{AuditContext, AuditTrail, Category, ConfigError, Health};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -334,11 +333,10 @@ async fn run() -> Result<(), String> {
         .route("/admin/audit/coverage", get(coverage::coverage_report));
     // 3. The library's viewer at /admin/audit, for administrators: the events, alerts,
     //    timelines, histories, exports and the chain's status, each view itself audited.
-    let mut viewer = Viewer::new(&settings.audit_dir).coverage(routes.coverage());
-    if let Some(key) = chain_key()? {
-        viewer = viewer.chain_key(key);
-    }
-    let viewer = viewer
+    let viewer = audit
+        .viewer()
+        .map_err(|e| e.to_string())?
+        .coverage(routes.coverage())
         .router()
         .route_layer(middleware::from_fn(auth::admin_only));
     let routes =
@@ -439,9 +437,6 @@ async fn run() -> Result<(), String> {
     served.and(drained)
 }
 
-/// The tamper-evident file trail. Keys come from `AUDIT_SIGNING_KEY` (Ed25519 seed, hex)
-/// and `AUDIT_CHAIN_KEY` (HMAC key, hex) when set; otherwise the sink generates a demo
-/// signing key in the trail directory and the chain is plain SHA-256.
 /// `AUDIT_CHAIN_KEY`: the HMAC key of the chain, if set.
 fn chain_key() -> Result<Option<ChainKey>, String> {
     std::env::var("AUDIT_CHAIN_KEY")
@@ -450,6 +445,9 @@ fn chain_key() -> Result<Option<ChainKey>, String> {
         .transpose()
 }
 
+/// The tamper-evident file trail. Keys come from `AUDIT_SIGNING_KEY` (Ed25519 seed, hex)
+/// and `AUDIT_CHAIN_KEY` (HMAC key, hex) when set; otherwise the sink generates a demo
+/// signing key in the trail directory and the chain is plain SHA-256.
 fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
     let mut sink = JsonlFileSink::builder(dir);
     if let Some(key) = CheckpointKey::from_env("AUDIT_SIGNING_KEY")

@@ -510,11 +510,11 @@ impl AuditTrailBuilder {
             spare_events,
         };
         let shared = Arc::new(Shared::new(self.config, intake));
-        let followers = match self.followed {
+        let followers = match &self.followed {
             Some(source) if !self.followers.is_empty() => Some(
                 Followers::start(
                     self.followers,
-                    &source,
+                    source,
                     &recorder(&shared),
                     self.follower_settings,
                 )
@@ -525,6 +525,7 @@ impl AuditTrailBuilder {
         Ok(AuditTrail::new(
             shared,
             followers,
+            self.followed,
             state,
             StopHandle {
                 request: stop_tx,

@@ -10,6 +10,7 @@ use super::queue::{Item, WriterState, enqueue_detached};
 use crate::error::AuditError;
 use crate::event::actor::Actor;
 use crate::event::{AuditEvent, Category, Outcome};
+use crate::file::TrailSource;
 use crate::follow::{FollowerStatus, Followers};
 use crate::layer::AuditLayer;
 use crate::layer::shared::SensitiveRouteInfo;
@@ -24,6 +25,8 @@ use crate::layer::shared::Shared;
 pub struct AuditTrail {
     shared: Arc<Shared>,
     followers: Option<Followers>,
+    /// The first file trail among the sinks (what followers and the viewer read).
+    file_trail: Option<TrailSource>,
     state: watch::Receiver<WriterState>,
     stop: Mutex<Option<StopHandle>>,
 }
@@ -39,12 +42,14 @@ impl AuditTrail {
     pub(super) fn new(
         shared: Arc<Shared>,
         followers: Option<Followers>,
+        file_trail: Option<TrailSource>,
         state: watch::Receiver<WriterState>,
         stop: StopHandle,
     ) -> Self {
         Self {
             shared,
             followers,
+            file_trail,
             state,
             stop: Mutex::new(Some(stop)),
         }
@@ -167,6 +172,43 @@ impl AuditTrail {
             .as_ref()
             .map(Followers::statuses)
             .unwrap_or_default()
+    }
+
+    /// The directory of the trail's file trail (its first [`JsonlFileSink`]), if it has one.
+    ///
+    /// [`JsonlFileSink`]: crate::file::JsonlFileSink
+    pub fn trail_dir(&self) -> Option<&std::path::Path> {
+        self.file_trail.as_ref().map(|trail| trail.dir.as_path())
+    }
+
+    /// The [viewer](crate::viewer) of this trail's file trail, with its chain key: configure
+    /// it, then nest its router behind the application's admin guard.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use audit_layer::AuditTrail;
+    /// use audit_layer::file::JsonlFileSink;
+    ///
+    /// let audit = AuditTrail::builder().sink(JsonlFileSink::new("./audit-log")).build()?;
+    /// let app: axum::Router = axum::Router::new()
+    ///     .nest("/admin/audit", audit.viewer()?.router())
+    ///     // .route_layer(your admin guard)
+    ///     .layer(audit.layer());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Fails with [`ConfigError::NoFileTrail`](crate::ConfigError::NoFileTrail) when the trail writes no files.
+    #[cfg(feature = "viewer")]
+    pub fn viewer(&self) -> Result<crate::viewer::Viewer, crate::error::ConfigError> {
+        let trail = self
+            .file_trail
+            .as_ref()
+            .ok_or(crate::error::ConfigError::NoFileTrail)?;
+        let viewer = crate::viewer::Viewer::new(&trail.dir);
+        Ok(match &trail.key {
+            Some(key) => viewer.chain_key(key.clone()),
+            None => viewer,
+        })
     }
 
     /// The routes served by sensitive handlers that have been called so far, with their

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::html::{self, escape};
+use super::html::{self, escape, value as shown};
 use super::{Shared, base};
 use crate::AuditContext;
 use crate::file::{Filter, Page};
@@ -116,18 +116,6 @@ pub(super) async fn page(
     }
     let _ = write!(body, "<h3>As stored</h3><pre>{}</pre>", pretty(&event));
     html::page(&base, &format!("Audit event {seq}"), &body)
-}
-
-/// A value as text, escaped: a string as itself, anything else as JSON.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(text) if text == "[REDACTED]" => {
-            "<span class=\"redacted\">[REDACTED]</span>".to_owned()
-        }
-        Value::String(text) => escape(text),
-        Value::Null => "<span class=\"redacted\">(none)</span>".to_owned(),
-        other => escape(&other.to_string()),
-    }
 }
 
 fn pretty(value: &Value) -> String {

@@ -222,7 +222,7 @@ async fn render(
         "<table{live}><caption>{}, newest first{}</caption><thead><tr>\
          <th scope=\"col\">Time</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th>\
          <th scope=\"col\">Outcome</th><th scope=\"col\">Target</th>\
-         <th scope=\"col\">Source IP</th></tr></thead><tbody>",
+         <th scope=\"col\">Source IP</th><th scope=\"col\">Changes</th></tr></thead><tbody>",
         escape(&list.title),
         if before.is_some() {
             " (older page)"
@@ -249,8 +249,8 @@ async fn render(
     html::page(&base, &list.title, &body)
 }
 
-/// One event as a table row, its time linking to the event, its actor to their timeline and
-/// its target to its history.
+/// One event as a table row, its time linking to the event, its actor to their timeline, its
+/// target to its history, and a sensitive event's changes in brief (`role: viewer → admin`).
 pub(super) fn row(body: &mut String, base: &str, line: &IndexedLine) {
     let event: Value = serde_json::from_str(&line.line).unwrap_or(Value::Null);
     let text = |value: &Value| escape(value.as_str().unwrap_or_default());
@@ -273,14 +273,37 @@ pub(super) fn row(body: &mut String, base: &str, line: &IndexedLine) {
         body,
         "<tr><td><a href=\"{base}/events/{seq}\">{time}</a></td><td>{actor_cell}</td>\
          <td>{action}</td><td class=\"{outcome}\">{outcome}</td><td>{target}</td>\
-         <td>{ip}</td></tr>",
+         <td>{ip}</td><td class=\"changes\">{changes}</td></tr>",
         base = escape(base),
         seq = line.seq,
         time = text(&event["time"]),
         action = text(&event["action"]),
         target = link("targets", &event["target"]),
         ip = text(&event["source"]["ip"]),
+        changes = changes(&event["changes"]),
     );
+}
+
+/// A sensitive event's changes on one line each: `field: old → new`, or `field: redacted`.
+fn changes(changes: &Value) -> String {
+    let mut cell = String::new();
+    for change in changes.as_array().into_iter().flatten() {
+        if !cell.is_empty() {
+            cell.push_str("<br>");
+        }
+        let field = html::value(&change["field"]);
+        if change["redacted"] == Value::Bool(true) {
+            let _ = write!(cell, "{field}: <span class=\"redacted\">redacted</span>");
+        } else {
+            let _ = write!(
+                cell,
+                "{field}: {} → <span class=\"changed\">{}</span>",
+                html::value(&change["old"]),
+                html::value(&change["new"])
+            );
+        }
+    }
+    cell
 }
 
 /// The filter form, filled in with the current filters; fields its path fixes are not shown.

@@ -86,6 +86,20 @@ fn hidden(c: char) -> bool {
         )
 }
 
+/// An event's value as text, escaped: a string as itself, anything else as JSON, and a
+/// redacted or missing value shown as such.
+pub(super) fn value(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text == "[REDACTED]" => {
+            "<span class=\"redacted\">[REDACTED]</span>".to_owned()
+        }
+        Value::String(text) => escape(text),
+        Value::Null => "<span class=\"redacted\">(none)</span>".to_owned(),
+        other => escape(&other.to_string()),
+    }
+}
+
 /// A whole page: the layout around `body`, with the security headers.
 pub(super) fn page(base: &str, title: &str, body: &str) -> Response {
     let html = format!(

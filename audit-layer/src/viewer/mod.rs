@@ -10,6 +10,9 @@
 //! // looked at what, through the audit layer in front of it.
 //! ```
 //!
+//! [`AuditTrail::viewer`](crate::AuditTrail::viewer) gives the viewer of a running trail's
+//! own files, with its chain key.
+//!
 //! Pages: the events, newest first, paged by cursor, with filters for actor, action,
 //! outcome, category, target, source IP, request id, time range and free text, all in the
 //! URL so a view can be shared; and one event in full, with a sensitive event's changes
