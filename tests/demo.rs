@@ -2,34 +2,7 @@
 
 mod common;
 
-use common::demo::{Demo, read_trail, rss_mib};
-use common::raw_http;
-
-/// Sends one request; returns the status code and the body.
-async fn send(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[&str],
-    body: &str,
-) -> (u16, String) {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n");
-    for header in headers {
-        request.push_str(header);
-        request.push_str("\r\n");
-    }
-    if !body.is_empty() {
-        request.push_str("Content-Type: application/json\r\n");
-    }
-    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    let response = raw_http(addr, &request).await;
-    let status = response[9..12].parse().expect("status code");
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+use common::demo::{Demo, login, read_trail, rss_mib, send};
 
 #[tokio::test]
 async fn demo_records_requests_logins_and_flushes_on_sigterm() {
@@ -204,23 +177,6 @@ fn bad_settings_are_one_clear_line_and_a_failure_exit() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{stderr}");
     }
-}
-
-async fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> String {
-    let (status, body) = send(
-        addr,
-        "POST",
-        "/login",
-        &[],
-        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    format!("Authorization: Bearer {token}")
 }
 
 #[tokio::test]

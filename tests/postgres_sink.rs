@@ -350,13 +350,13 @@ async fn tls_is_used_and_verified_when_the_url_requires_it() {
         .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_owned());
     let ssl_on: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     let Ok(root) = std::fs::read(&root_path) else {
-        eprintln!(
-            "\n*** SKIPPED: no server certificate at {root_path} (AUDIT_TEST_POSTGRES_TLS_ROOT)\n"
-        );
+        common::services::skipped(&format!(
+            "no server certificate at {root_path} (AUDIT_TEST_POSTGRES_TLS_ROOT)"
+        ));
         return;
     };
     if ssl_on != "on" {
-        eprintln!("\n*** SKIPPED: the PostgreSQL server has ssl = {ssl_on}\n");
+        common::services::skipped(&format!("the PostgreSQL server has ssl = {ssl_on}"));
         return;
     }
 

@@ -168,3 +168,47 @@ where
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Sends one request; returns the status code and the body.
+pub async fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> (u16, String) {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let response = super::raw_http(addr, &request).await;
+    let status = response[9..12].parse().expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Logs `name` in through the JSON API: the `Authorization` header of its token.
+pub async fn login(addr: std::net::SocketAddr, name: &str, password: &str) -> String {
+    let (status, body) = send(
+        addr,
+        "POST",
+        "/login",
+        &[],
+        &format!(r#"{{"username":"{name}","password":"{password}"}}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    format!("Authorization: Bearer {token}")
+}

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod demo;
 pub mod proxy;
 pub mod rsyslog;

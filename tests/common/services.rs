@@ -9,15 +9,22 @@ use std::time::Duration;
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// Says loudly that a test is skipped, on the process's standard error itself: the test
+/// harness captures `eprintln!` of passing tests, and a skip must be seen.
+pub fn skipped(message: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {message}\n");
+}
+
 fn unavailable(service: &str, variable: &str, url: &str, error: &dyn std::fmt::Display) {
     let required = std::env::var("AUDIT_REQUIRE_SERVICES").is_ok_and(|value| value == "1");
     if required {
         panic!("{service} at {url} ({variable}) is required (AUDIT_REQUIRE_SERVICES=1): {error}");
     }
-    eprintln!(
-        "\n*** SKIPPED: {service} is unreachable at {url} ({variable}): {error}\n\
-         *** set {variable}, or start the service; AUDIT_REQUIRE_SERVICES=1 makes this a failure\n"
-    );
+    skipped(&format!(
+        "{service} is unreachable at {url} ({variable}): {error}\n\
+         *** set {variable}, or start the service; AUDIT_REQUIRE_SERVICES=1 makes this a failure"
+    ));
 }
 
 /// The PostgreSQL URL, and a client for the test's own queries; `None` (after a SKIPPED
@@ -103,10 +110,10 @@ pub fn program(name: &str, package: &str) -> Option<std::path::PathBuf> {
                 "{name} is required (AUDIT_REQUIRE_SERVICES=1) and not installed: apt-get install {package}"
             );
         }
-        eprintln!(
-            "\n*** SKIPPED: {name} is not installed (apt-get install {package})\n\
-             *** AUDIT_REQUIRE_SERVICES=1 makes this a failure\n"
-        );
+        skipped(&format!(
+            "{name} is not installed (apt-get install {package})\n\
+             *** AUDIT_REQUIRE_SERVICES=1 makes this a failure"
+        ));
     }
     found
 }
