@@ -1,6 +1,7 @@
-//! The trail's index against the scan, on a trail written here: how fast the index is built
-//! (events/s: what its follower keeps up with), one actor's newest page through the index
-//! and by reading every file, a free-text page, and the index's size against the trail's.
+//! The trail's index against the scan, on a trail written here: how fast a new index is
+//! built, how fast new lines are added to it (events/s: what its follower keeps up with),
+//! one actor's newest page through the index and by reading every file, a free-text page,
+//! the viewer's pages, and the index's size against the trail's.
 //!
 //! ```sh
 //! cargo bench --bench index                                   # 1,000,000 events
@@ -34,7 +35,7 @@ fn main() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    write_trail(dir.path(), events);
+    write_trail(dir.path(), 0, events);
     let trail_bytes = dir_bytes(dir.path());
     println!(
         "trail: {events} events, {:.1} MiB, written in {:.1} s",
@@ -46,12 +47,26 @@ fn main() {
     let mut index = TrailIndex::open(dir.path()).expect("open the index");
     let indexed = index.catch_up(dir.path(), None).expect("index the trail");
     let took = started.elapsed();
-    let (_, index_bytes) = index.stats().expect("stats");
     println!(
         "index/build: {indexed} events in {:.1} s: {:.0} events/s (target 300,000)",
         took.as_secs_f64(),
         indexed as f64 / took.as_secs_f64()
     );
+    // What the follower does: add new lines to an index that holds the rest.
+    let more = (events / 10).min(100_000);
+    write_trail(dir.path(), events, events + more);
+    let started = Instant::now();
+    let added = index.catch_up(dir.path(), None).expect("follow the trail");
+    let took = started.elapsed();
+    assert_eq!(added, more);
+    println!(
+        "index/follow: {added} events added to {indexed} in {:.1} s: {:.0} events/s (target 300,000)",
+        took.as_secs_f64(),
+        added as f64 / took.as_secs_f64()
+    );
+    let events = events + more;
+    let (_, index_bytes) = index.stats().expect("stats");
+    let trail_bytes = dir_bytes(dir.path());
     println!(
         "index/size: {:.1} MiB, {:.2}x the trail's files",
         index_bytes as f64 / 1048576.0,
@@ -223,15 +238,16 @@ fn event(n: u64) -> AuditEvent {
     event
 }
 
-fn write_trail(dir: &Path, events: u64) {
+/// Events `from..to`, appended to the trail in `dir` (made if new).
+fn write_trail(dir: &Path, from: u64, to: u64) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
     let mut sink = JsonlFileSink::new(dir);
     runtime.block_on(async {
-        let mut n = 0;
-        while n < events {
-            let batch: Vec<AuditEvent> = (n..(n + BATCH).min(events)).map(event).collect();
+        let mut n = from;
+        while n < to {
+            let batch: Vec<AuditEvent> = (n..(n + BATCH).min(to)).map(event).collect();
             n += batch.len() as u64;
             sink.write_batch(&batch).await.expect("write");
         }
