@@ -50,6 +50,36 @@ async fn assert_nothing_external(browser: &Browser) {
     assert!(external.is_empty(), "external resources: {external:?}");
 }
 
+/// What a screen reader relies on: a language, headings, a label for every field, a
+/// caption and column headers for every table, a live region for live rows, and named
+/// navigation.
+async fn assert_accessible(browser: &Browser) {
+    let problems = browser
+        .eval(
+            "const problems = [];
+             if (!document.documentElement.lang) { problems.push('no lang'); }
+             if (!document.querySelector('h1') || !document.querySelector('main h2')) {
+               problems.push('no headings');
+             }
+             for (const input of document.querySelectorAll('input, select, textarea')) {
+               if (input.labels.length === 0) { problems.push('unlabelled ' + input.name); }
+             }
+             for (const table of document.querySelectorAll('table')) {
+               if (!table.caption) { problems.push('a table without a caption'); }
+               for (const th of table.querySelectorAll('thead th')) {
+                 if (th.scope !== 'col') { problems.push('a header without scope'); }
+               }
+             }
+             if (!document.querySelector('[aria-live]')) { problems.push('no live region'); }
+             for (const nav of document.querySelectorAll('nav')) {
+               if (!nav.getAttribute('aria-label')) { problems.push('an unnamed nav'); }
+             }
+             return problems;",
+        )
+        .await;
+    assert_eq!(problems, serde_json::json!([]), "{problems}");
+}
+
 /// The actor cells of the events table.
 async fn actor_cells(browser: &Browser) -> Vec<String> {
     let cells = browser
@@ -76,6 +106,7 @@ async fn an_administrator_investigates_in_the_browser() {
     browser.open("/admin/audit").await;
     browser.wait_for("table[data-live] tbody").await;
     assert_nothing_external(&browser).await;
+    assert_accessible(&browser).await;
     let admin = login(demo.addr, "alice", "alice-password").await;
     for role in ["editor", "admin"] {
         let (status, body) = send(
