@@ -100,6 +100,7 @@ pub mod format;
 #[cfg(feature = "index")]
 pub mod index;
 pub mod layer;
+pub mod merkle;
 pub mod redact;
 pub mod sensitive;
 #[cfg(feature = "siem")]

@@ -1,0 +1,157 @@
+//! The tree: leaves appended one at a time, the hash of every complete subtree kept, so that
+//! a root or a proof for any earlier size costs a logarithmic number of hashes.
+
+use super::{Hash, ProofError, empty_root, leaf_hash, node_hash, split};
+
+/// A Merkle tree of appended leaves (RFC 9162). See the [module docs](super).
+///
+/// It keeps the hash of every complete subtree: level 0 holds the leaves' hashes, level
+/// `l` the hash of each aligned run of `2^l` leaves, about two hashes per leaf in all.
+/// Roots and proofs for any size up to [`len`](Self::len) are computed from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MerkleTree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MerkleTree {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a leaf: an event's line as stored, without its newline.
+    pub fn push(&mut self, leaf: &[u8]) {
+        self.push_hash(leaf_hash(leaf));
+    }
+
+    /// Appends a leaf by its [`leaf_hash`](super::leaf_hash).
+    pub fn push_hash(&mut self, hash: Hash) {
+        let mut level = 0;
+        let mut hash = hash;
+        loop {
+            if self.levels.len() == level {
+                self.levels.push(Vec::new());
+            }
+            let nodes = &mut self.levels[level];
+            nodes.push(hash);
+            // A pair completes the subtree above it.
+            if nodes.len() % 2 == 1 {
+                return;
+            }
+            hash = node_hash(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]);
+            level += 1;
+        }
+    }
+
+    /// How many leaves the tree holds.
+    pub fn len(&self) -> u64 {
+        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+    }
+
+    /// Whether the tree holds no leaf.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The root of the whole tree (of the empty tree: SHA-256 of nothing).
+    pub fn root(&self) -> Hash {
+        self.range(0, self.len())
+    }
+
+    /// The root the tree had when it held `size` leaves.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
+        self.check_size(size)?;
+        Ok(self.range(0, size))
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of the first `size` leaves (RFC 9162
+    /// §2.1.3.1): the hashes that, with the leaf's, rebuild that tree's root.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.check_size(size)?;
+        if index >= size {
+            return Err(ProofError::Index { index, size });
+        }
+        let mut proof = Vec::new();
+        self.path(index, 0, size, &mut proof);
+        Ok(proof)
+    }
+
+    /// The consistency proof between the trees of the first `old` and the first `new`
+    /// leaves (RFC 9162 §2.1.4.1): the hashes that rebuild both roots, showing that the
+    /// later tree holds the earlier one unchanged. Empty when `old` is 0 or equals `new`.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+        self.check_size(new)?;
+        if old > new {
+            return Err(ProofError::Size {
+                size: old,
+                reason: format!("the earlier tree is larger than the later one, of {new}"),
+            });
+        }
+        let mut proof = Vec::new();
+        if old > 0 && old < new {
+            self.subproof(old, 0, new, true, &mut proof);
+        }
+        Ok(proof)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), ProofError> {
+        if size > self.len() {
+            return Err(ProofError::Size {
+                size,
+                reason: format!("the tree holds {} leaves", self.len()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The root of leaves `start..end`, a subtree as RFC 9162 splits them: `start` is a
+    /// multiple of the largest power of two not above `end - start`.
+    fn range(&self, start: u64, end: u64) -> Hash {
+        let n = end - start;
+        if n == 0 {
+            return empty_root();
+        }
+        if n.is_power_of_two() && start.is_multiple_of(n) {
+            let level = n.trailing_zeros() as usize;
+            return self.levels[level][(start >> level) as usize];
+        }
+        let k = split(n);
+        node_hash(&self.range(start, start + k), &self.range(start + k, end))
+    }
+
+    /// PATH(index, D[start:end]): the siblings from the leaf up.
+    fn path(&self, index: u64, start: u64, end: u64, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if n <= 1 {
+            return;
+        }
+        let k = split(n);
+        if index < start + k {
+            self.path(index, start, start + k, proof);
+            proof.push(self.range(start + k, end));
+        } else {
+            self.path(index, start + k, end, proof);
+            proof.push(self.range(start, start + k));
+        }
+    }
+
+    /// SUBPROOF(old, D[start:end], whole): `whole` while the earlier tree is the subtree's
+    /// own left edge, whose root the verifier already has.
+    fn subproof(&self, old: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) {
+        let n = end - start;
+        if old == n {
+            if !whole {
+                proof.push(self.range(start, end));
+            }
+            return;
+        }
+        let k = split(n);
+        if old <= k {
+            self.subproof(old, start, start + k, whole, proof);
+            proof.push(self.range(start + k, end));
+        } else {
+            self.subproof(old - k, start + k, end, false, proof);
+            proof.push(self.range(start, start + k));
+        }
+    }
+}
