@@ -189,6 +189,11 @@ impl CheckpointKey {
         PublicKey(self.key.verifying_key())
     }
 
+    /// The Ed25519 key itself, for the signed notes of [`merkle`](crate::merkle).
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     /// Signs a checkpoint (sets its `key_id` and `signature`).
     pub(crate) fn sign(&self, checkpoint: &mut Checkpoint) {
         checkpoint.key_id = self.public_key().key_id();
@@ -221,6 +226,15 @@ impl PublicKey {
     /// A key from a file holding its 64 hex digits.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, KeyError> {
         Self::from_hex(&read_key_file(path.as_ref())?)
+    }
+
+    /// The Ed25519 key itself, for the signed notes of [`merkle`](crate::merkle).
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.0
+    }
+
+    pub(crate) fn from_verifying_key(key: VerifyingKey) -> Self {
+        Self(key)
     }
 
     /// The key as 64 hex digits.

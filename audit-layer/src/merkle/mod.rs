@@ -9,6 +9,11 @@
 //! splits at the largest power of two below `n`. Any RFC 9162 (or RFC 6962) verifier
 //! accepts these proofs.
 //!
+//! A tree's size and root are published as a [`TreeHead`]: a checkpoint in the C2SP
+//! `tlog-checkpoint` form, signed as a C2SP signed note ([`sign_note`], [`open_note`],
+//! [`NoteVerifier`]) with the trail's checkpoint key, so that transparency tooling and
+//! witnesses read it.
+//!
 //! ```
 //! use audit_layer::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
 //!
@@ -26,11 +31,15 @@
 //! # Ok::<(), audit_layer::merkle::ProofError>(())
 //! ```
 
+mod checkpoint;
+mod note;
 mod tree;
 mod verify;
 
 use sha2::{Digest, Sha256};
 
+pub use self::checkpoint::TreeHead;
+pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::tree::MerkleTree;
 pub use self::verify::{verify_consistency, verify_inclusion};
 
