@@ -1,0 +1,89 @@
+//! The Merkle tree on the trail's scale: the cost of adding a line (its leaf hash and the
+//! nodes it completes) against writing it, and the time and size of an inclusion and a
+//! consistency proof in a tree of 10,000,000 leaves.
+//!
+//! ```sh
+//! cargo bench --bench merkle                                    # 10,000,000 leaves
+//! AUDIT_BENCH_MERKLE_LEAVES=1000000 cargo bench --bench merkle
+//! ```
+//!
+//! Under `cargo test --benches` it runs once on 10,000 leaves, unoptimized.
+
+use std::time::{Duration, Instant};
+
+use audit_layer::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
+
+/// A line as long as the trail's average (~640 bytes).
+fn line(n: u64) -> Vec<u8> {
+    let mut line = format!("{{\"seq\":{n},\"action\":\"http.request\",").into_bytes();
+    line.resize(640, b'x');
+    line
+}
+
+fn main() {
+    let measured = std::env::args().any(|arg| arg == "--bench");
+    let leaves: u64 = match std::env::var("AUDIT_BENCH_MERKLE_LEAVES") {
+        Ok(text) => text.parse().expect("AUDIT_BENCH_MERKLE_LEAVES: a number"),
+        Err(_) if measured => 10_000_000,
+        Err(_) => 10_000,
+    };
+    let lines: Vec<Vec<u8>> = (0..1024).map(line).collect();
+
+    // What the tree adds per line: its leaf hash (SHA-256 of ~640 bytes) and the nodes.
+    let mut tree = MerkleTree::new();
+    let started = Instant::now();
+    for n in 0..leaves {
+        tree.push(&lines[(n % 1024) as usize]);
+    }
+    let took = started.elapsed();
+    println!(
+        "merkle/append: {leaves} lines of 640 bytes in {:.2} s: {:.0} ns a line, {:.0} lines/s",
+        took.as_secs_f64(),
+        took.as_nanos() as f64 / leaves as f64,
+        leaves as f64 / took.as_secs_f64()
+    );
+
+    let root = tree.root();
+    let mut times = Vec::new();
+    let mut longest = 0;
+    for k in 0..1000u64 {
+        let index = k * 7_919_993 % leaves;
+        let started = Instant::now();
+        let proof = tree.inclusion_proof(index, leaves).expect("proof");
+        times.push(started.elapsed());
+        longest = longest.max(proof.len());
+        let leaf = leaf_hash(&lines[(index % 1024) as usize]);
+        verify_inclusion(&leaf, index, leaves, &proof, &root).expect("verifies");
+    }
+    times.sort();
+    println!(
+        "merkle/inclusion_proof: median {:.1} µs, p99 {:.1} µs (target 1 ms); at most {longest} \
+         hashes, {} bytes (log2 of {leaves}: {:.1})",
+        micros(times[times.len() / 2]),
+        micros(times[times.len() * 99 / 100]),
+        longest * 32,
+        (leaves as f64).log2()
+    );
+
+    let old = leaves * 2 / 3 + 1;
+    let started = Instant::now();
+    let proof = tree.consistency_proof(old, leaves).expect("proof");
+    let took = started.elapsed();
+    verify_consistency(
+        old,
+        leaves,
+        &tree.root_at(old).expect("root"),
+        &root,
+        &proof,
+    )
+    .expect("verifies");
+    println!(
+        "merkle/consistency_proof: {old} to {leaves}: {:.1} µs, {} hashes",
+        micros(took),
+        proof.len()
+    );
+}
+
+fn micros(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e6
+}
