@@ -32,6 +32,7 @@
 //! ```
 
 mod checkpoint;
+mod files;
 mod note;
 mod tree;
 mod verify;
@@ -39,6 +40,7 @@ mod verify;
 use sha2::{Digest, Sha256};
 
 pub use self::checkpoint::TreeHead;
+pub use self::files::{MERKLE_DIR, TreeFiles};
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::tree::MerkleTree;
 pub use self::verify::{verify_consistency, verify_inclusion};
@@ -101,6 +103,9 @@ pub enum ProofError {
     /// not only add to the earlier one.
     #[error("the proof does not lead to the root: {0}")]
     Mismatch(&'static str),
+    /// The tree's files could not be read.
+    #[error("the tree's files cannot be read: {0}")]
+    Io(String),
 }
 
 /// The largest power of two below `n` (`n` ≥ 2): where RFC 9162 splits a tree of `n`.

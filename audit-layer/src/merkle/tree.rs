@@ -55,103 +55,158 @@ impl MerkleTree {
 
     /// The root of the whole tree (of the empty tree: SHA-256 of nothing).
     pub fn root(&self) -> Hash {
-        self.range(0, self.len())
+        range(self, 0, self.len()).unwrap_or_else(|_| unreachable!("kept in memory"))
     }
 
     /// The root the tree had when it held `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
-        self.check_size(size)?;
-        Ok(self.range(0, size))
+        root_at(self, self.len(), size)
     }
 
     /// The inclusion proof of leaf `index` in the tree of the first `size` leaves (RFC 9162
     /// §2.1.3.1): the hashes that, with the leaf's, rebuild that tree's root.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        self.check_size(size)?;
-        if index >= size {
-            return Err(ProofError::Index { index, size });
-        }
-        let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Ok(proof)
+        inclusion_proof(self, self.len(), index, size)
     }
 
     /// The consistency proof between the trees of the first `old` and the first `new`
     /// leaves (RFC 9162 §2.1.4.1): the hashes that rebuild both roots, showing that the
     /// later tree holds the earlier one unchanged. Empty when `old` is 0 or equals `new`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
-        self.check_size(new)?;
-        if old > new {
-            return Err(ProofError::Size {
-                size: old,
-                reason: format!("the earlier tree is larger than the later one, of {new}"),
-            });
-        }
-        let mut proof = Vec::new();
-        if old > 0 && old < new {
-            self.subproof(old, 0, new, true, &mut proof);
-        }
-        Ok(proof)
+        consistency_proof(self, self.len(), old, new)
     }
+}
 
-    fn check_size(&self, size: u64) -> Result<(), ProofError> {
-        if size > self.len() {
-            return Err(ProofError::Size {
-                size,
-                reason: format!("the tree holds {} leaves", self.len()),
-            });
-        }
-        Ok(())
+impl Nodes for MerkleTree {
+    fn node(&self, level: usize, index: u64) -> Result<Hash, ProofError> {
+        Ok(self.levels[level][index as usize])
     }
+}
 
-    /// The root of leaves `start..end`, a subtree as RFC 9162 splits them: `start` is a
-    /// multiple of the largest power of two not above `end - start`.
-    fn range(&self, start: u64, end: u64) -> Hash {
-        let n = end - start;
-        if n == 0 {
-            return empty_root();
-        }
-        if n.is_power_of_two() && start.is_multiple_of(n) {
-            let level = n.trailing_zeros() as usize;
-            return self.levels[level][(start >> level) as usize];
-        }
-        let k = split(n);
-        node_hash(&self.range(start, start + k), &self.range(start + k, end))
-    }
+/// Where the hashes of complete subtrees are kept: in memory, or in files.
+pub(super) trait Nodes {
+    /// The hash of the `index`th complete subtree of `2^level` leaves.
+    fn node(&self, level: usize, index: u64) -> Result<Hash, ProofError>;
+}
 
-    /// PATH(index, D[start:end]): the siblings from the leaf up.
-    fn path(&self, index: u64, start: u64, end: u64, proof: &mut Vec<Hash>) {
-        let n = end - start;
-        if n <= 1 {
-            return;
-        }
-        let k = split(n);
-        if index < start + k {
-            self.path(index, start, start + k, proof);
-            proof.push(self.range(start + k, end));
-        } else {
-            self.path(index, start + k, end, proof);
-            proof.push(self.range(start, start + k));
-        }
-    }
+/// The root of the first `size` of the `len` leaves `nodes` holds.
+pub(super) fn root_at(nodes: &impl Nodes, len: u64, size: u64) -> Result<Hash, ProofError> {
+    check_size(size, len)?;
+    range(nodes, 0, size)
+}
 
-    /// SUBPROOF(old, D[start:end], whole): `whole` while the earlier tree is the subtree's
-    /// own left edge, whose root the verifier already has.
-    fn subproof(&self, old: u64, start: u64, end: u64, whole: bool, proof: &mut Vec<Hash>) {
-        let n = end - start;
-        if old == n {
-            if !whole {
-                proof.push(self.range(start, end));
-            }
-            return;
-        }
-        let k = split(n);
-        if old <= k {
-            self.subproof(old, start, start + k, whole, proof);
-            proof.push(self.range(start + k, end));
-        } else {
-            self.subproof(old - k, start + k, end, false, proof);
-            proof.push(self.range(start, start + k));
-        }
+/// See [`MerkleTree::inclusion_proof`].
+pub(super) fn inclusion_proof(
+    nodes: &impl Nodes,
+    len: u64,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    check_size(size, len)?;
+    if index >= size {
+        return Err(ProofError::Index { index, size });
     }
+    let mut proof = Vec::new();
+    path(nodes, index, 0, size, &mut proof)?;
+    Ok(proof)
+}
+
+/// See [`MerkleTree::consistency_proof`].
+pub(super) fn consistency_proof(
+    nodes: &impl Nodes,
+    len: u64,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    check_size(new, len)?;
+    if old > new {
+        return Err(ProofError::Size {
+            size: old,
+            reason: format!("the earlier tree is larger than the later one, of {new}"),
+        });
+    }
+    let mut proof = Vec::new();
+    if old > 0 && old < new {
+        subproof(nodes, old, 0, new, true, &mut proof)?;
+    }
+    Ok(proof)
+}
+
+fn check_size(size: u64, len: u64) -> Result<(), ProofError> {
+    if size > len {
+        return Err(ProofError::Size {
+            size,
+            reason: format!("the tree holds {len} leaves"),
+        });
+    }
+    Ok(())
+}
+
+/// The root of leaves `start..end`, a subtree as RFC 9162 splits them: `start` is a
+/// multiple of the largest power of two not above `end - start`.
+fn range(nodes: &impl Nodes, start: u64, end: u64) -> Result<Hash, ProofError> {
+    let n = end - start;
+    if n == 0 {
+        return Ok(empty_root());
+    }
+    if n.is_power_of_two() && start.is_multiple_of(n) {
+        let level = n.trailing_zeros() as usize;
+        return nodes.node(level, start >> level);
+    }
+    let k = split(n);
+    Ok(node_hash(
+        &range(nodes, start, start + k)?,
+        &range(nodes, start + k, end)?,
+    ))
+}
+
+/// PATH(index, D[start:end]): the siblings from the leaf up.
+fn path(
+    nodes: &impl Nodes,
+    index: u64,
+    start: u64,
+    end: u64,
+    proof: &mut Vec<Hash>,
+) -> Result<(), ProofError> {
+    let n = end - start;
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split(n);
+    if index < start + k {
+        path(nodes, index, start, start + k, proof)?;
+        proof.push(range(nodes, start + k, end)?);
+    } else {
+        path(nodes, index, start + k, end, proof)?;
+        proof.push(range(nodes, start, start + k)?);
+    }
+    Ok(())
+}
+
+/// SUBPROOF(old, D[start:end], whole): `whole` while the earlier tree is the subtree's
+/// own left edge, whose root the verifier already has.
+fn subproof(
+    nodes: &impl Nodes,
+    old: u64,
+    start: u64,
+    end: u64,
+    whole: bool,
+    proof: &mut Vec<Hash>,
+) -> Result<(), ProofError> {
+    let n = end - start;
+    if old == n {
+        if !whole {
+            proof.push(range(nodes, start, end)?);
+        }
+        return Ok(());
+    }
+    let k = split(n);
+    if old <= k {
+        subproof(nodes, old, start, start + k, whole, proof)?;
+        proof.push(range(nodes, start + k, end)?);
+    } else {
+        subproof(nodes, old - k, start + k, end, false, proof)?;
+        proof.push(range(nodes, start, start + k)?);
+    }
+    Ok(())
 }
