@@ -33,6 +33,7 @@
 
 mod checkpoint;
 mod files;
+mod follower;
 mod note;
 mod tree;
 mod verify;
@@ -41,6 +42,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::checkpoint::TreeHead;
 pub use self::files::{MERKLE_DIR, TreeFiles};
+pub use self::follower::{SignedHead, TreeFollower, signed_heads};
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::tree::MerkleTree;
 pub use self::verify::{verify_consistency, verify_inclusion};

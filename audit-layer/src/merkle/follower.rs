@@ -1,0 +1,205 @@
+//! The tree as a follower of the trail: it adds each line as a leaf, and at each of the
+//! trail's signed checkpoints signs the tree's head at the same line.
+
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::TreeHead;
+use super::files::{MERKLE_DIR, TreeFiles};
+use super::note::NoteError;
+use crate::file::{Checkpoint, CheckpointKey, TrailLine};
+use crate::follow::{Cursor, Follower};
+use crate::sink::{BoxFuture, SinkError};
+
+/// The signed tree heads, one JSON object a line, in the tree's folder.
+const SIGNED_HEADS: &str = "checkpoints.jsonl";
+
+/// Keeps the trail's Merkle tree in `DIR/merkle/` ([`TreeFiles`]) as a follower, on a
+/// thread of its own, and signs the tree's head (a C2SP checkpoint: origin, size, root)
+/// with the trail's checkpoint key at each of the trail's checkpoints, covering the same
+/// lines. The heads are kept in `DIR/merkle/checkpoints.jsonl` ([`signed_heads`]).
+///
+/// Kept off the trail's writer: a leaf hash reads the whole line again (about 0.6 µs for
+/// a line of 640 bytes, most of what the writer spends on an event).
+///
+/// ```
+/// use audit_layer::AuditTrail;
+/// use audit_layer::file::{CheckpointKey, JsonlFileSink};
+/// use audit_layer::merkle::TreeFollower;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let key = CheckpointKey::generate()?;
+/// let audit = AuditTrail::builder()
+///     .sink(JsonlFileSink::builder(dir.path()).signing_key(key.clone()).build())
+///     .follower(TreeFollower::new("audit.example.com/orders", key)?)
+///     .build()?;
+/// # drop(audit);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct TreeFollower {
+    origin: String,
+    key: CheckpointKey,
+    /// The tree and its folder, once started.
+    opened: Option<(PathBuf, TreeFiles)>,
+}
+
+/// A tree head signed at one of the trail's checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SignedHead {
+    /// The last line it covers, as the trail's checkpoint.
+    pub seq_to: u64,
+    /// The tree's size at that line.
+    pub size: u64,
+    /// The signed note: the [`TreeHead`]'s text and the log's signature.
+    pub note: String,
+}
+
+impl TreeFollower {
+    /// A follower that signs the tree's heads as the log `origin` (a name without spaces,
+    /// such as `audit.example.com/orders`: verifiers know the log by it) with `key`, the
+    /// trail's checkpoint key.
+    pub fn new(origin: &str, key: CheckpointKey) -> Result<Self, NoteError> {
+        // The origin names the signing key: the same rules.
+        TreeHead {
+            origin: origin.to_owned(),
+            size: 0,
+            root: super::empty_root(),
+        }
+        .sign(&key)?;
+        Ok(Self {
+            origin: origin.to_owned(),
+            key,
+            opened: None,
+        })
+    }
+
+    fn opened(&mut self) -> Result<(&Path, &mut TreeFiles), SinkError> {
+        self.opened
+            .as_mut()
+            .map(|(dir, files)| (dir.as_path(), files))
+            .ok_or_else(|| SinkError::new("merkle: not started"))
+    }
+}
+
+/// The tree heads signed so far for the trail in `trail_dir`, oldest first.
+pub fn signed_heads(trail_dir: &Path) -> io::Result<Vec<SignedHead>> {
+    let path = trail_dir.join(MERKLE_DIR).join(SIGNED_HEADS);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_str(line).map_err(|e| {
+                io::Error::other(format!("{}: not a signed head: {e}", path.display()))
+            })
+        })
+        .collect()
+}
+
+impl Follower for TreeFollower {
+    fn name(&self) -> &str {
+        "merkle"
+    }
+
+    fn start(&mut self, trail_dir: &Path) -> Result<(), SinkError> {
+        let files = TreeFiles::open(trail_dir).map_err(SinkError::new)?;
+        self.opened = Some((trail_dir.to_path_buf(), files));
+        Ok(())
+    }
+
+    fn cursor<'a>(&'a mut self, trail: &'a str) -> BoxFuture<'a, Result<Cursor, SinkError>> {
+        Box::pin(async move {
+            let (dir, files) = self.opened()?;
+            Ok(match files.cursor() {
+                Some((held, seq, hash)) if held == trail => Cursor::after(seq, hash),
+                Some((held, ..)) => {
+                    return Err(SinkError::new(format!(
+                        "{}: holds the tree of trail {held}, not {trail}: move it away to \
+                         make this trail's",
+                        dir.join(MERKLE_DIR).display()
+                    )));
+                }
+                None => Cursor::empty(),
+            })
+        })
+    }
+
+    fn ship<'a>(
+        &'a mut self,
+        trail: &'a str,
+        lines: &'a [TrailLine],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let (_, files) = self.opened()?;
+            files.append(trail, lines).map_err(SinkError::new)
+        })
+    }
+
+    fn takes_checkpoints(&self) -> bool {
+        true
+    }
+
+    fn checkpoint_cursor<'a>(
+        &'a mut self,
+        _trail: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, SinkError>> {
+        Box::pin(async move {
+            let (dir, _) = self.opened()?;
+            let heads = signed_heads(dir).map_err(SinkError::new)?;
+            Ok(heads.last().map(|head| head.seq_to))
+        })
+    }
+
+    fn ship_checkpoints<'a>(
+        &'a mut self,
+        _trail: &'a str,
+        checkpoints: &'a [Checkpoint],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(async move {
+            let origin = self.origin.clone();
+            let key = self.key.clone();
+            let (dir, files) = self.opened()?;
+            let mut lines = Vec::new();
+            for checkpoint in checkpoints {
+                // Lines before the tree's first (deleted before it was made) are not in it.
+                let Some(index) = files.leaf_index(checkpoint.seq_to) else {
+                    continue;
+                };
+                let size = index + 1;
+                let head = TreeHead {
+                    origin: origin.clone(),
+                    size,
+                    root: files.root_at(size).map_err(SinkError::new)?,
+                };
+                let signed = SignedHead {
+                    seq_to: checkpoint.seq_to,
+                    size,
+                    note: head.sign(&key).map_err(SinkError::new)?,
+                };
+                let mut line = serde_json::to_vec(&signed).map_err(SinkError::new)?;
+                line.push(b'\n');
+                lines.extend_from_slice(&line);
+            }
+            if lines.is_empty() {
+                return Ok(());
+            }
+            let path = dir.join(MERKLE_DIR).join(SIGNED_HEADS);
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| SinkError::new(format!("{}: {e}", path.display())))?;
+            file.write_all(&lines)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| SinkError::new(format!("{}: {e}", path.display())))
+        })
+    }
+}
