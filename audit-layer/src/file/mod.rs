@@ -76,6 +76,7 @@ pub use self::mirror::{CheckpointMirror, DirectoryMirror};
 pub use self::query::{
     Filter, Page, for_each_event, lines_end, search_text, search_words, trail_files,
 };
+pub(crate) use self::reader::line_at;
 pub use self::reader::{TrailLine, TrailReader};
 pub use self::sink::{
     GENERATED_KEY, GENERATED_PUBLIC_KEY, JsonlFileSink, JsonlFileSinkBuilder, LOCK_FILE, TRAIL_ID,

@@ -86,6 +86,42 @@ pub struct TrailReader {
 /// How much of a file one read takes at first.
 const CHUNK: usize = 1 << 20;
 
+/// The line of `seq` as stored (without its newline), found in the one file that holds it;
+/// `None` if the trail does not hold it. Nothing is checked: what proves the line is the
+/// caller's (a Merkle proof, the chain).
+pub(crate) fn line_at(dir: &Path, seq: u64) -> io::Result<Option<String>> {
+    let files = layout::list(dir)?;
+    let mut holder = None;
+    for file in &files {
+        let first = file
+            .first_line()?
+            .as_deref()
+            .and_then(parse_line)
+            .map(|line| line.seq);
+        match first {
+            Some(first) if first <= seq => holder = Some(file),
+            Some(_) => break,
+            None => {}
+        }
+    }
+    let Some(file) = holder else {
+        return Ok(None);
+    };
+    let content = file.read()?;
+    for line in layout::without_padding(&content).split(|b| *b == b'\n') {
+        match parse_line(line).map(|parsed| parsed.seq) {
+            Some(found) if found == seq => {
+                return String::from_utf8(line.to_vec())
+                    .map(Some)
+                    .map_err(io::Error::other);
+            }
+            Some(found) if found > seq => break,
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
 impl TrailReader {
     /// A reader of the trail in `dir` from `from_seq` (0: the whole trail), checking a chain
     /// keyed with `key` if it is. No I/O until the first read.

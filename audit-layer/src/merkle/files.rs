@@ -49,8 +49,18 @@ impl TreeFiles {
     /// Files longer than the tree's state (a crash between an append and its state) are cut
     /// back to it.
     pub fn open(trail_dir: &Path) -> io::Result<Self> {
+        std::fs::create_dir_all(trail_dir.join(MERKLE_DIR))?;
+        Self::load(trail_dir, true)?.ok_or_else(|| io::Error::other("the tree's folder vanished"))
+    }
+
+    /// Opens the tree of the trail in `trail_dir` to read roots and proofs, changing
+    /// nothing (its follower may be adding to it); `None` if the trail has no tree.
+    pub fn open_existing(trail_dir: &Path) -> io::Result<Option<Self>> {
+        Self::load(trail_dir, false)
+    }
+
+    fn load(trail_dir: &Path, write: bool) -> io::Result<Option<Self>> {
         let dir = trail_dir.join(MERKLE_DIR);
-        std::fs::create_dir_all(&dir)?;
         let state: State = match std::fs::read(dir.join(STATE)) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 io::Error::other(format!(
@@ -58,7 +68,8 @@ impl TreeFiles {
                     dir.join(STATE).display()
                 ))
             })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => State::default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && write => State::default(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut files = Self {
@@ -69,7 +80,11 @@ impl TreeFiles {
         };
         let height = 64 - files.state.size.leading_zeros() as usize;
         for level in 0..height.max(1) {
-            let file = files.level_file(level)?;
+            let file = if write {
+                files.level_file(level)?
+            } else {
+                File::open(files.dir.join(format!("level-{level:02}")))?
+            };
             let count = files.state.size >> level;
             let len = file.metadata()?.len();
             if len < count * 32 {
@@ -80,7 +95,9 @@ impl TreeFiles {
                     len / 32
                 )));
             }
-            file.set_len(count * 32)?;
+            if write {
+                file.set_len(count * 32)?;
+            }
             files.frontier.push(if count % 2 == 1 {
                 Some(read_node(&file, count - 1)?)
             } else {
@@ -88,7 +105,7 @@ impl TreeFiles {
             });
             files.levels.push(file);
         }
-        Ok(files)
+        Ok(Some(files))
     }
 
     fn level_file(&self, level: usize) -> io::Result<File> {

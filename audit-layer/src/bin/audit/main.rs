@@ -8,6 +8,9 @@
 //! audit tail ./audit-log -f
 //! audit detect ./audit-log --per-username 5 --per-ip 10 --window 60 --privileged admin --export-records 1000
 //! audit coverage ./audit-log --format table
+//! audit prove ./audit-log 1234 --out receipt.json
+//! audit consistency ./audit-log 1000 2000
+//! audit verify-receipt receipt.json --public-key signing.pub
 //! audit collect --nats nats://... --postgres postgres://... --public-key fleet.pub --dir ./central
 //! audit collect --postgres postgres://... --report
 //! ```
@@ -34,6 +37,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod collect;
 mod coverage;
 mod detect;
+mod prove;
 
 #[derive(Parser)]
 #[command(
@@ -199,6 +203,16 @@ enum Command {
     /// routes that are not `#[sensitive]`, or by handlers that named no action) and the
     /// authentication events without a source IP; exit 1 when there are any.
     Coverage(coverage::CoverageArgs),
+    /// Writes a receipt of one event (by seq or id): the event, its Merkle inclusion proof
+    /// and the signed tree head that covers it, for `verify-receipt`. Needs the trail's
+    /// `TreeFollower`.
+    Prove(prove::ProveArgs),
+    /// Writes a proof that the trail's tree at one signed size holds the tree at an earlier
+    /// one unchanged (the trail only grew), for `verify-receipt`.
+    Consistency(prove::ConsistencyArgs),
+    /// Checks a receipt or a consistency proof with the log's public key alone; exit 1
+    /// when it does not hold.
+    VerifyReceipt(prove::VerifyReceiptArgs),
     /// Gathers many instances' trails from NATS JetStream into one PostgreSQL store,
     /// checking each line and signed checkpoint as it arrives, until SIGINT or SIGTERM;
     /// with `--report`, prints what the store holds of each instance.
@@ -390,6 +404,9 @@ fn main() -> ExitCode {
         } => tail(&dir, follow, lines, format).map(|()| ExitCode::SUCCESS),
         Command::Detect(args) => detect::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Coverage(args) => coverage::run(&args),
+        Command::Prove(args) => prove::prove(&args),
+        Command::Consistency(args) => prove::consistency(&args),
+        Command::VerifyReceipt(args) => prove::verify_receipt(&args),
         #[cfg(feature = "collector")]
         Command::Collect(args) => collect::run(args),
     };

@@ -1,0 +1,159 @@
+//! `audit prove`, `audit consistency` and `audit verify-receipt`: evidence about one event,
+//! or about the trail only growing, that an outsider checks with the public key alone.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use audit_layer::file::PublicKey;
+use audit_layer::merkle::{
+    CONSISTENCY_FORMAT, ConsistencyProof, NoteVerifier, RECEIPT_FORMAT, Receipt, TreeHead,
+};
+
+/// The settings of `audit prove`.
+#[derive(clap::Args)]
+pub(crate) struct ProveArgs {
+    /// The trail directory.
+    dir: PathBuf,
+    /// The event: its seq, or its id.
+    event: String,
+    /// Where to write the receipt (standard output without it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The settings of `audit consistency`.
+#[derive(clap::Args)]
+pub(crate) struct ConsistencyArgs {
+    /// The trail directory.
+    dir: PathBuf,
+    /// The earlier signed tree head's size.
+    old: u64,
+    /// The later signed tree head's size.
+    new: u64,
+    /// Where to write the proof (standard output without it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The settings of `audit verify-receipt`.
+#[derive(clap::Args)]
+pub(crate) struct VerifyReceiptArgs {
+    /// The receipt (`audit prove`) or consistency proof (`audit consistency`).
+    receipt: PathBuf,
+    /// The log's public key: a file holding its hex (the trail's `signing.pub`, kept
+    /// apart from the trail).
+    #[arg(long)]
+    public_key: PathBuf,
+    /// The log's name, as its tree heads give it; without it, the name in the receipt is
+    /// taken and shown.
+    #[arg(long)]
+    origin: Option<String>,
+}
+
+pub(crate) fn prove(args: &ProveArgs) -> Result<ExitCode, String> {
+    let seq = match args.event.parse::<u64>() {
+        Ok(seq) => seq,
+        Err(_) => seq_of_id(&args.dir, &args.event)?,
+    };
+    let receipt = Receipt::make(&args.dir, seq).map_err(|e| e.to_string())?;
+    write(args.out.as_deref(), &receipt)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<ExitCode, String> {
+    let proof = ConsistencyProof::make(&args.dir, args.old, args.new).map_err(|e| e.to_string())?;
+    write(args.out.as_deref(), &proof)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0 when the receipt holds, 1 when it does not.
+pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(&args.receipt)
+        .map_err(|e| format!("{}: {e}", args.receipt.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not JSON: {e}", args.receipt.display()))?;
+    let key = PublicKey::from_file(&args.public_key).map_err(|e| e.to_string())?;
+    let note = json["checkpoint"]
+        .as_str()
+        .or_else(|| json["new_checkpoint"].as_str())
+        .unwrap_or_default();
+    let origin = match &args.origin {
+        Some(origin) => origin.clone(),
+        None => note.lines().next().unwrap_or_default().to_owned(),
+    };
+    let log = NoteVerifier::new(&origin, &key).map_err(|e| e.to_string())?;
+    let verdict = match json["format"].as_str() {
+        Some(RECEIPT_FORMAT) => {
+            let receipt: Receipt = serde_json::from_value(json).map_err(|e| e.to_string())?;
+            receipt.verify(&log).map(|head| {
+                let seq = serde_json::from_str::<serde_json::Value>(&receipt.event)
+                    .ok()
+                    .and_then(|event| event["seq"].as_u64());
+                format!(
+                    "receipt holds: the event{} is leaf {} of {}",
+                    seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default(),
+                    receipt.leaf_index,
+                    head_text(&head)
+                )
+            })
+        }
+        Some(CONSISTENCY_FORMAT) => {
+            let proof: ConsistencyProof =
+                serde_json::from_value(json).map_err(|e| e.to_string())?;
+            proof.verify(&log).map(|(old, new)| {
+                format!(
+                    "consistency holds: {} holds {} unchanged",
+                    head_text(&new),
+                    head_text(&old)
+                )
+            })
+        }
+        other => {
+            return Err(format!(
+                "{}: not a receipt or a consistency proof (format {other:?})",
+                args.receipt.display()
+            ));
+        }
+    };
+    match verdict {
+        Ok(text) => {
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            println!("REFUSED: {error}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn head_text(head: &TreeHead) -> String {
+    format!("the tree of {} events signed by {}", head.size, head.origin)
+}
+
+/// The seq of the event with id `id`, by reading the trail.
+fn seq_of_id(dir: &Path, id: &str) -> Result<u64, String> {
+    let mut found = None;
+    audit_layer::file::for_each_event(dir, |_, event| {
+        if event["id"] == id {
+            found = event["seq"].as_u64();
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    found.ok_or_else(|| format!("no event {id} in {}", dir.display()))
+}
+
+fn write(out: Option<&Path>, value: &impl serde::Serialize) -> Result<(), String> {
+    let mut json = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    json.push('\n');
+    match out {
+        Some(path) => std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display())),
+        None => std::io::stdout()
+            .write_all(json.as_bytes())
+            .map_err(|e| e.to_string()),
+    }
+}
