@@ -52,7 +52,11 @@ async fn demo_records_requests_logins_and_flushes_on_sigterm() {
     assert_eq!(send(addr, "GET", "/me", &[], "").await.0, 401);
     // Health and metrics: served, and not recorded (skip list).
     let (status, health) = send(addr, "GET", "/health", &[], "").await;
-    assert_eq!((status, health.as_str()), (200, r#"{"status":"healthy"}"#));
+    assert_eq!(status, 200, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).expect("health JSON");
+    assert_eq!(health["status"], "healthy", "{health}");
+    // The Merkle tree's follower, which signs the tree heads receipts are checked against.
+    assert_eq!(health["followers"][0]["name"], "merkle", "{health}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (status, metrics) = send(addr, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
@@ -747,4 +751,49 @@ async fn a_postgres_outage_never_stalls_the_demo_and_a_kill_during_it_loses_noth
         .count();
     assert_eq!(changes, 20);
     assert!(demo.terminate().success());
+}
+
+#[tokio::test]
+async fn one_demo_event_is_proven_to_an_outsider_with_the_public_key_alone() {
+    use common::demo::run_audit;
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start(dir.path(), &[]);
+    let alice = login(demo.addr, "alice", "alice-password").await;
+    let (status, _) = send(
+        demo.addr,
+        "PUT",
+        "/admin/users/2/role",
+        &[&alice],
+        r#"{"role":"editor"}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Stopping seals the trail with a checkpoint, and the tree's head is signed with it.
+    assert!(demo.terminate().success());
+    let change = read_trail(dir.path())
+        .into_iter()
+        .find(|event| event["action"] == "user.role.change")
+        .expect("the role change");
+    let receipt = dir.path().join("receipt.json");
+    let dir_arg = dir.path().to_str().unwrap();
+    let id = change["id"].as_str().unwrap();
+    let (code, _, stderr) = run_audit(["prove", dir_arg, id, "--out", receipt.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = std::fs::read_to_string(&receipt).unwrap();
+    assert!(
+        text.contains("user.role.change") && !text.contains("auth.login"),
+        "{text}"
+    );
+    let public = dir.path().join("signing.pub");
+    let (code, stdout, stderr) = run_audit([
+        "verify-receipt",
+        receipt.to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("signed by audit-demo.localhost/trail"),
+        "{stdout}"
+    );
 }

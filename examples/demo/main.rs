@@ -56,6 +56,7 @@ use audit_layer::detect::{
 use audit_layer::file::{ChainKey, CheckpointKey, JsonlFileSink};
 use audit_layer::follow::Follower;
 use audit_layer::format::Format;
+use audit_layer::merkle::TreeFollower;
 use audit_layer::siem::{SyslogFollower, WebhookFollower};
 use audit_layer::sink::nats::NatsSink;
 use audit_layer::sink::postgres::PostgresSink;
@@ -92,6 +93,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the trail may take, at shutdown, to deliver what it holds to a failing sink
 /// before it writes those events to standard error.
 const AUDIT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The log's name in the Merkle tree heads it signs (and in `audit verify-receipt`).
+const MERKLE_ORIGIN: &str = "audit-demo.localhost/trail";
 /// Threads that hash passwords: each holds Argon2's 19 MiB while it runs.
 const HASHING_THREADS: usize = 2;
 /// Logins and password changes waiting for a hashing thread; more wait to enter the queue.
@@ -212,7 +215,18 @@ async fn run() -> Result<(), String> {
         }
     };
 
-    let mut builder = AuditTrail::builder().sink(file_sink(&settings.audit_dir)?);
+    // The key that signs the trail's checkpoints signs its Merkle tree's heads too, so that
+    // one event's receipt (`audit prove`) is checked with `signing.pub` alone.
+    let signing_key = match CheckpointKey::from_env("AUDIT_SIGNING_KEY")
+        .map_err(|e| format!("AUDIT_SIGNING_KEY: {e}"))?
+    {
+        Some(key) => key,
+        None => CheckpointKey::load_or_generate(&settings.audit_dir)
+            .map_err(|e| format!("AUDIT_DIR: {e}"))?,
+    };
+    let mut builder = AuditTrail::builder()
+        .sink(file_sink(&settings.audit_dir, signing_key.clone())?)
+        .follower(TreeFollower::new(MERKLE_ORIGIN, signing_key).map_err(|e| e.to_string())?);
     // Copies for queries and consumers, as followers of the file trail: each ships from its
     // own cursor on its own thread, so a server that is down only makes its copy fall
     // behind (/health says so) and never holds back a request; it catches up when the
@@ -445,16 +459,11 @@ fn chain_key() -> Result<Option<ChainKey>, String> {
         .transpose()
 }
 
-/// The tamper-evident file trail. Keys come from `AUDIT_SIGNING_KEY` (Ed25519 seed, hex)
-/// and `AUDIT_CHAIN_KEY` (HMAC key, hex) when set; otherwise the sink generates a demo
-/// signing key in the trail directory and the chain is plain SHA-256.
-fn file_sink(dir: &std::path::Path) -> Result<JsonlFileSink, String> {
-    let mut sink = JsonlFileSink::builder(dir);
-    if let Some(key) = CheckpointKey::from_env("AUDIT_SIGNING_KEY")
-        .map_err(|e| format!("AUDIT_SIGNING_KEY: {e}"))?
-    {
-        sink = sink.signing_key(key);
-    }
+/// The tamper-evident file trail, its checkpoints signed with `signing_key` (from
+/// `AUDIT_SIGNING_KEY`, an Ed25519 seed in hex, or generated in the trail directory) and its
+/// chain keyed with `AUDIT_CHAIN_KEY` (HMAC key, hex) when set, plain SHA-256 otherwise.
+fn file_sink(dir: &std::path::Path, signing_key: CheckpointKey) -> Result<JsonlFileSink, String> {
+    let mut sink = JsonlFileSink::builder(dir).signing_key(signing_key);
     if let Some(key) = chain_key()? {
         sink = sink.chain_key(key);
     }

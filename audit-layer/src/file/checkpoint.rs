@@ -148,6 +148,20 @@ impl CheckpointKey {
         })
     }
 
+    /// The key in `signing.key` of the trail directory `dir`, generated (with `signing.pub`)
+    /// on first use: what a [`JsonlFileSink`](crate::file::JsonlFileSink) given no key
+    /// signs with, for a follower that signs with the same key
+    /// ([`TreeFollower`](crate::merkle::TreeFollower)). Fine for a demo; in production, load
+    /// the key from a secret store.
+    pub fn load_or_generate(dir: &Path) -> Result<Self, KeyError> {
+        let io = |source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        super::private::create_private_dir(dir).map_err(io)?;
+        super::private::load_or_generate_key(dir).map_err(io)
+    }
+
     /// A key from its 64 hex digits.
     pub fn from_hex(text: &str) -> Result<Self, KeyError> {
         Ok(Self {
