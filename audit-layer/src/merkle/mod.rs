@@ -33,23 +33,27 @@
 
 mod checkpoint;
 mod consistency;
+mod cosignature;
 mod files;
 mod follower;
 mod note;
 mod receipt;
 mod tree;
 mod verify;
+mod witness;
 
 use sha2::{Digest, Sha256};
 
 pub use self::checkpoint::TreeHead;
 pub use self::consistency::{CONSISTENCY_FORMAT, ConsistencyProof};
+pub use self::cosignature::{Cosigned, cosign, cosignatures};
 pub use self::files::{MERKLE_DIR, TreeFiles};
 pub use self::follower::{SignedHead, TreeFollower, signed_heads};
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::receipt::{RECEIPT_FORMAT, Receipt, ReceiptError};
 pub use self::tree::MerkleTree;
 pub use self::verify::{verify_consistency, verify_inclusion};
+pub use self::witness::{Witness, WitnessError, add_checkpoint_request};
 
 /// A SHA-256 hash: a leaf's, a node's or a root's.
 pub type Hash = [u8; 32];

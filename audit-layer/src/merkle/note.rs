@@ -17,6 +17,9 @@ use crate::file::{CheckpointKey, PublicKey};
 
 /// The signature type of Ed25519 in signed notes.
 const ED25519: u8 = 0x01;
+/// The signature type of a witness's timestamped Ed25519 cosignature (C2SP
+/// `tlog-cosignature`).
+pub(super) const COSIGNATURE: u8 = 0x04;
 /// What starts a signature line: an em dash and a space.
 const SIGNATURE_PREFIX: &str = "\u{2014} ";
 
@@ -44,12 +47,14 @@ pub enum NoteError {
     Unverified,
 }
 
-/// The public half of a note signer: its name and key.
+/// The public half of a note signer (a log), or of a witness that cosigns: its name and key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NoteVerifier {
     name: String,
     id: [u8; 4],
     key: VerifyingKey,
+    /// [`ED25519`] for a log's signatures, [`COSIGNATURE`] for a witness's.
+    kind: u8,
 }
 
 impl NoteVerifier {
@@ -59,12 +64,36 @@ impl NoteVerifier {
         Ok(Self::of(name, *key.verifying_key()))
     }
 
+    /// The verifier of the cosignatures a witness named `name` makes with `key`.
+    pub fn witness(name: &str, key: &PublicKey) -> Result<Self, NoteError> {
+        check_name(name)?;
+        Ok(Self::of_kind(name, *key.verifying_key(), COSIGNATURE))
+    }
+
     fn of(name: &str, key: VerifyingKey) -> Self {
+        Self::of_kind(name, key, ED25519)
+    }
+
+    pub(super) fn of_kind(name: &str, key: VerifyingKey, kind: u8) -> Self {
         Self {
             name: name.to_owned(),
-            id: key_id(name, &key),
+            id: key_id(name, kind, &key),
             key,
+            kind,
         }
+    }
+
+    /// Whether it verifies a witness's cosignatures (rather than a log's signatures).
+    pub fn is_witness(&self) -> bool {
+        self.kind == COSIGNATURE
+    }
+
+    pub(super) fn id(&self) -> [u8; 4] {
+        self.id
+    }
+
+    pub(super) fn key(&self) -> &VerifyingKey {
+        &self.key
     }
 
     /// Reads a verifier key, `<name>+<key id in hex>+<base64(0x01 || public key)>`.
@@ -81,14 +110,19 @@ impl NoteVerifier {
         let key = BASE64
             .decode(key)
             .map_err(|_| NoteError::VerifierKey("a key in base64"))?;
-        let Some((&ED25519, key)) = key.split_first() else {
-            return Err(NoteError::VerifierKey("an Ed25519 key (type 0x01)"));
+        let Some((&kind, key)) = key
+            .split_first()
+            .filter(|(kind, _)| [ED25519, COSIGNATURE].contains(kind))
+        else {
+            return Err(NoteError::VerifierKey(
+                "an Ed25519 key (type 0x01, or 0x04 for a witness)",
+            ));
         };
         let key = <[u8; 32]>::try_from(key)
             .ok()
             .and_then(|key| VerifyingKey::from_bytes(&key).ok())
             .ok_or(NoteError::VerifierKey("a 32-byte Ed25519 key"))?;
-        let verifier = Self::of(name, key);
+        let verifier = Self::of_kind(name, key, kind);
         if verifier.id != id {
             return Err(NoteError::VerifierKey(
                 "a key id that matches the name and key",
@@ -111,7 +145,7 @@ impl NoteVerifier {
 /// The verifier key, as [`NoteVerifier::parse`] reads it.
 impl fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut key = vec![ED25519];
+        let mut key = vec![self.kind];
         key.extend_from_slice(self.key.as_bytes());
         write!(
             f,
@@ -166,21 +200,11 @@ pub fn open_note(note: &str, verifiers: &[NoteVerifier]) -> Result<Note, NoteErr
     let (text, signatures) = split(note)?;
     let mut signed_by = Vec::new();
     for line in signatures {
-        let (name, blob) = line
-            .strip_prefix(SIGNATURE_PREFIX)
-            .and_then(|rest| rest.split_once(' '))
-            .ok_or(NoteError::Malformed("a signature line is `— name base64`"))?;
-        let blob = BASE64
-            .decode(blob)
-            .map_err(|_| NoteError::Malformed("a signature in base64"))?;
-        if blob.len() < 4 {
-            return Err(NoteError::Malformed("a signature of a key id and bytes"));
-        }
+        let (name, blob) = parse_line(line)?;
         let (id, signature) = blob.split_at(4);
-        let Some(verifier) = verifiers
-            .iter()
-            .find(|verifier| verifier.name == name && verifier.id == id)
-        else {
+        let Some(verifier) = verifiers.iter().find(|verifier| {
+            verifier.kind == ED25519 && verifier.name == name && verifier.id == id
+        }) else {
             continue;
         };
         let valid = Signature::from_slice(signature).is_ok_and(|signature| {
@@ -206,7 +230,7 @@ pub fn open_note(note: &str, verifiers: &[NoteVerifier]) -> Result<Note, NoteErr
 }
 
 /// The text (with its final newline) and the signature lines (without theirs).
-fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
+pub(super) fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
     // The last blank line separates them: the text itself may hold none (it ends in a
     // newline and has no empty line before its signatures).
     let at = note
@@ -227,27 +251,44 @@ fn split(note: &str) -> Result<(&str, Vec<&str>), NoteError> {
 }
 
 fn signature_line(verifier: &NoteVerifier, signature: &Signature) -> String {
-    let mut blob = verifier.id.to_vec();
-    blob.extend_from_slice(&signature.to_bytes());
-    format!(
-        "{SIGNATURE_PREFIX}{} {}\n",
-        verifier.name,
-        BASE64.encode(blob)
-    )
+    blob_line(&verifier.name, verifier.id, &[], signature)
 }
 
-/// `SHA-256(name || "\n" || 0x01 || key)[..4]`.
-fn key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
+/// `— name base64(id || prefix || signature)`.
+pub(super) fn blob_line(name: &str, id: [u8; 4], prefix: &[u8], signature: &Signature) -> String {
+    let mut blob = id.to_vec();
+    blob.extend_from_slice(prefix);
+    blob.extend_from_slice(&signature.to_bytes());
+    format!("{SIGNATURE_PREFIX}{name} {}\n", BASE64.encode(blob))
+}
+
+/// A signature line's name and decoded bytes (a key id first).
+pub(super) fn parse_line(line: &str) -> Result<(&str, Vec<u8>), NoteError> {
+    let (name, blob) = line
+        .strip_prefix(SIGNATURE_PREFIX)
+        .and_then(|rest| rest.split_once(' '))
+        .ok_or(NoteError::Malformed("a signature line is `— name base64`"))?;
+    let blob = BASE64
+        .decode(blob)
+        .map_err(|_| NoteError::Malformed("a signature in base64"))?;
+    if blob.len() < 4 {
+        return Err(NoteError::Malformed("a signature of a key id and bytes"));
+    }
+    Ok((name, blob))
+}
+
+/// `SHA-256(name || "\n" || kind || key)[..4]`.
+fn key_id(name: &str, kind: u8, key: &VerifyingKey) -> [u8; 4] {
     let mut hasher = Sha256::new();
     hasher.update(name.as_bytes());
     hasher.update(b"\n");
-    hasher.update([ED25519]);
+    hasher.update([kind]);
     hasher.update(key.as_bytes());
     let digest = hasher.finalize();
     [digest[0], digest[1], digest[2], digest[3]]
 }
 
-fn check_name(name: &str) -> Result<(), NoteError> {
+pub(super) fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty()
         || name
             .chars()

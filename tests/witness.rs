@@ -1,0 +1,187 @@
+//! A witness cosigns a log's checkpoints only as the log grows: it refuses a rollback, a
+//! truncated or forked tree, another log, a bad signature, and a request from a stale size
+//! (answering with the size it holds); its cosignatures verify, and any change to the
+//! cosigned note is caught.
+
+use audit_layer::file::CheckpointKey;
+use audit_layer::merkle::{
+    MerkleTree, NoteVerifier, TreeHead, Witness, WitnessError, add_checkpoint_request, cosignatures,
+};
+
+const LOG: &str = "audit.example.com/orders";
+
+fn tree(leaves: u64, fork_at: Option<u64>) -> MerkleTree {
+    let mut tree = MerkleTree::new();
+    for n in 0..leaves {
+        let leaf = if Some(n) == fork_at {
+            format!("{{\"seq\":{n},\"action\":\"user.delete\"}}")
+        } else {
+            format!("{{\"seq\":{n},\"action\":\"http.request\"}}")
+        };
+        tree.push(leaf.as_bytes());
+    }
+    tree
+}
+
+fn signed(tree: &MerkleTree, size: u64, key: &CheckpointKey) -> String {
+    TreeHead {
+        origin: LOG.to_owned(),
+        size,
+        root: tree.root_at(size).unwrap(),
+    }
+    .sign(key)
+    .unwrap()
+}
+
+/// Asks `witness` to cosign `tree` at `size`, from the size it is told the witness holds.
+fn ask(
+    witness: &Witness,
+    tree: &MerkleTree,
+    old: u64,
+    size: u64,
+    key: &CheckpointKey,
+) -> Result<String, WitnessError> {
+    let proof = tree.consistency_proof(old, size).unwrap();
+    let request = add_checkpoint_request(old, &proof, &signed(tree, size, key));
+    witness.add_checkpoint(&request, 1_800_000_000 + size)
+}
+
+#[test]
+fn a_witness_cosigns_growth_and_refuses_rollbacks_and_forks() {
+    let state = tempfile::tempdir().unwrap();
+    let log_key = CheckpointKey::generate().unwrap();
+    let witness_key = CheckpointKey::generate().unwrap();
+    let log = NoteVerifier::new(LOG, &log_key.public_key()).unwrap();
+    let witness = Witness::new("witness.example.net", witness_key.clone(), state.path())
+        .unwrap()
+        .log(log.clone());
+    let honest = tree(300, None);
+
+    // First sight: trusted; then growth, each proven from the size held.
+    let line = ask(&witness, &honest, 0, 100, &log_key).expect("first checkpoint");
+    let note = format!("{}{line}", signed(&honest, 100, &log_key));
+    let found = cosignatures(&note, &[witness.verifier()]).unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].witness, "witness.example.net");
+    assert_eq!(found[0].time, 1_800_000_100);
+    ask(&witness, &honest, 100, 250, &log_key).expect("growth");
+    assert_eq!(witness.held_size(LOG).unwrap(), 250);
+    // The same checkpoint again: cosigned again (nothing changed).
+    ask(&witness, &honest, 250, 250, &log_key).expect("the same size again");
+
+    // A stale old size: 409 with the size held, so the log proves from there.
+    let error = ask(&witness, &honest, 100, 300, &log_key).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            WitnessError::Conflict {
+                claimed: 100,
+                held: 250
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(error.status(), 409);
+
+    // A rollback: a smaller tree (the log cut its tail), whatever old size it claims.
+    let rollback = honest.consistency_proof(200, 200).unwrap();
+    let request = add_checkpoint_request(250, &rollback, &signed(&honest, 200, &log_key));
+    let error = witness.add_checkpoint(&request, 1).unwrap_err();
+    assert!(matches!(error, WitnessError::Inconsistent(_)), "{error}");
+    assert_eq!(error.status(), 422);
+
+    // A fork: leaf 120 rewritten, the tree grown past what was cosigned.
+    let forked = tree(300, Some(120));
+    let error = ask(&witness, &forked, 250, 300, &log_key).unwrap_err();
+    assert!(matches!(error, WitnessError::Inconsistent(_)), "{error}");
+    // Same size, another root: a fork too.
+    let error = ask(&witness, &forked, 250, 250, &log_key).unwrap_err();
+    assert!(matches!(error, WitnessError::Inconsistent(_)), "{error}");
+    assert_eq!(
+        witness.held_size(LOG).unwrap(),
+        250,
+        "nothing refused was kept"
+    );
+
+    // Another log, a checkpoint signed by another key.
+    let stranger = CheckpointKey::generate().unwrap();
+    let error = ask(&witness, &honest, 250, 300, &stranger).unwrap_err();
+    assert!(matches!(error, WitnessError::Signature(_)), "{error}");
+    assert_eq!(error.status(), 403);
+    let other = TreeHead {
+        origin: "audit.example.com/other".into(),
+        size: 1,
+        root: honest.root_at(1).unwrap(),
+    }
+    .sign(&log_key)
+    .unwrap();
+    let error = witness
+        .add_checkpoint(&add_checkpoint_request(0, &[], &other), 1)
+        .unwrap_err();
+    assert!(matches!(error, WitnessError::UnknownLog(_)), "{error}");
+    assert_eq!(error.status(), 404);
+    for bad in ["", "old x\n\n", "old 1\nnot base64\n\nnote"] {
+        assert_eq!(
+            witness.add_checkpoint(bad, 1).unwrap_err().status(),
+            400,
+            "{bad:?}"
+        );
+    }
+
+    // What it holds survives a restart of the witness.
+    let again = Witness::new("witness.example.net", witness_key, state.path())
+        .unwrap()
+        .log(log);
+    assert_eq!(again.held_size(LOG).unwrap(), 250);
+    ask(&again, &honest, 250, 300, &log_key).expect("growth after a restart");
+    let error = ask(&again, &forked, 300, 300, &log_key).unwrap_err();
+    assert!(matches!(error, WitnessError::Inconsistent(_)));
+}
+
+#[test]
+fn a_cosigned_note_changed_anywhere_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let log_key = CheckpointKey::generate().unwrap();
+    let log = NoteVerifier::new(LOG, &log_key.public_key()).unwrap();
+    let witness = Witness::new(
+        "witness.example.net",
+        CheckpointKey::generate().unwrap(),
+        state.path(),
+    )
+    .unwrap()
+    .log(log);
+    let honest = tree(40, None);
+    let line = ask(&witness, &honest, 0, 40, &log_key).unwrap();
+    let note = format!("{}{line}", signed(&honest, 40, &log_key));
+    let verifier = witness.verifier();
+    assert_eq!(
+        NoteVerifier::parse(&verifier.to_string()).unwrap(),
+        verifier
+    );
+    assert!(verifier.is_witness());
+    // Each letter or digit of the checkpoint's text or of the witness's line (its name,
+    // key id, time and signature): no valid cosignature is left. The log's own signature
+    // line is not the witness's to check.
+    let text_end = note.find("\n\n").unwrap();
+    let witness_line = note.len() - line.len();
+    let mut checked = 0;
+    for at in (0..note.len()).filter(|&at| at < text_end || at >= witness_line) {
+        if !note.is_char_boundary(at) || !note.as_bytes()[at].is_ascii_alphanumeric() {
+            continue;
+        }
+        let mut changed = note.clone();
+        let other = if note.as_bytes()[at] == b'x' {
+            "y"
+        } else {
+            "x"
+        };
+        changed.replace_range(at..at + 1, other);
+        let found = cosignatures(&changed, std::slice::from_ref(&verifier));
+        assert!(
+            !matches!(&found, Ok(list) if !list.is_empty()),
+            "changed at {at}: {changed}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked}");
+}
