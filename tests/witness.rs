@@ -1,7 +1,9 @@
 //! A witness cosigns a log's checkpoints only as the log grows: it refuses a rollback, a
 //! truncated or forked tree, another log, a bad signature, and a request from a stale size
 //! (answering with the size it holds); its cosignatures verify, and any change to the
-//! cosigned note is caught.
+//! cosigned note is caught; `audit witness` serves it over HTTP.
+
+mod common;
 
 use audit_layer::file::CheckpointKey;
 use audit_layer::merkle::{
@@ -184,4 +186,117 @@ fn a_cosigned_note_changed_anywhere_is_refused() {
         checked += 1;
     }
     assert!(checked > 100, "{checked}");
+}
+
+/// `audit witness` as a process: it prints where it listens and its key.
+struct WitnessProcess {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    verifier: NoteVerifier,
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_witness(dir: &std::path::Path, log_public: &std::path::Path) -> WitnessProcess {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(common::demo::audit_binary())
+        .args([
+            "witness",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "witness.example.net",
+        ])
+        .arg("--key")
+        .arg(dir.join("witness.key"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--log")
+        .arg(format!("{LOG}={}", log_public.display()))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start audit witness");
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().expect("a line").expect("read");
+    let addr = next()
+        .strip_prefix("witness listening on ")
+        .expect("the address")
+        .parse()
+        .expect("an address");
+    let verifier = NoteVerifier::parse(next().strip_prefix("witness key: ").expect("the key"))
+        .expect("a witness key");
+    WitnessProcess {
+        child,
+        addr,
+        verifier,
+    }
+}
+
+/// POSTs an add-checkpoint body: the status and the body.
+async fn post(addr: std::net::SocketAddr, body: &str) -> (u16, String) {
+    let request = format!(
+        "POST /add-checkpoint HTTP/1.1\r\nHost: witness\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = common::raw_http(addr, &request).await;
+    let status = response[9..12].parse().expect("status");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn audit_witness_serves_the_protocol_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_key = CheckpointKey::generate().unwrap();
+    let public = dir.path().join("log.pub");
+    log_key.save(&dir.path().join("log.key"), &public).unwrap();
+    let witness = start_witness(dir.path(), &public);
+    assert!(witness.verifier.is_witness());
+    let honest = tree(64, None);
+
+    let note = signed(&honest, 20, &log_key);
+    let (status, line) = post(witness.addr, &add_checkpoint_request(0, &[], &note)).await;
+    assert_eq!(status, 200, "{line}");
+    let cosigned = format!("{note}{line}");
+    assert_eq!(
+        cosignatures(&cosigned, std::slice::from_ref(&witness.verifier))
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // From a stale size: 409 and the size it holds, then from there: 200.
+    let proof = honest.consistency_proof(10, 64).unwrap();
+    let (status, held) = post(
+        witness.addr,
+        &add_checkpoint_request(10, &proof, &signed(&honest, 64, &log_key)),
+    )
+    .await;
+    assert_eq!((status, held.trim()), (409, "20"));
+    let proof = honest.consistency_proof(20, 64).unwrap();
+    let (status, _) = post(
+        witness.addr,
+        &add_checkpoint_request(20, &proof, &signed(&honest, 64, &log_key)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A fork: 422; garbage: 400.
+    let forked = tree(64, Some(3));
+    let (status, _) = post(
+        witness.addr,
+        &add_checkpoint_request(64, &[], &signed(&forked, 64, &log_key)),
+    )
+    .await;
+    assert_eq!(status, 422);
+    let (status, _) = post(witness.addr, "old one\n\nnot a note").await;
+    assert_eq!(status, 400);
 }

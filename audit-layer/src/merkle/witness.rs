@@ -195,6 +195,17 @@ impl Witness {
         cosign(note, &self.name, &self.key, now).map_err(WitnessError::Signature)
     }
 
+    /// The witness over HTTP, as `tlog-witness` specifies: `POST /add-checkpoint` with the
+    /// body of [`add_checkpoint`](Self::add_checkpoint), answered `200` with the
+    /// cosignature line, `409` with the size held (`text/x.tlog.size`), or the refusal's
+    /// [status](WitnessError::status) and reason.
+    #[cfg(feature = "axum")]
+    pub fn router(self) -> axum::Router {
+        axum::Router::new()
+            .route("/add-checkpoint", axum::routing::post(add_checkpoint))
+            .with_state(std::sync::Arc::new(self))
+    }
+
     fn state_file(&self, origin: &str) -> PathBuf {
         let digest = Sha256::digest(origin.as_bytes());
         self.state
@@ -237,4 +248,34 @@ pub fn add_checkpoint_request(old: u64, proof: &[Hash], note: &str) -> String {
     body.push('\n');
     body.push_str(note);
     body
+}
+
+/// `POST /add-checkpoint`: see [`Witness::router`].
+#[cfg(feature = "axum")]
+async fn add_checkpoint(
+    axum::extract::State(witness): axum::extract::State<std::sync::Arc<Witness>>,
+    body: String,
+) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    // The check syncs the state to disk: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || witness.add_checkpoint(&body, now)).await;
+    match answer {
+        Ok(Ok(line)) => (StatusCode::OK, line).into_response(),
+        Ok(Err(WitnessError::Conflict { held, .. })) => (
+            StatusCode::CONFLICT,
+            [(header::CONTENT_TYPE, "text/x.tlog.size")],
+            format!("{held}\n"),
+        )
+            .into_response(),
+        Ok(Err(error)) => (
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            format!("{error}\n"),
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the check failed\n").into_response(),
+    }
 }

@@ -93,7 +93,7 @@ pub(crate) fn run(args: CollectArgs) -> Result<ExitCode, String> {
     }
     runtime.block_on(async {
         // Installed before the collector starts: a signal from then on stops it cleanly.
-        let shutdown = shutdown_signal();
+        let shutdown = crate::shutdown_signal();
         let central = match &args.dir {
             Some(dir) => Some(central_trail(dir).await?),
             None => None,
@@ -153,30 +153,4 @@ async fn report(mut store: PostgresSink) -> Result<ExitCode, String> {
         }
     }
     Ok(code)
-}
-
-/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let interrupt = signal(SignalKind::interrupt()).ok();
-        let terminate = signal(SignalKind::terminate()).ok();
-        async move {
-            let received = async |signal: Option<tokio::signal::unix::Signal>| match signal {
-                Some(mut signal) => {
-                    signal.recv().await;
-                }
-                None => std::future::pending().await,
-            };
-            tokio::select! {
-                () = received(interrupt) => {}
-                () = received(terminate) => {}
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    async {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -11,6 +11,7 @@
 //! audit prove ./audit-log 1234 --out receipt.json
 //! audit consistency ./audit-log 1000 2000
 //! audit verify-receipt receipt.json --public-key signing.pub
+//! audit witness --name witness.example.net --key witness.key --state ./witness --log audit.example.com/orders=signing.pub
 //! audit collect --nats nats://... --postgres postgres://... --public-key fleet.pub --dir ./central
 //! audit collect --postgres postgres://... --report
 //! ```
@@ -38,6 +39,7 @@ mod collect;
 mod coverage;
 mod detect;
 mod prove;
+mod witness;
 
 #[derive(Parser)]
 #[command(
@@ -213,6 +215,9 @@ enum Command {
     /// Checks a receipt or a consistency proof with the log's public key alone; exit 1
     /// when it does not hold.
     VerifyReceipt(prove::VerifyReceiptArgs),
+    /// Serves a witness over HTTP (`POST /add-checkpoint`): it cosigns a log's tree heads
+    /// only as the log grows, and refuses a rollback or a fork.
+    Witness(witness::WitnessArgs),
     /// Gathers many instances' trails from NATS JetStream into one PostgreSQL store,
     /// checking each line and signed checkpoint as it arrives, until SIGINT or SIGTERM;
     /// with `--report`, prints what the store holds of each instance.
@@ -407,6 +412,7 @@ fn main() -> ExitCode {
         Command::Prove(args) => prove::prove(&args),
         Command::Consistency(args) => prove::consistency(&args),
         Command::VerifyReceipt(args) => prove::verify_receipt(&args),
+        Command::Witness(args) => witness::run(&args),
         #[cfg(feature = "collector")]
         Command::Collect(args) => collect::run(args),
     };
@@ -1070,3 +1076,29 @@ fn complete_lines_after(path: &Path, start: u64, len: u64) -> io::Result<Vec<u8>
 
 /// How much of a followed file `audit tail -f` reads at a time.
 const FOLLOW_CHUNK: u64 = 256 * 1024;
+
+/// Resolves on SIGINT or SIGTERM; the handlers are installed when this is called.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            let received = async |signal: Option<tokio::signal::unix::Signal>| match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            };
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
