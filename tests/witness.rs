@@ -300,3 +300,141 @@ async fn audit_witness_serves_the_protocol_over_http() {
     let (status, _) = post(witness.addr, "old one\n\nnot a note").await;
     assert_eq!(status, 400);
 }
+
+/// A trail in `dir` whose tree heads go to the witness at `url`: `events` events, a
+/// checkpoint every 100.
+async fn witnessed_trail(
+    dir: &std::path::Path,
+    key: &CheckpointKey,
+    url: &str,
+    witness: &NoteVerifier,
+    events: usize,
+    action: &'static str,
+) {
+    use audit_layer::file::JsonlFileSink;
+    use audit_layer::merkle::TreeFollower;
+    let trail = audit_layer::AuditTrail::builder()
+        .sink(
+            JsonlFileSink::builder(dir)
+                .signing_key(key.clone())
+                .checkpoint_every(100, std::time::Duration::from_secs(3600))
+                .build(),
+        )
+        .follower(
+            TreeFollower::builder(LOG, key.clone())
+                .witness(url, witness.clone())
+                .build()
+                .expect("follower"),
+        )
+        .build()
+        .expect("trail");
+    let events = common::services::sample_events(events, audit_layer::Category::Request, action);
+    for (n, event) in events.into_iter().enumerate() {
+        trail.record(event).await.expect("record");
+        if n % 25 == 24 {
+            trail.flush().await.expect("flush");
+        }
+    }
+    trail.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test]
+async fn witnessed_receipts_and_a_rollback_by_the_key_holder_caught() {
+    use audit_layer::merkle::{Receipt, ReceiptError, cosignatures_of, signed_heads};
+    let state = tempfile::tempdir().unwrap();
+    let log_key = CheckpointKey::generate().unwrap();
+    let witness = Witness::new(
+        "witness.example.net",
+        CheckpointKey::generate().unwrap(),
+        state.path(),
+    )
+    .unwrap()
+    .log(NoteVerifier::new(LOG, &log_key.public_key()).unwrap());
+    let verifier = witness.verifier();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/add-checkpoint", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, witness.router()).await });
+
+    // The honest trail: every head cosigned, and its receipts carry the cosignature.
+    let honest = tempfile::tempdir().unwrap();
+    witnessed_trail(
+        honest.path(),
+        &log_key,
+        &url,
+        &verifier,
+        300,
+        "http.request",
+    )
+    .await;
+    let heads = signed_heads(honest.path()).unwrap();
+    let last = heads.last().unwrap();
+    assert_eq!(cosignatures_of(honest.path(), last.size).unwrap().len(), 1);
+    let log = NoteVerifier::new(LOG, &log_key.public_key()).unwrap();
+    let receipt = Receipt::make(honest.path(), 150).unwrap();
+    receipt.verify(&log).unwrap();
+    let cosigned = receipt
+        .witnessed(std::slice::from_ref(&verifier), 1)
+        .unwrap();
+    assert_eq!(cosigned[0].witness, "witness.example.net");
+
+    // The holder of the key rewrites history: a new trail, other events, the same log
+    // name and key. Every head verifies with the log's key, but the witness, which holds
+    // the honest tree, cosigns none of them: the receipts fail the witness check.
+    let rewritten = tempfile::tempdir().unwrap();
+    witnessed_trail(
+        rewritten.path(),
+        &log_key,
+        &url,
+        &verifier,
+        200,
+        "user.delete",
+    )
+    .await;
+    let forged = Receipt::make(rewritten.path(), 150).unwrap();
+    forged.verify(&log).expect("signed by the log's own key");
+    assert!(matches!(
+        forged.witnessed(std::slice::from_ref(&verifier), 1),
+        Err(ReceiptError::Witnesses {
+            found: 0,
+            required: 1
+        })
+    ));
+    let forged_heads = signed_heads(rewritten.path()).unwrap();
+    for head in &forged_heads {
+        assert!(
+            cosignatures_of(rewritten.path(), head.size)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    // The same on the command line: `--witness` makes the forged receipt exit 1.
+    let keys = tempfile::tempdir().unwrap();
+    let public = keys.path().join("log.pub");
+    log_key.save(&keys.path().join("log.key"), &public).unwrap();
+    let check = |receipt: &Receipt, name: &str| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, serde_json::to_string(receipt).unwrap()).unwrap();
+        common::demo::run_audit([
+            "verify-receipt".to_owned(),
+            path.display().to_string(),
+            "--public-key".to_owned(),
+            public.display().to_string(),
+            "--witness".to_owned(),
+            verifier.to_string(),
+        ])
+    };
+    let (code, stdout, stderr) = check(&receipt, "honest.json");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("cosigned by witness.example.net"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = check(&forged, "forged.json");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("0 of the witnesses given cosigned"),
+        "{stdout}"
+    );
+    server.abort();
+}

@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::TreeHead;
 use super::files::{MERKLE_DIR, TreeFiles};
-use super::note::NoteError;
+#[cfg(feature = "siem")]
+use super::note::NoteVerifier;
 use crate::file::{Checkpoint, CheckpointKey, TrailLine};
 use crate::follow::{Cursor, Follower};
 use crate::sink::{BoxFuture, SinkError};
 
 /// The signed tree heads, one JSON object a line, in the tree's folder.
 const SIGNED_HEADS: &str = "checkpoints.jsonl";
+/// The witnesses' cosignatures of those heads, one JSON object a line.
+pub(super) const COSIGNATURES: &str = "cosignatures.jsonl";
 
 /// Keeps the trail's Merkle tree in `DIR/merkle/` ([`TreeFiles`]) as a follower, on a
 /// thread of its own, and signs the tree's head (a C2SP checkpoint: origin, size, root)
@@ -23,6 +26,11 @@ const SIGNED_HEADS: &str = "checkpoints.jsonl";
 ///
 /// Kept off the trail's writer: a leaf hash reads the whole line again (about 0.6 µs for
 /// a line of 640 bytes, most of what the writer spends on an event).
+///
+/// With the feature `siem`, [`TreeFollowerBuilder::witness`] sends each new head to
+/// witnesses over HTTP (C2SP `tlog-witness`) and keeps their cosignatures
+/// ([`cosignatures_of`]), which receipts carry: then whoever holds the directory and the
+/// key cannot roll the trail back without the witnesses refusing.
 ///
 /// ```
 /// use audit_layer::AuditTrail;
@@ -45,6 +53,58 @@ pub struct TreeFollower {
     key: CheckpointKey,
     /// The tree and its folder, once started.
     opened: Option<(PathBuf, TreeFiles)>,
+    #[cfg(feature = "siem")]
+    witnesses: Vec<super::witnessing::Witnessed>,
+}
+
+/// The settings of a [`TreeFollower`], checked by [`build`](Self::build).
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build()`"]
+pub struct TreeFollowerBuilder {
+    origin: String,
+    key: CheckpointKey,
+    #[cfg(feature = "siem")]
+    witnesses: Vec<(String, NoteVerifier)>,
+}
+
+impl TreeFollowerBuilder {
+    /// Sends each new tree head to the witness at `url` (its `add-checkpoint` endpoint, as
+    /// `https://witness.example.net/add-checkpoint`), whose cosignatures `witness` checks.
+    #[cfg(feature = "siem")]
+    pub fn witness(mut self, url: &str, witness: NoteVerifier) -> Self {
+        self.witnesses.push((url.to_owned(), witness));
+        self
+    }
+
+    /// The follower, or what is wrong with its settings.
+    pub fn build(self) -> Result<TreeFollower, crate::ConfigError> {
+        let invalid = |reason: String| crate::ConfigError::Sink {
+            sink: "merkle",
+            reason,
+        };
+        // The origin names the signing key: the same rules.
+        TreeHead {
+            origin: self.origin.clone(),
+            size: 0,
+            root: super::empty_root(),
+        }
+        .sign(&self.key)
+        .map_err(|e| invalid(format!("origin: {e}")))?;
+        #[cfg(feature = "siem")]
+        let witnesses = self
+            .witnesses
+            .into_iter()
+            .map(|(url, witness)| super::witnessing::Witnessed::new(&url, witness))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(invalid)?;
+        Ok(TreeFollower {
+            origin: self.origin,
+            key: self.key,
+            opened: None,
+            #[cfg(feature = "siem")]
+            witnesses,
+        })
+    }
 }
 
 /// A tree head signed at one of the trail's checkpoints.
@@ -63,19 +123,18 @@ impl TreeFollower {
     /// A follower that signs the tree's heads as the log `origin` (a name without spaces,
     /// such as `audit.example.com/orders`: verifiers know the log by it) with `key`, the
     /// trail's checkpoint key.
-    pub fn new(origin: &str, key: CheckpointKey) -> Result<Self, NoteError> {
-        // The origin names the signing key: the same rules.
-        TreeHead {
-            origin: origin.to_owned(),
-            size: 0,
-            root: super::empty_root(),
-        }
-        .sign(&key)?;
-        Ok(Self {
+    pub fn new(origin: &str, key: CheckpointKey) -> Result<Self, crate::ConfigError> {
+        Self::builder(origin, key).build()
+    }
+
+    /// The same, with settings: witnesses.
+    pub fn builder(origin: &str, key: CheckpointKey) -> TreeFollowerBuilder {
+        TreeFollowerBuilder {
             origin: origin.to_owned(),
             key,
-            opened: None,
-        })
+            #[cfg(feature = "siem")]
+            witnesses: Vec::new(),
+        }
     }
 
     fn opened(&mut self) -> Result<(&Path, &mut TreeFiles), SinkError> {
@@ -86,10 +145,34 @@ impl TreeFollower {
     }
 }
 
+/// A witness's cosignature of a signed head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeadCosignature {
+    /// The head's size.
+    pub size: u64,
+    /// The witness's name.
+    pub witness: String,
+    /// The cosignature line, to add to the head's note.
+    pub line: String,
+}
+
 /// The tree heads signed so far for the trail in `trail_dir`, oldest first.
 pub fn signed_heads(trail_dir: &Path) -> io::Result<Vec<SignedHead>> {
-    let path = trail_dir.join(MERKLE_DIR).join(SIGNED_HEADS);
-    let text = match std::fs::read_to_string(&path) {
+    read_lines(&trail_dir.join(MERKLE_DIR).join(SIGNED_HEADS))
+}
+
+/// The witnesses' cosignatures of the head of `size` (see [`TreeFollowerBuilder::witness`]).
+pub fn cosignatures_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadCosignature>> {
+    let all: Vec<HeadCosignature> = read_lines(&trail_dir.join(MERKLE_DIR).join(COSIGNATURES))?;
+    Ok(all
+        .into_iter()
+        .filter(|cosigned| cosigned.size == size)
+        .collect())
+}
+
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -97,11 +180,22 @@ pub fn signed_heads(trail_dir: &Path) -> io::Result<Vec<SignedHead>> {
     text.lines()
         .filter(|line| !line.is_empty())
         .map(|line| {
-            serde_json::from_str(line).map_err(|e| {
-                io::Error::other(format!("{}: not a signed head: {e}", path.display()))
-            })
+            serde_json::from_str(line)
+                .map_err(|e| io::Error::other(format!("{}: line not read: {e}", path.display())))
         })
         .collect()
+}
+
+/// Appends JSON lines to `path`, synced.
+pub(super) fn append_lines(path: &Path, lines: &[u8]) -> Result<(), SinkError> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| SinkError::new(format!("{}: {e}", path.display())))?;
+    file.write_all(lines)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| SinkError::new(format!("{}: {e}", path.display())))
 }
 
 impl Follower for TreeFollower {
@@ -168,6 +262,7 @@ impl Follower for TreeFollower {
             let key = self.key.clone();
             let (dir, files) = self.opened()?;
             let mut lines = Vec::new();
+            let mut newest = None;
             for checkpoint in checkpoints {
                 // Lines before the tree's first (deleted before it was made) are not in it.
                 let Some(index) = files.leaf_index(checkpoint.seq_to) else {
@@ -187,19 +282,20 @@ impl Follower for TreeFollower {
                 let mut line = serde_json::to_vec(&signed).map_err(SinkError::new)?;
                 line.push(b'\n');
                 lines.extend_from_slice(&line);
+                newest = Some(signed);
             }
-            if lines.is_empty() {
+            let Some(newest) = newest else {
                 return Ok(());
+            };
+            append_lines(&dir.join(MERKLE_DIR).join(SIGNED_HEADS), &lines)?;
+            #[cfg(feature = "siem")]
+            {
+                let dir = dir.to_path_buf();
+                super::witnessing::send(&mut self.witnesses, &dir, &newest).await;
             }
-            let path = dir.join(MERKLE_DIR).join(SIGNED_HEADS);
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| SinkError::new(format!("{}: {e}", path.display())))?;
-            file.write_all(&lines)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| SinkError::new(format!("{}: {e}", path.display())))
+            #[cfg(not(feature = "siem"))]
+            let _ = newest;
+            Ok(())
         })
     }
 }

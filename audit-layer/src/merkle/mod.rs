@@ -41,6 +41,8 @@ mod receipt;
 mod tree;
 mod verify;
 mod witness;
+#[cfg(feature = "siem")]
+mod witnessing;
 
 use sha2::{Digest, Sha256};
 
@@ -48,7 +50,9 @@ pub use self::checkpoint::TreeHead;
 pub use self::consistency::{CONSISTENCY_FORMAT, ConsistencyProof};
 pub use self::cosignature::{Cosigned, cosign, cosignatures};
 pub use self::files::{MERKLE_DIR, TreeFiles};
-pub use self::follower::{SignedHead, TreeFollower, signed_heads};
+pub use self::follower::{
+    HeadCosignature, SignedHead, TreeFollower, TreeFollowerBuilder, cosignatures_of, signed_heads,
+};
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::receipt::{RECEIPT_FORMAT, Receipt, ReceiptError};
 pub use self::tree::MerkleTree;

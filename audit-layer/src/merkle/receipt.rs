@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::checkpoint::TreeHead;
 use super::consistency::decode_hashes;
+use super::cosignature::{Cosigned, cosignatures};
 use super::files::TreeFiles;
-use super::follower::signed_heads;
+use super::follower::{cosignatures_of, signed_heads};
 use super::note::{NoteError, NoteVerifier};
 use super::{ProofError, leaf_hash, verify_inclusion};
 
@@ -77,6 +78,14 @@ pub enum ReceiptError {
     /// The signed head does not verify.
     #[error(transparent)]
     Note(#[from] NoteError),
+    /// Fewer witnesses cosigned the head than required.
+    #[error("{found} of the witnesses given cosigned the tree head, {required} required")]
+    Witnesses {
+        /// Valid cosignatures by the witnesses given.
+        found: usize,
+        /// How many were required.
+        required: usize,
+    },
 }
 
 impl Receipt {
@@ -94,13 +103,18 @@ impl Receipt {
             .ok_or(ReceiptError::NotCovered(seq))?;
         let event = crate::file::line_at(trail_dir, seq)?.ok_or(ReceiptError::NoEvent(seq))?;
         let proof = files.inclusion_proof(index, head.size)?;
+        // The witnesses' cosignatures, as more signature lines of the head's note.
+        let mut checkpoint = head.note;
+        for cosigned in cosignatures_of(trail_dir, head.size)? {
+            checkpoint.push_str(&cosigned.line);
+        }
         Ok(Self {
             format: RECEIPT_FORMAT.to_owned(),
             event,
             leaf_index: index,
             tree_size: head.size,
             inclusion: proof.iter().map(|hash| BASE64.encode(hash)).collect(),
-            checkpoint: head.note,
+            checkpoint,
         })
     }
 
@@ -127,5 +141,25 @@ impl Receipt {
             &head.root,
         )?;
         Ok(head)
+    }
+
+    /// Checks that at least `required` of the `witnesses` (made with
+    /// [`NoteVerifier::witness`]) cosigned the head; which did. With the receipt itself
+    /// [verified](Self::verify), this is what makes a rollback by the log's own key
+    /// detectable: the witnesses refuse to cosign a tree that does not hold the one they
+    /// cosigned.
+    pub fn witnessed(
+        &self,
+        witnesses: &[NoteVerifier],
+        required: usize,
+    ) -> Result<Vec<Cosigned>, ReceiptError> {
+        let found = cosignatures(&self.checkpoint, witnesses)?;
+        if found.len() < required {
+            return Err(ReceiptError::Witnesses {
+                found: found.len(),
+                required,
+            });
+        }
+        Ok(found)
     }
 }

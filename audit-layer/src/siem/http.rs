@@ -128,6 +128,22 @@ impl Target {
         content_type: &'static str,
         extra: Option<(&'static str, String)>,
     ) -> Result<bytes::Bytes, (SinkError, Option<http::StatusCode>)> {
+        let (status, answer) = self.exchange(body, content_type, extra).await?;
+        if !status.is_success() {
+            let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
+            let message = format!("{}: answered {status}: {text}", self.name);
+            return Err((SinkError::new(message), Some(status)));
+        }
+        Ok(answer)
+    }
+
+    /// POSTs `body`; the receiver's status and answer, whatever the status.
+    pub(crate) async fn exchange(
+        &self,
+        body: Vec<u8>,
+        content_type: &'static str,
+        extra: Option<(&'static str, String)>,
+    ) -> Result<(http::StatusCode, bytes::Bytes), (SinkError, Option<http::StatusCode>)> {
         let mut request = self
             .client
             .post(self.url.clone())
@@ -152,12 +168,7 @@ impl Target {
         let response = request.body(body).send().await.map_err(failed)?;
         let status = response.status();
         let answer = response.bytes().await.map_err(failed)?;
-        if !status.is_success() {
-            let text: String = String::from_utf8_lossy(&answer).chars().take(200).collect();
-            let message = format!("{}: answered {status}: {text}", self.name);
-            return Err((SinkError::new(message), Some(status)));
-        }
-        Ok(answer)
+        Ok((status, answer))
     }
 }
 

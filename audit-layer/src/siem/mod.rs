@@ -9,7 +9,7 @@
 //! event id, the key for a SIEM to drop the copies a resend makes.
 
 mod connection;
-mod http;
+pub(crate) mod http;
 mod notify;
 mod rfc5424;
 mod signature;

@@ -50,6 +50,13 @@ pub(crate) struct VerifyReceiptArgs {
     /// taken and shown.
     #[arg(long)]
     origin: Option<String>,
+    /// A witness's key, as `audit witness` prints it (`name+id+key`). Repeat it for several.
+    #[arg(long)]
+    witness: Vec<String>,
+    /// How many of the witnesses given must have cosigned the head (all of them by
+    /// default).
+    #[arg(long)]
+    witnesses: Option<usize>,
 }
 
 pub(crate) fn prove(args: &ProveArgs) -> Result<ExitCode, String> {
@@ -84,20 +91,49 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
         None => note.lines().next().unwrap_or_default().to_owned(),
     };
     let log = NoteVerifier::new(&origin, &key).map_err(|e| e.to_string())?;
+    let witnesses = args
+        .witness
+        .iter()
+        .map(|text| {
+            NoteVerifier::parse(text)
+                .ok()
+                .filter(NoteVerifier::is_witness)
+                .ok_or_else(|| format!("--witness {text}: not a witness key (name+id+key)"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let required = args.witnesses.unwrap_or(witnesses.len());
+    if required > witnesses.len() {
+        return Err(format!(
+            "--witnesses {required}: only {} witness keys given",
+            witnesses.len()
+        ));
+    }
     let verdict = match json["format"].as_str() {
         Some(RECEIPT_FORMAT) => {
             let receipt: Receipt = serde_json::from_value(json).map_err(|e| e.to_string())?;
-            receipt.verify(&log).map(|head| {
-                let seq = serde_json::from_str::<serde_json::Value>(&receipt.event)
-                    .ok()
-                    .and_then(|event| event["seq"].as_u64());
-                format!(
-                    "receipt holds: the event{} is leaf {} of {}",
-                    seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default(),
-                    receipt.leaf_index,
-                    head_text(&head)
-                )
-            })
+            receipt
+                .verify(&log)
+                .and_then(|head| {
+                    let cosigned = receipt.witnessed(&witnesses, required)?;
+                    Ok((head, cosigned))
+                })
+                .map(|(head, cosigned)| {
+                    let seq = serde_json::from_str::<serde_json::Value>(&receipt.event)
+                        .ok()
+                        .and_then(|event| event["seq"].as_u64());
+                    let names: Vec<&str> = cosigned.iter().map(|c| c.witness.as_str()).collect();
+                    format!(
+                        "receipt holds: the event{} is leaf {} of {}{}",
+                        seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default(),
+                        receipt.leaf_index,
+                        head_text(&head),
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", cosigned by {}", names.join(", "))
+                        }
+                    )
+                })
         }
         Some(CONSISTENCY_FORMAT) => {
             let proof: ConsistencyProof =
