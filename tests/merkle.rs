@@ -404,3 +404,14 @@ fn proofs_grow_with_the_logarithm_of_the_size() {
     let proof = tree.consistency_proof(40_000, 1 << 16).unwrap();
     assert!(proof.len() <= 2 * 16, "{}", proof.len());
 }
+
+#[test]
+fn a_root_read_in_one_pass_is_the_trees() {
+    let leaves = leaves(300);
+    let tree = tree_of(&leaves);
+    for size in 0..=300 {
+        let (counted, root) = audit_layer::merkle::root_of(&leaves[..size]);
+        assert_eq!(counted, size as u64);
+        assert_eq!(root, tree.root_at(size as u64).unwrap(), "size {size}");
+    }
+}

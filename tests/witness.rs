@@ -436,5 +436,42 @@ async fn witnessed_receipts_and_a_rollback_by_the_key_holder_caught() {
         stdout.contains("0 of the witnesses given cosigned"),
         "{stdout}"
     );
+
+    // `audit verify --witness`: the honest trail is its witnessed tree; the rewritten one
+    // has no witnessed head at all.
+    let verify = |dir: &std::path::Path| {
+        common::demo::run_audit([
+            "verify".to_owned(),
+            dir.display().to_string(),
+            "--public-key".to_owned(),
+            public.display().to_string(),
+            "--witness".to_owned(),
+            verifier.to_string(),
+        ])
+    };
+    let (code, stdout, stderr) = verify(honest.path());
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("witnessed: the trail's first"), "{stdout}");
+    let (code, _, stderr) = verify(rewritten.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("FAULT: witnesses"), "{stderr}");
+    // The honest trail's files swapped for the rewritten ones, its tree and cosigned heads
+    // kept: the lines are not the witnessed tree.
+    for file in audit_layer::file::trail_files(honest.path()).unwrap() {
+        std::fs::remove_file(file).unwrap();
+    }
+    for file in audit_layer::file::trail_files(rewritten.path()).unwrap() {
+        std::fs::copy(&file, honest.path().join(file.file_name().unwrap())).unwrap();
+    }
+    let witnessed = audit_layer::merkle::check_witnessed(
+        honest.path(),
+        &log,
+        std::slice::from_ref(&verifier),
+        1,
+    );
+    assert!(
+        matches!(witnessed, Err(ReceiptError::Proof(_))),
+        "{witnessed:?}"
+    );
     server.abort();
 }

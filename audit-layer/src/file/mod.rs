@@ -68,6 +68,7 @@ mod sink;
 mod trail;
 mod verify;
 
+pub(crate) use self::chain::parse_line;
 pub use self::chain::{ChainKey, GENESIS, LinkHash, link_hash};
 pub use self::checkpoint::{Checkpoint, CheckpointKey, KeyError, PublicKey};
 pub use self::clock::{Clock, ManualClock, SystemClock};

@@ -41,6 +41,7 @@ mod receipt;
 mod tree;
 mod verify;
 mod witness;
+mod witnessed;
 #[cfg(feature = "siem")]
 mod witnessing;
 
@@ -55,9 +56,10 @@ pub use self::follower::{
 };
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::receipt::{RECEIPT_FORMAT, Receipt, ReceiptError};
-pub use self::tree::MerkleTree;
+pub use self::tree::{MerkleTree, root_of};
 pub use self::verify::{verify_consistency, verify_inclusion};
 pub use self::witness::{Witness, WitnessError, add_checkpoint_request};
+pub use self::witnessed::{Witnessed, check_witnessed};
 
 /// A SHA-256 hash: a leaf's, a node's or a root's.
 pub type Hash = [u8; 32];

@@ -210,3 +210,43 @@ fn subproof(
     }
     Ok(())
 }
+
+/// The size and root of the tree of `leaves`, read once, in memory logarithmic in their
+/// number (a [`MerkleTree`] keeps every node).
+pub fn root_of<L: AsRef<[u8]>>(leaves: impl IntoIterator<Item = L>) -> (u64, Hash) {
+    // The right edge: at each level, the subtree waiting for its right sibling.
+    let mut edge: Vec<Option<Hash>> = Vec::new();
+    let mut size = 0u64;
+    for leaf in leaves {
+        let mut hash = leaf_hash(leaf.as_ref());
+        let mut level = 0;
+        loop {
+            if edge.len() == level {
+                edge.push(None);
+            }
+            match edge[level].take() {
+                Some(left) => {
+                    hash = node_hash(&left, &hash);
+                    level += 1;
+                }
+                None => {
+                    edge[level] = Some(hash);
+                    break;
+                }
+            }
+        }
+        size += 1;
+    }
+    // The smaller subtrees on the right join the larger ones on their left.
+    let root = edge
+        .iter()
+        .flatten()
+        .fold(None, |right: Option<Hash>, left| {
+            Some(match right {
+                None => *left,
+                Some(right) => node_hash(left, &right),
+            })
+        })
+        .unwrap_or_else(empty_root);
+    (size, root)
+}

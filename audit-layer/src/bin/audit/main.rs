@@ -92,6 +92,15 @@ enum Command {
         /// case, then the trail's id).
         #[arg(long, default_value = "AUDIT")]
         copy_stream: String,
+        /// A witness's key (`name+id+key`, as `audit witness` prints it): the trail's
+        /// lines must be the Merkle tree of its newest head these witnesses cosigned, which
+        /// a rollback by the holder of the directory and the key cannot fake. Repeat it for
+        /// several.
+        #[arg(long)]
+        witness: Vec<String>,
+        /// How many of the witnesses given must have cosigned (all of them by default).
+        #[arg(long)]
+        witnesses: Option<usize>,
     },
     /// Checks a follower's copy whose trail is gone: its own chain only (no gap, each line
     /// linked to the one before, each hash over its content); exit 1 on a fault. Without a
@@ -298,6 +307,8 @@ fn main() -> ExitCode {
             against,
             copy_table,
             copy_stream,
+            witness,
+            witnesses,
         } => verify(
             &dir,
             key.as_deref(),
@@ -309,6 +320,21 @@ fn main() -> ExitCode {
             }),
             allow_unsealed,
         )
+        .and_then(|code| {
+            let trail_holds = code == ExitCode::SUCCESS || code == ExitCode::from(3);
+            if witness.is_empty() || !trail_holds {
+                return Ok(code);
+            }
+            prove::verify_witnessed(&dir, public_key.as_deref(), &witness, witnesses).map(
+                |witnessed| {
+                    if witnessed == ExitCode::SUCCESS {
+                        code
+                    } else {
+                        witnessed
+                    }
+                },
+            )
+        })
         .and_then(|code| match against {
             Some(url) if code == ExitCode::SUCCESS || code == ExitCode::from(3) => {
                 let copy = Copy::at(&url, &copy_table, &copy_stream);

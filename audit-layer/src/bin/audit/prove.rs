@@ -91,23 +91,7 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
         None => note.lines().next().unwrap_or_default().to_owned(),
     };
     let log = NoteVerifier::new(&origin, &key).map_err(|e| e.to_string())?;
-    let witnesses = args
-        .witness
-        .iter()
-        .map(|text| {
-            NoteVerifier::parse(text)
-                .ok()
-                .filter(NoteVerifier::is_witness)
-                .ok_or_else(|| format!("--witness {text}: not a witness key (name+id+key)"))
-        })
-        .collect::<Result<Vec<_>, String>>()?;
-    let required = args.witnesses.unwrap_or(witnesses.len());
-    if required > witnesses.len() {
-        return Err(format!(
-            "--witnesses {required}: only {} witness keys given",
-            witnesses.len()
-        ));
-    }
+    let (witnesses, required) = witness_keys(&args.witness, args.witnesses)?;
     let verdict = match json["format"].as_str() {
         Some(RECEIPT_FORMAT) => {
             let receipt: Receipt = serde_json::from_value(json).map_err(|e| e.to_string())?;
@@ -160,6 +144,71 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
         }
         Err(error) => {
             println!("REFUSED: {error}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The witness keys given, and how many must have cosigned.
+fn witness_keys(
+    keys: &[String],
+    required: Option<usize>,
+) -> Result<(Vec<NoteVerifier>, usize), String> {
+    let witnesses = keys
+        .iter()
+        .map(|text| {
+            NoteVerifier::parse(text)
+                .ok()
+                .filter(NoteVerifier::is_witness)
+                .ok_or_else(|| format!("--witness {text}: not a witness key (name+id+key)"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let required = required.unwrap_or(witnesses.len());
+    if required > witnesses.len() {
+        return Err(format!(
+            "--witnesses {required}: only {} witness keys given",
+            witnesses.len()
+        ));
+    }
+    Ok((witnesses, required))
+}
+
+/// `audit verify --witness`: the trail against its newest witnessed tree head; exit 1 when
+/// no head is cosigned enough, or the trail's lines are not its tree.
+pub(crate) fn verify_witnessed(
+    dir: &Path,
+    public_key: Option<&Path>,
+    keys: &[String],
+    required: Option<usize>,
+) -> Result<ExitCode, String> {
+    let (witnesses, required) = witness_keys(keys, required)?;
+    let path = public_key.map_or_else(
+        || dir.join(audit_layer::file::GENERATED_PUBLIC_KEY),
+        Path::to_path_buf,
+    );
+    let key = PublicKey::from_file(&path).map_err(|e| format!("--public-key: {e}"))?;
+    let origin = audit_layer::merkle::signed_heads(dir)
+        .map_err(|e| e.to_string())?
+        .last()
+        .and_then(|head| head.note.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    let log =
+        NoteVerifier::new(&origin, &key).map_err(|e| format!("the trail's tree heads: {e}"))?;
+    match audit_layer::merkle::check_witnessed(dir, &log, &witnesses, required) {
+        Ok(witnessed) => {
+            println!(
+                "witnessed: the trail's first {} lines (to seq {}) are {}, cosigned by {}; {} \
+                 line(s) after it not witnessed yet",
+                witnessed.head.size,
+                witnessed.seq_to,
+                head_text(&witnessed.head),
+                witnessed.cosigned_by.join(", "),
+                witnessed.after
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("FAULT: witnesses: {error}");
             Ok(ExitCode::from(1))
         }
     }
