@@ -2,16 +2,24 @@
 //! nodes it completes) against writing it, and the time and size of an inclusion and a
 //! consistency proof in a tree of 10,000,000 leaves.
 //!
+//! Then receipts (`merkle::Receipt::make`: the line, its proof and the signed head) from a
+//! real trail written through an `AuditTrail` with a `TreeFollower`.
+//!
 //! ```sh
-//! cargo bench --bench merkle                                    # 10,000,000 leaves
-//! AUDIT_BENCH_MERKLE_LEAVES=1000000 cargo bench --bench merkle
+//! cargo bench --bench merkle                                    # 10,000,000 leaves, 1,000,000-event trail
+//! AUDIT_BENCH_MERKLE_LEAVES=1000000 AUDIT_BENCH_RECEIPT_EVENTS=10000000 cargo bench --bench merkle
 //! ```
 //!
-//! Under `cargo test --benches` it runs once on 10,000 leaves, unoptimized.
+//! Under `cargo test --benches` it runs once on 10,000 leaves and events, unoptimized.
 
 use std::time::{Duration, Instant};
 
-use audit_layer::merkle::{MerkleTree, leaf_hash, verify_consistency, verify_inclusion};
+use audit_layer::file::{CheckpointKey, JsonlFileSink};
+use audit_layer::merkle::{
+    MerkleTree, NoteVerifier, Receipt, TreeFollower, leaf_hash, signed_heads, verify_consistency,
+    verify_inclusion,
+};
+use audit_layer::{Actor, AuditEvent, AuditTrail, Category, Outcome};
 
 /// A line as long as the trail's average (~640 bytes).
 fn line(n: u64) -> Vec<u8> {
@@ -81,6 +89,72 @@ fn main() {
         "merkle/consistency_proof: {old} to {leaves}: {:.1} µs, {} hashes",
         micros(took),
         proof.len()
+    );
+    drop(tree);
+
+    let events: u64 = match std::env::var("AUDIT_BENCH_RECEIPT_EVENTS") {
+        Ok(text) => text.parse().expect("AUDIT_BENCH_RECEIPT_EVENTS: a number"),
+        Err(_) if measured => 1_000_000,
+        Err(_) => 10_000,
+    };
+    receipts(events);
+}
+
+/// A trail of `events` written through an `AuditTrail` whose `TreeFollower` keeps its tree,
+/// then receipts of lines spread over it.
+fn receipts(events: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = CheckpointKey::generate().expect("key");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let started = Instant::now();
+    runtime.block_on(async {
+        let trail = AuditTrail::builder()
+            .sink(
+                JsonlFileSink::builder(dir.path())
+                    .signing_key(key.clone())
+                    .build(),
+            )
+            .follower(TreeFollower::new("bench.example/trail", key.clone()).expect("follower"))
+            .follower_drain(Duration::from_secs(600))
+            .build()
+            .expect("trail");
+        for n in 0..events {
+            let event = AuditEvent::new(
+                Category::Request,
+                "http.request",
+                Outcome::Success,
+                Actor::user(format!("user{}", n % 10_000)),
+            )
+            .with_target(format!("item:{n}"));
+            trail.record(event).await.expect("record");
+        }
+        trail.shutdown().await.expect("shutdown");
+    });
+    println!(
+        "merkle/trail: {events} events written and followed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let log = NoteVerifier::new("bench.example/trail", &key.public_key()).expect("verifier");
+    let last = signed_heads(dir.path())
+        .expect("heads")
+        .last()
+        .expect("a head")
+        .size;
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for k in 0..200u64 {
+        let seq = 1 + k * 7_919_993 % (last - 1);
+        let started = Instant::now();
+        let receipt = Receipt::make(dir.path(), seq).expect("receipt");
+        times.push(started.elapsed());
+        bytes = bytes.max(serde_json::to_string(&receipt).expect("json").len());
+        receipt.verify(&log).expect("verifies");
+    }
+    times.sort();
+    println!(
+        "merkle/receipt: {last} events: median {:.0} µs, p99 {:.0} µs (target 1 ms); at most {bytes} bytes of JSON",
+        micros(times[times.len() / 2]),
+        micros(times[times.len() * 99 / 100]),
     );
 }
 

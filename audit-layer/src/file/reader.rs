@@ -90,6 +90,7 @@ const CHUNK: usize = 1 << 20;
 /// `None` if the trail does not hold it. Nothing is checked: what proves the line is the
 /// caller's (a Merkle proof, the chain).
 pub(crate) fn line_at(dir: &Path, seq: u64) -> io::Result<Option<String>> {
+    // The last file that starts at or before it.
     let files = layout::list(dir)?;
     let mut holder = None;
     for file in &files {
@@ -107,6 +108,9 @@ pub(crate) fn line_at(dir: &Path, seq: u64) -> io::Result<Option<String>> {
     let Some(file) = holder else {
         return Ok(None);
     };
+    if !file.gzipped {
+        return line_in(&fs::File::open(&file.path)?, seq);
+    }
     let content = file.read()?;
     for line in layout::without_padding(&content).split(|b| *b == b'\n') {
         match parse_line(line).map(|parsed| parsed.seq) {
@@ -120,6 +124,82 @@ pub(crate) fn line_at(dir: &Path, seq: u64) -> io::Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// The line of `seq` in an uncompressed trail file, found by bisecting its bytes (lines are
+/// in seq order): a few small reads, however large the file.
+fn line_in(file: &fs::File, seq: u64) -> io::Result<Option<String>> {
+    use std::os::unix::fs::FileExt as _;
+    const PROBE: usize = 4096;
+    let len = file.metadata()?.len();
+    let read_at = |offset: u64, size: usize| -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0; size.min(len.saturating_sub(offset) as usize)];
+        file.read_exact_at(&mut bytes, offset)?;
+        Ok(bytes)
+    };
+    // The seq of the first line starting after `offset` and where it starts; `u64::MAX`
+    // in the zeros a sink preallocates after its last line; `None` inside a line longer
+    // than the probe.
+    let line_after = |offset: u64| -> io::Result<Option<(u64, u64)>> {
+        let bytes = read_at(offset, PROBE)?;
+        if bytes.iter().all(|b| *b == 0) {
+            return Ok(Some((u64::MAX, offset)));
+        }
+        let Some(newline) = bytes.iter().position(|b| *b == b'\n') else {
+            return Ok(None);
+        };
+        let start = offset + newline as u64 + 1;
+        let head = read_at(start, 64)?;
+        Ok(Some((parse_seq(&head).unwrap_or(u64::MAX), start)))
+    };
+    // `low` starts a line at or before the wanted one; `high` is past it.
+    let (mut low, mut high) = (0u64, len);
+    while high - low > PROBE as u64 * 4 {
+        let middle = low + (high - low) / 2;
+        match line_after(middle)? {
+            Some((found, start)) if found <= seq => low = start,
+            Some(_) => high = middle,
+            // A line longer than the probe: read on from `low`.
+            None => break,
+        }
+    }
+    let mut offset = low;
+    let mut chunk = 1 << 16;
+    loop {
+        let bytes = read_at(offset, chunk)?;
+        let content = layout::without_padding(&bytes);
+        let mut consumed = 0;
+        for line in content.split_inclusive(|b| *b == b'\n') {
+            let Some(text) = line.strip_suffix(b"\n") else {
+                break;
+            };
+            match parse_seq(text) {
+                Some(found) if found == seq => {
+                    return String::from_utf8(text.to_vec())
+                        .map(Some)
+                        .map_err(io::Error::other);
+                }
+                Some(found) if found > seq => return Ok(None),
+                _ => {}
+            }
+            consumed += line.len();
+        }
+        if offset + bytes.len() as u64 >= len || content.len() < bytes.len() {
+            return Ok(None);
+        }
+        if consumed == 0 {
+            // One line longer than the chunk.
+            chunk *= 2;
+        }
+        offset += consumed as u64;
+    }
+}
+
+/// The seq at the start of a chained line (`{"seq":N,...`).
+fn parse_seq(head: &[u8]) -> Option<u64> {
+    let digits = head.strip_prefix(b"{\"seq\":")?;
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
 }
 
 impl TrailReader {
@@ -430,5 +510,44 @@ impl TrailReader {
             format!("seq {wanted}, before the cursor, is not in the trail"),
         )
         .at(&file.name(), None, Some(wanted)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_found_by_bisecting_its_file_whatever_the_line_lengths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trail.jsonl");
+        let mut content = Vec::new();
+        for seq in 100..3_100u64 {
+            // Lengths from 30 bytes to past the probe, now and then.
+            let padding = if seq % 500 == 0 {
+                9_000
+            } else {
+                (seq % 97) as usize
+            };
+            content.extend_from_slice(
+                format!("{{\"seq\":{seq},\"x\":\"{}\"}}\n", "p".repeat(padding)).as_bytes(),
+            );
+        }
+        // Zeros a sink preallocated after the last line.
+        content.extend_from_slice(&vec![0; 100_000]);
+        std::fs::write(&path, &content).unwrap();
+        let file = fs::File::open(&path).unwrap();
+        for seq in (100..3_100u64).step_by(7).chain([100, 500, 1_000, 3_099]) {
+            let line = line_in(&file, seq)
+                .unwrap()
+                .unwrap_or_else(|| panic!("seq {seq}"));
+            assert!(
+                line.starts_with(&format!("{{\"seq\":{seq},")),
+                "{seq}: {line:.40}"
+            );
+        }
+        for missing in [0, 99, 3_100, 10_000] {
+            assert_eq!(line_in(&file, missing).unwrap(), None, "{missing}");
+        }
     }
 }

@@ -52,7 +52,8 @@ pub use self::consistency::{CONSISTENCY_FORMAT, ConsistencyProof};
 pub use self::cosignature::{Cosigned, cosign, cosignatures};
 pub use self::files::{MERKLE_DIR, TreeFiles};
 pub use self::follower::{
-    HeadCosignature, SignedHead, TreeFollower, TreeFollowerBuilder, cosignatures_of, signed_heads,
+    HeadCosignature, SignedHead, TreeFollower, TreeFollowerBuilder, cosignatures_of,
+    newest_signed_head, signed_heads,
 };
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::receipt::{RECEIPT_FORMAT, Receipt, ReceiptError};

@@ -11,7 +11,7 @@ use super::checkpoint::TreeHead;
 use super::consistency::decode_hashes;
 use super::cosignature::{Cosigned, cosignatures};
 use super::files::TreeFiles;
-use super::follower::{cosignatures_of, signed_heads};
+use super::follower::{cosignatures_of, newest_signed_head};
 use super::note::{NoteError, NoteVerifier};
 use super::{ProofError, leaf_hash, verify_inclusion};
 
@@ -96,10 +96,9 @@ impl Receipt {
         let index = seq
             .checked_sub(files.first_seq())
             .ok_or(ReceiptError::NoEvent(seq))?;
-        let head = signed_heads(trail_dir)?
-            .into_iter()
-            .rev()
-            .find(|head| head.size > index && head.size <= files.len())
+        // Heads only grow: the newest covers every line any head covers.
+        let head = newest_signed_head(trail_dir)?
+            .filter(|head| head.size > index && head.size <= files.len())
             .ok_or(ReceiptError::NotCovered(seq))?;
         let event = crate::file::line_at(trail_dir, seq)?.ok_or(ReceiptError::NoEvent(seq))?;
         let proof = files.inclusion_proof(index, head.size)?;
