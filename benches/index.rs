@@ -85,7 +85,9 @@ fn main() {
             let page = index
                 .query(&actor(n * 97 % ACTORS), &Page::newest(50))
                 .expect("query");
-            assert_eq!(page.len(), 50.min((events / ACTORS) as usize));
+            // Each actor has `events / ACTORS` events, or one more.
+            let least = 50.min((events / ACTORS) as usize);
+            assert!((least..=50).contains(&page.len()), "{}", page.len());
             started.elapsed()
         })
         .collect();
