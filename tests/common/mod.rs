@@ -8,6 +8,7 @@ pub mod rsyslog;
 pub mod services;
 pub mod siem;
 pub mod trail;
+pub mod tsa;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -18,6 +18,8 @@ use crate::sink::{BoxFuture, SinkError};
 const SIGNED_HEADS: &str = "checkpoints.jsonl";
 /// The witnesses' cosignatures of those heads, one JSON object a line.
 pub(super) const COSIGNATURES: &str = "cosignatures.jsonl";
+/// Time-stamping authorities' RFC 3161 tokens of those heads, one JSON object a line.
+pub(super) const TIMESTAMPS: &str = "timestamps.jsonl";
 
 /// Keeps the trail's Merkle tree in `DIR/merkle/` ([`TreeFiles`]) as a follower, on a
 /// thread of its own, and signs the tree's head (a C2SP checkpoint: origin, size, root)
@@ -30,7 +32,9 @@ pub(super) const COSIGNATURES: &str = "cosignatures.jsonl";
 /// With the feature `siem`, [`TreeFollowerBuilder::witness`] sends each new head to
 /// witnesses over HTTP (C2SP `tlog-witness`) and keeps their cosignatures
 /// ([`cosignatures_of`]), which receipts carry: then whoever holds the directory and the
-/// key cannot roll the trail back without the witnesses refusing.
+/// key cannot roll the trail back without the witnesses refusing. With `timestamp` too,
+/// [`TreeFollowerBuilder::timestamps`] has each new head stamped by an RFC 3161
+/// time-stamping authority ([`timestamps_of`]).
 ///
 /// ```
 /// use audit_layer::AuditTrail;
@@ -55,6 +59,8 @@ pub struct TreeFollower {
     opened: Option<(PathBuf, TreeFiles)>,
     #[cfg(feature = "siem")]
     witnesses: Vec<super::witnessing::Witnessed>,
+    #[cfg(all(feature = "siem", feature = "timestamp"))]
+    stampers: Vec<super::timestamping::Stamper>,
 }
 
 /// The settings of a [`TreeFollower`], checked by [`build`](Self::build).
@@ -65,6 +71,8 @@ pub struct TreeFollowerBuilder {
     key: CheckpointKey,
     #[cfg(feature = "siem")]
     witnesses: Vec<(String, NoteVerifier)>,
+    #[cfg(all(feature = "siem", feature = "timestamp"))]
+    stampers: Vec<(String, super::TimestampAuthority)>,
 }
 
 impl TreeFollowerBuilder {
@@ -73,6 +81,14 @@ impl TreeFollowerBuilder {
     #[cfg(feature = "siem")]
     pub fn witness(mut self, url: &str, witness: NoteVerifier) -> Self {
         self.witnesses.push((url.to_owned(), witness));
+        self
+    }
+
+    /// Has each new tree head stamped by the RFC 3161 time-stamping authority at `url`,
+    /// whose tokens are checked against `authority`'s certificate before they are kept.
+    #[cfg(all(feature = "siem", feature = "timestamp"))]
+    pub fn timestamps(mut self, url: &str, authority: super::TimestampAuthority) -> Self {
+        self.stampers.push((url.to_owned(), authority));
         self
     }
 
@@ -97,12 +113,21 @@ impl TreeFollowerBuilder {
             .map(|(url, witness)| super::witnessing::Witnessed::new(&url, witness))
             .collect::<Result<Vec<_>, String>>()
             .map_err(invalid)?;
+        #[cfg(all(feature = "siem", feature = "timestamp"))]
+        let stampers = self
+            .stampers
+            .into_iter()
+            .map(|(url, authority)| super::timestamping::Stamper::new(&url, authority))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(invalid)?;
         Ok(TreeFollower {
             origin: self.origin,
             key: self.key,
             opened: None,
             #[cfg(feature = "siem")]
             witnesses,
+            #[cfg(all(feature = "siem", feature = "timestamp"))]
+            stampers,
         })
     }
 }
@@ -127,13 +152,15 @@ impl TreeFollower {
         Self::builder(origin, key).build()
     }
 
-    /// The same, with settings: witnesses.
+    /// The same, with settings: witnesses, time-stamping authorities.
     pub fn builder(origin: &str, key: CheckpointKey) -> TreeFollowerBuilder {
         TreeFollowerBuilder {
             origin: origin.to_owned(),
             key,
             #[cfg(feature = "siem")]
             witnesses: Vec::new(),
+            #[cfg(all(feature = "siem", feature = "timestamp"))]
+            stampers: Vec::new(),
         }
     }
 
@@ -182,6 +209,18 @@ pub struct HeadCosignature {
     pub line: String,
 }
 
+/// A time-stamping authority's RFC 3161 token of a signed head's text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeadTimestamp {
+    /// The head's size.
+    pub size: u64,
+    /// The authority's certificate subject.
+    pub authority: String,
+    /// The `TimeStampToken`, DER in base64.
+    pub token: String,
+}
+
 /// The tree heads signed so far for the trail in `trail_dir`, oldest first.
 pub fn signed_heads(trail_dir: &Path) -> io::Result<Vec<SignedHead>> {
     read_lines(&trail_dir.join(MERKLE_DIR).join(SIGNED_HEADS))
@@ -189,11 +228,82 @@ pub fn signed_heads(trail_dir: &Path) -> io::Result<Vec<SignedHead>> {
 
 /// The witnesses' cosignatures of the head of `size` (see [`TreeFollowerBuilder::witness`]).
 pub fn cosignatures_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadCosignature>> {
-    let all: Vec<HeadCosignature> = read_lines(&trail_dir.join(MERKLE_DIR).join(COSIGNATURES))?;
-    Ok(all
-        .into_iter()
-        .filter(|cosigned| cosigned.size == size)
-        .collect())
+    records_of(
+        &trail_dir.join(MERKLE_DIR).join(COSIGNATURES),
+        size,
+        |c: &HeadCosignature| c.size,
+    )
+}
+
+/// The time-stamping authorities' tokens of the head of `size` (see
+/// `TreeFollowerBuilder::timestamps`, with the features `siem` and `timestamp`).
+pub fn timestamps_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadTimestamp>> {
+    records_of(
+        &trail_dir.join(MERKLE_DIR).join(TIMESTAMPS),
+        size,
+        |t: &HeadTimestamp| t.size,
+    )
+}
+
+/// The records of one head's `size` in a file of records appended head by head: read
+/// from the end back to the first record of a smaller head, so that a receipt of a recent
+/// head reads a few kilobytes of a file of millions of heads.
+fn records_of<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    size: u64,
+    size_of: impl Fn(&T) -> u64,
+) -> io::Result<Vec<T>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    const CHUNK: u64 = 1 << 16;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let unreadable =
+        |e: serde_json::Error| io::Error::other(format!("{}: line not read: {e}", path.display()));
+    let mut found = Vec::new();
+    // `end` is where the unread part ends; `partial` the start of a line cut by a chunk.
+    let mut end = file.metadata()?.len();
+    let mut partial = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let mut chunk = vec![0; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut chunk)?;
+        chunk.extend_from_slice(&partial);
+        // The first line may be cut, unless the chunk starts the file.
+        let whole_from = if start == 0 {
+            0
+        } else {
+            match chunk.iter().position(|&b| b == b'\n') {
+                Some(newline) => newline + 1,
+                None => {
+                    partial = chunk;
+                    end = start;
+                    continue;
+                }
+            }
+        };
+        for line in chunk[whole_from..].split(|&b| b == b'\n').rev() {
+            if line.is_empty() {
+                continue;
+            }
+            let record: T = serde_json::from_slice(line).map_err(unreadable)?;
+            match size_of(&record).cmp(&size) {
+                std::cmp::Ordering::Equal => found.push(record),
+                std::cmp::Ordering::Less => {
+                    found.reverse();
+                    return Ok(found);
+                }
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        partial = chunk[..whole_from].to_vec();
+        end = start;
+    }
+    found.reverse();
+    Ok(found)
 }
 
 fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
@@ -317,10 +427,49 @@ impl Follower for TreeFollower {
             {
                 let dir = dir.to_path_buf();
                 super::witnessing::send(&mut self.witnesses, &dir, &newest).await;
+                #[cfg(feature = "timestamp")]
+                super::timestamping::stamp(&self.stampers, &dir, &newest).await;
             }
             #[cfg(not(feature = "siem"))]
             let _ = newest;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_one_size_are_read_back_from_the_end_across_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records.jsonl");
+        let mut all = Vec::new();
+        let mut text = String::new();
+        // Lines of uneven length (some longer than a chunk), sizes growing, a few per size.
+        for size in 1..=300u64 {
+            for n in 0..(size % 4) {
+                let record = HeadCosignature {
+                    size,
+                    witness: format!("w{n}"),
+                    line: "x".repeat(((size * 7919 + n * 104_729) % 90_000) as usize),
+                };
+                text.push_str(&serde_json::to_string(&record).unwrap());
+                text.push('\n');
+                all.push(record);
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+        for size in [0, 1, 2, 3, 150, 151, 299, 300, 301] {
+            let expected: Vec<_> = all.iter().filter(|r| r.size == size).cloned().collect();
+            let found = records_of(&path, size, |r: &HeadCosignature| r.size).unwrap();
+            assert_eq!(found, expected, "size {size}");
+        }
+        assert!(
+            records_of(&dir.path().join("none"), 1, |r: &HeadCosignature| r.size)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -38,6 +38,10 @@ mod files;
 mod follower;
 mod note;
 mod receipt;
+#[cfg(feature = "timestamp")]
+mod timestamp;
+#[cfg(all(feature = "siem", feature = "timestamp"))]
+mod timestamping;
 mod tree;
 mod verify;
 mod witness;
@@ -52,11 +56,15 @@ pub use self::consistency::{CONSISTENCY_FORMAT, ConsistencyProof};
 pub use self::cosignature::{Cosigned, cosign, cosignatures};
 pub use self::files::{MERKLE_DIR, TreeFiles};
 pub use self::follower::{
-    HeadCosignature, SignedHead, TreeFollower, TreeFollowerBuilder, cosignatures_of,
-    newest_signed_head, signed_heads,
+    HeadCosignature, HeadTimestamp, SignedHead, TreeFollower, TreeFollowerBuilder, cosignatures_of,
+    newest_signed_head, signed_heads, timestamps_of,
 };
 pub use self::note::{Note, NoteError, NoteVerifier, add_signature, open_note, sign_note};
 pub use self::receipt::{RECEIPT_FORMAT, Receipt, ReceiptError};
+#[cfg(feature = "timestamp")]
+pub use self::timestamp::{
+    Timestamp, TimestampAuthority, TimestampError, TimestampRequest, verify_timestamp,
+};
 pub use self::tree::{MerkleTree, root_of};
 pub use self::verify::{verify_consistency, verify_inclusion};
 pub use self::witness::{Witness, WitnessError, add_checkpoint_request};

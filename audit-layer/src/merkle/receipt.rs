@@ -11,7 +11,7 @@ use super::checkpoint::TreeHead;
 use super::consistency::decode_hashes;
 use super::cosignature::{Cosigned, cosignatures};
 use super::files::TreeFiles;
-use super::follower::{cosignatures_of, newest_signed_head};
+use super::follower::{cosignatures_of, newest_signed_head, timestamps_of};
 use super::note::{NoteError, NoteVerifier};
 use super::{ProofError, leaf_hash, verify_inclusion};
 
@@ -49,8 +49,12 @@ pub struct Receipt {
     pub tree_size: u64,
     /// The inclusion proof, leaf first, each hash in base64.
     pub inclusion: Vec<String>,
-    /// The signed tree head (a C2SP checkpoint note).
+    /// The signed tree head (a C2SP checkpoint note), with the witnesses' cosignatures.
     pub checkpoint: String,
+    /// RFC 3161 tokens (DER in base64) of the head's text by time-stamping authorities,
+    /// when the trail has them ([`timestamped`](Self::timestamped) checks one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timestamps: Vec<String>,
 }
 
 /// Why a receipt could not be made, or does not hold.
@@ -78,6 +82,15 @@ pub enum ReceiptError {
     /// The signed head does not verify.
     #[error(transparent)]
     Note(#[from] NoteError),
+    /// No timestamp of the head by the authority given holds.
+    #[cfg(feature = "timestamp")]
+    #[error("no timestamp of the tree head by {authority} holds{reasons}")]
+    Untimestamped {
+        /// The authority's subject.
+        authority: String,
+        /// Why each token given was refused (with a leading `: `).
+        reasons: String,
+    },
     /// Fewer witnesses cosigned the head than required.
     #[error("{found} of the witnesses given cosigned the tree head, {required} required")]
     Witnesses {
@@ -114,6 +127,10 @@ impl Receipt {
             tree_size: head.size,
             inclusion: proof.iter().map(|hash| BASE64.encode(hash)).collect(),
             checkpoint,
+            timestamps: timestamps_of(trail_dir, head.size)?
+                .into_iter()
+                .map(|stamped| stamped.token)
+                .collect(),
         })
     }
 
@@ -140,6 +157,43 @@ impl Receipt {
             &head.root,
         )?;
         Ok(head)
+    }
+
+    /// The time at which `authority` stamped the head (the earliest of its tokens that
+    /// holds). With the receipt itself [verified](Self::verify), the event was in the trail
+    /// by then, whatever the log's key holder says since.
+    #[cfg(feature = "timestamp")]
+    pub fn timestamped(
+        &self,
+        authority: &super::TimestampAuthority,
+    ) -> Result<super::Timestamp, ReceiptError> {
+        let text = TreeHead::parse(&self.checkpoint)?.text();
+        let mut reasons = Vec::new();
+        let mut earliest: Option<super::Timestamp> = None;
+        for token in &self.timestamps {
+            let checked = BASE64
+                .decode(token)
+                .map_err(|e| e.to_string())
+                .and_then(|token| {
+                    super::verify_timestamp(&token, text.as_bytes(), authority)
+                        .map_err(|e| e.to_string())
+                });
+            match checked {
+                Ok(stamp) if earliest.as_ref().is_none_or(|e| stamp.time < e.time) => {
+                    earliest = Some(stamp);
+                }
+                Ok(_) => {}
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        earliest.ok_or_else(|| ReceiptError::Untimestamped {
+            authority: authority.subject().to_owned(),
+            reasons: if reasons.is_empty() {
+                ": the receipt carries no timestamp".to_owned()
+            } else {
+                format!(": {}", reasons.join("; "))
+            },
+        })
     }
 
     /// Checks that at least `required` of the `witnesses` (made with

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use audit_layer::file::PublicKey;
 use audit_layer::merkle::{
-    CONSISTENCY_FORMAT, ConsistencyProof, NoteVerifier, RECEIPT_FORMAT, Receipt, TreeHead,
+    CONSISTENCY_FORMAT, ConsistencyProof, NoteVerifier, RECEIPT_FORMAT, Receipt,
+    TimestampAuthority, TreeHead,
 };
 
 /// The settings of `audit prove`.
@@ -57,6 +58,10 @@ pub(crate) struct VerifyReceiptArgs {
     /// default).
     #[arg(long)]
     witnesses: Option<usize>,
+    /// A time-stamping authority's certificate (PEM or DER) that must have stamped the
+    /// receipt's tree head (RFC 3161). Repeat it for several.
+    #[arg(long, value_name = "CERT")]
+    tsa_cert: Vec<PathBuf>,
 }
 
 pub(crate) fn prove(args: &ProveArgs) -> Result<ExitCode, String> {
@@ -92,6 +97,11 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
     };
     let log = NoteVerifier::new(&origin, &key).map_err(|e| e.to_string())?;
     let (witnesses, required) = witness_keys(&args.witness, args.witnesses)?;
+    let authorities = args
+        .tsa_cert
+        .iter()
+        .map(|path| TimestampAuthority::from_file(path).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let verdict = match json["format"].as_str() {
         Some(RECEIPT_FORMAT) => {
             let receipt: Receipt = serde_json::from_value(json).map_err(|e| e.to_string())?;
@@ -99,15 +109,29 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
                 .verify(&log)
                 .and_then(|head| {
                     let cosigned = receipt.witnessed(&witnesses, required)?;
-                    Ok((head, cosigned))
+                    let stamps = authorities
+                        .iter()
+                        .map(|authority| receipt.timestamped(authority))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((head, cosigned, stamps))
                 })
-                .map(|(head, cosigned)| {
+                .map(|(head, cosigned, stamps)| {
                     let seq = serde_json::from_str::<serde_json::Value>(&receipt.event)
                         .ok()
                         .and_then(|event| event["seq"].as_u64());
                     let names: Vec<&str> = cosigned.iter().map(|c| c.witness.as_str()).collect();
+                    let stamps: String = stamps
+                        .iter()
+                        .map(|stamp| {
+                            format!(
+                                ", timestamped {} by {}",
+                                humantime::format_rfc3339_seconds(stamp.time),
+                                stamp.authority
+                            )
+                        })
+                        .collect();
                     format!(
-                        "receipt holds: the event{} is leaf {} of {}{}",
+                        "receipt holds: the event{} is leaf {} of {}{}{stamps}",
                         seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default(),
                         receipt.leaf_index,
                         head_text(&head),
@@ -120,6 +144,9 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
                 })
         }
         Some(CONSISTENCY_FORMAT) => {
+            if !authorities.is_empty() {
+                return Err("--tsa-cert: a consistency proof carries no timestamps".to_owned());
+            }
             let proof: ConsistencyProof =
                 serde_json::from_value(json).map_err(|e| e.to_string())?;
             proof.verify(&log).map(|(old, new)| {
