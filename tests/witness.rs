@@ -340,6 +340,7 @@ async fn witnessed_trail(
 
 #[tokio::test]
 async fn witnessed_receipts_and_a_rollback_by_the_key_holder_caught() {
+    use audit_layer::merkle::ConsistencyProof;
     use audit_layer::merkle::{Receipt, ReceiptError, cosignatures_of, signed_heads};
     let state = tempfile::tempdir().unwrap();
     let log_key = CheckpointKey::generate().unwrap();
@@ -376,6 +377,13 @@ async fn witnessed_receipts_and_a_rollback_by_the_key_holder_caught() {
         .witnessed(std::slice::from_ref(&verifier), 1)
         .unwrap();
     assert_eq!(cosigned[0].witness, "witness.example.net");
+    // A consistency proof carries the cosignatures of its heads too.
+    let growth = ConsistencyProof::make(honest.path(), heads[0].size, last.size).unwrap();
+    growth.verify(&log).unwrap();
+    let cosigned = growth
+        .witnessed(std::slice::from_ref(&verifier), 1)
+        .unwrap();
+    assert_eq!(cosigned[0].witness, "witness.example.net");
 
     // The holder of the key rewrites history: a new trail, other events, the same log
     // name and key. Every head verifies with the log's key, but the witness, which holds
@@ -391,6 +399,21 @@ async fn witnessed_receipts_and_a_rollback_by_the_key_holder_caught() {
     )
     .await;
     let forged = Receipt::make(rewritten.path(), 150).unwrap();
+    let forged_heads = signed_heads(rewritten.path()).unwrap();
+    let forged_growth = ConsistencyProof::make(
+        rewritten.path(),
+        forged_heads[0].size,
+        forged_heads.last().unwrap().size,
+    )
+    .unwrap();
+    forged_growth
+        .verify(&log)
+        .expect("signed by the log's own key");
+    assert!(
+        forged_growth
+            .witnessed(std::slice::from_ref(&verifier), 1)
+            .is_err()
+    );
     forged.verify(&log).expect("signed by the log's own key");
     assert!(matches!(
         forged.witnessed(std::slice::from_ref(&verifier), 1),
@@ -399,7 +422,6 @@ async fn witnessed_receipts_and_a_rollback_by_the_key_holder_caught() {
             required: 1
         })
     ));
-    let forged_heads = signed_heads(rewritten.path()).unwrap();
     for head in &forged_heads {
         assert!(
             cosignatures_of(rewritten.path(), head.size)

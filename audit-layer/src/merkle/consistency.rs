@@ -8,10 +8,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::TreeHead;
+use super::cosignature::Cosigned;
 use super::files::TreeFiles;
-use super::follower::signed_heads;
+use super::follower::{cosigned_note, signed_heads};
 use super::note::NoteVerifier;
-use super::receipt::ReceiptError;
+use super::receipt::{ReceiptError, witnessed};
 use super::{Hash, verify_consistency};
 
 /// What a consistency proof's `format` says.
@@ -24,9 +25,9 @@ pub const CONSISTENCY_FORMAT: &str = "audit-consistency/1";
 pub struct ConsistencyProof {
     /// [`CONSISTENCY_FORMAT`].
     pub format: String,
-    /// The earlier signed head.
+    /// The earlier signed head, with the witnesses' cosignatures.
     pub old_checkpoint: String,
-    /// The later signed head.
+    /// The later signed head, with the witnesses' cosignatures.
     pub new_checkpoint: String,
     /// The proof's hashes, in base64.
     pub proof: Vec<String>,
@@ -39,11 +40,10 @@ impl ConsistencyProof {
         let files = TreeFiles::open_existing(trail_dir)?.ok_or(ReceiptError::NoTree)?;
         let heads = signed_heads(trail_dir)?;
         let note = |size: u64| {
-            heads
-                .iter()
-                .find(|head| head.size == size)
-                .map(|head| head.note.clone())
-                .ok_or_else(|| ReceiptError::Format(format!("no signed tree head of size {size}")))
+            let head = heads.iter().find(|head| head.size == size).ok_or_else(|| {
+                ReceiptError::Format(format!("no signed tree head of size {size}"))
+            })?;
+            Ok::<_, ReceiptError>(cosigned_note(trail_dir, head)?)
         };
         let proof = files.consistency_proof(old, new)?;
         Ok(Self {
@@ -64,6 +64,16 @@ impl ConsistencyProof {
         let proof = decode_hashes(&self.proof)?;
         verify_consistency(old.size, new.size, &old.root, &new.root, &proof)?;
         Ok((old, new))
+    }
+
+    /// Checks that at least `required` of the `witnesses` cosigned the later head; which
+    /// did (see [`Receipt::witnessed`](super::Receipt::witnessed)).
+    pub fn witnessed(
+        &self,
+        witnesses: &[NoteVerifier],
+        required: usize,
+    ) -> Result<Vec<Cosigned>, ReceiptError> {
+        witnessed(&self.new_checkpoint, witnesses, required)
     }
 }
 

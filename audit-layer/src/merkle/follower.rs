@@ -235,6 +235,16 @@ pub fn cosignatures_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadCosign
     )
 }
 
+/// A signed head's note with the witnesses' cosignatures of it added, as more signature
+/// lines: what receipts and consistency proofs carry.
+pub(super) fn cosigned_note(trail_dir: &Path, head: &SignedHead) -> io::Result<String> {
+    let mut note = head.note.clone();
+    for cosigned in cosignatures_of(trail_dir, head.size)? {
+        note.push_str(&cosigned.line);
+    }
+    Ok(note)
+}
+
 /// The time-stamping authorities' tokens of the head of `size` (see
 /// `TreeFollowerBuilder::timestamps`, with the features `siem` and `timestamp`).
 pub fn timestamps_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadTimestamp>> {

@@ -11,7 +11,7 @@ use super::checkpoint::TreeHead;
 use super::consistency::decode_hashes;
 use super::cosignature::{Cosigned, cosignatures};
 use super::files::TreeFiles;
-use super::follower::{cosignatures_of, newest_signed_head, timestamps_of};
+use super::follower::{cosigned_note, newest_signed_head, timestamps_of};
 use super::note::{NoteError, NoteVerifier};
 use super::{ProofError, leaf_hash, verify_inclusion};
 
@@ -115,11 +115,7 @@ impl Receipt {
             .ok_or(ReceiptError::NotCovered(seq))?;
         let event = crate::file::line_at(trail_dir, seq)?.ok_or(ReceiptError::NoEvent(seq))?;
         let proof = files.inclusion_proof(index, head.size)?;
-        // The witnesses' cosignatures, as more signature lines of the head's note.
-        let mut checkpoint = head.note;
-        for cosigned in cosignatures_of(trail_dir, head.size)? {
-            checkpoint.push_str(&cosigned.line);
-        }
+        let checkpoint = cosigned_note(trail_dir, &head)?;
         Ok(Self {
             format: RECEIPT_FORMAT.to_owned(),
             event,
@@ -206,13 +202,22 @@ impl Receipt {
         witnesses: &[NoteVerifier],
         required: usize,
     ) -> Result<Vec<Cosigned>, ReceiptError> {
-        let found = cosignatures(&self.checkpoint, witnesses)?;
-        if found.len() < required {
-            return Err(ReceiptError::Witnesses {
-                found: found.len(),
-                required,
-            });
-        }
-        Ok(found)
+        witnessed(&self.checkpoint, witnesses, required)
     }
+}
+
+/// The cosignatures of `note` by the `witnesses`, if at least `required` of them.
+pub(super) fn witnessed(
+    note: &str,
+    witnesses: &[NoteVerifier],
+    required: usize,
+) -> Result<Vec<Cosigned>, ReceiptError> {
+    let found = cosignatures(note, witnesses)?;
+    if found.len() < required {
+        return Err(ReceiptError::Witnesses {
+            found: found.len(),
+            required,
+        });
+    }
+    Ok(found)
 }

@@ -80,6 +80,15 @@ pub(crate) fn consistency(args: &ConsistencyArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `, cosigned by a, b`, or nothing.
+fn cosigned_by(cosigned: &[audit_layer::merkle::Cosigned]) -> String {
+    if cosigned.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = cosigned.iter().map(|c| c.witness.as_str()).collect();
+    format!(", cosigned by {}", names.join(", "))
+}
+
 /// Exit 0 when the receipt holds, 1 when it does not.
 pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, String> {
     let text = std::fs::read_to_string(&args.receipt)
@@ -119,7 +128,6 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
                     let seq = serde_json::from_str::<serde_json::Value>(&receipt.event)
                         .ok()
                         .and_then(|event| event["seq"].as_u64());
-                    let names: Vec<&str> = cosigned.iter().map(|c| c.witness.as_str()).collect();
                     let stamps: String = stamps
                         .iter()
                         .map(|stamp| {
@@ -135,11 +143,7 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
                         seq.map(|seq| format!(" (seq {seq})")).unwrap_or_default(),
                         receipt.leaf_index,
                         head_text(&head),
-                        if names.is_empty() {
-                            String::new()
-                        } else {
-                            format!(", cosigned by {}", names.join(", "))
-                        }
+                        cosigned_by(&cosigned)
                     )
                 })
         }
@@ -149,13 +153,17 @@ pub(crate) fn verify_receipt(args: &VerifyReceiptArgs) -> Result<ExitCode, Strin
             }
             let proof: ConsistencyProof =
                 serde_json::from_value(json).map_err(|e| e.to_string())?;
-            proof.verify(&log).map(|(old, new)| {
-                format!(
-                    "consistency holds: {} holds {} unchanged",
-                    head_text(&new),
-                    head_text(&old)
-                )
-            })
+            proof
+                .verify(&log)
+                .and_then(|heads| Ok((heads, proof.witnessed(&witnesses, required)?)))
+                .map(|((old, new), cosigned)| {
+                    format!(
+                        "consistency holds: {} holds {} unchanged{}",
+                        head_text(&new),
+                        head_text(&old),
+                        cosigned_by(&cosigned)
+                    )
+                })
         }
         other => {
             return Err(format!(
