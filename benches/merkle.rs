@@ -2,12 +2,15 @@
 //! nodes it completes) against writing it, and the time and size of an inclusion and a
 //! consistency proof in a tree of 10,000,000 leaves.
 //!
-//! Then receipts (`merkle::Receipt::make`: the line, its proof and the signed head) from a
-//! real trail written through an `AuditTrail` with a `TreeFollower`.
+//! Then what the tree's upkeep costs the file sink: events/s through an `AuditTrail` with a
+//! `JsonlFileSink` alone and with a `TreeFollower`, runs alternated in one process (target:
+//! under 5%). Then receipts (`merkle::Receipt::make`: the line, its proof and the signed
+//! head) from a real trail written through an `AuditTrail` with a `TreeFollower`.
 //!
 //! ```sh
 //! cargo bench --bench merkle                                    # 10,000,000 leaves, 1,000,000-event trail
 //! AUDIT_BENCH_MERKLE_LEAVES=1000000 AUDIT_BENCH_RECEIPT_EVENTS=10000000 cargo bench --bench merkle
+//! AUDIT_BENCH_UPKEEP_EVENTS=200000 cargo bench --bench merkle   # events per upkeep run (default 500,000)
 //! ```
 //!
 //! Under `cargo test --benches` it runs once on 10,000 leaves and events, unoptimized.
@@ -92,12 +95,80 @@ fn main() {
     );
     drop(tree);
 
+    let events: u64 = match std::env::var("AUDIT_BENCH_UPKEEP_EVENTS") {
+        Ok(text) => text.parse().expect("AUDIT_BENCH_UPKEEP_EVENTS: a number"),
+        Err(_) if measured => 500_000,
+        Err(_) => 5_000,
+    };
+    upkeep(events);
+
     let events: u64 = match std::env::var("AUDIT_BENCH_RECEIPT_EVENTS") {
         Ok(text) => text.parse().expect("AUDIT_BENCH_RECEIPT_EVENTS: a number"),
         Err(_) if measured => 1_000_000,
         Err(_) => 10_000,
     };
     receipts(events);
+}
+
+/// The file sink's events/s alone and with a `TreeFollower` beside it (on its own thread,
+/// sharing the machine's cores), three runs of each, alternated.
+fn upkeep(events: u64) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut followed = Vec::new();
+    for round in 0..6 {
+        let with_tree = round % 2 == 1;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = CheckpointKey::generate().expect("key");
+        let (written, caught_up) = runtime.block_on(async {
+            let mut builder = AuditTrail::builder()
+                .sink(
+                    JsonlFileSink::builder(dir.path())
+                        .signing_key(key.clone())
+                        .build(),
+                )
+                .follower_drain(Duration::from_secs(600));
+            if with_tree {
+                builder = builder.follower(
+                    TreeFollower::new("bench.example/trail", key.clone()).expect("follower"),
+                );
+            }
+            let trail = builder.build().expect("trail");
+            let started = Instant::now();
+            for n in 0..events {
+                trail.record(event(n)).await.expect("record");
+            }
+            trail.flush().await.expect("flush");
+            let written = started.elapsed();
+            trail.shutdown().await.expect("shutdown");
+            (written, started.elapsed())
+        });
+        rates[usize::from(with_tree)].push(events as f64 / written.as_secs_f64());
+        if with_tree {
+            followed.push(events as f64 / caught_up.as_secs_f64());
+        }
+    }
+    let median = |rates: &mut Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        rates[rates.len() / 2]
+    };
+    let (alone, with_tree) = (median(&mut rates[0]), median(&mut rates[1]));
+    println!(
+        "merkle/upkeep: the file sink {alone:.0} events/s alone, {with_tree:.0} with a TreeFollower \
+         ({:+.1}%; target under 5% less); the tree caught up at {:.0} events/s",
+        (with_tree / alone - 1.0) * 100.0,
+        median(&mut followed)
+    );
+}
+
+fn event(n: u64) -> AuditEvent {
+    AuditEvent::new(
+        Category::Request,
+        "http.request",
+        Outcome::Success,
+        Actor::user(format!("user{}", n % 10_000)),
+    )
+    .with_target(format!("item:{n}"))
 }
 
 /// A trail of `events` written through an `AuditTrail` whose `TreeFollower` keeps its tree,
@@ -119,14 +190,7 @@ fn receipts(events: u64) {
             .build()
             .expect("trail");
         for n in 0..events {
-            let event = AuditEvent::new(
-                Category::Request,
-                "http.request",
-                Outcome::Success,
-                Actor::user(format!("user{}", n % 10_000)),
-            )
-            .with_target(format!("item:{n}"));
-            trail.record(event).await.expect("record");
+            trail.record(event(n)).await.expect("record");
         }
         trail.shutdown().await.expect("shutdown");
     });

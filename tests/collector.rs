@@ -353,3 +353,167 @@ async fn publish_line(
         .await
         .unwrap();
 }
+
+/// An instance whose trail also keeps a Merkle tree: its signed heads go to the stream
+/// with its checkpoints, and the collector takes each only if it holds the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_checks_each_tree_head_and_refuses_a_rewritten_tree() {
+    use audit_layer::merkle::{MerkleTree, TreeFollower, TreeHead, signed_heads};
+    use audit_layer::sink::nats::TREE_SIZE_HEADER;
+    use base64::Engine as _;
+    let Some((store, _client)) = common::services::postgres().await else {
+        return;
+    };
+    let Some((nats_url, jetstream)) = common::services::nats().await else {
+        return;
+    };
+    let name = common::services::unique_name("collect_tree");
+    let stream = Stream {
+        url: nats_url,
+        name: name.to_uppercase(),
+        prefix: name.clone(),
+    };
+    let table = name.clone();
+    let key = CheckpointKey::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let central_dir = tempfile::tempdir().unwrap();
+    let central = AuditTrail::builder()
+        .sink(JsonlFileSink::new(central_dir.path()))
+        .build()
+        .unwrap();
+    const ORIGIN: &str = "audit.example.com/web-t";
+    let audit = AuditTrail::builder()
+        .sink(
+            JsonlFileSink::builder(dir.path())
+                .trail_id("web-t")
+                .signing_key(key.clone())
+                .checkpoint_every(50, Duration::from_secs(1))
+                .build(),
+        )
+        .follower(TreeFollower::new(ORIGIN, key.clone()).unwrap())
+        .follower(stream.sink())
+        .build()
+        .unwrap();
+    let (stop, _) = tokio::sync::broadcast::channel::<()>(1);
+    let collector = collector(
+        &stream,
+        &store,
+        &table,
+        std::slice::from_ref(&key),
+        &central,
+    );
+    let mut stopped = stop.subscribe();
+    let running = tokio::spawn(collector.run(async move {
+        let _ = stopped.recv().await;
+    }));
+
+    // Heads are signed at checkpoints and go out with the next ones.
+    for _ in 0..4 {
+        serve(&audit, 60).await;
+        let signed = signed_heads(dir.path()).unwrap().len();
+        within(Duration::from_secs(20), "a head signed", async || {
+            signed_heads(dir.path()).unwrap().len() > signed
+        })
+        .await;
+    }
+    serve(&audit, 60).await;
+    audit.shutdown().await.unwrap();
+    let lines = TrailReader::new(dir.path(), 0, None)
+        .read(usize::MAX)
+        .unwrap();
+    within(
+        Duration::from_secs(60),
+        "every line stored, tree heads checked and held",
+        async || {
+            reports(&store, &table)
+                .await
+                .first()
+                .is_some_and(|report| report.lines == lines.len() as u64 && report.tree_heads >= 3)
+        },
+    )
+    .await;
+    // A head waiting for its line is offered again within half a second.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let report = reports(&store, &table).await.remove(0);
+    assert_eq!(report.faults, 0, "{report}");
+    let held = report.tree_size.unwrap();
+    let heads = signed_heads(dir.path()).unwrap();
+    assert!(heads.iter().any(|head| head.size == held), "{report}");
+
+    // The key holder rewrites line 1 and signs a head of the size held: refused, alerted,
+    // and the held head stays.
+    let mut forged = MerkleTree::new();
+    for line in &lines[..held as usize] {
+        let leaf = if line.seq == 1 {
+            line.json.replace("\"audit/1\"", "\"audit/1\" ")
+        } else {
+            line.json.clone()
+        };
+        forged.push(leaf.as_bytes());
+    }
+    let b64 = |hashes: Vec<audit_layer::merkle::Hash>| {
+        hashes
+            .iter()
+            .map(|h| base64::engine::general_purpose::STANDARD.encode(h))
+            .collect::<Vec<_>>()
+    };
+    let (_, real) =
+        audit_layer::merkle::root_of(lines[..held as usize].iter().map(|l| l.json.as_bytes()));
+    assert_ne!(forged.root(), real, "line 1 was rewritten");
+    let note = TreeHead::of(ORIGIN, &forged).sign(&key).unwrap();
+    let message = serde_json::json!({
+        "seq_to": held - 1,
+        "note": note,
+        "last_line": lines[held as usize - 1].json,
+        "last_leaf": b64(forged.inclusion_proof(held - 1, held).unwrap()),
+        "old_size": 0,
+        "consistency": [],
+    });
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(TREE_SIZE_HEADER, held.to_string().as_str());
+    headers.insert("Nats-Msg-Id", "forged-tree-head");
+    jetstream
+        .publish_with_headers(
+            format!("{}.web-t:tree", stream.prefix),
+            headers,
+            serde_json::to_vec(&message).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    within(
+        Duration::from_secs(30),
+        "the forged head refused",
+        async || {
+            reports(&store, &table)
+                .await
+                .first()
+                .is_some_and(|report| report.faults == 1)
+        },
+    )
+    .await;
+    let report = reports(&store, &table).await.remove(0);
+    assert_eq!(report.tree_size, Some(held), "{report}");
+    assert!(
+        report
+            .last_fault
+            .as_deref()
+            .unwrap_or_default()
+            .contains("rewritten"),
+        "{report}"
+    );
+
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    central.shutdown().await.unwrap();
+    assert!(
+        alerts(central_dir.path()).contains(&(
+            "audit.collect.tampered".to_owned(),
+            "web-t".to_owned(),
+            Some(held - 1)
+        )),
+        "{:?}",
+        alerts(central_dir.path())
+    );
+}

@@ -1,11 +1,11 @@
-//! What a message of the instances' stream is: a line of a trail, a checkpoint of one, or
-//! something else (a direct-mode event, another publisher's message).
+//! What a message of the instances' stream is: a line of a trail, a checkpoint of one, a
+//! tree head of one, or something else (a direct-mode event, another publisher's message).
 
 use async_nats::HeaderMap;
 
 use super::verdict::ArrivedLine;
 use crate::file::Checkpoint;
-use crate::sink::nats::{CHECKPOINT_HEADER, HASH_HEADER, SEQ_HEADER};
+use crate::sink::nats::{CHECKPOINT_HEADER, HASH_HEADER, PublishedHead, SEQ_HEADER, TREE_SUFFIX};
 
 /// One message, read.
 #[derive(Debug)]
@@ -16,6 +16,11 @@ pub(crate) enum Arrival {
     Checkpoint {
         trail: String,
         checkpoint: Box<Checkpoint>,
+    },
+    /// A signed Merkle tree head of `trail`, with its proofs (`<prefix>.<trail>:tree`).
+    TreeHead {
+        trail: String,
+        head: Box<PublishedHead>,
     },
     /// A message of `trail` that says it is a line or a checkpoint but cannot be read as one.
     Unreadable { trail: String, detail: String },
@@ -31,12 +36,28 @@ pub(crate) fn classify(
     headers: Option<&HeaderMap>,
     payload: &[u8],
 ) -> Arrival {
-    let Some(trail) = subject
+    let Some(rest) = subject
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.split('.').next())
-        .filter(|trail| !trail.is_empty())
     else {
+        return Arrival::Foreign;
+    };
+    if let Some(trail) = rest
+        .strip_suffix(TREE_SUFFIX)
+        .filter(|trail| !trail.is_empty() && !trail.contains('.'))
+    {
+        return match serde_json::from_slice::<PublishedHead>(payload) {
+            Ok(head) => Arrival::TreeHead {
+                trail: trail.to_owned(),
+                head: Box::new(head),
+            },
+            Err(error) => Arrival::Unreadable {
+                trail: trail.to_owned(),
+                detail: format!("a tree head's message that is not one: {error}"),
+            },
+        };
+    }
+    let Some(trail) = rest.split('.').next().filter(|trail| !trail.is_empty()) else {
         return Arrival::Foreign;
     };
     let header = |name: &str| {
@@ -120,6 +141,25 @@ mod tests {
         let checkpoint = headers(&[(CHECKPOINT_HEADER, "9")]);
         assert!(matches!(
             classify("audit", "audit.web-1", Some(&checkpoint), b"not json"),
+            Arrival::Unreadable { .. }
+        ));
+        let head = PublishedHead {
+            seq_to: 4,
+            note: "o\n5\nAAAA\n\n".to_owned(),
+            last_line: "{}".to_owned(),
+            last_leaf: Vec::new(),
+            old_size: 0,
+            consistency: Vec::new(),
+        };
+        let json = serde_json::to_vec(&head).unwrap();
+        match classify("audit", "audit.web-1:tree", None, &json) {
+            Arrival::TreeHead { trail, head: read } => {
+                assert_eq!((trail.as_str(), *read), ("web-1", head));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify("audit", "audit.web-1:tree", None, b"{"),
             Arrival::Unreadable { .. }
         ));
     }

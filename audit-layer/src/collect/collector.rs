@@ -10,6 +10,7 @@ use async_nats::jetstream::{AckKind, Message};
 use futures_util::StreamExt as _;
 
 use super::arrivals::{Arrival, classify};
+use super::tree::HeadVerdict;
 use super::verdict::{ArrivedLine, Rules};
 use crate::delivery::AuditTrail;
 use crate::error::ConfigError;
@@ -18,7 +19,7 @@ use crate::event::{AuditEvent, Category, Outcome};
 use crate::file::{ChainKey, Checkpoint, Fault, FaultKind, PublicKey};
 use crate::follow::Recorder;
 use crate::sink::SinkError;
-use crate::sink::nats::NatsSink;
+use crate::sink::nats::{NatsSink, PublishedHead};
 use crate::sink::postgres::collect::CollectTables;
 use crate::sink::postgres::{DEFAULT_CHECKPOINT_TABLE, PostgresSink};
 
@@ -33,6 +34,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the instances whose lines wait for a missing one are looked at, when nothing
 /// new arrives for them.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A tree head that waits for its last line, or for the head it is proven from, is offered
+/// again after this.
+const HEAD_RETRY: Duration = Duration::from_millis(500);
 
 /// Gathers the trails of many application instances into one central store, checking each
 /// as it arrives. See the [module docs](super).
@@ -228,6 +232,8 @@ struct Group {
     line_messages: Vec<Message>,
     checkpoints: Vec<Checkpoint>,
     checkpoint_messages: Vec<Message>,
+    heads: Vec<PublishedHead>,
+    head_messages: Vec<Message>,
 }
 
 impl Collector {
@@ -296,6 +302,11 @@ impl Collector {
                     group.checkpoints.push(*checkpoint);
                     group.checkpoint_messages.push(message);
                 }
+                Arrival::TreeHead { trail, head } => {
+                    let group = groups.entry(trail).or_default();
+                    group.heads.push(*head);
+                    group.head_messages.push(message);
+                }
                 Arrival::Unreadable { trail, detail } => {
                     let fault = Fault::new(FaultKind::Modified, detail).at(&trail, None, None);
                     self.alert(&trail, &fault);
@@ -330,6 +341,9 @@ impl Collector {
                     for message in group.line_messages.iter().chain(&group.checkpoint_messages) {
                         ack(message, AckKind::Ack).await;
                     }
+                    if let Err(error) = self.take_heads(&trail, &group).await {
+                        failed = Some(error);
+                    }
                 }
                 Err(error) => {
                     // Offered again soon; the store's state is as before the batch.
@@ -339,6 +353,38 @@ impl Collector {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// Checks and keeps an instance's tree heads, once its lines are stored: each must hold
+    /// the one accepted before it. One that must wait is offered again after a while.
+    async fn take_heads(&mut self, trail: &str, group: &Group) -> Result<(), SinkError> {
+        if group.heads.is_empty() {
+            return Ok(());
+        }
+        let verdicts = match self
+            .store
+            .collect_tree_heads(&self.tables, trail, &group.heads, &self.rules)
+            .await
+        {
+            Ok(verdicts) => verdicts,
+            Err(error) => {
+                for message in &group.head_messages {
+                    ack(message, AckKind::Nak(Some(BACKOFF_INITIAL))).await;
+                }
+                return Err(error);
+            }
+        };
+        for (message, verdict) in group.head_messages.iter().zip(verdicts) {
+            match verdict {
+                HeadVerdict::Accepted | HeadVerdict::Known => ack(message, AckKind::Ack).await,
+                HeadVerdict::Later => ack(message, AckKind::Nak(Some(HEAD_RETRY))).await,
+                HeadVerdict::Refused(fault) => {
+                    self.alert(trail, &fault);
+                    ack(message, AckKind::Ack).await;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Gives up the gaps whose grace is over for instances that nothing arrives for any more
@@ -439,7 +485,8 @@ async fn ack(message: &Message, kind: AckKind) {
 }
 
 async fn nak_all(group: &Group, delay: Duration) {
-    for message in group.line_messages.iter().chain(&group.checkpoint_messages) {
+    let messages = group.line_messages.iter().chain(&group.checkpoint_messages);
+    for message in messages.chain(&group.head_messages) {
         ack(message, AckKind::Nak(Some(delay))).await;
     }
 }

@@ -35,6 +35,7 @@
 mod arrivals;
 mod collector;
 mod report;
+pub(crate) mod tree;
 pub(crate) mod verdict;
 
 pub use self::collector::{Collector, CollectorBuilder, DEFAULT_CONSUMER};

@@ -36,6 +36,11 @@ pub struct InstanceReport {
     pub sealed_to: Option<u64>,
     /// Checkpoints that verified.
     pub checkpoints: u64,
+    /// The size of the newest Merkle tree head of the instance that verified: each held
+    /// the one before it, and ended at a stored line.
+    pub tree_size: Option<u64>,
+    /// Tree heads that verified.
+    pub tree_heads: u64,
 }
 
 impl InstanceReport {
@@ -56,6 +61,8 @@ impl InstanceReport {
             waiting: state.waiting_since.is_some(),
             sealed_to: state.checkpoint.map(|checkpoint| checkpoint.seq_to),
             checkpoints: state.checkpoints,
+            tree_size: state.tree.map(|head| head.size),
+            tree_heads: state.tree_heads,
         }
     }
 }
@@ -74,6 +81,9 @@ impl fmt::Display for InstanceReport {
             seq(self.sealed_to),
             self.checkpoints,
         )?;
+        if let Some(size) = self.tree_size {
+            write!(f, ", tree of {size} ({} head(s))", self.tree_heads)?;
+        }
         if let Some(lag) = self.lag {
             write!(f, ", lag {:.1} s", lag.as_secs_f64())?;
         }

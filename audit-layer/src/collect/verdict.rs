@@ -34,6 +34,9 @@ pub(crate) struct InstanceState {
     /// The last checkpoint that verified, and how many have.
     pub(crate) checkpoint: Option<Checkpoint>,
     pub(crate) checkpoints: u64,
+    /// The newest Merkle tree head of the instance that verified, and how many have.
+    pub(crate) tree: Option<super::tree::HeldHead>,
+    pub(crate) tree_heads: u64,
 }
 
 /// One line that arrived: its seq and hash as the message files them, and the line.
@@ -218,7 +221,11 @@ pub(crate) fn decide(
 
 /// A line checked on its own: its fields match its message's, its hash its content, and
 /// it names this trail. Gives the hash it links to.
-fn check_own(trail: &str, line: &ArrivedLine, key: Option<&ChainKey>) -> Result<String, String> {
+pub(super) fn check_own(
+    trail: &str,
+    line: &ArrivedLine,
+    key: Option<&ChainKey>,
+) -> Result<String, String> {
     let parsed =
         parse_line(line.json.as_bytes()).ok_or_else(|| "it is not a line of a trail".to_owned())?;
     if parsed.seq != line.seq || parsed.hash != line.hash {
@@ -330,7 +337,7 @@ fn check_checkpoint(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::file::chain::append_line;
     use crate::file::{CheckpointKey, LinkHash};
@@ -338,7 +345,7 @@ mod tests {
     const TRAIL: &str = "web-1";
 
     /// `count` chained lines of `trail`, from seq 0.
-    fn lines(trail: &str, count: u64) -> Vec<ArrivedLine> {
+    pub(in crate::collect) fn lines(trail: &str, count: u64) -> Vec<ArrivedLine> {
         let mut prev = LinkHash::GENESIS;
         (0..count)
             .map(|seq| {
@@ -365,7 +372,7 @@ mod tests {
             .collect()
     }
 
-    fn rules(keys: Vec<PublicKey>) -> Rules {
+    pub(in crate::collect) fn rules(keys: Vec<PublicKey>) -> Rules {
         Rules {
             chain_key: None,
             public_keys: keys,

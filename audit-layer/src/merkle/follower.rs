@@ -255,12 +255,34 @@ pub fn timestamps_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadTimestam
     )
 }
 
-/// The records of one head's `size` in a file of records appended head by head: read
-/// from the end back to the first record of a smaller head, so that a receipt of a recent
-/// head reads a few kilobytes of a file of millions of heads.
+/// The signed heads of size `from` or more, oldest first, read back from the end of the
+/// file (see [`records_from`]).
+#[cfg(feature = "nats")]
+pub(crate) fn signed_heads_from(trail_dir: &Path, from: u64) -> io::Result<Vec<SignedHead>> {
+    records_from(
+        &trail_dir.join(MERKLE_DIR).join(SIGNED_HEADS),
+        from,
+        |head: &SignedHead| head.size,
+    )
+}
+
+/// The records of one head's `size` in a file of records appended head by head.
 fn records_of<T: serde::de::DeserializeOwned>(
     path: &Path,
     size: u64,
+    size_of: impl Fn(&T) -> u64,
+) -> io::Result<Vec<T>> {
+    let mut found = records_from(path, size, &size_of)?;
+    found.retain(|record| size_of(record) == size);
+    Ok(found)
+}
+
+/// The records of heads of size `from` or more in a file of records appended head by head,
+/// in file order: read from the end back to the first record of a smaller head, so that a
+/// receipt of a recent head reads a few kilobytes of a file of millions of heads.
+fn records_from<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    from: u64,
     size_of: impl Fn(&T) -> u64,
 ) -> io::Result<Vec<T>> {
     use std::io::{Read as _, Seek as _, SeekFrom};
@@ -300,14 +322,11 @@ fn records_of<T: serde::de::DeserializeOwned>(
                 continue;
             }
             let record: T = serde_json::from_slice(line).map_err(unreadable)?;
-            match size_of(&record).cmp(&size) {
-                std::cmp::Ordering::Equal => found.push(record),
-                std::cmp::Ordering::Less => {
-                    found.reverse();
-                    return Ok(found);
-                }
-                std::cmp::Ordering::Greater => {}
+            if size_of(&record) < from {
+                found.reverse();
+                return Ok(found);
             }
+            found.push(record);
         }
         partial = chunk[..whole_from].to_vec();
         end = start;

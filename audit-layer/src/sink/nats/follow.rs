@@ -52,6 +52,11 @@ impl Follower for NatsSink {
         })
     }
 
+    fn start(&mut self, trail_dir: &std::path::Path) -> Result<(), SinkError> {
+        self.trail_dir = Some(trail_dir.to_path_buf());
+        Ok(())
+    }
+
     fn takes_checkpoints(&self) -> bool {
         true
     }
@@ -77,7 +82,12 @@ impl Follower for NatsSink {
         Box::pin(async move {
             let count = format!("{} checkpoint(s)", checkpoints.len());
             let timeout = self.timeout;
-            let publishing = self.publish_checkpoints(trail, checkpoints);
+            let publishing = async {
+                self.publish_checkpoints(trail, checkpoints).await?;
+                // The tree heads signed by now go with them (a head signed later, with
+                // the next checkpoints).
+                self.publish_tree_heads(trail).await
+            };
             let result = acknowledged(timeout, &count, publishing).await;
             if result.is_err() {
                 self.start_afresh();

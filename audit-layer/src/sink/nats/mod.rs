@@ -53,9 +53,13 @@ use super::{BoxFuture, Sink, SinkError};
 
 mod follow;
 mod mirror;
+mod tree;
 
 pub use self::follow::{CHECKPOINT_HEADER, HASH_HEADER, SEQ_HEADER};
 pub use self::mirror::{DEFAULT_CHECKPOINT_STREAM, NatsCheckpointMirror};
+pub use self::tree::TREE_SIZE_HEADER;
+#[cfg(feature = "collector")]
+pub(crate) use self::tree::{PublishedHead, TREE_SUFFIX};
 use crate::error::ConfigError;
 use crate::event::{AuditEvent, Category, write_event};
 
@@ -77,6 +81,10 @@ pub struct NatsSink {
     acks: Vec<PublishAckFuture>,
     /// The subject being built, reused between events.
     subject: String,
+    /// The trail's directory, as a follower: where its tree heads are read.
+    trail_dir: Option<std::path::PathBuf>,
+    /// The size of the last tree head on the stream, once read.
+    tree_published: Option<u64>,
 }
 
 impl fmt::Debug for NatsSink {
@@ -226,6 +234,8 @@ impl NatsSinkBuilder {
             jetstream: None,
             acks: Vec::new(),
             subject: String::new(),
+            trail_dir: None,
+            tree_published: None,
         })
     }
 }
@@ -458,6 +468,7 @@ impl NatsSink {
     fn start_afresh(&mut self) {
         self.acks.clear();
         self.jetstream = None;
+        self.tree_published = None;
     }
 }
 

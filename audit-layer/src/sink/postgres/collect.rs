@@ -12,11 +12,13 @@ use tokio_postgres::Client;
 use super::table::{TableName, serialized_ddl};
 use super::{PostgresSink, describe};
 use crate::collect::InstanceReport;
+use crate::collect::tree::{HeadVerdict, decide_head};
 use crate::collect::verdict::{ArrivedLine, Decision, InstanceState, Rules, decide};
 use crate::event::Timestamp;
 use crate::file::{Checkpoint, Fault, TrailLine};
 use crate::follow::fields::LineFields;
 use crate::sink::SinkError;
+use crate::sink::nats::PublishedHead;
 
 /// The tables besides the events table.
 #[derive(Clone, Debug)]
@@ -92,6 +94,45 @@ impl PostgresSink {
             Err(_) => Err(StoreError::Other(format!(
                 "storing {} line(s) took over {timeout:?}",
                 lines.len()
+            ))),
+        };
+        result.map_err(|error| {
+            self.connections.clear();
+            SinkError::new(error.to_string())
+        })
+    }
+
+    /// Checks `heads` of `trail` against the instance's state and the lines stored, in one
+    /// transaction holding the instance's row; a verdict for each, in their order.
+    pub(crate) async fn collect_tree_heads(
+        &mut self,
+        tables: &CollectTables,
+        trail: &str,
+        heads: &[PublishedHead],
+        rules: &Rules,
+    ) -> Result<Vec<HeadVerdict>, SinkError> {
+        self.ensure_connected().await?;
+        let timeout = self.timeout;
+        let (client, _) = self.follower_connection()?;
+        let checking = async {
+            client.batch_execute("BEGIN").await?;
+            let checked = heads_in_transaction(client, self, tables, trail, heads, rules).await;
+            match checked {
+                Ok(verdicts) => {
+                    client.batch_execute("COMMIT").await?;
+                    Ok(verdicts)
+                }
+                Err(error) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(error)
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, checking).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Other(format!(
+                "checking {} tree head(s) took over {timeout:?}",
+                heads.len()
             ))),
         };
         result.map_err(|error| {
@@ -199,23 +240,7 @@ async fn store_in_transaction(
     rules: &Rules,
     sweep: bool,
 ) -> Result<Vec<Fault>, StoreError> {
-    let instances = &tables.instances.quoted;
-    client
-        .execute(
-            &format!(
-                "INSERT INTO {instances} (trail, state) VALUES ($1, '{{}}') ON CONFLICT DO NOTHING"
-            ),
-            &[&trail],
-        )
-        .await?;
-    let row = client
-        .query_one(
-            &format!("SELECT state::text FROM {instances} WHERE trail = $1 FOR UPDATE"),
-            &[&trail],
-        )
-        .await?;
-    let mut state: InstanceState = serde_json::from_str(row.get(0))
-        .map_err(|error| StoreError::Other(format!("the state of instance `{trail}`: {error}")))?;
+    let mut state = locked_state(client, tables, trail).await?;
     // One clock for the whole transaction: what is loaded and what `decide` gives up on agree.
     let now = Timestamp::now();
     let expected = state.last_seq.map_or(0, |last| last + 1);
@@ -275,17 +300,94 @@ async fn store_in_transaction(
         }
         load = true;
     }
-    let json =
-        serde_json::to_string(&state).map_err(|error| StoreError::Other(error.to_string()))?;
+    save_state(client, tables, trail, &state).await?;
+    Ok(faults)
+}
+
+/// Locks and reads the instance's state, decides over each head (smallest tree first) with
+/// the hash the store keeps for its last line, and saves the state.
+async fn heads_in_transaction(
+    client: &Client,
+    sink: &PostgresSink,
+    tables: &CollectTables,
+    trail: &str,
+    heads: &[PublishedHead],
+    rules: &Rules,
+) -> Result<Vec<HeadVerdict>, StoreError> {
+    let mut state = locked_state(client, tables, trail).await?;
+    let wanted: Vec<i64> = heads
+        .iter()
+        .filter_map(|head| i64::try_from(head.seq_to).ok())
+        .collect();
+    let mut stored = HashMap::new();
+    for row in client
+        .query(&sink.table.hashes_sql(), &[&trail, &wanted])
+        .await?
+    {
+        let seq: i64 = row.get(0);
+        let hash: Option<String> = row.get(1);
+        if let (Ok(seq), Some(hash)) = (u64::try_from(seq), hash) {
+            stored.insert(seq, hash);
+        }
+    }
+    let size_of = |head: &PublishedHead| {
+        crate::merkle::TreeHead::parse(&head.note).map_or(0, |tree| tree.size)
+    };
+    let mut order: Vec<usize> = (0..heads.len()).collect();
+    order.sort_by_key(|&index| size_of(&heads[index]));
+    let mut verdicts: Vec<Option<HeadVerdict>> = (0..heads.len()).map(|_| None).collect();
+    for index in order {
+        let head = &heads[index];
+        let stored_hash = stored.get(&head.seq_to).map(String::as_str);
+        verdicts[index] = Some(decide_head(trail, &mut state, head, stored_hash, rules));
+    }
+    save_state(client, tables, trail, &state).await?;
+    Ok(verdicts.into_iter().flatten().collect())
+}
+
+/// The instance's row, created if need be and locked for the transaction: its state.
+async fn locked_state(
+    client: &Client,
+    tables: &CollectTables,
+    trail: &str,
+) -> Result<InstanceState, StoreError> {
+    let instances = &tables.instances.quoted;
     client
         .execute(
             &format!(
-                "UPDATE {instances} SET state = $2::text::jsonb, updated = now() WHERE trail = $1"
+                "INSERT INTO {instances} (trail, state) VALUES ($1, '{{}}') ON CONFLICT DO NOTHING"
+            ),
+            &[&trail],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            &format!("SELECT state::text FROM {instances} WHERE trail = $1 FOR UPDATE"),
+            &[&trail],
+        )
+        .await?;
+    serde_json::from_str(row.get(0))
+        .map_err(|error| StoreError::Other(format!("the state of instance `{trail}`: {error}")))
+}
+
+async fn save_state(
+    client: &Client,
+    tables: &CollectTables,
+    trail: &str,
+    state: &InstanceState,
+) -> Result<(), StoreError> {
+    let json =
+        serde_json::to_string(state).map_err(|error| StoreError::Other(error.to_string()))?;
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET state = $2::text::jsonb, updated = now() WHERE trail = $1",
+                tables.instances.quoted
             ),
             &[&trail, &json],
         )
         .await?;
-    Ok(faults)
+    Ok(())
 }
 
 /// `waiting` then `arrived`, borrowed when nothing waits.
