@@ -11,7 +11,7 @@ use super::verdict::{ArrivedLine, InstanceState, Rules, check_own};
 use crate::file::chain::parse_line;
 use crate::file::{Fault, FaultKind};
 use crate::merkle::{
-    Hash, NoteVerifier, TreeHead, leaf_hash, verify_consistency, verify_inclusion,
+    Hash, NoteVerifier, TreeHead, decode_hashes, leaf_hash, verify_consistency, verify_inclusion,
 };
 use crate::sink::nats::PublishedHead;
 
@@ -152,21 +152,7 @@ fn check(
         Some(_) => {}
     }
     let proof = |hashes: &[String]| -> Result<Vec<Hash>, Fault> {
-        hashes
-            .iter()
-            .map(|hash| {
-                BASE64
-                    .decode(hash)
-                    .ok()
-                    .and_then(|bytes| Hash::try_from(bytes).ok())
-                    .ok_or_else(|| {
-                        fault(
-                            FaultKind::BadCheckpoint,
-                            "a proof hash that is not 32 bytes in base64".to_owned(),
-                        )
-                    })
-            })
-            .collect()
+        decode_hashes(hashes).map_err(|error| fault(FaultKind::BadCheckpoint, error.to_owned()))
     };
     verify_inclusion(
         &leaf_hash(head.last_line.as_bytes()),
@@ -197,20 +183,11 @@ fn check(
                 ),
             ));
         }
-        let held_root = BASE64
-            .decode(&held.root)
-            .ok()
-            .and_then(|bytes| Hash::try_from(bytes).ok())
-            .ok_or_else(|| {
-                fault(
-                    FaultKind::BadCheckpoint,
-                    "the held tree head's root is unreadable".to_owned(),
-                )
-            })?;
+        let held_root = proof(std::slice::from_ref(&held.root))?;
         verify_consistency(
             held.size,
             size,
-            &held_root,
+            &held_root[0],
             &tree.root,
             &proof(&head.consistency)?,
         )

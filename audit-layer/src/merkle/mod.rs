@@ -52,6 +52,8 @@ mod witnessing;
 use sha2::{Digest, Sha256};
 
 pub use self::checkpoint::TreeHead;
+#[cfg(feature = "collector")]
+pub(crate) use self::consistency::decode_hashes;
 pub use self::consistency::{CONSISTENCY_FORMAT, ConsistencyProof};
 pub use self::cosignature::{Cosigned, cosign, cosignatures};
 pub use self::files::{MERKLE_DIR, TreeFiles};

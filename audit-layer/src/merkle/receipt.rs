@@ -144,7 +144,8 @@ impl Receipt {
                 self.tree_size, head.size
             )));
         }
-        let proof = decode_hashes(&self.inclusion)?;
+        let proof =
+            decode_hashes(&self.inclusion).map_err(|e| ReceiptError::Format(e.to_owned()))?;
         verify_inclusion(
             &leaf_hash(self.event.as_bytes()),
             self.leaf_index,

@@ -105,28 +105,38 @@ impl Follower for NatsSink {
 impl NatsSink {
     /// The seq and hash of the trail's last message on the stream.
     async fn read_cursor(&mut self, trail: &str) -> Result<Cursor, SinkError> {
+        let subject = format!("{}.{trail}.>", self.subject_prefix);
+        match self.last_message(&subject, "message").await? {
+            Some(message) => cursor_of(&message),
+            None => Ok(Cursor::empty()),
+        }
+    }
+
+    /// The stream's last message on `subject` (`what` names it in errors), if any.
+    pub(super) async fn last_message(
+        &mut self,
+        subject: &str,
+        what: &str,
+    ) -> Result<Option<jetstream::message::StreamMessage>, SinkError> {
         let jetstream = self.connected().await?;
         let reading = async {
             let stream = jetstream
                 .get_stream_no_info(&self.stream)
                 .await
                 .map_err(|error| SinkError::new(format!("no stream `{}`: {error}", self.stream)))?;
-            match stream
-                .get_last_raw_message_by_subject(&format!("{}.{trail}.>", self.subject_prefix))
-                .await
-            {
-                Ok(message) => cursor_of(&message),
+            match stream.get_last_raw_message_by_subject(subject).await {
+                Ok(message) => Ok(Some(message)),
                 Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                    Ok(Cursor::empty())
+                    Ok(None)
                 }
                 Err(error) => Err(SinkError::new(format!(
-                    "cannot read the last message: {error}"
+                    "cannot read the last {what}: {error}"
                 ))),
             }
         };
         tokio::time::timeout(self.timeout, reading)
             .await
-            .map_err(|_| SinkError::new(format!("no cursor within {:?}", self.timeout)))?
+            .map_err(|_| SinkError::new(format!("no last {what} within {:?}", self.timeout)))?
     }
 
     async fn publish_lines(&mut self, trail: &str, lines: &[TrailLine]) -> Result<(), SinkError> {
@@ -161,39 +171,9 @@ impl NatsSink {
 }
 
 impl NatsSink {
-    /// The last message on the trail's checkpoint subject, `<prefix>.<trail>`.
-    async fn last_checkpoint_message(
-        &mut self,
-        trail: &str,
-    ) -> Result<Option<jetstream::message::StreamMessage>, SinkError> {
-        let jetstream = self.connected().await?;
-        let reading = async {
-            let stream = jetstream
-                .get_stream_no_info(&self.stream)
-                .await
-                .map_err(|error| SinkError::new(format!("no stream `{}`: {error}", self.stream)))?;
-            match stream
-                .get_last_raw_message_by_subject(&checkpoint_subject(&self.subject_prefix, trail))
-                .await
-            {
-                Ok(message) => Ok(Some(message)),
-                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                    Ok(None)
-                }
-                Err(error) => Err(SinkError::new(format!(
-                    "cannot read the last checkpoint: {error}"
-                ))),
-            }
-        };
-        tokio::time::timeout(self.timeout, reading)
-            .await
-            .map_err(|_| {
-                SinkError::new(format!("no checkpoint cursor within {:?}", self.timeout))
-            })?
-    }
-
     async fn read_checkpoint_cursor(&mut self, trail: &str) -> Result<Option<u64>, SinkError> {
-        let Some(message) = self.last_checkpoint_message(trail).await? else {
+        let subject = checkpoint_subject(&self.subject_prefix, trail);
+        let Some(message) = self.last_message(&subject, "checkpoint").await? else {
             return Ok(None);
         };
         let seq_to = message

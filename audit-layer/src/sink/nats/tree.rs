@@ -6,7 +6,7 @@
 //! The subject is outside the lines' (`<prefix>.<trail>.>`) and the checkpoints'
 //! (`<prefix>.<trail>`): `:` is in no trail id, and each cursor reads its own subject.
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -101,37 +101,20 @@ impl NatsSink {
 
     /// The size of the last tree head on the stream (0: none).
     async fn read_tree_cursor(&mut self, trail: &str) -> Result<u64, SinkError> {
-        let jetstream = self.connected().await?;
-        let reading = async {
-            let stream = jetstream
-                .get_stream_no_info(&self.stream)
-                .await
-                .map_err(|error| SinkError::new(format!("no stream `{}`: {error}", self.stream)))?;
-            match stream
-                .get_last_raw_message_by_subject(&tree_subject(&self.subject_prefix, trail))
-                .await
-            {
-                Ok(message) => message
-                    .headers
-                    .get(TREE_SIZE_HEADER)
-                    .and_then(|value| value.as_str().parse().ok())
-                    .ok_or_else(|| {
-                        SinkError::new(format!(
-                            "the last message on {} has no `{TREE_SIZE_HEADER}` header",
-                            message.subject
-                        ))
-                    }),
-                Err(error) if error.kind() == stream::LastRawMessageErrorKind::NoMessageFound => {
-                    Ok(0)
-                }
-                Err(error) => Err(SinkError::new(format!(
-                    "cannot read the last tree head: {error}"
-                ))),
-            }
+        let subject = tree_subject(&self.subject_prefix, trail);
+        let Some(message) = self.last_message(&subject, "tree head").await? else {
+            return Ok(0);
         };
-        tokio::time::timeout(self.timeout, reading)
-            .await
-            .map_err(|_| SinkError::new(format!("no tree head cursor within {:?}", self.timeout)))?
+        message
+            .headers
+            .get(TREE_SIZE_HEADER)
+            .and_then(|value| value.as_str().parse().ok())
+            .ok_or_else(|| {
+                SinkError::new(format!(
+                    "the last message on {} has no `{TREE_SIZE_HEADER}` header",
+                    message.subject
+                ))
+            })
     }
 }
 

@@ -60,42 +60,21 @@ impl PostgresSink {
             self.connections.clear();
         }
         self.ensure_connected().await?;
-        let timeout = self.timeout;
         let (client, follow) = self.follower_connection()?;
-        let storing = async {
-            client.batch_execute("BEGIN").await?;
-            let stored = store_in_transaction(
-                client,
-                &follow.copy,
-                &follow.types,
-                self,
-                tables,
-                trail,
-                lines,
-                checkpoints,
-                rules,
-                sweep,
-            )
-            .await;
-            match stored {
-                Ok(faults) => {
-                    client.batch_execute("COMMIT").await?;
-                    Ok(faults)
-                }
-                Err(error) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(error)
-                }
-            }
-        };
-        let result = match tokio::time::timeout(timeout, storing).await {
-            Ok(Ok(faults)) => Ok(faults),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Err(StoreError::Other(format!(
-                "storing {} line(s) took over {timeout:?}",
-                lines.len()
-            ))),
-        };
+        let storing = store_in_transaction(
+            client,
+            &follow.copy,
+            &follow.types,
+            self,
+            tables,
+            trail,
+            lines,
+            checkpoints,
+            rules,
+            sweep,
+        );
+        let what = format!("storing {} line(s)", lines.len());
+        let result = in_transaction(client, self.timeout, &what, storing).await;
         result.map_err(|error| {
             self.connections.clear();
             SinkError::new(error.to_string())
@@ -112,29 +91,10 @@ impl PostgresSink {
         rules: &Rules,
     ) -> Result<Vec<HeadVerdict>, SinkError> {
         self.ensure_connected().await?;
-        let timeout = self.timeout;
         let (client, _) = self.follower_connection()?;
-        let checking = async {
-            client.batch_execute("BEGIN").await?;
-            let checked = heads_in_transaction(client, self, tables, trail, heads, rules).await;
-            match checked {
-                Ok(verdicts) => {
-                    client.batch_execute("COMMIT").await?;
-                    Ok(verdicts)
-                }
-                Err(error) => {
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    Err(error)
-                }
-            }
-        };
-        let result = match tokio::time::timeout(timeout, checking).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Other(format!(
-                "checking {} tree head(s) took over {timeout:?}",
-                heads.len()
-            ))),
-        };
+        let checking = heads_in_transaction(client, self, tables, trail, heads, rules);
+        let what = format!("checking {} tree head(s)", heads.len());
+        let result = in_transaction(client, self.timeout, &what, checking).await;
         result.map_err(|error| {
             self.connections.clear();
             SinkError::new(error.to_string())
@@ -302,6 +262,32 @@ async fn store_in_transaction(
     }
     save_state(client, tables, trail, &state).await?;
     Ok(faults)
+}
+
+/// Runs `work` (not started yet) between `BEGIN` and `COMMIT`, rolled back if it fails or
+/// takes over `timeout`.
+async fn in_transaction<T>(
+    client: &Client,
+    timeout: std::time::Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let running = async {
+        client.batch_execute("BEGIN").await?;
+        match work.await {
+            Ok(done) => {
+                client.batch_execute("COMMIT").await?;
+                Ok(done)
+            }
+            Err(error) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(error)
+            }
+        }
+    };
+    tokio::time::timeout(timeout, running)
+        .await
+        .unwrap_or_else(|_| Err(StoreError::Other(format!("{what} took over {timeout:?}"))))
 }
 
 /// Locks and reads the instance's state, decides over each head (smallest tree first) with
