@@ -255,17 +255,6 @@ pub fn timestamps_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadTimestam
     )
 }
 
-/// The signed heads of size `from` or more, oldest first, read back from the end of the
-/// file (see [`records_from`]).
-#[cfg(feature = "nats")]
-pub(crate) fn signed_heads_from(trail_dir: &Path, from: u64) -> io::Result<Vec<SignedHead>> {
-    records_from(
-        &trail_dir.join(MERKLE_DIR).join(SIGNED_HEADS),
-        from,
-        |head: &SignedHead| head.size,
-    )
-}
-
 /// The records of one head's `size` in a file of records appended head by head.
 fn records_of<T: serde::de::DeserializeOwned>(
     path: &Path,

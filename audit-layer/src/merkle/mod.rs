@@ -57,8 +57,6 @@ pub(crate) use self::consistency::decode_hashes;
 pub use self::consistency::{CONSISTENCY_FORMAT, ConsistencyProof};
 pub use self::cosignature::{Cosigned, cosign, cosignatures};
 pub use self::files::{MERKLE_DIR, TreeFiles};
-#[cfg(feature = "nats")]
-pub(crate) use self::follower::signed_heads_from;
 pub use self::follower::{
     HeadCosignature, HeadTimestamp, SignedHead, TreeFollower, TreeFollowerBuilder, cosignatures_of,
     newest_signed_head, signed_heads, timestamps_of,

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{NatsSink, send, wait_for};
-use crate::merkle::{TreeFiles, TreeHead, signed_heads_from};
+use crate::merkle::{TreeFiles, TreeHead, newest_signed_head};
 use crate::sink::SinkError;
 
 /// The header of a tree head's message: the tree's size.
@@ -45,8 +45,9 @@ pub(crate) fn tree_subject(prefix: &str, trail: &str) -> String {
 }
 
 impl NatsSink {
-    /// Publishes the tree heads signed since the last one published, if the trail has a
-    /// tree. A head that cannot be read or proven here is logged and left for the next
+    /// Publishes the newest tree head, if the trail has a tree and it is newer than the last
+    /// one published, proven from that one (the heads between add nothing a collector
+    /// checks). A head that cannot be read or proven here is logged and left for the next
     /// call: the lines and checkpoints go on regardless.
     pub(super) async fn publish_tree_heads(&mut self, trail: &str) -> Result<(), SinkError> {
         let Some(dir) = self.trail_dir.clone() else {
@@ -64,38 +65,32 @@ impl NatsSink {
             Some(size) => size,
             None => self.read_tree_cursor(trail).await?,
         };
-        let heads = match signed_heads_from(&dir, published + 1) {
-            Ok(heads) => heads,
+        let head = match newest_signed_head(&dir) {
+            Ok(Some(head)) if head.size > published => head,
+            Ok(_) => return Ok(()),
             Err(error) => {
                 tracing::warn!(target: "audit", %error, "nats: cannot read the tree's heads");
                 return Ok(());
             }
         };
+        let message = match published_head(&files, &dir, &head, published) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(target: "audit", size = head.size, %error, "nats: cannot prove a tree head");
+                return Ok(());
+            }
+        };
         let jetstream = self.connected().await?;
         self.acks.clear();
+        let message = jetstream::message::PublishMessage::build()
+            .payload(Bytes::from(serde_json::to_vec(&message)?))
+            .message_id(format!("{trail}-tree-{}", head.size))
+            .header(TREE_SIZE_HEADER, head.size.to_string().as_str())
+            .expected_stream(&self.stream);
         let subject = tree_subject(&self.subject_prefix, trail);
-        let mut previous = published;
-        for head in heads.iter().filter(|head| head.size > published) {
-            if head.size <= previous {
-                continue;
-            }
-            let message = match published_head(&files, &dir, head, previous) {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(target: "audit", size = head.size, %error, "nats: cannot prove a tree head");
-                    break;
-                }
-            };
-            let message = jetstream::message::PublishMessage::build()
-                .payload(Bytes::from(serde_json::to_vec(&message)?))
-                .message_id(format!("{trail}-tree-{}", head.size))
-                .header(TREE_SIZE_HEADER, head.size.to_string().as_str())
-                .expected_stream(&self.stream);
-            send(&jetstream, &mut self.acks, subject.clone(), message).await?;
-            previous = head.size;
-        }
+        send(&jetstream, &mut self.acks, subject, message).await?;
         wait_for(&mut self.acks).await?;
-        self.tree_published = Some(previous);
+        self.tree_published = Some(head.size);
         Ok(())
     }
 
