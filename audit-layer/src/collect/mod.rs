@@ -18,6 +18,11 @@
 //!   instance's lines in any order) in `<table>_pending` until it comes, and gives the gap
 //!   up after a grace time ([`CollectorBuilder::gap_grace`]): each message is acknowledged
 //!   once the store has it, stored or waiting;
+//! - checks each signed Merkle tree head of an instance that keeps a tree (published on
+//!   `<prefix>.<trail>:tree` by the follower): it must be signed by a trusted key, end at
+//!   the line the store holds at its seq, and hold the head accepted before it, so that an
+//!   instance cannot rewrite what the store took and go on proving events from the
+//!   rewritten tree;
 //! - raises an `alert` event into the central trail ([`CollectorBuilder::alerts`]) for an
 //!   altered, misfiled or forked line (`audit.collect.tampered`, never stored) and for lines
 //!   that never arrived (`audit.collect.gap`, after a grace time);
