@@ -255,23 +255,12 @@ pub fn timestamps_of(trail_dir: &Path, size: u64) -> io::Result<Vec<HeadTimestam
     )
 }
 
-/// The records of one head's `size` in a file of records appended head by head.
+/// The records of one head's `size` in a file of records appended head by head, in file
+/// order: read from the end back to the first record of a smaller head, so that a receipt
+/// of a recent head reads a few kilobytes of a file of millions of heads.
 fn records_of<T: serde::de::DeserializeOwned>(
     path: &Path,
     size: u64,
-    size_of: impl Fn(&T) -> u64,
-) -> io::Result<Vec<T>> {
-    let mut found = records_from(path, size, &size_of)?;
-    found.retain(|record| size_of(record) == size);
-    Ok(found)
-}
-
-/// The records of heads of size `from` or more in a file of records appended head by head,
-/// in file order: read from the end back to the first record of a smaller head, so that a
-/// receipt of a recent head reads a few kilobytes of a file of millions of heads.
-fn records_from<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    from: u64,
     size_of: impl Fn(&T) -> u64,
 ) -> io::Result<Vec<T>> {
     use std::io::{Read as _, Seek as _, SeekFrom};
@@ -311,11 +300,14 @@ fn records_from<T: serde::de::DeserializeOwned>(
                 continue;
             }
             let record: T = serde_json::from_slice(line).map_err(unreadable)?;
-            if size_of(&record) < from {
-                found.reverse();
-                return Ok(found);
+            match size_of(&record).cmp(&size) {
+                std::cmp::Ordering::Less => {
+                    found.reverse();
+                    return Ok(found);
+                }
+                std::cmp::Ordering::Equal => found.push(record),
+                std::cmp::Ordering::Greater => {}
             }
-            found.push(record);
         }
         partial = chunk[..whole_from].to_vec();
         end = start;

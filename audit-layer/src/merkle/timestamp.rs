@@ -113,10 +113,14 @@ impl TimestampAuthority {
 
     /// The authority whose certificate is in the file at `path` (PEM or DER).
     pub fn from_file(path: &Path) -> Result<Self, TimestampError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| TimestampError::Certificate(format!("{}: {e}", path.display())))?;
-        Self::from_certificate(&bytes)
-            .map_err(|e| TimestampError::Certificate(format!("{}: {e}", path.display())))
+        let in_file = |reason: &dyn fmt::Display| {
+            TimestampError::Certificate(format!("{}: {reason}", path.display()))
+        };
+        let bytes = std::fs::read(path).map_err(|e| in_file(&e))?;
+        Self::from_certificate(&bytes).map_err(|e| match e {
+            TimestampError::Certificate(reason) => in_file(&reason),
+            other => other,
+        })
     }
 
     /// The certificate's subject, as `CN=...,O=...`.
@@ -325,14 +329,7 @@ pub fn verify_timestamp(
         .as_ref()
         .map(|content| content.value())
         .unwrap_or_default();
-    check_signed_attributes(signer, content).map_err(refuse)?;
-    let attributes = signer
-        .signed_attrs
-        .as_ref()
-        .map(|attrs| attrs.to_der())
-        .transpose()
-        .map_err(|e| refuse(e.to_string()))?
-        .unwrap_or_default();
+    let attributes = check_signed_attributes(signer, content).map_err(refuse)?;
     authority
         .check(
             signer.digest_alg.oid,
@@ -431,8 +428,8 @@ fn check_unsigned_fields(signed: &SignedData, signer: &SignerInfo) -> Result<(),
 }
 
 /// The signed attributes name a TSTInfo and hold the digest of the one carried (RFC 5652,
-/// §5.4), so the signature over them covers it.
-fn check_signed_attributes(signer: &SignerInfo, content: &[u8]) -> Result<(), String> {
+/// §5.4), so the signature over them covers it; their DER, which the signature is over.
+fn check_signed_attributes(signer: &SignerInfo, content: &[u8]) -> Result<Vec<u8>, String> {
     let attributes = signer
         .signed_attrs
         .as_ref()
@@ -462,5 +459,5 @@ fn check_signed_attributes(signer: &SignerInfo, content: &[u8]) -> Result<(), St
     if signed_digest.as_bytes() != digest {
         return Err("the signed digest is not the TSTInfo's".to_owned());
     }
-    Ok(())
+    attributes.to_der().map_err(|e| e.to_string())
 }
